@@ -1,0 +1,104 @@
+//! Layered settings: `config/default.toml`, an optional `SQLJUDGE_CONFIG` file, then the
+//! environment. The fixed variable names are part of the operator contract.
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub redis: RedisSettings,
+    pub sandbox: SandboxSettings,
+    pub executor: ExecutorSettings,
+    pub auth: AuthSettings,
+    pub health: HealthSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    pub bind: String,
+    pub http_workers: usize,
+    pub max_json_bytes: usize,
+    pub max_dataset_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    pub url: String,
+    pub pool_size: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RedisSettings {
+    pub url: String,
+    pub key_prefix: String,
+    pub timeout_ms: u64,
+    pub result_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SandboxSettings {
+    pub url: String,
+    pub role_prefix: String,
+    pub role_password: String,
+    pub default_time_limit_ms: u32,
+    pub max_time_limit_ms: u32,
+    pub grace_ms: u64,
+    pub max_rows: usize,
+    pub max_output_bytes: usize,
+    pub max_message_bytes: usize,
+    pub max_sql_bytes: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ExecutorSettings {
+    pub workers: usize,
+    pub lease_ms: u64,
+    pub reaper_interval_ms: u64,
+    pub resweep_after_ms: u64,
+    pub max_attempts: u32,
+    pub dequeue_block_secs: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    pub admin_token: String,
+    pub access_ttl_secs: i64,
+    pub refresh_ttl_secs: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct HealthSettings {
+    pub interval_ms: u64,
+}
+
+/// Environment variables with fixed names, and the setting each one overrides.
+const FIXED_ENV: [(&str, &str); 5] = [
+    ("DATABASE_URL", "database.url"),
+    ("REDIS_URL", "redis.url"),
+    ("SQLJUDGE_ADMIN_TOKEN", "auth.admin_token"),
+    ("SQLJUDGE_BIND", "server.bind"),
+    ("SQLJUDGE_SANDBOX_URL", "sandbox.url"),
+];
+
+impl Settings {
+    /// Reads `config/default.toml` (relative to the working directory, or the directory named by
+    /// `SQLJUDGE_CONFIG_DIR`), then `SQLJUDGE_CONFIG`, then the environment.
+    pub fn load() -> Result<Settings, config::ConfigError> {
+        let dir = std::env::var("SQLJUDGE_CONFIG_DIR").unwrap_or_else(|_| "config".into());
+        let mut builder = config::Config::builder()
+            .add_source(config::File::with_name(&format!("{dir}/default")));
+        if let Ok(extra) = std::env::var("SQLJUDGE_CONFIG") {
+            builder = builder.add_source(config::File::with_name(&extra));
+        }
+        builder = builder.add_source(
+            config::Environment::with_prefix("SQLJUDGE")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        );
+        for (var, key) in FIXED_ENV {
+            builder = builder.set_override_option(key, std::env::var(var).ok())?;
+        }
+        builder.build()?.try_deserialize()
+    }
+}

@@ -1,0 +1,65 @@
+//! Platform database: connection pool, migrations, and the models with their queries.
+pub mod models;
+pub mod schema;
+
+use diesel::pg::PgConnection;
+use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
+use diesel::RunQueryDsl;
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// Every instance that starts at once serialises on this key before migrating.
+const MIGRATION_LOCK_KEY: i64 = 0x5351_4a55_4447_45; // "SQJUDGE"
+
+pub type PgPool = Pool<ConnectionManager<PgConnection>>;
+pub type PgConn = PooledConnection<ConnectionManager<PgConnection>>;
+
+pub fn pool(url: &str, size: u32) -> Result<PgPool, r2d2::Error> {
+    Pool::builder()
+        .max_size(size)
+        .min_idle(Some(1))
+        .connection_timeout(std::time::Duration::from_secs(5))
+        .build(ConnectionManager::new(url))
+}
+
+/// Runs pending migrations under a session advisory lock so concurrent starts do not race.
+pub fn run_migrations(
+    conn: &mut PgConnection,
+) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
+    diesel::sql_query("SELECT pg_advisory_lock($1)")
+        .bind::<diesel::sql_types::BigInt, _>(MIGRATION_LOCK_KEY)
+        .execute(conn)?;
+    let applied = conn.run_pending_migrations(MIGRATIONS).map(|v| v.len());
+    diesel::sql_query("SELECT pg_advisory_unlock($1)")
+        .bind::<diesel::sql_types::BigInt, _>(MIGRATION_LOCK_KEY)
+        .execute(conn)?;
+    applied
+}
+
+/// Creates database `url` names when it does not exist, connecting to the server's
+/// `postgres` database to do so.
+pub fn ensure_database(url: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    use diesel::Connection;
+    if PgConnection::establish(url).is_ok() {
+        return Ok(());
+    }
+    let (server, name) = url
+        .rsplit_once('/')
+        .ok_or_else(|| format!("database URL without a database name: {url}"))?;
+    let name = name.split('?').next().unwrap_or(name);
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!("refusing to create database with name {name:?}").into());
+    }
+    let mut admin = PgConnection::establish(&format!("{server}/postgres"))?;
+    match diesel::sql_query(format!("CREATE DATABASE \"{name}\"")).execute(&mut admin) {
+        Ok(_) => Ok(()),
+        // Another instance created it between our check and now.
+        Err(diesel::result::Error::DatabaseError(_, info))
+            if info.message().contains("already exists") =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,22 @@
+//! Models and the queries that belong to them.
+mod dataset;
+mod problem;
+mod submission;
+mod token;
+mod user;
+
+pub use dataset::{Dataset, TableInfo};
+pub use problem::{NewProblem, Problem};
+pub use submission::{NewSubmission, Submission};
+pub use token::AuthToken;
+pub use user::{NewUser, User};
+
+diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);
+
+/// True when `err` is a unique-constraint violation (a 409 for the caller).
+pub fn is_unique_violation(err: &diesel::result::Error) -> bool {
+    matches!(
+        err,
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
+    )
+}

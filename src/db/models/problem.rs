@@ -1,0 +1,115 @@
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+
+use crate::db::schema::problems;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = problems)]
+pub struct Problem {
+    pub id: i64,
+    pub slug: String,
+    pub title: String,
+    pub statement: String,
+    pub topic: String,
+    pub dataset: String,
+    pub reference_sql: String,
+    pub ordered: bool,
+    pub writeable: bool,
+    pub check_table: Option<String>,
+    pub time_limit_ms: i32,
+    pub expected_columns: serde_json::Value,
+    pub expected_rows: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Insertable, AsChangeset)]
+#[diesel(table_name = problems)]
+#[diesel(treat_none_as_null = true)]
+pub struct NewProblem {
+    pub slug: String,
+    pub title: String,
+    pub statement: String,
+    pub topic: String,
+    pub dataset: String,
+    pub reference_sql: String,
+    pub ordered: bool,
+    pub writeable: bool,
+    pub check_table: Option<String>,
+    pub time_limit_ms: i32,
+    pub expected_columns: serde_json::Value,
+    pub expected_rows: serde_json::Value,
+}
+
+impl Problem {
+    pub fn create(conn: &mut PgConnection, new: &NewProblem) -> QueryResult<Problem> {
+        diesel::insert_into(problems::table)
+            .values(new)
+            .returning(Problem::as_returning())
+            .get_result(conn)
+    }
+
+    pub fn update(
+        conn: &mut PgConnection,
+        id: i64,
+        new: &NewProblem,
+    ) -> QueryResult<Option<Problem>> {
+        diesel::update(problems::table.find(id))
+            .set((new, problems::updated_at.eq(Utc::now())))
+            .returning(Problem::as_returning())
+            .get_result(conn)
+            .optional()
+    }
+
+    /// Stores a recomputed reference result (after the problem's dataset was replaced).
+    pub fn set_expected(
+        conn: &mut PgConnection,
+        id: i64,
+        columns: &serde_json::Value,
+        rows: &serde_json::Value,
+    ) -> QueryResult<usize> {
+        diesel::update(problems::table.find(id))
+            .set((
+                problems::expected_columns.eq(columns),
+                problems::expected_rows.eq(rows),
+                problems::updated_at.eq(Utc::now()),
+            ))
+            .execute(conn)
+    }
+
+    pub fn find(conn: &mut PgConnection, id: i64) -> QueryResult<Option<Problem>> {
+        problems::table
+            .find(id)
+            .select(Problem::as_select())
+            .first(conn)
+            .optional()
+    }
+
+    pub fn find_by_slug(conn: &mut PgConnection, slug: &str) -> QueryResult<Option<Problem>> {
+        problems::table
+            .filter(problems::slug.eq(slug))
+            .select(Problem::as_select())
+            .first(conn)
+            .optional()
+    }
+
+    pub fn list(conn: &mut PgConnection, topic: Option<&str>) -> QueryResult<Vec<Problem>> {
+        let mut query = problems::table.select(Problem::as_select()).into_boxed();
+        if let Some(topic) = topic {
+            query = query.filter(problems::topic.eq(topic.to_string()));
+        }
+        query.order(problems::id).load(conn)
+    }
+
+    pub fn list_by_dataset(conn: &mut PgConnection, dataset: &str) -> QueryResult<Vec<Problem>> {
+        problems::table
+            .filter(problems::dataset.eq(dataset))
+            .select(Problem::as_select())
+            .order(problems::id)
+            .load(conn)
+    }
+
+    pub fn expected_column_names(&self) -> Vec<String> {
+        serde_json::from_value(self.expected_columns.clone()).unwrap_or_default()
+    }
+}

@@ -1,0 +1,224 @@
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use crate::db::schema::{first_solves, submissions};
+use crate::job::{Job, Outcome, Status};
+
+const PENDING: [&str; 2] = ["queued", "running"];
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = submissions)]
+pub struct Submission {
+    pub id: Uuid,
+    pub user_id: i64,
+    pub problem_id: i64,
+    pub sql_query: String,
+    pub status: String,
+    pub rows_returned: Option<i32>,
+    pub expected_rows: Option<i32>,
+    pub duration_ms: Option<i32>,
+    pub message: Option<String>,
+    pub sqlstate: Option<String>,
+    pub diff: Option<serde_json::Value>,
+    pub cached: bool,
+    pub queue: String,
+    pub request_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub graded_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Insertable)]
+#[diesel(table_name = submissions)]
+pub struct NewSubmission<'a> {
+    pub id: Uuid,
+    pub user_id: i64,
+    pub problem_id: i64,
+    pub sql_query: &'a str,
+    pub status: &'a str,
+    pub queue: &'a str,
+    pub request_id: Option<&'a str>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl<'a> NewSubmission<'a> {
+    pub fn queued(job: &'a Job, queue: &'a str) -> NewSubmission<'a> {
+        NewSubmission {
+            id: job.job_id,
+            user_id: job.user_id,
+            problem_id: job.problem_id,
+            sql_query: &job.sql,
+            status: Status::Queued.as_str(),
+            queue,
+            request_id: job.request_id.as_deref(),
+            created_at: job.submitted_at,
+        }
+    }
+}
+
+impl Submission {
+    /// Inserts a queued submission. When the same user already used `request_id` within 24 h
+    /// (or the job id exists), returns that submission and `false` instead.
+    pub fn insert_idempotent(
+        conn: &mut PgConnection,
+        new: &NewSubmission,
+    ) -> QueryResult<(Submission, bool)> {
+        conn.transaction(|conn| {
+            if let Some(request_id) = new.request_id {
+                // Keys are only promised for 24 h: release an older one so it can be reused.
+                diesel::update(
+                    submissions::table
+                        .filter(submissions::user_id.eq(new.user_id))
+                        .filter(submissions::request_id.eq(request_id))
+                        .filter(
+                            submissions::created_at.lt(Utc::now() - chrono::Duration::hours(24)),
+                        ),
+                )
+                .set(submissions::request_id.eq(None::<String>))
+                .execute(conn)?;
+            }
+            let inserted = diesel::insert_into(submissions::table)
+                .values(new)
+                .on_conflict_do_nothing()
+                .returning(Submission::as_returning())
+                .get_result(conn)
+                .optional()?;
+            if let Some(s) = inserted {
+                return Ok((s, true));
+            }
+            let existing = match new.request_id {
+                Some(request_id) => submissions::table
+                    .filter(submissions::user_id.eq(new.user_id))
+                    .filter(submissions::request_id.eq(request_id))
+                    .select(Submission::as_select())
+                    .first(conn)
+                    .optional()?,
+                None => None,
+            };
+            match existing {
+                Some(s) => Ok((s, false)),
+                None => submissions::table
+                    .find(new.id)
+                    .select(Submission::as_select())
+                    .first(conn)
+                    .map(|s| (s, false)),
+            }
+        })
+    }
+
+    pub fn find(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<Submission>> {
+        submissions::table
+            .find(id)
+            .select(Submission::as_select())
+            .first(conn)
+            .optional()
+    }
+
+    /// Records a grading outcome exactly once. A submission that already has a final status
+    /// keeps it (a duplicate delivery or a replay changes nothing); the row is created when the
+    /// job was accepted while Postgres was unreachable. Returns the stored submission and
+    /// whether this call recorded the user's first solve of the problem.
+    pub fn record_result(
+        conn: &mut PgConnection,
+        job: &Job,
+        queue: &str,
+        outcome: &Outcome,
+    ) -> QueryResult<(Submission, bool)> {
+        conn.transaction(|conn| {
+            diesel::insert_into(submissions::table)
+                .values(NewSubmission::queued(job, queue))
+                .on_conflict_do_nothing()
+                .execute(conn)?;
+            let updated = diesel::update(
+                submissions::table
+                    .find(job.job_id)
+                    .filter(submissions::status.eq_any(PENDING)),
+            )
+            .set((
+                submissions::status.eq(outcome.status.as_str()),
+                submissions::rows_returned.eq(outcome.rows_returned),
+                submissions::expected_rows.eq(outcome.expected_rows),
+                submissions::duration_ms.eq(outcome.duration_ms),
+                submissions::message.eq(&outcome.message),
+                submissions::sqlstate.eq(&outcome.sqlstate),
+                submissions::diff.eq(&outcome.diff),
+                submissions::graded_at.eq(Utc::now()),
+            ))
+            .returning(Submission::as_returning())
+            .get_result(conn)
+            .optional()?;
+            let stored = match updated {
+                Some(s) => s,
+                None => submissions::table
+                    .find(job.job_id)
+                    .select(Submission::as_select())
+                    .first(conn)?,
+            };
+            let first_solve = stored.status == Status::Accepted.as_str()
+                && diesel::insert_into(first_solves::table)
+                    .values((
+                        first_solves::user_id.eq(stored.user_id),
+                        first_solves::problem_id.eq(stored.problem_id),
+                        first_solves::submission_id.eq(stored.id),
+                        first_solves::solved_at.eq(stored.graded_at.unwrap_or_else(Utc::now)),
+                    ))
+                    .on_conflict_do_nothing()
+                    .execute(conn)?
+                    == 1;
+            Ok((stored, first_solve))
+        })
+    }
+
+    /// A user's submissions, newest first, and how many there are in all.
+    pub fn list_for_user(
+        conn: &mut PgConnection,
+        user_id: i64,
+        problem_id: Option<i64>,
+        limit: i64,
+        offset: i64,
+    ) -> QueryResult<(Vec<Submission>, i64)> {
+        let filtered = || {
+            let mut q = submissions::table
+                .filter(submissions::user_id.eq(user_id))
+                .into_boxed();
+            if let Some(p) = problem_id {
+                q = q.filter(submissions::problem_id.eq(p));
+            }
+            q
+        };
+        let total = filtered().count().get_result(conn)?;
+        let items = filtered()
+            .select(Submission::as_select())
+            .order((submissions::created_at.desc(), submissions::id))
+            .limit(limit)
+            .offset(offset)
+            .load(conn)?;
+        Ok((items, total))
+    }
+
+    /// Submissions still pending that were created before `cutoff`, oldest first.
+    pub fn pending_before(
+        conn: &mut PgConnection,
+        cutoff: DateTime<Utc>,
+        limit: i64,
+    ) -> QueryResult<Vec<Submission>> {
+        submissions::table
+            .filter(submissions::status.eq_any(PENDING))
+            .filter(submissions::created_at.lt(cutoff))
+            .select(Submission::as_select())
+            .order(submissions::created_at)
+            .limit(limit)
+            .load(conn)
+    }
+
+    pub fn to_job(&self) -> Job {
+        Job {
+            job_id: self.id,
+            user_id: self.user_id,
+            problem_id: self.problem_id,
+            sql: self.sql_query.clone(),
+            request_id: self.request_id.clone(),
+            submitted_at: self.created_at,
+        }
+    }
+}

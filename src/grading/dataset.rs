@@ -1,0 +1,211 @@
+//! Loading a dataset script (plain SQL or `pg_dump` output of one schema) into the sandbox,
+//! atomically: one transaction on a fresh admin connection, so a failing script changes nothing.
+use std::io::Cursor;
+
+use futures_util::SinkExt;
+
+use super::lexer::{self, ScriptPart};
+use super::sandbox::{quote_ident, Sandbox, SandboxError};
+use crate::db::models::TableInfo;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatasetError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Failed(String),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+}
+
+const TRANSACTION_CONTROL: [&str; 9] = [
+    "BEGIN",
+    "COMMIT",
+    "ROLLBACK",
+    "END",
+    "ABORT",
+    "START",
+    "SAVEPOINT",
+    "RELEASE",
+    "PREPARE",
+];
+
+/// A dataset name is a schema name we create: lower-case identifier, not a system one.
+pub fn valid_name(name: &str) -> bool {
+    (1..=48).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !name.starts_with("pg_")
+        && !["public", "information_schema"].contains(&name)
+}
+
+/// The schema a `CREATE SCHEMA [IF NOT EXISTS] name ...` statement creates, as the server
+/// would fold it.
+fn created_schema(statement: &str) -> Option<String> {
+    let words = lexer::leading_words(statement, 6);
+    if words.len() < 3 || words[0] != "CREATE" || words[1] != "SCHEMA" {
+        return None;
+    }
+    let raw = if words[2] == "IF" {
+        words.get(5)?
+    } else {
+        &words[2]
+    };
+    Some(match raw.strip_prefix('"') {
+        Some(quoted) => quoted.trim_end_matches('"').replace("\"\"", "\""),
+        None => raw.to_lowercase(),
+    })
+}
+
+fn preview(statement: &str) -> String {
+    let first: String = statement.chars().take(120).collect();
+    if first.len() < statement.len() {
+        format!("{first}…")
+    } else {
+        first
+    }
+}
+
+/// Replaces schema `name` with what `script` creates and returns its tables with row counts.
+pub async fn load(
+    sandbox: &Sandbox,
+    name: &str,
+    script: &str,
+) -> Result<Vec<TableInfo>, DatasetError> {
+    let parts = lexer::split_script(script).map_err(DatasetError::Invalid)?;
+    if parts.is_empty() {
+        return Err(DatasetError::Invalid("the dataset script is empty".into()));
+    }
+    let client = sandbox.admin_client().await?;
+    let fail = |what: &str, e: tokio_postgres::Error| {
+        let detail = e
+            .as_db_error()
+            .map_or_else(|| e.to_string(), |d| d.message().to_string());
+        DatasetError::Failed(format!("{what}: {detail}"))
+    };
+    let schemas = "SELECT array_agg(nspname::text ORDER BY nspname) FROM pg_namespace";
+    let before: Vec<String> = client
+        .query_one(schemas, &[])
+        .await
+        .map_err(SandboxError::from)?
+        .get(0);
+    let q = quote_ident(name);
+    client
+        .batch_execute(&format!(
+            "BEGIN; SET LOCAL lock_timeout = '30s'; DROP SCHEMA IF EXISTS {q} CASCADE; \
+             CREATE SCHEMA {q}; SET search_path = {q}"
+        ))
+        .await
+        .map_err(|e| fail("preparing the schema", e))?;
+    for part in parts {
+        match part {
+            ScriptPart::Sql(statement) => {
+                let first = lexer::leading_words(&statement, 1);
+                if first
+                    .first()
+                    .is_some_and(|w| TRANSACTION_CONTROL.contains(&w.as_str()))
+                {
+                    return Err(DatasetError::Invalid(format!(
+                        "transaction control is not allowed in a dataset script: {}",
+                        preview(&statement)
+                    )));
+                }
+                if created_schema(&statement).as_deref() == Some(name) {
+                    continue; // created above, empty
+                }
+                client
+                    .batch_execute(&statement)
+                    .await
+                    .map_err(|e| fail(&preview(&statement), e))?;
+            }
+            ScriptPart::Copy { statement, data } => {
+                let sink = client
+                    .copy_in::<_, Cursor<Vec<u8>>>(statement.as_str())
+                    .await
+                    .map_err(|e| fail(&preview(&statement), e))?;
+                futures_util::pin_mut!(sink);
+                sink.send(Cursor::new(data.into_bytes()))
+                    .await
+                    .map_err(|e| fail(&preview(&statement), e))?;
+                sink.finish()
+                    .await
+                    .map_err(|e| fail(&preview(&statement), e))?;
+            }
+        }
+    }
+    let after: Vec<String> = client
+        .query_one(schemas, &[])
+        .await
+        .map_err(|e| fail("listing schemas", e))?
+        .get(0);
+    if !after.iter().any(|s| s == name) {
+        return Err(DatasetError::Failed(format!(
+            "the script dropped schema {name}"
+        )));
+    }
+    let others: Vec<&String> = after
+        .iter()
+        .filter(|s| *s != name && !before.contains(s))
+        .collect();
+    if !others.is_empty() {
+        return Err(DatasetError::Failed(format!(
+            "a dataset is one schema named {name}, but the script also creates {others:?}"
+        )));
+    }
+    client
+        .batch_execute(&sandbox.grant_sql(name))
+        .await
+        .map_err(|e| fail("granting access", e))?;
+    let tables = client
+        .query(
+            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') ORDER BY 1",
+            &[&name],
+        )
+        .await
+        .map_err(|e| fail("listing tables", e))?;
+    let mut infos = Vec::with_capacity(tables.len());
+    for row in tables {
+        let table: String = row.get(0);
+        let count = format!("SELECT count(*) FROM {q}.{}", quote_ident(&table));
+        let rows: i64 = client
+            .query_one(&count, &[])
+            .await
+            .map_err(|e| fail("counting rows", e))?
+            .get(0);
+        infos.push(TableInfo { name: table, rows });
+    }
+    client
+        .batch_execute("COMMIT")
+        .await
+        .map_err(|e| fail("committing", e))?;
+    Ok(infos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_created_schemas() {
+        assert!(valid_name("shop") && valid_name("hr_2"));
+        assert!(
+            !valid_name("Shop") && !valid_name("pg_x") && !valid_name("public") && !valid_name("")
+        );
+        assert_eq!(
+            created_schema("CREATE SCHEMA shop").as_deref(),
+            Some("shop")
+        );
+        assert_eq!(
+            created_schema("create schema if not exists Shop").as_deref(),
+            Some("shop")
+        );
+        assert_eq!(
+            created_schema("CREATE SCHEMA \"Odd\"").as_deref(),
+            Some("Odd")
+        );
+        assert_eq!(created_schema("CREATE TABLE x (a int)"), None);
+    }
+}

@@ -1,0 +1,289 @@
+//! A scanner that sees SQL text the way PostgreSQL's does, for the two things we need before
+//! the server is involved: where each statement of a dataset script ends (and which `COPY`
+//! data follows it), and which keyword a solution starts with. It knows standard and `E''`
+//! strings, quoted identifiers, dollar quotes, `--` comments and nested `/* */` comments.
+//! It is not the security boundary: the server itself refuses more than one statement
+//! (extended-protocol Parse) and the sandbox roles can do nothing harmful.
+
+/// One piece of a dataset script.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScriptPart {
+    Sql(String),
+    /// A `COPY ... FROM stdin` statement and the data lines that follow it (without `\.`).
+    Copy {
+        statement: String,
+        data: String,
+    },
+}
+
+fn is_ident_start(c: u8) -> bool {
+    c.is_ascii_alphabetic() || c == b'_' || c >= 0x80
+}
+
+fn is_ident_char(c: u8) -> bool {
+    is_ident_start(c) || c.is_ascii_digit() || c == b'$'
+}
+
+/// PostgreSQL's whitespace: space, tab, newline, carriage return, form feed, vertical tab.
+fn is_space(c: u8) -> bool {
+    matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0c | 0x0b)
+}
+
+/// Skips whitespace and comments from `i`; returns where something else starts.
+/// An unterminated `/*` comment runs to the end, as for the server.
+fn skip_trivia(s: &[u8], mut i: usize) -> usize {
+    loop {
+        while i < s.len() && is_space(s[i]) {
+            i += 1;
+        }
+        if s[i..].starts_with(b"--") {
+            while i < s.len() && s[i] != b'\n' && s[i] != b'\r' {
+                i += 1;
+            }
+        } else if s[i..].starts_with(b"/*") {
+            i = skip_block_comment(s, i);
+        } else {
+            return i;
+        }
+    }
+}
+
+fn skip_block_comment(s: &[u8], mut i: usize) -> usize {
+    let mut depth = 0usize;
+    while i < s.len() {
+        if s[i..].starts_with(b"/*") {
+            depth += 1;
+            i += 2;
+        } else if s[i..].starts_with(b"*/") {
+            depth -= 1;
+            i += 2;
+            if depth == 0 {
+                return i;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    i
+}
+
+/// The tag of a dollar quote starting at `i` (`$$` or `$tag$`), if one starts there.
+fn dollar_tag(s: &[u8], i: usize) -> Option<&[u8]> {
+    if i > 0 && is_ident_char(s[i - 1]) {
+        return None; // `a$b$` continues an identifier; `$1` is a parameter.
+    }
+    let mut j = i + 1;
+    if j < s.len() && s[j] == b'$' {
+        return Some(&s[i..=j]);
+    }
+    if j >= s.len() || !is_ident_start(s[j]) {
+        return None;
+    }
+    while j < s.len() && is_ident_char(s[j]) && s[j] != b'$' {
+        j += 1;
+    }
+    (j < s.len() && s[j] == b'$').then(|| &s[i..=j])
+}
+
+/// Skips the token at `i` (a string, quoted identifier, dollar quote, comment or one byte).
+fn skip_token(s: &[u8], i: usize) -> usize {
+    match s[i] {
+        b'\'' => {
+            let escapes = i > 0
+                && (s[i - 1] == b'E' || s[i - 1] == b'e')
+                && (i < 2 || !is_ident_char(s[i - 2]));
+            skip_quoted(s, i, b'\'', escapes)
+        }
+        b'"' => skip_quoted(s, i, b'"', false),
+        b'$' => match dollar_tag(s, i) {
+            Some(tag) => {
+                let body = i + tag.len();
+                match find(&s[body..], tag) {
+                    Some(end) => body + end + tag.len(),
+                    None => s.len(),
+                }
+            }
+            None => i + 1,
+        },
+        b'-' if s[i..].starts_with(b"--") => skip_trivia(s, i),
+        b'/' if s[i..].starts_with(b"/*") => skip_block_comment(s, i),
+        _ => i + 1,
+    }
+}
+
+fn skip_quoted(s: &[u8], mut i: usize, quote: u8, backslash_escapes: bool) -> usize {
+    i += 1;
+    while i < s.len() {
+        if backslash_escapes && s[i] == b'\\' {
+            i += 2;
+        } else if s[i] == quote {
+            if i + 1 < s.len() && s[i + 1] == quote {
+                i += 2;
+            } else {
+                return i + 1;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    s.len()
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The keywords a statement starts with, upper-cased, skipping comments and opening
+/// parentheses: `/* x */ (SELECT 1)` gives `["SELECT", "1"...]` up to `n` words.
+pub fn leading_words(sql: &str, n: usize) -> Vec<String> {
+    let s = sql.as_bytes();
+    let mut words = Vec::new();
+    let mut i = 0;
+    while words.len() < n {
+        i = skip_trivia(s, i);
+        while words.is_empty() && i < s.len() && s[i] == b'(' {
+            i = skip_trivia(s, i + 1);
+        }
+        if i >= s.len() {
+            break;
+        }
+        if s[i] == b'"' {
+            let end = skip_quoted(s, i, b'"', false);
+            words.push(String::from_utf8_lossy(&s[i..end]).into_owned());
+            i = end;
+            continue;
+        }
+        if !is_ident_start(s[i]) {
+            break;
+        }
+        let start = i;
+        while i < s.len() && is_ident_char(s[i]) {
+            i += 1;
+        }
+        words.push(sql[start..i].to_ascii_uppercase());
+    }
+    words
+}
+
+/// Splits a script into statements and `COPY FROM stdin` data blocks. Lines that start with
+/// a backslash between statements are psql meta-commands (`\connect`, `\restrict`...) and are
+/// skipped; empty statements are dropped.
+pub fn split_script(script: &str) -> Result<Vec<ScriptPart>, String> {
+    let s = script.as_bytes();
+    let mut parts = Vec::new();
+    let mut i = 0;
+    loop {
+        i = skip_trivia(s, i);
+        if i >= s.len() {
+            return Ok(parts);
+        }
+        if s[i] == b'\\' {
+            while i < s.len() && s[i] != b'\n' {
+                i += 1;
+            }
+            continue;
+        }
+        let start = i;
+        while i < s.len() && s[i] != b';' {
+            i = skip_token(s, i);
+        }
+        let statement = script[start..i.min(s.len())].trim().to_string();
+        i = (i + 1).min(s.len()); // past ';'
+        if is_copy_from_stdin(&statement) {
+            // Data starts on the next line and ends at a line holding only `\.`.
+            while i < s.len() && s[i] != b'\n' {
+                i += 1;
+            }
+            i += 1;
+            let data_start = i.min(s.len());
+            let mut end = None;
+            let mut line = data_start;
+            while line < s.len() {
+                let line_end = script[line..].find('\n').map_or(s.len(), |p| line + p);
+                if script[line..line_end].trim_end_matches('\r') == "\\." {
+                    end = Some((line, line_end + 1));
+                    break;
+                }
+                line = line_end + 1;
+            }
+            let (data_end, next) = end
+                .ok_or_else(|| format!("COPY data without a terminating \\. line: {statement}"))?;
+            parts.push(ScriptPart::Copy {
+                statement,
+                data: script[data_start..data_end].to_string(),
+            });
+            i = next.min(s.len());
+        } else if !statement.is_empty() {
+            parts.push(ScriptPart::Sql(statement));
+        }
+    }
+}
+
+fn is_copy_from_stdin(statement: &str) -> bool {
+    let words = leading_words(statement, 1);
+    if words.first().map(String::as_str) != Some("COPY") {
+        return false;
+    }
+    let upper = statement.to_ascii_uppercase();
+    upper.contains("FROM STDIN") || upper.contains("FROM PSTDIN")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_word_skips_nested_comments_and_parentheses() {
+        assert_eq!(
+            leading_words("/* a /* b */ SELECT */ LOCK t", 1),
+            vec!["LOCK"]
+        );
+        assert_eq!(leading_words("-- x\n ((select 1))", 1), vec!["SELECT"]);
+        assert_eq!(leading_words("  \t", 1), Vec::<String>::new());
+        assert_eq!(
+            leading_words("/* unterminated SELECT", 1),
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            leading_words("create schema \"Shop\";", 3),
+            vec!["CREATE", "SCHEMA", "\"Shop\""]
+        );
+    }
+
+    #[test]
+    fn splits_on_top_level_semicolons_only() {
+        let parts = split_script(
+            "SELECT 'a;b', \"c;\" FROM t; -- ; \nSELECT $f$ ; $f$, E'\\';', $$;$$; /* ; /* ; */ */ SELECT 3",
+        )
+        .unwrap();
+        assert_eq!(parts.len(), 3, "{parts:?}");
+        assert_eq!(
+            parts[1],
+            ScriptPart::Sql("SELECT $f$ ; $f$, E'\\';', $$;$$".into())
+        );
+    }
+
+    #[test]
+    fn standard_strings_do_not_treat_backslash_as_escape() {
+        let parts = split_script("SELECT 'a\\'; SELECT 2").unwrap();
+        assert_eq!(parts.len(), 2);
+    }
+
+    #[test]
+    fn copy_blocks_and_meta_commands() {
+        let script = "\\restrict abc\nSET x = 1;\nCOPY s.t (a, b) FROM stdin;\n1\tx;y\n2\t\\N\n\\.\nSELECT 1;\n\\unrestrict abc\n";
+        let parts = split_script(script).unwrap();
+        assert_eq!(
+            parts,
+            vec![
+                ScriptPart::Sql("SET x = 1".into()),
+                ScriptPart::Copy {
+                    statement: "COPY s.t (a, b) FROM stdin".into(),
+                    data: "1\tx;y\n2\t\\N\n".into()
+                },
+                ScriptPart::Sql("SELECT 1".into()),
+            ]
+        );
+        assert!(split_script("COPY t FROM stdin;\n1\n").is_err());
+    }
+}

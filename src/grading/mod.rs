@@ -1,0 +1,81 @@
+//! Grading: run a solution in the sandbox and compare it with the problem's reference result.
+pub mod compare;
+pub mod dataset;
+pub mod lexer;
+pub mod sandbox;
+
+use std::time::Instant;
+
+use compare::{compare, ResultSet, Row};
+use sandbox::{Run, RunSpec, SandboxError, Slot};
+
+use crate::db::models::Problem;
+use crate::job::{Outcome, Status};
+
+/// The stored reference result of a problem.
+pub fn expected_of(problem: &Problem) -> ResultSet {
+    ResultSet {
+        columns: problem.expected_column_names(),
+        rows: serde_json::from_value::<Vec<Row>>(problem.expected_rows.clone()).unwrap_or_default(),
+    }
+}
+
+pub fn spec<'a>(problem: &'a Problem, sql: &'a str) -> RunSpec<'a> {
+    RunSpec {
+        dataset: &problem.dataset,
+        sql,
+        time_limit_ms: problem.time_limit_ms as u32,
+        check_table: problem.check_table.as_deref().filter(|_| problem.writeable),
+    }
+}
+
+/// Grades `sql` as a solution of `problem`. `Err` means the sandbox itself failed and the job
+/// should be retried; every verdict about the SQL is an `Ok`.
+pub async fn grade(slot: &mut Slot, problem: &Problem, sql: &str) -> Result<Outcome, SandboxError> {
+    let started = Instant::now();
+    let run = slot.run(&spec(problem, sql)).await?;
+    let duration_ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
+    let expected = expected_of(problem);
+    let mut outcome = match run {
+        Run::Failed(outcome) => outcome,
+        Run::Rows(got) => {
+            // Table contents have no order: writeable problems compare as multisets.
+            let ordered = problem.ordered && !problem.writeable;
+            let diff = compare(&expected, &got, ordered);
+            Outcome {
+                status: if diff.is_some() {
+                    Status::WrongAnswer
+                } else {
+                    Status::Accepted
+                },
+                rows_returned: Some(got.rows.len() as i32),
+                expected_rows: None,
+                duration_ms,
+                message: diff
+                    .as_ref()
+                    .map(|_| "the result differs from the expected one".to_string()),
+                sqlstate: None,
+                diff: diff.map(|d| serde_json::to_value(d).expect("diff serialises")),
+            }
+        }
+    };
+    outcome.duration_ms = duration_ms;
+    outcome.expected_rows = Some(expected.rows.len() as i32);
+    Ok(outcome)
+}
+
+/// Runs a problem's reference to obtain its expected result. `Ok(Err(reason))` when the
+/// reference itself fails (a 422 for the admin).
+pub async fn run_reference(
+    slot: &mut Slot,
+    spec: &RunSpec<'_>,
+) -> Result<Result<ResultSet, String>, SandboxError> {
+    Ok(match slot.run(spec).await? {
+        Run::Rows(rows) => Ok(rows),
+        Run::Failed(outcome) => Err(format!(
+            "the reference query failed ({}): {}",
+            outcome.status.as_str(),
+            outcome.message.unwrap_or_default()
+        )),
+    })
+}

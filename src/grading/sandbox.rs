@@ -1,0 +1,714 @@
+//! The PostgreSQL sandbox that runs solutions.
+//!
+//! Defences, each independent of the others:
+//! - Solutions run in a separate database, on connections that *log in* as unprivileged
+//!   per-slot roles (`<prefix>_r<i>` / `<prefix>_w<i>`): there is no privileged session user
+//!   to return to with `RESET ROLE` or `set_config('role', ...)`, and one slot's role can
+//!   neither see another's query text in `pg_stat_activity` nor cancel it.
+//! - The leading keyword must start a query (or, for writeable problems, a DML statement), and
+//!   the server itself parses the text first (extended-protocol Parse), which refuses a second
+//!   statement however it is hidden.
+//! - Everything runs in a transaction that is always rolled back, read-only for read problems,
+//!   followed by `DISCARD ALL`; any doubt about a connection's state and it is thrown away.
+//! - Time: `statement_timeout` inside, and a deadline outside the session that terminates the
+//!   backend from an admin connection (a solution cannot catch that).
+//! - Output: rows and bytes are counted as they stream, and the socket itself has a byte
+//!   budget, so a gigantic value or error message cannot be buffered in our memory.
+//! - Writeable problems on one dataset take turns (advisory lock) and its sequences are put
+//!   back afterwards, so gradings never block or affect each other.
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::{pin_mut, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_postgres::config::Host;
+use tokio_postgres::error::{DbError, SqlState};
+use tokio_postgres::{Client, Config, NoTls, SimpleQueryMessage};
+
+use super::compare::ResultSet;
+use super::lexer;
+use crate::config::SandboxSettings;
+use crate::job::{Outcome, Status};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("sandbox database unavailable: {0}")]
+    Unavailable(String),
+    #[error("invalid sandbox configuration: {0}")]
+    Config(String),
+}
+
+impl From<tokio_postgres::Error> for SandboxError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        SandboxError::Unavailable(e.to_string())
+    }
+}
+
+/// What to run: a solution or reference against a dataset. `check_table` makes it writeable.
+pub struct RunSpec<'a> {
+    pub dataset: &'a str,
+    pub sql: &'a str,
+    pub time_limit_ms: u32,
+    pub check_table: Option<&'a str>,
+}
+
+/// The rows a statement produced (the check table's contents for writeable problems), or
+/// the verdict that stopped it.
+#[derive(Debug)]
+pub enum Run {
+    Rows(ResultSet),
+    Failed(Outcome),
+}
+
+const READ_KEYWORDS: [&str; 4] = ["SELECT", "WITH", "VALUES", "TABLE"];
+const WRITE_KEYWORDS: [&str; 4] = ["INSERT", "UPDATE", "DELETE", "MERGE"];
+/// First key of the two-int advisory locks the sandbox takes.
+const LOCK_SPACE: i32 = 0x534a; // "SJ"
+
+/// Quotes an identifier for SQL text.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Quotes a `schema.table` name, or a bare table name.
+pub fn quote_qualified(name: &str) -> String {
+    name.split('.')
+        .map(quote_ident)
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
+pub struct Sandbox {
+    settings: SandboxSettings,
+    admin: Config,
+    host: String,
+    port: u16,
+    dbname: String,
+}
+
+impl Sandbox {
+    pub fn new(settings: SandboxSettings) -> Result<Sandbox, SandboxError> {
+        let admin: Config = settings
+            .url
+            .parse()
+            .map_err(|e| SandboxError::Config(format!("sandbox.url: {e}")))?;
+        let host = match admin.get_hosts().first() {
+            Some(Host::Tcp(h)) => h.clone(),
+            _ => return Err(SandboxError::Config("sandbox.url needs a TCP host".into())),
+        };
+        let port = admin.get_ports().first().copied().unwrap_or(5432);
+        let dbname = admin
+            .get_dbname()
+            .ok_or_else(|| SandboxError::Config("sandbox.url needs a database name".into()))?
+            .to_string();
+        let prefix_ok = settings.role_prefix.len() <= 40
+            && settings
+                .role_prefix
+                .starts_with(|c: char| c.is_ascii_lowercase())
+            && settings
+                .role_prefix
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !prefix_ok {
+            return Err(SandboxError::Config(
+                "sandbox.role_prefix must be [a-z][a-z0-9_]*, at most 40 characters".into(),
+            ));
+        }
+        Ok(Sandbox {
+            settings,
+            admin,
+            host,
+            port,
+            dbname,
+        })
+    }
+
+    pub fn settings(&self) -> &SandboxSettings {
+        &self.settings
+    }
+
+    pub fn database(&self) -> &str {
+        &self.dbname
+    }
+
+    fn role(&self, slot: usize, writeable: bool) -> String {
+        let kind = if writeable { 'w' } else { 'r' };
+        format!("{}_{kind}{slot}", self.settings.role_prefix)
+    }
+
+    fn group(&self, writeable: bool) -> String {
+        let kind = if writeable { "write" } else { "read" };
+        format!("{}_{kind}", self.settings.role_prefix)
+    }
+
+    /// An admin (privileged) connection to the sandbox database.
+    pub async fn admin_client(&self) -> Result<Client, SandboxError> {
+        connect_with(&self.admin).await
+    }
+
+    /// Creates the sandbox database, the roles for `slots` executor slots (plus the reference
+    /// slot, numbered `slots`), and hardens the database. Idempotent.
+    pub async fn bootstrap(&self, slots: usize) -> Result<(), SandboxError> {
+        let mut server = self.admin.clone();
+        server.dbname("postgres");
+        let client = connect_with(&server).await?;
+        let exists = client
+            .query_opt(
+                "SELECT 1 FROM pg_database WHERE datname = $1",
+                &[&self.dbname],
+            )
+            .await?
+            .is_some();
+        if !exists {
+            if let Err(e) = client
+                .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&self.dbname)))
+                .await
+            {
+                if e.code() != Some(&SqlState::DUPLICATE_DATABASE) {
+                    return Err(e.into());
+                }
+            }
+        }
+        let admin = self.admin_client().await?;
+        // Instances starting together must not race on CREATE ROLE.
+        admin
+            .execute("SELECT pg_advisory_lock($1, 0)", &[&LOCK_SPACE])
+            .await?;
+        let result = admin.batch_execute(&self.bootstrap_sql(slots)).await;
+        admin
+            .execute("SELECT pg_advisory_unlock($1, 0)", &[&LOCK_SPACE])
+            .await?;
+        result.map_err(|e| SandboxError::Unavailable(format!("sandbox bootstrap: {e}")))
+    }
+
+    fn bootstrap_sql(&self, slots: usize) -> String {
+        let s = &self.settings;
+        let mut sql = String::new();
+        let create = |sql: &mut String, role: &str, login: bool| {
+            let literal = role.replace('\'', "''");
+            let login = if login { "LOGIN" } else { "NOLOGIN" };
+            sql.push_str(&format!(
+                "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{literal}') \
+                 THEN CREATE ROLE {q}; END IF; END $$;\n\
+                 ALTER ROLE {q} WITH {login} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION \
+                 NOBYPASSRLS INHERIT;\n",
+                q = quote_ident(role)
+            ));
+        };
+        for writeable in [false, true] {
+            create(&mut sql, &self.group(writeable), false);
+        }
+        let password = if s.role_password.is_empty() {
+            "NULL".to_string()
+        } else {
+            format!("'{}'", s.role_password.replace('\'', "''"))
+        };
+        let outer_limit = s.max_time_limit_ms as u64 + s.grace_ms;
+        for slot in 0..=slots {
+            for writeable in [false, true] {
+                let role = self.role(slot, writeable);
+                let q = quote_ident(&role);
+                create(&mut sql, &role, true);
+                sql.push_str(&format!(
+                    "ALTER ROLE {q} PASSWORD {password};\n\
+                     GRANT {group} TO {q};\n\
+                     ALTER ROLE {q} SET statement_timeout = '{outer_limit}ms';\n\
+                     ALTER ROLE {q} SET idle_in_transaction_session_timeout = '60s';\n\
+                     ALTER ROLE {q} SET temp_file_limit = '256MB';\n\
+                     ALTER ROLE {q} SET work_mem = '16MB';\n\
+                     ALTER ROLE {q} SET lc_messages = 'C';\n",
+                    group = quote_ident(&self.group(writeable)),
+                ));
+            }
+        }
+        let db = quote_ident(&self.dbname);
+        let (read, write) = (
+            quote_ident(&self.group(false)),
+            quote_ident(&self.group(true)),
+        );
+        sql.push_str(&format!(
+            "REVOKE ALL ON DATABASE {db} FROM PUBLIC;\n\
+             GRANT CONNECT ON DATABASE {db} TO {read}, {write};\n\
+             REVOKE ALL ON SCHEMA public FROM PUBLIC;\n\
+             REVOKE SELECT ON pg_catalog.pg_stat_activity FROM PUBLIC;\n\
+             DO $$ DECLARE f regprocedure; BEGIN\n\
+               FOR f IN SELECT p.oid::regprocedure FROM pg_proc p\n\
+                 JOIN pg_namespace n ON n.oid = p.pronamespace\n\
+                 WHERE n.nspname = 'pg_catalog' AND (p.proname LIKE 'pg\\_advisory%'\n\
+                   OR p.proname LIKE 'pg\\_try\\_advisory%'\n\
+                   OR p.proname LIKE 'pg\\_stat\\_get\\_backend%'\n\
+                   OR p.proname IN ('pg_cancel_backend', 'pg_terminate_backend',\n\
+                     'pg_stat_get_activity', 'pg_notify', 'pg_blocking_pids'))\n\
+               LOOP EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f); END LOOP;\n\
+             END $$;\n"
+        ));
+        sql
+    }
+
+    /// Grants the sandbox groups access to a freshly loaded dataset schema: read for all,
+    /// DML for the write group.
+    pub fn grant_sql(&self, schema: &str) -> String {
+        let q = quote_ident(schema);
+        let (read, write) = (
+            quote_ident(&self.group(false)),
+            quote_ident(&self.group(true)),
+        );
+        format!(
+            "GRANT USAGE ON SCHEMA {q} TO {read}, {write};\n\
+             GRANT SELECT ON ALL TABLES IN SCHEMA {q} TO {read}, {write};\n\
+             GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {q} TO {write};\n\
+             GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA {q} TO {write};\n"
+        )
+    }
+
+    /// A slot: the connections one executor (or the reference runner) uses, one at a time.
+    pub fn slot(self: &Arc<Self>, index: usize) -> Slot {
+        Slot {
+            sandbox: self.clone(),
+            index,
+            read: None,
+            write: None,
+            admin: None,
+        }
+    }
+
+    async fn connect_role(
+        &self,
+        slot: usize,
+        writeable: bool,
+    ) -> Result<SandboxConn, SandboxError> {
+        let mut config = Config::new();
+        config
+            .user(self.role(slot, writeable))
+            .dbname(&self.dbname)
+            .application_name("sqljudge-sandbox")
+            // Fixed output formats: values are compared as this text.
+            .options("-c DateStyle=ISO,MDY -c TimeZone=UTC -c IntervalStyle=postgres -c extra_float_digits=1 -c bytea_output=hex -c client_min_messages=error");
+        if !self.settings.role_password.is_empty() {
+            config.password(&self.settings.role_password);
+        }
+        let tcp = tokio::time::timeout(
+            Duration::from_secs(5),
+            TcpStream::connect((self.host.as_str(), self.port)),
+        )
+        .await
+        .map_err(|_| SandboxError::Unavailable("connect timed out".into()))?
+        .map_err(|e| SandboxError::Unavailable(e.to_string()))?;
+        tcp.set_nodelay(true).ok();
+        let budget = Arc::new(Budget::default());
+        budget.reset(i64::MAX / 2);
+        let stream = BudgetStream {
+            inner: tcp,
+            budget: budget.clone(),
+        };
+        let (client, connection) = config.connect_raw(stream, NoTls).await?;
+        actix_web::rt::spawn(async move {
+            let _ = connection.await;
+        });
+        let pid: i32 = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await?
+            .get(0);
+        Ok(SandboxConn {
+            client,
+            budget,
+            pid,
+        })
+    }
+}
+
+async fn connect_with(config: &Config) -> Result<Client, SandboxError> {
+    let (client, connection) = tokio::time::timeout(Duration::from_secs(5), config.connect(NoTls))
+        .await
+        .map_err(|_| SandboxError::Unavailable("connect timed out".into()))??;
+    actix_web::rt::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// Bytes the sandbox may still send on a connection before we cut it.
+#[derive(Default)]
+struct Budget {
+    remaining: AtomicI64,
+    exceeded: AtomicBool,
+}
+
+impl Budget {
+    fn reset(&self, bytes: i64) {
+        self.remaining.store(bytes, Ordering::SeqCst);
+    }
+
+    fn exceeded(&self) -> bool {
+        self.exceeded.load(Ordering::SeqCst)
+    }
+}
+
+/// A TCP stream that fails once the peer has sent more than the budget allows.
+struct BudgetStream {
+    inner: TcpStream,
+    budget: Arc<Budget>,
+}
+
+impl AsyncRead for BudgetStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let result = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = result {
+            let n = (buf.filled().len() - before) as i64;
+            if self.budget.remaining.fetch_sub(n, Ordering::SeqCst) < n {
+                self.budget.exceeded.store(true, Ordering::SeqCst);
+                return Poll::Ready(Err(io::Error::other("sandbox output budget exceeded")));
+            }
+        }
+        result
+    }
+}
+
+impl AsyncWrite for BudgetStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+struct SandboxConn {
+    client: Client,
+    budget: Arc<Budget>,
+    pid: i32,
+}
+
+enum ExecError {
+    Db(tokio_postgres::Error),
+    Output(String),
+}
+
+impl From<tokio_postgres::Error> for ExecError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        ExecError::Db(e)
+    }
+}
+
+/// One executor's connections. Not shared: an executor grades one job at a time.
+pub struct Slot {
+    sandbox: Arc<Sandbox>,
+    index: usize,
+    read: Option<SandboxConn>,
+    write: Option<SandboxConn>,
+    admin: Option<Client>,
+}
+
+impl Slot {
+    /// Runs `spec` under all the sandbox's limits. `Err` only for infrastructure failures
+    /// (the sandbox database unreachable), never for anything the SQL did.
+    pub async fn run(&mut self, spec: &RunSpec<'_>) -> Result<Run, SandboxError> {
+        let writeable = spec.check_table.is_some();
+        let first = lexer::leading_words(spec.sql, 1);
+        let allowed =
+            |w: &str| READ_KEYWORDS.contains(&w) || (writeable && WRITE_KEYWORDS.contains(&w));
+        match first.first() {
+            None => {
+                return Ok(Run::Failed(Outcome::verdict(
+                    Status::Rejected,
+                    "the solution is empty",
+                )))
+            }
+            Some(word) if !allowed(word) => {
+                let expected = if writeable {
+                    "a query or one INSERT/UPDATE/DELETE/MERGE statement"
+                } else {
+                    "one query (SELECT, WITH, VALUES or TABLE)"
+                };
+                return Ok(Run::Failed(Outcome::verdict(
+                    Status::Rejected,
+                    format!("{word} statements are not allowed: submit {expected}"),
+                )));
+            }
+            Some(_) => {}
+        }
+        if !writeable {
+            return self.run_on_role(spec).await;
+        }
+        let sequences = self.lock_dataset(spec.dataset).await?;
+        let run = self.run_on_role(spec).await;
+        let restored = self.restore_and_unlock(spec.dataset, &sequences).await;
+        if restored.is_err() {
+            self.admin = None; // closing the session releases the lock
+        }
+        restored?;
+        run
+    }
+
+    async fn admin(&mut self) -> Result<&Client, SandboxError> {
+        if self.admin.as_ref().is_none_or(|c| c.is_closed()) {
+            self.admin = Some(self.sandbox.admin_client().await?);
+        }
+        Ok(self.admin.as_ref().expect("just connected"))
+    }
+
+    /// Takes the dataset's write turn and notes its sequences' positions.
+    async fn lock_dataset(
+        &mut self,
+        dataset: &str,
+    ) -> Result<Vec<(String, Option<i64>, i64)>, SandboxError> {
+        let admin = self.admin().await?;
+        admin
+            .execute(
+                "SELECT pg_advisory_lock($1, hashtext($2))",
+                &[&LOCK_SPACE, &dataset],
+            )
+            .await?;
+        let rows = admin
+            .query(
+                "SELECT format('%I.%I', schemaname, sequencename), last_value, start_value \
+                 FROM pg_sequences WHERE schemaname = $1",
+                &[&dataset],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
+    async fn restore_and_unlock(
+        &mut self,
+        dataset: &str,
+        sequences: &[(String, Option<i64>, i64)],
+    ) -> Result<(), SandboxError> {
+        let admin = self.admin().await?;
+        for (name, last, start) in sequences {
+            // nextval() is not undone by ROLLBACK: put each sequence back where it was.
+            admin
+                .execute(
+                    "SELECT setval($1::regclass, $2, $3)",
+                    &[name, &last.unwrap_or(*start), &last.is_some()],
+                )
+                .await?;
+        }
+        admin
+            .execute(
+                "SELECT pg_advisory_unlock($1, hashtext($2))",
+                &[&LOCK_SPACE, &dataset],
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn run_on_role(&mut self, spec: &RunSpec<'_>) -> Result<Run, SandboxError> {
+        let writeable = spec.check_table.is_some();
+        let settings = self.sandbox.settings.clone();
+        let conn = match if writeable {
+            &mut self.write
+        } else {
+            &mut self.read
+        } {
+            Some(conn) if !conn.client.is_closed() => conn,
+            slot => slot.insert(self.sandbox.connect_role(self.index, writeable).await?),
+        };
+        // Room for the protocol's own bytes around the values we count ourselves.
+        conn.budget
+            .reset((settings.max_output_bytes * 2 + settings.max_rows * 64 + 65536) as i64);
+        let deadline = Duration::from_millis(spec.time_limit_ms as u64 + settings.grace_ms);
+        let result = tokio::time::timeout(deadline, execute(&conn.client, spec, &settings)).await;
+        let (pid, exceeded) = (conn.pid, conn.budget.exceeded());
+        let output_limit = || {
+            Outcome::verdict(
+                Status::OutputLimitExceeded,
+                format!("the output exceeds {} bytes", settings.max_output_bytes),
+            )
+        };
+        let verdict = match result {
+            Ok(Ok(rows)) => Ok(Run::Rows(rows)),
+            Ok(Err(ExecError::Db(e))) if e.as_db_error().is_some() && !exceeded => Ok(Run::Failed(
+                classify(e.as_db_error().expect("checked"), spec, &settings),
+            )),
+            Ok(Err(ExecError::Db(_))) if exceeded => {
+                self.discard(writeable, pid).await;
+                return Ok(Run::Failed(output_limit()));
+            }
+            Ok(Err(ExecError::Db(e))) => {
+                self.discard(writeable, pid).await;
+                return Err(e.into());
+            }
+            Ok(Err(ExecError::Output(reason))) => {
+                self.discard(writeable, pid).await;
+                return Ok(Run::Failed(Outcome::verdict(
+                    Status::OutputLimitExceeded,
+                    reason,
+                )));
+            }
+            Err(_elapsed) => {
+                self.discard(writeable, pid).await;
+                return Ok(Run::Failed(time_limit(spec.time_limit_ms)));
+            }
+        };
+        // Leave the connection as new, or not at all.
+        let conn = if writeable { &self.write } else { &self.read };
+        let client = &conn.as_ref().expect("connection in use").client;
+        let reset = async {
+            client.batch_execute("ROLLBACK").await?;
+            client.batch_execute("DISCARD ALL").await
+        };
+        if tokio::time::timeout(Duration::from_secs(5), reset)
+            .await
+            .map_or(true, |r| r.is_err())
+        {
+            self.discard(writeable, pid).await;
+        }
+        verdict
+    }
+
+    /// Drops a connection whose state is unknown and makes sure its backend is gone.
+    async fn discard(&mut self, writeable: bool, pid: i32) {
+        if writeable {
+            self.write = None
+        } else {
+            self.read = None
+        }
+        let terminated = async {
+            self.admin()
+                .await?
+                .execute("SELECT pg_terminate_backend($1)", &[&pid])
+                .await?;
+            Ok::<_, SandboxError>(())
+        };
+        if let Err(e) = terminated.await {
+            log::warn!("could not terminate sandbox backend {pid}: {e}");
+            self.admin = None;
+        }
+    }
+}
+
+fn time_limit(ms: u32) -> Outcome {
+    Outcome::verdict(
+        Status::TimeLimitExceeded,
+        format!("the statement ran longer than the time limit of {ms} ms"),
+    )
+}
+
+async fn execute(
+    client: &Client,
+    spec: &RunSpec<'_>,
+    s: &SandboxSettings,
+) -> Result<ResultSet, ExecError> {
+    let mode = if spec.check_table.is_some() {
+        "READ WRITE"
+    } else {
+        "READ ONLY"
+    };
+    client
+        .batch_execute(&format!(
+            "BEGIN ISOLATION LEVEL READ COMMITTED {mode}; \
+             SET LOCAL statement_timeout = {t}; SET LOCAL lock_timeout = {t}; \
+             SET LOCAL search_path = {schema}",
+            t = spec.time_limit_ms,
+            schema = quote_ident(spec.dataset),
+        ))
+        .await?;
+    // The server parses the text as one statement or refuses it.
+    drop(client.prepare(spec.sql).await?);
+    let rows = read_rows(client, spec.sql, s).await?;
+    match spec.check_table {
+        Some(table) => {
+            read_rows(
+                client,
+                &format!("SELECT * FROM {}", quote_qualified(table)),
+                s,
+            )
+            .await
+        }
+        None => Ok(rows),
+    }
+}
+
+async fn read_rows(
+    client: &Client,
+    sql: &str,
+    s: &SandboxSettings,
+) -> Result<ResultSet, ExecError> {
+    let stream = client.simple_query_raw(sql).await?;
+    pin_mut!(stream);
+    let mut result = ResultSet::default();
+    let mut bytes = 0usize;
+    while let Some(message) = stream.next().await {
+        match message? {
+            SimpleQueryMessage::RowDescription(columns) => {
+                result.columns = columns.iter().map(|c| c.name().to_string()).collect();
+            }
+            SimpleQueryMessage::Row(row) => {
+                if result.rows.len() == s.max_rows {
+                    return Err(ExecError::Output(format!(
+                        "the result has more than {} rows",
+                        s.max_rows
+                    )));
+                }
+                let mut values = Vec::with_capacity(row.len());
+                for i in 0..row.len() {
+                    let value = row.try_get(i)?;
+                    bytes += value.map_or(0, str::len);
+                    values.push(value.map(str::to_string));
+                }
+                if bytes > s.max_output_bytes {
+                    return Err(ExecError::Output(format!(
+                        "the output exceeds {} bytes",
+                        s.max_output_bytes
+                    )));
+                }
+                result.rows.push(values);
+            }
+            _ => {}
+        }
+    }
+    Ok(result)
+}
+
+/// The verdict for an error the server reported.
+fn classify(db: &DbError, spec: &RunSpec<'_>, s: &SandboxSettings) -> Outcome {
+    let code = db.code();
+    if *code == SqlState::QUERY_CANCELED {
+        return time_limit(spec.time_limit_ms);
+    }
+    if *code == SqlState::SYNTAX_ERROR && db.message().contains("multiple commands") {
+        return Outcome::verdict(Status::Rejected, "exactly one SQL statement is allowed");
+    }
+    if *code == SqlState::READ_ONLY_SQL_TRANSACTION {
+        return Outcome::verdict(
+            Status::Rejected,
+            "this problem is read-only: data cannot be changed",
+        );
+    }
+    let mut message = db.message().to_string();
+    if message.len() > s.max_message_bytes {
+        let mut cut = s.max_message_bytes;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+        message.push('…');
+    }
+    Outcome {
+        sqlstate: Some(code.code().to_string()),
+        ..Outcome::verdict(Status::SqlError, message)
+    }
+}

@@ -1,0 +1,140 @@
+//! What travels through the queues, and the result object of the API.
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::db::models::Submission;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Queued,
+    Running,
+    Accepted,
+    WrongAnswer,
+    SqlError,
+    TimeLimitExceeded,
+    OutputLimitExceeded,
+    Rejected,
+    InternalError,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Running => "running",
+            Status::Accepted => "accepted",
+            Status::WrongAnswer => "wrong_answer",
+            Status::SqlError => "sql_error",
+            Status::TimeLimitExceeded => "time_limit_exceeded",
+            Status::OutputLimitExceeded => "output_limit_exceeded",
+            Status::Rejected => "rejected",
+            Status::InternalError => "internal_error",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+    }
+
+    pub fn is_final(self) -> bool {
+        !matches!(self, Status::Queued | Status::Running)
+    }
+}
+
+/// A submission as queued: self-contained, so it can be graded from Redis alone.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Job {
+    pub job_id: Uuid,
+    pub user_id: i64,
+    pub problem_id: i64,
+    pub sql: String,
+    pub request_id: Option<String>,
+    pub submitted_at: DateTime<Utc>,
+}
+
+/// What grading concluded about one solution.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub status: Status,
+    pub rows_returned: Option<i32>,
+    pub expected_rows: Option<i32>,
+    pub duration_ms: i32,
+    pub message: Option<String>,
+    pub sqlstate: Option<String>,
+    pub diff: Option<serde_json::Value>,
+}
+
+impl Outcome {
+    pub fn verdict(status: Status, message: impl Into<String>) -> Outcome {
+        Outcome {
+            status,
+            rows_returned: None,
+            expected_rows: None,
+            duration_ms: 0,
+            message: Some(message.into()),
+            sqlstate: None,
+            diff: None,
+        }
+    }
+}
+
+/// The result object of `GET /problems/result/{job_id}` (API.md), also cached in Redis.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SubmissionResult {
+    pub job_id: Uuid,
+    pub user_id: i64,
+    pub problem_id: i64,
+    pub status: Status,
+    pub rows_returned: Option<i32>,
+    pub expected_rows: Option<i32>,
+    pub duration_ms: Option<i32>,
+    pub message: Option<String>,
+    pub sqlstate: Option<String>,
+    pub diff: Option<serde_json::Value>,
+    pub source: String,
+    pub submitted_at: DateTime<Utc>,
+    pub graded_at: Option<DateTime<Utc>>,
+}
+
+impl SubmissionResult {
+    /// A not-yet-graded submission.
+    pub fn pending(job: &Job, status: Status, source: &str) -> SubmissionResult {
+        SubmissionResult {
+            job_id: job.job_id,
+            user_id: job.user_id,
+            problem_id: job.problem_id,
+            status,
+            rows_returned: None,
+            expected_rows: None,
+            duration_ms: None,
+            message: None,
+            sqlstate: None,
+            diff: None,
+            source: source.to_string(),
+            submitted_at: job.submitted_at,
+            graded_at: None,
+        }
+    }
+}
+
+impl From<&Submission> for SubmissionResult {
+    fn from(s: &Submission) -> Self {
+        SubmissionResult {
+            job_id: s.id,
+            user_id: s.user_id,
+            problem_id: s.problem_id,
+            status: Status::parse(&s.status).unwrap_or(Status::InternalError),
+            rows_returned: s.rows_returned,
+            expected_rows: s.expected_rows,
+            duration_ms: s.duration_ms,
+            message: s.message.clone(),
+            sqlstate: s.sqlstate.clone(),
+            diff: s.diff.clone(),
+            source: "postgres".to_string(),
+            submitted_at: s.created_at,
+            graded_at: s.graded_at,
+        }
+    }
+}

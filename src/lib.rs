@@ -1,0 +1,5 @@
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod grading;
+pub mod job;
