@@ -101,17 +101,15 @@ impl From<diesel::result::Error> for ApiError {
     }
 }
 
-impl From<r2d2::Error> for ApiError {
-    fn from(err: r2d2::Error) -> Self {
-        ApiError::Unavailable {
-            message: format!("database unavailable: {err}"),
-            retry_after_secs: 1,
+impl From<crate::db::DbError> for ApiError {
+    fn from(err: crate::db::DbError) -> Self {
+        match err {
+            crate::db::DbError::Pool(e) => ApiError::Unavailable {
+                message: format!("database unavailable: {e}"),
+                retry_after_secs: 1,
+            },
+            crate::db::DbError::Query(e) => e.into(),
+            other => ApiError::internal(other),
         }
-    }
-}
-
-impl From<actix_web::error::BlockingError> for ApiError {
-    fn from(err: actix_web::error::BlockingError) -> Self {
-        ApiError::internal(err)
     }
 }

@@ -1,5 +1,13 @@
+//! sqljudge: SQL practice and grading service.
+pub mod actors;
+pub mod auth;
+pub mod catalog;
 pub mod config;
 pub mod db;
+pub mod demo;
 pub mod error;
 pub mod grading;
+pub mod http;
 pub mod job;
+pub mod queue;
+pub mod startup;

@@ -15,6 +15,31 @@ const MIGRATION_LOCK_KEY: i64 = 0x5351_4a55_4447_45; // "SQJUDGE"
 pub type PgPool = Pool<ConnectionManager<PgConnection>>;
 pub type PgConn = PooledConnection<ConnectionManager<PgConnection>>;
 
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database unavailable: {0}")]
+    Pool(#[from] r2d2::Error),
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+    #[error("database task failed: {0}")]
+    Task(String),
+}
+
+/// Runs diesel work on the blocking thread pool with a pooled connection.
+pub async fn run<T, F>(pool: &PgPool, work: F) -> Result<T, DbError>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut PgConnection) -> diesel::QueryResult<T> + Send + 'static,
+{
+    let pool = pool.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = pool.get()?;
+        Ok(work(&mut conn)?)
+    })
+    .await
+    .map_err(|e| DbError::Task(e.to_string()))?
+}
+
 pub fn pool(url: &str, size: u32) -> Result<PgPool, r2d2::Error> {
     Pool::builder()
         .max_size(size)

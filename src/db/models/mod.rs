@@ -8,7 +8,7 @@ mod user;
 pub use dataset::{Dataset, TableInfo};
 pub use problem::{NewProblem, Problem};
 pub use submission::{NewSubmission, Submission};
-pub use token::AuthToken;
+pub use token::{AuthToken, ACCESS, REFRESH};
 pub use user::{NewUser, User};
 
 diesel::define_sql_function!(fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text);

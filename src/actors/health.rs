@@ -1,0 +1,165 @@
+//! `HealthMonitor` watches Redis and Postgres on a fixed interval, keeps the state `/health`
+//! reports, and restarts executors that are stuck far past any time limit.
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use chrono::{DateTime, Utc};
+use diesel::RunQueryDsl;
+use serde::Serialize;
+
+use super::executor::{ExecutorPool, Restart};
+use crate::db::{self, PgPool};
+use crate::queue::RedisQueue;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BackendHealth {
+    pub up: bool,
+    pub latency_ms: Option<f64>,
+    pub since: DateTime<Utc>,
+}
+
+impl BackendHealth {
+    fn update(&mut self, name: &str, probe: Result<f64, String>) {
+        let up = probe.is_ok();
+        if up != self.up {
+            self.since = Utc::now();
+            match &probe {
+                Ok(_) => log::warn!("{name} is up again"),
+                Err(e) => log::error!("{name} is down: {e}"),
+            }
+        }
+        self.up = up;
+        self.latency_ms = probe.ok();
+    }
+}
+
+#[derive(Debug)]
+pub struct HealthState {
+    pub redis: RwLock<BackendHealth>,
+    pub postgres: RwLock<BackendHealth>,
+}
+
+impl HealthState {
+    /// Both assumed up until the first probe says otherwise.
+    pub fn new() -> HealthState {
+        let up = BackendHealth {
+            up: true,
+            latency_ms: None,
+            since: Utc::now(),
+        };
+        HealthState {
+            redis: RwLock::new(up.clone()),
+            postgres: RwLock::new(up),
+        }
+    }
+
+    pub fn redis(&self) -> BackendHealth {
+        self.redis.read().expect("health lock").clone()
+    }
+
+    pub fn postgres(&self) -> BackendHealth {
+        self.postgres.read().expect("health lock").clone()
+    }
+}
+
+impl Default for HealthState {
+    fn default() -> Self {
+        HealthState::new()
+    }
+}
+
+pub struct HealthMonitor {
+    state: Arc<HealthState>,
+    queue: RedisQueue,
+    pool: PgPool,
+    executors: ExecutorPool,
+    interval: Duration,
+    /// An executor busy longer than this is stuck (the sandbox deadline is far shorter).
+    stuck_after_ms: i64,
+    probing: bool,
+}
+
+impl HealthMonitor {
+    pub fn new(
+        state: Arc<HealthState>,
+        queue: RedisQueue,
+        pool: PgPool,
+        executors: ExecutorPool,
+        interval: Duration,
+        stuck_after_ms: i64,
+    ) -> Self {
+        HealthMonitor {
+            state,
+            queue,
+            pool,
+            executors,
+            interval,
+            stuck_after_ms,
+            probing: false,
+        }
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        self.restart_stuck_executors();
+        if self.probing {
+            return;
+        }
+        self.probing = true;
+        let (queue, pool, limit) = (self.queue.clone(), self.pool.clone(), self.interval.max(Duration::from_millis(250)));
+        let probe = async move {
+            let redis = timed(limit, async { queue.ping().await.map_err(|e| e.to_string()) }).await;
+            let postgres = timed(limit, async {
+                db::run(&pool, |c| diesel::sql_query("SELECT 1").execute(c))
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+            .await;
+            (redis, postgres)
+        };
+        ctx.spawn(probe.into_actor(self).map(|(redis, postgres), act, _| {
+            act.state.redis.write().expect("health lock").update("redis", redis);
+            act.state.postgres.write().expect("health lock").update("postgres", postgres);
+            act.probing = false;
+        }));
+    }
+
+    fn restart_stuck_executors(&self) {
+        let now = Utc::now().timestamp_millis();
+        for (index, (addr, status)) in self.executors.executors.iter().zip(&self.executors.status).enumerate() {
+            let since = status.busy_since_ms.load(Ordering::Relaxed);
+            if since != 0 && now - since > self.stuck_after_ms {
+                log::error!("executor {index} stuck for {} ms; restarting it", now - since);
+                status.busy_since_ms.store(0, Ordering::Relaxed);
+                addr.do_send(Restart);
+            }
+        }
+    }
+}
+
+/// Latency in ms of a probe, or why it failed (including not answering within `limit`).
+async fn timed(limit: Duration, probe: impl std::future::Future<Output = Result<(), String>>) -> Result<f64, String> {
+    let started = Instant::now();
+    match actix_web::rt::time::timeout(limit, probe).await {
+        Ok(Ok(())) => Ok(started.elapsed().as_secs_f64() * 1000.0),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(format!("no answer within {} ms", limit.as_millis())),
+    }
+}
+
+impl Actor for HealthMonitor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.tick(ctx);
+        ctx.run_interval(self.interval, Self::tick);
+    }
+}
+
+impl Supervised for HealthMonitor {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.probing = false;
+    }
+}

@@ -1,0 +1,121 @@
+//! `RedisQueueActor` owns the Redis queue: it enqueues, hands back jobs whose executor
+//! vanished (lease reaper), and re-queues submissions Postgres holds as pending but Redis has
+//! forgotten (e.g. after a Redis restart, or a crash between the two writes of a submit).
+use std::collections::HashSet;
+use std::time::Duration;
+
+use actix::prelude::*;
+use chrono::Utc;
+use uuid::Uuid;
+
+use crate::config::ExecutorSettings;
+use crate::db::{self, models::Submission, PgPool};
+use crate::job::Job;
+use crate::queue::RedisQueue;
+
+pub struct RedisQueueActor {
+    queue: RedisQueue,
+    pool: PgPool,
+    settings: ExecutorSettings,
+    /// Jobs seen in flight without a lease on the last pass.
+    suspects: HashSet<Uuid>,
+    sweeping: bool,
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<(), redis::RedisError>")]
+pub struct Enqueue(pub Job);
+
+impl RedisQueueActor {
+    pub fn new(queue: RedisQueue, pool: PgPool, settings: ExecutorSettings) -> Self {
+        RedisQueueActor {
+            queue,
+            pool,
+            settings,
+            suspects: HashSet::new(),
+            sweeping: false,
+        }
+    }
+
+    fn sweep(&mut self, ctx: &mut Context<Self>) {
+        if self.sweeping {
+            return;
+        }
+        self.sweeping = true;
+        let (queue, pool, settings) = (self.queue.clone(), self.pool.clone(), self.settings.clone());
+        let suspects = std::mem::take(&mut self.suspects);
+        let pass = async move {
+            let suspects = match reap(&queue, &suspects).await {
+                Ok(next) => next,
+                Err(e) => {
+                    log::warn!("lease reaper: {e}");
+                    suspects
+                }
+            };
+            if let Err(e) = resweep(&queue, &pool, &settings).await {
+                log::warn!("pending re-sweep: {e}");
+            }
+            suspects
+        };
+        ctx.spawn(pass.into_actor(self).map(|suspects, act, _| {
+            act.suspects = suspects;
+            act.sweeping = false;
+        }));
+    }
+}
+
+/// Requeues jobs unleased on this pass and the previous one (a job is briefly unleased
+/// between BLMOVE and the lease write); returns this pass's new suspects.
+async fn reap(queue: &RedisQueue, suspects: &HashSet<Uuid>) -> redis::RedisResult<HashSet<Uuid>> {
+    let mut next = HashSet::new();
+    for (item, job_id) in queue.unleased().await? {
+        if !suspects.contains(&job_id) {
+            next.insert(job_id);
+        } else if queue.requeue_unleased(&item, job_id).await? {
+            log::warn!("job {job_id} lost its executor; queued again");
+        }
+    }
+    Ok(next)
+}
+
+async fn resweep(queue: &RedisQueue, pool: &PgPool, settings: &ExecutorSettings) -> Result<(), String> {
+    let cutoff = Utc::now() - chrono::Duration::milliseconds(settings.resweep_after_ms as i64);
+    let pending = db::run(pool, move |c| Submission::pending_before(c, cutoff, 500))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut requeued = 0;
+    for submission in pending {
+        if !queue.knows(submission.id).await.map_err(|e| e.to_string())? {
+            queue.enqueue(&submission.to_job()).await.map_err(|e| e.to_string())?;
+            requeued += 1;
+        }
+    }
+    if requeued > 0 {
+        log::warn!("re-queued {requeued} pending submissions Redis did not know");
+    }
+    Ok(())
+}
+
+impl Actor for RedisQueueActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(Duration::from_millis(self.settings.reaper_interval_ms), Self::sweep);
+    }
+}
+
+impl Supervised for RedisQueueActor {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        log::warn!("RedisQueueActor restarting");
+        self.sweeping = false;
+    }
+}
+
+impl Handler<Enqueue> for RedisQueueActor {
+    type Result = ResponseFuture<Result<(), redis::RedisError>>;
+
+    fn handle(&mut self, Enqueue(job): Enqueue, _: &mut Context<Self>) -> Self::Result {
+        let queue = self.queue.clone();
+        Box::pin(async move { queue.enqueue(&job).await })
+    }
+}

@@ -1,0 +1,126 @@
+//! Admin API: datasets and problems.
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use serde::Serialize;
+
+use super::extract::Admin;
+use crate::catalog::{self, ProblemInput};
+use crate::db::models::{Dataset, Problem};
+use crate::db;
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/admin/datasets", web::get().to(list_datasets))
+        .route("/admin/datasets/{name}", web::put().to(put_dataset))
+        .route("/admin/problems", web::post().to(create_problem))
+        .route("/admin/problems/{id}", web::put().to(update_problem));
+}
+
+/// The full problem, reference included, as admins see it.
+#[derive(Serialize)]
+struct AdminProblem {
+    id: i64,
+    slug: String,
+    title: String,
+    statement: String,
+    topic: String,
+    dataset: String,
+    reference_sql: String,
+    ordered: bool,
+    writeable: bool,
+    check_table: Option<String>,
+    time_limit_ms: i32,
+    expected_columns: serde_json::Value,
+    expected_row_count: usize,
+    created_at: chrono::DateTime<chrono::Utc>,
+    updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<Problem> for AdminProblem {
+    fn from(p: Problem) -> Self {
+        AdminProblem {
+            expected_row_count: p.expected_rows.as_array().map_or(0, Vec::len),
+            id: p.id,
+            slug: p.slug,
+            title: p.title,
+            statement: p.statement,
+            topic: p.topic,
+            dataset: p.dataset,
+            reference_sql: p.reference_sql,
+            ordered: p.ordered,
+            writeable: p.writeable,
+            check_table: p.check_table,
+            time_limit_ms: p.time_limit_ms,
+            expected_columns: p.expected_columns,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+async fn list_datasets(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let datasets = db::run(&state.pool, Dataset::list).await?;
+    let body: Vec<_> = datasets
+        .iter()
+        .map(|d| serde_json::json!({"name": d.name, "tables": d.table_infos(), "updated_at": d.updated_at}))
+        .collect();
+    Ok(HttpResponse::Ok().json(body))
+}
+
+async fn put_dataset(
+    _: Admin,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    name: web::Path<String>,
+    mut payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let content_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase());
+    if !matches!(content_type.as_deref(), Some("application/sql" | "text/plain")) {
+        return Err(ApiError::UnsupportedMediaType(
+            "send the dataset script as application/sql or text/plain".into(),
+        ));
+    }
+    let limit = state.settings.server.max_dataset_bytes;
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::Invalid(format!("reading the body: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge(format!("dataset scripts are limited to {limit} bytes")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let script = std::str::from_utf8(&body).map_err(|_| ApiError::Invalid("the script is not UTF-8".into()))?;
+    let loaded = catalog::load_dataset(&state, &name, script).await?;
+    let body = serde_json::json!({
+        "name": name.into_inner(),
+        "tables": loaded.tables,
+        "broken_problems": loaded.broken_problems,
+    });
+    Ok(if loaded.replaced {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::Created().json(body)
+    })
+}
+
+async fn create_problem(_: Admin, state: web::Data<AppState>, body: web::Json<ProblemInput>) -> Result<HttpResponse, ApiError> {
+    let problem = catalog::save_problem(&state, None, body.into_inner()).await?;
+    Ok(HttpResponse::Created().json(AdminProblem::from(problem)))
+}
+
+async fn update_problem(
+    _: Admin,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    body: web::Json<ProblemInput>,
+) -> Result<HttpResponse, ApiError> {
+    let problem = catalog::save_problem(&state, Some(id.into_inner()), body.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(AdminProblem::from(problem)))
+}

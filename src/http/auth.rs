@@ -1,0 +1,151 @@
+//! Accounts: register, login, refresh (rotating), logout.
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::extract::AuthUser;
+use crate::auth::{hash_password, new_token, token_hash, verify_password};
+use crate::db::models::{is_unique_violation, AuthToken, NewUser, User, ACCESS, REFRESH};
+use crate::db::{self, DbError};
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/auth/register", web::post().to(register))
+        .route("/auth/login", web::post().to(login))
+        .route("/auth/refresh", web::post().to(refresh))
+        .route("/auth/logout", web::post().to(logout));
+}
+
+#[derive(Deserialize)]
+struct Register {
+    username: String,
+    email: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+struct Login {
+    username: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+struct Refresh {
+    refresh_token: String,
+}
+
+#[derive(Serialize)]
+struct Tokens {
+    access_token: String,
+    refresh_token: String,
+    token_type: &'static str,
+    expires_in: i64,
+}
+
+fn validate(body: &Register) -> Result<(), ApiError> {
+    let name_ok = (3..=32).contains(&body.username.len())
+        && body.username.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !name_ok {
+        return Err(ApiError::Invalid("username must be 3-32 characters of [A-Za-z0-9_]".into()));
+    }
+    let email = body.email.trim();
+    let email_ok = email.len() <= 254
+        && email
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.'))
+        && !email.chars().any(char::is_whitespace);
+    if !email_ok {
+        return Err(ApiError::Invalid("email is not a valid address".into()));
+    }
+    if body.password.chars().count() < 8 {
+        return Err(ApiError::Invalid("password must be at least 8 characters".into()));
+    }
+    if body.password.len() > 1024 {
+        return Err(ApiError::Invalid("password must be at most 1024 bytes".into()));
+    }
+    Ok(())
+}
+
+async fn register(state: web::Data<AppState>, body: web::Json<Register>) -> Result<HttpResponse, ApiError> {
+    validate(&body)?;
+    let password = body.password.clone();
+    let hash = web::block(move || hash_password(&password))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let body = body.into_inner();
+    let created = db::run(&state.pool, move |c| {
+        User::create(
+            c,
+            &NewUser {
+                username: &body.username,
+                email: body.email.trim(),
+                password_hash: &hash,
+            },
+        )
+    })
+    .await;
+    match created {
+        Ok(user) => Ok(super::created(&serde_json::json!({"user_id": user.id, "username": user.username}))),
+        Err(DbError::Query(e)) if is_unique_violation(&e) => {
+            Err(ApiError::Conflict("username or email is already taken".into()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Issues an access and a refresh token for a login (`family`), storing only their hashes.
+async fn issue(state: &AppState, user_id: i64, family: Uuid) -> Result<Tokens, ApiError> {
+    let (access, refresh) = (new_token(), new_token());
+    let auth = &state.settings.auth;
+    let rows = [
+        AuthToken::new(token_hash(&access), user_id, ACCESS, family, auth.access_ttl_secs),
+        AuthToken::new(token_hash(&refresh), user_id, REFRESH, family, auth.refresh_ttl_secs),
+    ];
+    db::run(&state.pool, move |c| AuthToken::insert_all(c, &rows)).await?;
+    Ok(Tokens {
+        access_token: access,
+        refresh_token: refresh,
+        token_type: "Bearer",
+        expires_in: auth.access_ttl_secs,
+    })
+}
+
+async fn login(state: web::Data<AppState>, body: web::Json<Login>) -> Result<HttpResponse, ApiError> {
+    let Login { username, password } = body.into_inner();
+    let user = db::run(&state.pool, move |c| User::find_by_username(c, &username)).await?;
+    let invalid = || ApiError::Unauthorized("invalid username or password".into());
+    // Verify even for an unknown user, so timing does not reveal which usernames exist.
+    let hash = user.as_ref().map(|u| u.password_hash.clone());
+    let verified = web::block(move || match hash {
+        Some(hash) => verify_password(&password, &hash),
+        None => {
+            let _ = hash_password(&password);
+            false
+        }
+    })
+    .await
+    .map_err(ApiError::internal)?;
+    let user = user.filter(|_| verified).ok_or_else(invalid)?;
+    Ok(HttpResponse::Ok().json(issue(&state, user.id, Uuid::new_v4()).await?))
+}
+
+async fn refresh(state: web::Data<AppState>, body: web::Json<Refresh>) -> Result<HttpResponse, ApiError> {
+    let hash = token_hash(&body.refresh_token);
+    let used = db::run(&state.pool, move |c| {
+        let Some((token, _user)) = AuthToken::find_active(c, &hash, REFRESH)? else {
+            return Ok(None);
+        };
+        // Revoking first makes a refresh token single-use even under concurrent refreshes.
+        Ok(AuthToken::revoke(c, &hash)?.then_some(token))
+    })
+    .await?;
+    let token = used.ok_or_else(|| ApiError::Unauthorized("invalid, expired or already used refresh token".into()))?;
+    Ok(HttpResponse::Ok().json(issue(&state, token.user_id, token.family).await?))
+}
+
+async fn logout(state: web::Data<AppState>, caller: AuthUser) -> Result<HttpResponse, ApiError> {
+    db::run(&state.pool, move |c| AuthToken::revoke_family(c, caller.family)).await?;
+    Ok(HttpResponse::NoContent().finish())
+}

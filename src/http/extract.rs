@@ -1,0 +1,119 @@
+//! Who is calling: bearer tokens of users, or the configured admin token.
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpRequest};
+use futures_util::future::LocalBoxFuture;
+use uuid::Uuid;
+
+use crate::auth::{constant_time_eq, token_hash};
+use crate::db::models::{AuthToken, User, ACCESS};
+use crate::db;
+use crate::error::ApiError;
+use crate::startup::AppState;
+
+/// An authenticated caller: a user (with the login the token belongs to), or the holder of
+/// the configured admin token.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user: Option<User>,
+    pub family: Option<Uuid>,
+    pub is_admin: bool,
+}
+
+/// A caller who is a user account.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub user: User,
+    pub family: Uuid,
+}
+
+/// A caller allowed to use the admin API.
+#[derive(Debug, Clone)]
+pub struct Admin;
+
+fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
+    let header = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::Unauthorized("missing Authorization: Bearer token".into()))?;
+    let value = header
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("malformed Authorization header".into()))?;
+    match value.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+            Ok(token.trim().to_string())
+        }
+        _ => Err(ApiError::Unauthorized("expected Authorization: Bearer <token>".into())),
+    }
+}
+
+pub async fn authenticate(state: &AppState, token: String) -> Result<Principal, ApiError> {
+    let admin_token = &state.settings.auth.admin_token;
+    if !admin_token.is_empty() && constant_time_eq(&token, admin_token) {
+        return Ok(Principal {
+            user: None,
+            family: None,
+            is_admin: true,
+        });
+    }
+    let hash = token_hash(&token);
+    let found = db::run(&state.pool, move |c| AuthToken::find_active(c, &hash, ACCESS)).await?;
+    match found {
+        Some((token, user)) => Ok(Principal {
+            is_admin: user.is_admin,
+            user: Some(user),
+            family: Some(token.family),
+        }),
+        None => Err(ApiError::Unauthorized("invalid or expired token".into())),
+    }
+}
+
+fn state(req: &HttpRequest) -> web::Data<AppState> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .expect("AppState is registered")
+}
+
+impl FromRequest for Principal {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let (state, token) = (state(req), bearer(req));
+        Box::pin(async move { authenticate(&state, token?).await })
+    }
+}
+
+impl FromRequest for AuthUser {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let principal = Principal::from_request(req, payload);
+        Box::pin(async move {
+            match principal.await? {
+                Principal {
+                    user: Some(user),
+                    family: Some(family),
+                    ..
+                } => Ok(AuthUser { user, family }),
+                _ => Err(ApiError::Unauthorized("this endpoint needs a user's token".into())),
+            }
+        })
+    }
+}
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let principal = Principal::from_request(req, payload);
+        Box::pin(async move {
+            if principal.await?.is_admin {
+                Ok(Admin)
+            } else {
+                Err(ApiError::Forbidden("admin only".into()))
+            }
+        })
+    }
+}

@@ -1,0 +1,42 @@
+//! `GET /health`: backends, routing mode and queue depths.
+use actix_web::{web, HttpResponse};
+use diesel::prelude::*;
+
+use crate::db::{self, schema::fallback_submissions};
+use crate::startup::AppState;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health", web::get().to(health));
+}
+
+async fn health(state: web::Data<AppState>) -> HttpResponse {
+    let (redis, postgres) = (state.health.redis(), state.health.postgres());
+    let (pending, processing) = if redis.up {
+        state.queue.depths().await.map_or((None, None), |(p, r)| (Some(p), Some(r)))
+    } else {
+        (None, None)
+    };
+    let fallback_pending = if postgres.up {
+        db::run(&state.pool, |c| fallback_submissions::table.count().get_result::<i64>(c))
+            .await
+            .ok()
+    } else {
+        None
+    };
+    let accepting = redis.up || postgres.up;
+    let body = serde_json::json!({
+        "status": if redis.up && postgres.up { "ok" } else { "degraded" },
+        "mode": if redis.up { "redis" } else { "fallback" },
+        "redis": redis,
+        "postgres": postgres,
+        "queue": {"pending": pending, "processing": processing, "fallback_pending": fallback_pending},
+        "executors": {"total": state.executors.executors.len(), "busy": state.executors.busy()},
+    });
+    if accepting {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable()
+            .insert_header((actix_web::http::header::RETRY_AFTER, "2"))
+            .json(body)
+    }
+}

@@ -1,0 +1,99 @@
+//! HTTP routes by area, the extractor configuration, and JSON for every error.
+mod admin;
+mod auth;
+pub mod extract;
+mod health;
+mod problems;
+mod users;
+
+use actix_web::dev::ServiceResponse;
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::header::CONTENT_TYPE;
+use actix_web::middleware::ErrorHandlerResponse;
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
+
+use crate::error::ApiError;
+
+pub fn routes(cfg: &mut web::ServiceConfig, max_json_bytes: usize) {
+    cfg.app_data(json_config(max_json_bytes))
+        .app_data(web::QueryConfig::default().error_handler(query_error))
+        .app_data(web::PathConfig::default().error_handler(path_error))
+        .configure(auth::routes)
+        .configure(users::routes)
+        .configure(problems::routes)
+        .configure(admin::routes)
+        .configure(health::routes)
+        .default_service(web::to(|| async { ApiError::NotFound("route").error_response() }));
+}
+
+fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(limit)
+        .error_handler(|err, _req: &HttpRequest| {
+            match err {
+                JsonPayloadError::OverflowKnownLength { length, limit } => {
+                    ApiError::PayloadTooLarge(format!("body is {length} bytes; the limit is {limit}"))
+                }
+                JsonPayloadError::Overflow { limit } => {
+                    ApiError::PayloadTooLarge(format!("body exceeds {limit} bytes"))
+                }
+                JsonPayloadError::ContentType => {
+                    ApiError::UnsupportedMediaType("expected Content-Type: application/json".into())
+                }
+                JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::Invalid(e.to_string()),
+                other => ApiError::MalformedJson(format!("malformed JSON: {other}")),
+            }
+            .into()
+        })
+}
+
+fn query_error(err: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
+    ApiError::Invalid(format!("invalid query string: {err}")).into()
+}
+
+fn path_error(_: PathError, _: &HttpRequest) -> actix_web::Error {
+    // A path segment that cannot be an id names nothing that exists.
+    ApiError::NotFound("resource").into()
+}
+
+/// Gives responses the framework produced itself (405, a failing extractor's plain text...)
+/// the JSON error shape of API.md.
+pub fn json_errors<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_json = res
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+    }
+    let status = res.status().as_u16();
+    let error = match status {
+        401 => ApiError::Unauthorized("authentication required".into()),
+        403 => ApiError::Forbidden("not allowed".into()),
+        404 => ApiError::NotFound("route"),
+        405 => ApiError::MethodNotAllowed("method not allowed for this path".into()),
+        413 => ApiError::PayloadTooLarge("request body too large".into()),
+        415 => ApiError::UnsupportedMediaType("unsupported content type".into()),
+        500.. => ApiError::Internal(format!("framework error with status {status}")),
+        _ => ApiError::Invalid("bad request".into()),
+    };
+    let (req, _) = res.into_parts();
+    let res = ServiceResponse::new(req, error.error_response());
+    Ok(ErrorHandlerResponse::Response(res.map_into_right_body()))
+}
+
+/// Validated `limit`/`offset` paging for the list endpoints.
+pub fn page(limit: Option<i64>, offset: Option<i64>, default: i64, max: i64) -> Result<(i64, i64), ApiError> {
+    let (limit, offset) = (limit.unwrap_or(default), offset.unwrap_or(0));
+    if !(1..=max).contains(&limit) {
+        return Err(ApiError::Invalid(format!("limit must be between 1 and {max}")));
+    }
+    if offset < 0 {
+        return Err(ApiError::Invalid("offset must not be negative".into()));
+    }
+    Ok((limit, offset))
+}
+
+pub fn created<T: serde::Serialize>(body: &T) -> HttpResponse {
+    HttpResponse::Created().json(body)
+}

@@ -1,0 +1,161 @@
+//! Public problem catalogue, submitting, and reading results.
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::extract::{AuthUser, Principal};
+use crate::actors::submission::Submit;
+use crate::db::models::{Problem, Submission};
+use crate::db;
+use crate::error::ApiError;
+use crate::job::SubmissionResult;
+use crate::startup::AppState;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    // Fixed paths first: `/problems/submit` is not a problem id.
+    cfg.route("/problems", web::get().to(list))
+        .route("/problems/submit", web::post().to(submit))
+        .route("/problems/result/{job_id}", web::get().to(result))
+        .route("/problems/{id}", web::get().to(detail));
+}
+
+#[derive(Serialize)]
+pub struct ProblemSummary {
+    id: i64,
+    slug: String,
+    title: String,
+    topic: String,
+    dataset: String,
+    ordered: bool,
+    writeable: bool,
+}
+
+impl From<&Problem> for ProblemSummary {
+    fn from(p: &Problem) -> Self {
+        ProblemSummary {
+            id: p.id,
+            slug: p.slug.clone(),
+            title: p.title.clone(),
+            topic: p.topic.clone(),
+            dataset: p.dataset.clone(),
+            ordered: p.ordered,
+            writeable: p.writeable,
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct ProblemDetail {
+    #[serde(flatten)]
+    summary: ProblemSummary,
+    statement: String,
+    expected_columns: Vec<String>,
+    time_limit_ms: i32,
+    check_table: Option<String>,
+}
+
+impl From<&Problem> for ProblemDetail {
+    fn from(p: &Problem) -> Self {
+        ProblemDetail {
+            summary: p.into(),
+            statement: p.statement.clone(),
+            expected_columns: p.expected_column_names(),
+            time_limit_ms: p.time_limit_ms,
+            check_table: p.check_table.clone(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    topic: Option<String>,
+}
+
+async fn list(state: web::Data<AppState>, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
+    let topic = query.into_inner().topic;
+    let problems = db::run(&state.pool, move |c| Problem::list(c, topic.as_deref())).await?;
+    let items: Vec<ProblemSummary> = problems.iter().map(Into::into).collect();
+    Ok(HttpResponse::Ok().json(items))
+}
+
+async fn detail(state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let problem = db::run(&state.pool, move |c| Problem::find(c, id))
+        .await?
+        .ok_or(ApiError::NotFound("problem"))?;
+    Ok(HttpResponse::Ok().json(ProblemDetail::from(&problem)))
+}
+
+#[derive(Deserialize)]
+struct SubmitBody {
+    problem_id: i64,
+    sql: String,
+    request_id: Option<String>,
+    user_id: Option<i64>,
+}
+
+async fn submit(state: web::Data<AppState>, caller: AuthUser, body: web::Json<SubmitBody>) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    if body.user_id.is_some_and(|id| id != caller.user.id) {
+        return Err(ApiError::Forbidden("user_id must be your own id".into()));
+    }
+    let accepted = state
+        .submissions
+        .send(Submit {
+            user_id: caller.user.id,
+            problem_id: body.problem_id,
+            sql: body.sql,
+            request_id: body.request_id,
+        })
+        .await
+        .map_err(|e| ApiError::Unavailable {
+            message: format!("submission service unavailable: {e}"),
+            retry_after_secs: 1,
+        })??;
+    let mut response = match accepted.queue.as_str() {
+        "redis" => HttpResponse::Accepted(),
+        "cache" => HttpResponse::Ok(),
+        _ => HttpResponse::Created(),
+    };
+    Ok(response.json(serde_json::json!({
+        "job_id": accepted.job_id,
+        "status": accepted.status,
+        "queue": accepted.queue,
+        "submitted_at": accepted.submitted_at,
+    })))
+}
+
+/// Redis first (final result, then queued/running state), Postgres last.
+async fn result(state: web::Data<AppState>, caller: Principal, job_id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+    let job_id = job_id.into_inner();
+    let visible = |owner: i64| caller.is_admin || caller.user.as_ref().is_some_and(|u| u.id == owner);
+    let not_found = || ApiError::NotFound("submission");
+    let queue = &state.queue;
+    if let Ok(Some(json)) = queue.result(job_id).await {
+        if let Ok(mut result) = serde_json::from_str::<SubmissionResult>(&json) {
+            if !visible(result.user_id) {
+                return Err(not_found());
+            }
+            result.source = "redis".into();
+            return Ok(HttpResponse::Ok().json(result));
+        }
+    }
+    let stored = db::run(&state.pool, move |c| Submission::find(c, job_id)).await;
+    let stored = match stored {
+        Ok(Some(s)) => s,
+        Ok(None) => return Err(not_found()),
+        Err(e) => return Err(e.into()),
+    };
+    if !visible(stored.user_id) {
+        return Err(not_found());
+    }
+    let mut result = SubmissionResult::from(&stored);
+    if !result.status.is_final() {
+        // Postgres says pending; Redis knows whether it is running right now.
+        if let Ok(Some(p)) = queue.processing(job_id).await {
+            result.status = p.status;
+            result.source = "redis".into();
+        }
+    }
+    Ok(HttpResponse::Ok().json(result))
+}

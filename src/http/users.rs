@@ -1,0 +1,62 @@
+//! The caller's own account and submissions.
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use super::extract::AuthUser;
+use super::page;
+use crate::db::models::{Submission, User};
+use crate::db;
+use crate::error::ApiError;
+use crate::job::SubmissionResult;
+use crate::startup::AppState;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/users/me", web::get().to(me))
+        .route("/users/me/submissions", web::get().to(my_submissions));
+}
+
+async fn me(state: web::Data<AppState>, caller: AuthUser) -> Result<HttpResponse, ApiError> {
+    let id = caller.user.id;
+    let solved = db::run(&state.pool, move |c| User::solved_count(c, id)).await?;
+    let u = caller.user;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "user_id": u.id, "username": u.username, "email": u.email,
+        "created_at": u.created_at, "solved": solved, "is_admin": u.is_admin,
+    })))
+}
+
+#[derive(Deserialize)]
+struct SubmissionQuery {
+    problem_id: Option<i64>,
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+/// A result object with the submitted SQL beside it.
+#[derive(Serialize)]
+struct Item {
+    #[serde(flatten)]
+    result: SubmissionResult,
+    sql: String,
+    queue: String,
+}
+
+async fn my_submissions(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    query: web::Query<SubmissionQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let (limit, offset) = page(query.limit, query.offset, 20, 100)?;
+    let (user_id, problem_id) = (caller.user.id, query.problem_id);
+    let (items, total) =
+        db::run(&state.pool, move |c| Submission::list_for_user(c, user_id, problem_id, limit, offset)).await?;
+    let items: Vec<Item> = items
+        .into_iter()
+        .map(|s| Item {
+            result: SubmissionResult::from(&s),
+            sql: s.sql_query,
+            queue: s.queue,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({"items": items, "total": total})))
+}

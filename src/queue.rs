@@ -1,0 +1,249 @@
+//! The Redis side of the queue: keys, and the operations on them.
+//!
+//! - `problems:queue` (list): jobs waiting, as JSON; LPUSH in, BLMOVE out from the right.
+//! - `problems:inflight` (list): jobs an executor has taken (BLMOVE moves them atomically).
+//! - `problems:lease:{job_id}` (string, PX): the taker's lease; a job in flight whose lease is
+//!   gone on two consecutive reaper passes is put back at the head of the queue.
+//! - `problems:processing:{job_id}` (hash: status, user_id, problem_id, attempts).
+//! - `problems:result:{job_id}` (final result JSON, TTL 300 s by default).
+//!
+//! Grading is at least once; `Submission::record_result` makes the record exactly once.
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::{AsyncCommands, AsyncConnectionConfig, Direction, RedisResult, Script};
+use uuid::Uuid;
+
+use crate::config::RedisSettings;
+use crate::job::{Job, Status};
+
+#[derive(Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Keys {
+        Keys {
+            prefix: prefix.to_string(),
+        }
+    }
+    pub fn queue(&self) -> String {
+        format!("{}problems:queue", self.prefix)
+    }
+    pub fn inflight(&self) -> String {
+        format!("{}problems:inflight", self.prefix)
+    }
+    pub fn processing(&self, id: Uuid) -> String {
+        format!("{}problems:processing:{id}", self.prefix)
+    }
+    pub fn result(&self, id: Uuid) -> String {
+        format!("{}problems:result:{id}", self.prefix)
+    }
+    pub fn lease(&self, id: Uuid) -> String {
+        format!("{}problems:lease:{id}", self.prefix)
+    }
+}
+
+/// The state of a job Redis knows as not finished.
+#[derive(Debug, Clone)]
+pub struct Processing {
+    pub status: Status,
+    pub user_id: i64,
+    pub problem_id: i64,
+}
+
+/// Puts an in-flight job back at the head of the queue, unless its lease is still held.
+const REQUEUE_IF_NO_LEASE: &str = r"
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
+  redis.call('RPUSH', KEYS[2], ARGV[1])
+  return 1
+end
+return 0";
+
+#[derive(Clone)]
+pub struct RedisQueue {
+    pub keys: Keys,
+    client: redis::Client,
+    conn: ConnectionManager,
+    result_ttl_secs: u64,
+}
+
+impl RedisQueue {
+    pub async fn connect(settings: &RedisSettings) -> RedisResult<RedisQueue> {
+        let client = redis::Client::open(settings.url.as_str())?;
+        let timeout = Duration::from_millis(settings.timeout_ms);
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(timeout))
+            .set_connection_timeout(Some(timeout))
+            .set_number_of_retries(1);
+        let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
+        Ok(RedisQueue {
+            keys: Keys::new(&settings.key_prefix),
+            client,
+            conn,
+            result_ttl_secs: settings.result_ttl_secs,
+        })
+    }
+
+    pub fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// A connection of its own for blocking commands, which must not hold up the shared one;
+    /// its response timeout leaves room for the block.
+    pub async fn blocking_connection(&self, block: Duration) -> RedisResult<MultiplexedConnection> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(block + Duration::from_secs(2)));
+        self.client.get_multiplexed_async_connection_with_config(&config).await
+    }
+
+    pub async fn ping(&self) -> RedisResult<()> {
+        redis::cmd("PING").query_async(&mut self.conn()).await
+    }
+
+    /// Queues a job and records it as queued, atomically.
+    pub async fn enqueue(&self, job: &Job) -> RedisResult<()> {
+        let payload = serde_json::to_string(job).expect("job serialises");
+        redis::pipe()
+            .atomic()
+            .hset_multiple(
+                self.keys.processing(job.job_id),
+                &[
+                    ("status", Status::Queued.as_str().to_string()),
+                    ("user_id", job.user_id.to_string()),
+                    ("problem_id", job.problem_id.to_string()),
+                ],
+            )
+            .ignore()
+            .lpush(self.keys.queue(), payload)
+            .ignore()
+            .query_async(&mut self.conn())
+            .await
+    }
+
+    /// Waits up to `block` for a job and moves it to the in-flight list.
+    pub async fn take(&self, conn: &mut MultiplexedConnection, block: Duration) -> RedisResult<Option<String>> {
+        conn.blmove(
+            self.keys.queue(),
+            self.keys.inflight(),
+            Direction::Right,
+            Direction::Left,
+            block.as_secs_f64(),
+        )
+        .await
+    }
+
+    /// Marks a taken job as running under a lease; returns how many times it was taken.
+    pub async fn start(&self, job_id: Uuid, lease: Duration) -> RedisResult<u32> {
+        let (attempts,): (u32,) = redis::pipe()
+            .atomic()
+            .pset_ex(self.keys.lease(job_id), 1, lease.as_millis() as u64)
+            .ignore()
+            .hset(self.keys.processing(job_id), "status", Status::Running.as_str())
+            .ignore()
+            .hincr(self.keys.processing(job_id), "attempts", 1)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(attempts)
+    }
+
+    /// Publishes the final result and forgets the job's queue state, atomically.
+    pub async fn complete(&self, item: &str, job_id: Uuid, result_json: &str) -> RedisResult<()> {
+        redis::pipe()
+            .atomic()
+            .set_ex(self.keys.result(job_id), result_json, self.result_ttl_secs)
+            .ignore()
+            .del(&[self.keys.processing(job_id), self.keys.lease(job_id)])
+            .ignore()
+            .lrem(self.keys.inflight(), 1, item)
+            .ignore()
+            .query_async(&mut self.conn())
+            .await
+    }
+
+    /// Hands a taken job back (e.g. the sandbox was unreachable): next in line.
+    pub async fn release(&self, item: &str, job_id: Uuid) -> RedisResult<()> {
+        redis::pipe()
+            .atomic()
+            .del(self.keys.lease(job_id))
+            .ignore()
+            .hset(self.keys.processing(job_id), "status", Status::Queued.as_str())
+            .ignore()
+            .lrem(self.keys.inflight(), 1, item)
+            .ignore()
+            .rpush(self.keys.queue(), item)
+            .ignore()
+            .query_async(&mut self.conn())
+            .await
+    }
+
+    /// Drops an item that is not a job at all (never produced by us).
+    pub async fn discard(&self, item: &str) -> RedisResult<()> {
+        self.conn().lrem(self.keys.inflight(), 1, item).await
+    }
+
+    /// Jobs in flight whose lease is missing.
+    pub async fn unleased(&self) -> RedisResult<Vec<(String, Uuid)>> {
+        let items: Vec<String> = self.conn().lrange(self.keys.inflight(), 0, -1).await?;
+        let mut orphans = Vec::new();
+        for item in items {
+            let Ok(job) = serde_json::from_str::<Job>(&item) else {
+                continue;
+            };
+            let leased: bool = self.conn().exists(self.keys.lease(job.job_id)).await?;
+            if !leased {
+                orphans.push((item, job.job_id));
+            }
+        }
+        Ok(orphans)
+    }
+
+    /// Requeues an in-flight job whose lease is (still) missing; true if it was.
+    pub async fn requeue_unleased(&self, item: &str, job_id: Uuid) -> RedisResult<bool> {
+        Script::new(REQUEUE_IF_NO_LEASE)
+            .key(self.keys.inflight())
+            .key(self.keys.queue())
+            .key(self.keys.lease(job_id))
+            .arg(item)
+            .invoke_async(&mut self.conn())
+            .await
+    }
+
+    pub async fn result(&self, job_id: Uuid) -> RedisResult<Option<String>> {
+        self.conn().get(self.keys.result(job_id)).await
+    }
+
+    pub async fn processing(&self, job_id: Uuid) -> RedisResult<Option<Processing>> {
+        let fields: std::collections::HashMap<String, String> =
+            self.conn().hgetall(self.keys.processing(job_id)).await?;
+        let field = |name: &str| fields.get(name).and_then(|v| v.parse().ok());
+        Ok(match (fields.get("status").and_then(|s| Status::parse(s)), field("user_id"), field("problem_id")) {
+            (Some(status), Some(user_id), Some(problem_id)) => Some(Processing {
+                status,
+                user_id,
+                problem_id,
+            }),
+            _ => None,
+        })
+    }
+
+    /// Whether Redis still knows this job (queued, running, or finished recently).
+    pub async fn knows(&self, job_id: Uuid) -> RedisResult<bool> {
+        let n: u32 = self
+            .conn()
+            .exists(&[self.keys.processing(job_id), self.keys.result(job_id)])
+            .await?;
+        Ok(n > 0)
+    }
+
+    pub async fn depths(&self) -> RedisResult<(u64, u64)> {
+        redis::pipe()
+            .llen(self.keys.queue())
+            .llen(self.keys.inflight())
+            .query_async(&mut self.conn())
+            .await
+    }
+}

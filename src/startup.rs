@@ -1,0 +1,138 @@
+//! Builds the application: databases, sandbox, Redis, the actors and the HTTP server, on the
+//! configured address (port 0 picks a free port, which the tests use).
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use actix_web::dev::Server;
+use actix_web::middleware::{ErrorHandlers, Logger};
+use actix_web::{web, App, HttpServer};
+
+use crate::actors::executor::{ExecutorDeps, ExecutorPool};
+use crate::actors::health::{HealthMonitor, HealthState};
+use crate::actors::redis_queue::RedisQueueActor;
+use crate::actors::submission::SubmissionActor;
+use crate::config::{DatabaseSettings, Settings};
+use crate::db::{self, PgPool};
+use crate::grading::sandbox::{Sandbox, Slot};
+use crate::http;
+use crate::queue::RedisQueue;
+
+pub type StartupError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Shared by every HTTP worker.
+pub struct AppState {
+    pub settings: Settings,
+    pub pool: PgPool,
+    pub queue: RedisQueue,
+    pub sandbox: Arc<Sandbox>,
+    /// The slot reference queries run on (problem validation).
+    pub reference: tokio::sync::Mutex<Slot>,
+    pub submissions: Addr<SubmissionActor>,
+    pub health: Arc<HealthState>,
+    pub executors: ExecutorPool,
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+}
+
+/// Creates the platform database if needed, migrates it and returns a pool.
+pub async fn prepare_platform_db(settings: &DatabaseSettings) -> Result<PgPool, StartupError> {
+    let settings = settings.clone();
+    tokio::task::spawn_blocking(move || {
+        db::ensure_database(&settings.url)?;
+        let pool = db::pool(&settings.url, settings.pool_size)?;
+        let mut conn = pool.get()?;
+        let applied = db::run_migrations(&mut conn)?;
+        if applied > 0 {
+            log::info!("applied {applied} migration(s)");
+        }
+        Ok(pool)
+    })
+    .await?
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+        let pool = prepare_platform_db(&settings.database).await?;
+        let sandbox = Arc::new(Sandbox::new(settings.sandbox.clone())?);
+        sandbox.bootstrap(settings.executor.workers).await?;
+        let queue = RedisQueue::connect(&settings.redis).await?;
+
+        let redis_queue = {
+            let (queue, pool, exec) = (queue.clone(), pool.clone(), settings.executor.clone());
+            Supervisor::start(move |_| RedisQueueActor::new(queue, pool, exec))
+        };
+        let executors = ExecutorPool::start(ExecutorDeps {
+            queue: queue.clone(),
+            pool: pool.clone(),
+            sandbox: sandbox.clone(),
+            settings: settings.executor.clone(),
+        });
+        let health = Arc::new(HealthState::new());
+        {
+            let monitor = HealthMonitor::new(
+                health.clone(),
+                queue.clone(),
+                pool.clone(),
+                executors.clone(),
+                Duration::from_millis(settings.health.interval_ms),
+                // Far beyond any grading: the sandbox deadline has long passed by then.
+                (settings.executor.lease_ms * 2) as i64,
+            );
+            Supervisor::start(move |_| monitor);
+        }
+        let submissions = {
+            let (pool, max) = (pool.clone(), settings.sandbox.max_sql_bytes);
+            Supervisor::start(move |_| SubmissionActor::new(pool, redis_queue, max))
+        };
+
+        let listener = TcpListener::bind(&settings.server.bind)?;
+        let port = listener.local_addr()?.port();
+        let state = web::Data::new(AppState {
+            reference: tokio::sync::Mutex::new(sandbox.slot(settings.executor.workers)),
+            settings,
+            pool,
+            queue,
+            sandbox,
+            submissions,
+            health,
+            executors,
+        });
+        let max_json = state.settings.server.max_json_bytes;
+        let workers = state.settings.server.http_workers;
+        let data = state.clone();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(ErrorHandlers::new().default_handler(http::json_errors))
+                .wrap(Logger::new("%r %s %Dms"))
+                .app_data(data.clone())
+                .configure(|cfg| http::routes(cfg, max_json))
+        })
+        .listen(listener)?;
+        if workers > 0 {
+            server = server.workers(workers);
+        }
+        Ok(Application {
+            port,
+            server: server.run(),
+            state,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> web::Data<AppState> {
+        self.state.clone()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
