@@ -37,12 +37,14 @@ fn unavailable(e: SandboxError) -> ApiError {
 fn is_identifier(s: &str) -> bool {
     (1..=63).contains(&s.len())
         && s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
 }
 
 fn is_slug(s: &str, max: usize) -> bool {
     (1..=max).contains(&s.len())
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
 }
 
 impl ProblemInput {
@@ -65,14 +67,20 @@ impl ProblemInput {
             return invalid("reference_sql must not be empty");
         }
         if self.reference_sql.len() > s.max_sql_bytes {
-            return Err(ApiError::PayloadTooLarge(format!("reference_sql exceeds {} bytes", s.max_sql_bytes)));
+            return Err(ApiError::PayloadTooLarge(format!(
+                "reference_sql exceeds {} bytes",
+                s.max_sql_bytes
+            )));
         }
         if !dataset::valid_name(&self.dataset) {
             return invalid("dataset is not a valid dataset name");
         }
         if let Some(t) = self.time_limit_ms {
             if t == 0 || t > s.max_time_limit_ms {
-                return Err(ApiError::Invalid(format!("time_limit_ms must be 1-{}", s.max_time_limit_ms)));
+                return Err(ApiError::Invalid(format!(
+                    "time_limit_ms must be 1-{}",
+                    s.max_time_limit_ms
+                )));
             }
         }
         match (&self.check_table, self.writeable) {
@@ -87,7 +95,8 @@ impl ProblemInput {
     }
 
     fn time_limit(&self, state: &AppState) -> u32 {
-        self.time_limit_ms.unwrap_or(state.settings.sandbox.default_time_limit_ms)
+        self.time_limit_ms
+            .unwrap_or(state.settings.sandbox.default_time_limit_ms)
     }
 }
 
@@ -108,11 +117,18 @@ fn to_json_rows(rs: &ResultSet) -> (serde_json::Value, serde_json::Value) {
 }
 
 /// Creates (`id` None) or replaces a problem after validating it and running its reference.
-pub async fn save_problem(state: &AppState, id: Option<i64>, input: ProblemInput) -> Result<Problem, ApiError> {
+pub async fn save_problem(
+    state: &AppState,
+    id: Option<i64>,
+    input: ProblemInput,
+) -> Result<Problem, ApiError> {
     input.validate(state)?;
     let name = input.dataset.clone();
     if !db::run(&state.pool, move |c| Dataset::exists(c, &name)).await? {
-        return Err(ApiError::Unprocessable(format!("unknown dataset {:?}", input.dataset)));
+        return Err(ApiError::Unprocessable(format!(
+            "unknown dataset {:?}",
+            input.dataset
+        )));
     }
     let time_limit_ms = input.time_limit(state);
     let spec = RunSpec {
@@ -144,9 +160,9 @@ pub async fn save_problem(state: &AppState, id: Option<i64>, input: ProblemInput
     match saved {
         Ok(Some(problem)) => Ok(problem),
         Ok(None) => Err(ApiError::NotFound("problem")),
-        Err(DbError::Query(e)) if is_unique_violation(&e) => {
-            Err(ApiError::Conflict("a problem with this slug already exists".into()))
-        }
+        Err(DbError::Query(e)) if is_unique_violation(&e) => Err(ApiError::Conflict(
+            "a problem with this slug already exists".into(),
+        )),
         Err(e) => Err(e.into()),
     }
 }
@@ -160,20 +176,32 @@ pub struct LoadedDataset {
 }
 
 /// Loads (or replaces) a dataset and recomputes the expected results of its problems.
-pub async fn load_dataset(state: &AppState, name: &str, script: &str) -> Result<LoadedDataset, ApiError> {
+pub async fn load_dataset(
+    state: &AppState,
+    name: &str,
+    script: &str,
+) -> Result<LoadedDataset, ApiError> {
     if !dataset::valid_name(name) {
         return Err(ApiError::Invalid(
-            "dataset names are 1-48 characters of [a-z0-9_], starting with a letter or _, not pg_*".into(),
+            "dataset names are 1-48 characters of [a-z0-9_], starting with a letter or _, not pg_*"
+                .into(),
         ));
     }
-    let tables = dataset::load(&state.sandbox, name, script).await.map_err(|e| match e {
-        DatasetError::Invalid(m) => ApiError::Invalid(m),
-        DatasetError::Failed(m) => ApiError::Unprocessable(format!("the dataset script failed: {m}")),
-        DatasetError::Sandbox(e) => unavailable(e),
-    })?;
+    let tables = dataset::load(&state.sandbox, name, script)
+        .await
+        .map_err(|e| match e {
+            DatasetError::Invalid(m) => ApiError::Invalid(m),
+            DatasetError::Failed(m) => {
+                ApiError::Unprocessable(format!("the dataset script failed: {m}"))
+            }
+            DatasetError::Sandbox(e) => unavailable(e),
+        })?;
     let sha = crate::auth::sha256_hex(script);
     let (owned, infos) = (name.to_string(), tables.clone());
-    let replaced = db::run(&state.pool, move |c| Dataset::upsert(c, &owned, &sha, &infos)).await?;
+    let replaced = db::run(&state.pool, move |c| {
+        Dataset::upsert(c, &owned, &sha, &infos)
+    })
+    .await?;
     let owned = name.to_string();
     let problems = db::run(&state.pool, move |c| Problem::list_by_dataset(c, &owned)).await?;
     let mut broken_problems = Vec::new();
@@ -182,10 +210,16 @@ pub async fn load_dataset(state: &AppState, name: &str, script: &str) -> Result<
         match reference_result(state, &spec).await {
             Ok(rs) => {
                 let (columns, rows) = to_json_rows(&rs);
-                db::run(&state.pool, move |c| Problem::set_expected(c, problem.id, &columns, &rows)).await?;
+                db::run(&state.pool, move |c| {
+                    Problem::set_expected(c, problem.id, &columns, &rows)
+                })
+                .await?;
             }
             Err(ApiError::Unprocessable(reason)) => {
-                log::warn!("problem {} no longer validates on dataset {name}: {reason}", problem.slug);
+                log::warn!(
+                    "problem {} no longer validates on dataset {name}: {reason}",
+                    problem.slug
+                );
                 broken_problems.push(problem.slug);
             }
             Err(e) => return Err(e),

@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use crate::catalog::{self, ProblemInput};
-use crate::db::models::{Dataset, Problem};
 use crate::db;
+use crate::db::models::{Dataset, Problem};
 use crate::startup::{AppState, StartupError};
 
 pub async fn load(state: &AppState, dir: &Path) -> Result<(), StartupError> {
@@ -15,7 +15,11 @@ pub async fn load(state: &AppState, dir: &Path) -> Result<(), StartupError> {
         .collect();
     scripts.sort();
     for path in scripts {
-        let name = path.file_stem().and_then(|s| s.to_str()).ok_or("bad dataset file name")?.to_string();
+        let name = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .ok_or("bad dataset file name")?
+            .to_string();
         let script = std::fs::read_to_string(&path)?;
         let sha = crate::auth::sha256_hex(&script);
         let lookup = name.clone();
@@ -23,10 +27,13 @@ pub async fn load(state: &AppState, dir: &Path) -> Result<(), StartupError> {
         if current.is_some_and(|d| d.script_sha256 == sha) {
             continue;
         }
-        let loaded = catalog::load_dataset(state, &name, &script).await.map_err(|e| format!("dataset {name}: {e}"))?;
+        let loaded = catalog::load_dataset(state, &name, &script)
+            .await
+            .map_err(|e| format!("dataset {name}: {e}"))?;
         log::info!("demo dataset {name}: {} tables", loaded.tables.len());
     }
-    let problems: Vec<ProblemInput> = serde_json::from_str(&std::fs::read_to_string(dir.join("problems.json"))?)?;
+    let problems: Vec<ProblemInput> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("problems.json"))?)?;
     let count = problems.len();
     for input in problems {
         let slug = input.slug.clone();

@@ -97,7 +97,9 @@ impl RedisQueue {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(block + Duration::from_secs(2)));
-        self.client.get_multiplexed_async_connection_with_config(&config).await
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
     }
 
     pub async fn ping(&self) -> RedisResult<()> {
@@ -125,7 +127,11 @@ impl RedisQueue {
     }
 
     /// Waits up to `block` for a job and moves it to the in-flight list.
-    pub async fn take(&self, conn: &mut MultiplexedConnection, block: Duration) -> RedisResult<Option<String>> {
+    pub async fn take(
+        &self,
+        conn: &mut MultiplexedConnection,
+        block: Duration,
+    ) -> RedisResult<Option<String>> {
         conn.blmove(
             self.keys.queue(),
             self.keys.inflight(),
@@ -142,12 +148,23 @@ impl RedisQueue {
             .atomic()
             .pset_ex(self.keys.lease(job_id), 1, lease.as_millis() as u64)
             .ignore()
-            .hset(self.keys.processing(job_id), "status", Status::Running.as_str())
+            .hset(
+                self.keys.processing(job_id),
+                "status",
+                Status::Running.as_str(),
+            )
             .ignore()
             .hincr(self.keys.processing(job_id), "attempts", 1)
             .query_async(&mut self.conn())
             .await?;
         Ok(attempts)
+    }
+
+    /// Keeps the lease of a job being graded alive.
+    pub async fn renew(&self, job_id: Uuid, lease: Duration) -> RedisResult<()> {
+        self.conn()
+            .pset_ex(self.keys.lease(job_id), 1, lease.as_millis() as u64)
+            .await
     }
 
     /// Publishes the final result and forgets the job's queue state, atomically.
@@ -170,7 +187,11 @@ impl RedisQueue {
             .atomic()
             .del(self.keys.lease(job_id))
             .ignore()
-            .hset(self.keys.processing(job_id), "status", Status::Queued.as_str())
+            .hset(
+                self.keys.processing(job_id),
+                "status",
+                Status::Queued.as_str(),
+            )
             .ignore()
             .lrem(self.keys.inflight(), 1, item)
             .ignore()
@@ -220,14 +241,20 @@ impl RedisQueue {
         let fields: std::collections::HashMap<String, String> =
             self.conn().hgetall(self.keys.processing(job_id)).await?;
         let field = |name: &str| fields.get(name).and_then(|v| v.parse().ok());
-        Ok(match (fields.get("status").and_then(|s| Status::parse(s)), field("user_id"), field("problem_id")) {
-            (Some(status), Some(user_id), Some(problem_id)) => Some(Processing {
-                status,
-                user_id,
-                problem_id,
-            }),
-            _ => None,
-        })
+        Ok(
+            match (
+                fields.get("status").and_then(|s| Status::parse(s)),
+                field("user_id"),
+                field("problem_id"),
+            ) {
+                (Some(status), Some(user_id), Some(problem_id)) => Some(Processing {
+                    status,
+                    user_id,
+                    problem_id,
+                }),
+                _ => None,
+            },
+        )
     }
 
     /// Whether Redis still knows this job (queued, running, or finished recently).

@@ -82,7 +82,8 @@ impl Application {
                 executors.clone(),
                 Duration::from_millis(settings.health.interval_ms),
                 // Far beyond any grading: the sandbox deadline has long passed by then.
-                (settings.executor.lease_ms * 2) as i64,
+                ((settings.sandbox.max_time_limit_ms as u64 + settings.sandbox.grace_ms) * 3
+                    + 10_000) as i64,
             );
             Supervisor::start(move |_| monitor);
         }

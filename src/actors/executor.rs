@@ -86,7 +86,11 @@ impl ExecutorPool {
             .enumerate()
             .map(|(index, status)| {
                 let (deps, status) = (deps.clone(), status.clone());
-                Supervisor::start(move |_| ExecutorActor { index, deps, status })
+                Supervisor::start(move |_| ExecutorActor {
+                    index,
+                    deps,
+                    status,
+                })
             })
             .collect();
         ExecutorPool { executors, status }
@@ -127,8 +131,12 @@ async fn work_loop(index: usize, deps: Arc<ExecutorDeps>, status: Arc<ExecutorSt
                 continue;
             }
         };
-        status.busy_since_ms.store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
-        let handled = AssertUnwindSafe(handle(&deps, &mut slot, &item)).catch_unwind().await;
+        status
+            .busy_since_ms
+            .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+        let handled = AssertUnwindSafe(handle(&deps, &mut slot, &item))
+            .catch_unwind()
+            .await;
         status.busy_since_ms.store(0, Ordering::Relaxed);
         if handled.is_err() {
             log::error!("executor {index} panicked while grading; restarting it");
@@ -152,31 +160,61 @@ async fn handle(deps: &ExecutorDeps, slot: &mut Slot, item: &str) {
     let attempts = match deps.queue.start(job.job_id, lease).await {
         Ok(n) => n,
         Err(e) => {
-            log::warn!("job {}: could not lease ({e}); the reaper will requeue it", job.job_id);
+            log::warn!(
+                "job {}: could not lease ({e}); the reaper will requeue it",
+                job.job_id
+            );
             return;
         }
     };
     let outcome = if attempts > deps.settings.max_attempts {
-        Some(Outcome::verdict(Status::InternalError, format!("grading failed {} times", attempts - 1)))
+        Some(Outcome::verdict(
+            Status::InternalError,
+            format!("grading failed {} times", attempts - 1),
+        ))
     } else {
-        grade(deps, slot, &job).await
+        // Renew the lease while grading: if this executor dies, the lease lapses within
+        // `lease_ms`, however long the problem's time limit.
+        let renew = async {
+            loop {
+                actix_web::rt::time::sleep(lease / 3).await;
+                if let Err(e) = deps.queue.renew(job.job_id, lease).await {
+                    log::debug!("job {}: lease renewal failed: {e}", job.job_id);
+                }
+            }
+        };
+        let grading = grade(deps, slot, &job);
+        futures_util::pin_mut!(renew, grading);
+        match futures_util::future::select(grading, renew).await {
+            futures_util::future::Either::Left((outcome, _)) => outcome,
+            futures_util::future::Either::Right((never, _)) => never,
+        }
     };
     let Some(outcome) = outcome else {
         // The sandbox or platform database failed: put the job back after a pause.
         actix_web::rt::time::sleep(Duration::from_millis(500)).await;
         if let Err(e) = deps.queue.release(item, job.job_id).await {
-            log::warn!("job {}: could not release ({e}); the reaper will requeue it", job.job_id);
+            log::warn!(
+                "job {}: could not release ({e}); the reaper will requeue it",
+                job.job_id
+            );
         }
         return;
     };
     let recorded = {
         let job = job.clone();
-        db::run(&deps.pool, move |c| Submission::record_result(c, &job, "redis", &outcome)).await
+        db::run(&deps.pool, move |c| {
+            Submission::record_result(c, &job, "redis", &outcome)
+        })
+        .await
     };
     let stored = match recorded {
         Ok((stored, _first_solve)) => stored,
         Err(e) => {
-            log::warn!("job {}: could not record the result ({e}); retrying later", job.job_id);
+            log::warn!(
+                "job {}: could not record the result ({e}); retrying later",
+                job.job_id
+            );
             let _ = deps.queue.release(item, job.job_id).await;
             return;
         }
@@ -186,7 +224,10 @@ async fn handle(deps: &ExecutorDeps, slot: &mut Slot, item: &str) {
     let json = serde_json::to_string(&result).expect("result serialises");
     if let Err(e) = deps.queue.complete(item, job.job_id, &json).await {
         // Recorded in Postgres already: a second grading would find it final and change nothing.
-        log::warn!("job {}: result recorded but not published to Redis: {e}", job.job_id);
+        log::warn!(
+            "job {}: result recorded but not published to Redis: {e}",
+            job.job_id
+        );
     }
 }
 
@@ -196,7 +237,10 @@ async fn grade(deps: &ExecutorDeps, slot: &mut Slot, job: &Job) -> Option<Outcom
     let problem = match db::run(&deps.pool, move |c| Problem::find(c, problem_id)).await {
         Ok(Some(problem)) => problem,
         Ok(None) => {
-            return Some(Outcome::verdict(Status::InternalError, "the problem no longer exists"));
+            return Some(Outcome::verdict(
+                Status::InternalError,
+                "the problem no longer exists",
+            ));
         }
         Err(e) => {
             log::warn!("job {}: loading problem: {e}", job.job_id);

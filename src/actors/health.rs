@@ -107,9 +107,16 @@ impl HealthMonitor {
             return;
         }
         self.probing = true;
-        let (queue, pool, limit) = (self.queue.clone(), self.pool.clone(), self.interval.max(Duration::from_millis(250)));
+        let (queue, pool, limit) = (
+            self.queue.clone(),
+            self.pool.clone(),
+            self.interval.max(Duration::from_millis(250)),
+        );
         let probe = async move {
-            let redis = timed(limit, async { queue.ping().await.map_err(|e| e.to_string()) }).await;
+            let redis = timed(limit, async {
+                queue.ping().await.map_err(|e| e.to_string())
+            })
+            .await;
             let postgres = timed(limit, async {
                 db::run(&pool, |c| diesel::sql_query("SELECT 1").execute(c))
                     .await
@@ -120,18 +127,35 @@ impl HealthMonitor {
             (redis, postgres)
         };
         ctx.spawn(probe.into_actor(self).map(|(redis, postgres), act, _| {
-            act.state.redis.write().expect("health lock").update("redis", redis);
-            act.state.postgres.write().expect("health lock").update("postgres", postgres);
+            act.state
+                .redis
+                .write()
+                .expect("health lock")
+                .update("redis", redis);
+            act.state
+                .postgres
+                .write()
+                .expect("health lock")
+                .update("postgres", postgres);
             act.probing = false;
         }));
     }
 
     fn restart_stuck_executors(&self) {
         let now = Utc::now().timestamp_millis();
-        for (index, (addr, status)) in self.executors.executors.iter().zip(&self.executors.status).enumerate() {
+        for (index, (addr, status)) in self
+            .executors
+            .executors
+            .iter()
+            .zip(&self.executors.status)
+            .enumerate()
+        {
             let since = status.busy_since_ms.load(Ordering::Relaxed);
             if since != 0 && now - since > self.stuck_after_ms {
-                log::error!("executor {index} stuck for {} ms; restarting it", now - since);
+                log::error!(
+                    "executor {index} stuck for {} ms; restarting it",
+                    now - since
+                );
                 status.busy_since_ms.store(0, Ordering::Relaxed);
                 addr.do_send(Restart);
             }
@@ -140,7 +164,10 @@ impl HealthMonitor {
 }
 
 /// Latency in ms of a probe, or why it failed (including not answering within `limit`).
-async fn timed(limit: Duration, probe: impl std::future::Future<Output = Result<(), String>>) -> Result<f64, String> {
+async fn timed(
+    limit: Duration,
+    probe: impl std::future::Future<Output = Result<(), String>>,
+) -> Result<f64, String> {
     let started = Instant::now();
     match actix_web::rt::time::timeout(limit, probe).await {
         Ok(Ok(())) => Ok(started.elapsed().as_secs_f64() * 1000.0),

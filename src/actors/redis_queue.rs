@@ -42,7 +42,8 @@ impl RedisQueueActor {
             return;
         }
         self.sweeping = true;
-        let (queue, pool, settings) = (self.queue.clone(), self.pool.clone(), self.settings.clone());
+        let (queue, pool, settings) =
+            (self.queue.clone(), self.pool.clone(), self.settings.clone());
         let suspects = std::mem::take(&mut self.suspects);
         let pass = async move {
             let suspects = match reap(&queue, &suspects).await {
@@ -78,15 +79,26 @@ async fn reap(queue: &RedisQueue, suspects: &HashSet<Uuid>) -> redis::RedisResul
     Ok(next)
 }
 
-async fn resweep(queue: &RedisQueue, pool: &PgPool, settings: &ExecutorSettings) -> Result<(), String> {
+async fn resweep(
+    queue: &RedisQueue,
+    pool: &PgPool,
+    settings: &ExecutorSettings,
+) -> Result<(), String> {
     let cutoff = Utc::now() - chrono::Duration::milliseconds(settings.resweep_after_ms as i64);
     let pending = db::run(pool, move |c| Submission::pending_before(c, cutoff, 500))
         .await
         .map_err(|e| e.to_string())?;
     let mut requeued = 0;
     for submission in pending {
-        if !queue.knows(submission.id).await.map_err(|e| e.to_string())? {
-            queue.enqueue(&submission.to_job()).await.map_err(|e| e.to_string())?;
+        if !queue
+            .knows(submission.id)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            queue
+                .enqueue(&submission.to_job())
+                .await
+                .map_err(|e| e.to_string())?;
             requeued += 1;
         }
     }
@@ -100,7 +112,10 @@ impl Actor for RedisQueueActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(Duration::from_millis(self.settings.reaper_interval_ms), Self::sweep);
+        ctx.run_interval(
+            Duration::from_millis(self.settings.reaper_interval_ms),
+            Self::sweep,
+        );
     }
 }
 

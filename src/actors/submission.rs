@@ -1,7 +1,7 @@
 //! `SubmissionActor` validates a submission, records it in Postgres (the truth, and the
 //! idempotency key), and routes it to a queue.
 use actix::prelude::*;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use uuid::Uuid;
 
 use super::redis_queue::{Enqueue, RedisQueueActor};
@@ -64,7 +64,9 @@ impl Submit {
             return Err(ApiError::Invalid("sql must not be empty".into()));
         }
         if self.sql.contains('\0') {
-            return Err(ApiError::Invalid("sql must not contain NUL characters".into()));
+            return Err(ApiError::Invalid(
+                "sql must not contain NUL characters".into(),
+            ));
         }
         if let Some(id) = &self.request_id {
             if id.is_empty() || id.chars().count() > MAX_REQUEST_ID_CHARS {
@@ -81,7 +83,11 @@ impl Handler<Submit> for SubmissionActor {
     type Result = ResponseFuture<Result<Accepted, ApiError>>;
 
     fn handle(&mut self, msg: Submit, _: &mut Context<Self>) -> Self::Result {
-        let (pool, redis_queue, max) = (self.pool.clone(), self.redis_queue.clone(), self.max_sql_bytes);
+        let (pool, redis_queue, max) = (
+            self.pool.clone(),
+            self.redis_queue.clone(),
+            self.max_sql_bytes,
+        );
         Box::pin(async move {
             msg.validate(max)?;
             let job = Job {
@@ -90,7 +96,8 @@ impl Handler<Submit> for SubmissionActor {
                 problem_id: msg.problem_id,
                 sql: msg.sql,
                 request_id: msg.request_id,
-                submitted_at: Utc::now(),
+                // Postgres keeps microseconds: acknowledge the time it will report.
+                submitted_at: Utc::now().trunc_subsecs(6),
             };
             let record = job.clone();
             let (stored, created) = db::run(&pool, move |c| {
@@ -116,11 +123,17 @@ impl Handler<Submit> for SubmissionActor {
                 Ok(Ok(())) => "redis",
                 // Stored in Postgres: the re-sweep queues it once Redis answers again.
                 Ok(Err(e)) => {
-                    log::warn!("job {}: redis enqueue failed ({e}); kept in postgres", job.job_id);
+                    log::warn!(
+                        "job {}: redis enqueue failed ({e}); kept in postgres",
+                        job.job_id
+                    );
                     "postgres"
                 }
                 Err(e) => {
-                    log::warn!("job {}: queue actor unavailable ({e}); kept in postgres", job.job_id);
+                    log::warn!(
+                        "job {}: queue actor unavailable ({e}); kept in postgres",
+                        job.job_id
+                    );
                     "postgres"
                 }
             };

@@ -148,7 +148,9 @@ impl Sandbox {
 
     /// An admin (privileged) connection to the sandbox database.
     pub async fn admin_client(&self) -> Result<Client, SandboxError> {
-        connect_with(&self.admin).await
+        let mut config = self.admin.clone();
+        config.options("-c client_min_messages=warning");
+        connect_with(&config).await
     }
 
     /// Creates the sandbox database, the roles for `slots` executor slots (plus the reference
@@ -501,7 +503,7 @@ impl Slot {
             // nextval() is not undone by ROLLBACK: put each sequence back where it was.
             admin
                 .execute(
-                    "SELECT setval($1::regclass, $2, $3)",
+                    "SELECT setval($1::text::regclass, $2, $3)",
                     &[name, &last.unwrap_or(*start), &last.is_some()],
                 )
                 .await?;

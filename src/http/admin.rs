@@ -6,8 +6,8 @@ use serde::Serialize;
 
 use super::extract::Admin;
 use crate::catalog::{self, ProblemInput};
-use crate::db::models::{Dataset, Problem};
 use crate::db;
+use crate::db::models::{Dataset, Problem};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
@@ -82,7 +82,10 @@ async fn put_dataset(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .map(|v| v.trim().to_ascii_lowercase());
-    if !matches!(content_type.as_deref(), Some("application/sql" | "text/plain")) {
+    if !matches!(
+        content_type.as_deref(),
+        Some("application/sql" | "text/plain")
+    ) {
         return Err(ApiError::UnsupportedMediaType(
             "send the dataset script as application/sql or text/plain".into(),
         ));
@@ -92,11 +95,14 @@ async fn put_dataset(
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|e| ApiError::Invalid(format!("reading the body: {e}")))?;
         if body.len() + chunk.len() > limit {
-            return Err(ApiError::PayloadTooLarge(format!("dataset scripts are limited to {limit} bytes")));
+            return Err(ApiError::PayloadTooLarge(format!(
+                "dataset scripts are limited to {limit} bytes"
+            )));
         }
         body.extend_from_slice(&chunk);
     }
-    let script = std::str::from_utf8(&body).map_err(|_| ApiError::Invalid("the script is not UTF-8".into()))?;
+    let script = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::Invalid("the script is not UTF-8".into()))?;
     let loaded = catalog::load_dataset(&state, &name, script).await?;
     let body = serde_json::json!({
         "name": name.into_inner(),
@@ -110,7 +116,11 @@ async fn put_dataset(
     })
 }
 
-async fn create_problem(_: Admin, state: web::Data<AppState>, body: web::Json<ProblemInput>) -> Result<HttpResponse, ApiError> {
+async fn create_problem(
+    _: Admin,
+    state: web::Data<AppState>,
+    body: web::Json<ProblemInput>,
+) -> Result<HttpResponse, ApiError> {
     let problem = catalog::save_problem(&state, None, body.into_inner()).await?;
     Ok(HttpResponse::Created().json(AdminProblem::from(problem)))
 }

@@ -45,29 +45,44 @@ struct Tokens {
 
 fn validate(body: &Register) -> Result<(), ApiError> {
     let name_ok = (3..=32).contains(&body.username.len())
-        && body.username.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        && body
+            .username
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_');
     if !name_ok {
-        return Err(ApiError::Invalid("username must be 3-32 characters of [A-Za-z0-9_]".into()));
+        return Err(ApiError::Invalid(
+            "username must be 3-32 characters of [A-Za-z0-9_]".into(),
+        ));
     }
     let email = body.email.trim();
     let email_ok = email.len() <= 254
-        && email
-            .split_once('@')
-            .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.'))
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        })
         && !email.chars().any(char::is_whitespace);
     if !email_ok {
         return Err(ApiError::Invalid("email is not a valid address".into()));
     }
     if body.password.chars().count() < 8 {
-        return Err(ApiError::Invalid("password must be at least 8 characters".into()));
+        return Err(ApiError::Invalid(
+            "password must be at least 8 characters".into(),
+        ));
     }
     if body.password.len() > 1024 {
-        return Err(ApiError::Invalid("password must be at most 1024 bytes".into()));
+        return Err(ApiError::Invalid(
+            "password must be at most 1024 bytes".into(),
+        ));
     }
     Ok(())
 }
 
-async fn register(state: web::Data<AppState>, body: web::Json<Register>) -> Result<HttpResponse, ApiError> {
+async fn register(
+    state: web::Data<AppState>,
+    body: web::Json<Register>,
+) -> Result<HttpResponse, ApiError> {
     validate(&body)?;
     let password = body.password.clone();
     let hash = web::block(move || hash_password(&password))
@@ -87,10 +102,12 @@ async fn register(state: web::Data<AppState>, body: web::Json<Register>) -> Resu
     })
     .await;
     match created {
-        Ok(user) => Ok(super::created(&serde_json::json!({"user_id": user.id, "username": user.username}))),
-        Err(DbError::Query(e)) if is_unique_violation(&e) => {
-            Err(ApiError::Conflict("username or email is already taken".into()))
-        }
+        Ok(user) => Ok(super::created(
+            &serde_json::json!({"user_id": user.id, "username": user.username}),
+        )),
+        Err(DbError::Query(e)) if is_unique_violation(&e) => Err(ApiError::Conflict(
+            "username or email is already taken".into(),
+        )),
         Err(e) => Err(e.into()),
     }
 }
@@ -100,8 +117,20 @@ async fn issue(state: &AppState, user_id: i64, family: Uuid) -> Result<Tokens, A
     let (access, refresh) = (new_token(), new_token());
     let auth = &state.settings.auth;
     let rows = [
-        AuthToken::new(token_hash(&access), user_id, ACCESS, family, auth.access_ttl_secs),
-        AuthToken::new(token_hash(&refresh), user_id, REFRESH, family, auth.refresh_ttl_secs),
+        AuthToken::new(
+            token_hash(&access),
+            user_id,
+            ACCESS,
+            family,
+            auth.access_ttl_secs,
+        ),
+        AuthToken::new(
+            token_hash(&refresh),
+            user_id,
+            REFRESH,
+            family,
+            auth.refresh_ttl_secs,
+        ),
     ];
     db::run(&state.pool, move |c| AuthToken::insert_all(c, &rows)).await?;
     Ok(Tokens {
@@ -112,7 +141,10 @@ async fn issue(state: &AppState, user_id: i64, family: Uuid) -> Result<Tokens, A
     })
 }
 
-async fn login(state: web::Data<AppState>, body: web::Json<Login>) -> Result<HttpResponse, ApiError> {
+async fn login(
+    state: web::Data<AppState>,
+    body: web::Json<Login>,
+) -> Result<HttpResponse, ApiError> {
     let Login { username, password } = body.into_inner();
     let user = db::run(&state.pool, move |c| User::find_by_username(c, &username)).await?;
     let invalid = || ApiError::Unauthorized("invalid username or password".into());
@@ -131,7 +163,10 @@ async fn login(state: web::Data<AppState>, body: web::Json<Login>) -> Result<Htt
     Ok(HttpResponse::Ok().json(issue(&state, user.id, Uuid::new_v4()).await?))
 }
 
-async fn refresh(state: web::Data<AppState>, body: web::Json<Refresh>) -> Result<HttpResponse, ApiError> {
+async fn refresh(
+    state: web::Data<AppState>,
+    body: web::Json<Refresh>,
+) -> Result<HttpResponse, ApiError> {
     let hash = token_hash(&body.refresh_token);
     let used = db::run(&state.pool, move |c| {
         let Some((token, _user)) = AuthToken::find_active(c, &hash, REFRESH)? else {
@@ -141,11 +176,16 @@ async fn refresh(state: web::Data<AppState>, body: web::Json<Refresh>) -> Result
         Ok(AuthToken::revoke(c, &hash)?.then_some(token))
     })
     .await?;
-    let token = used.ok_or_else(|| ApiError::Unauthorized("invalid, expired or already used refresh token".into()))?;
+    let token = used.ok_or_else(|| {
+        ApiError::Unauthorized("invalid, expired or already used refresh token".into())
+    })?;
     Ok(HttpResponse::Ok().json(issue(&state, token.user_id, token.family).await?))
 }
 
 async fn logout(state: web::Data<AppState>, caller: AuthUser) -> Result<HttpResponse, ApiError> {
-    db::run(&state.pool, move |c| AuthToken::revoke_family(c, caller.family)).await?;
+    db::run(&state.pool, move |c| {
+        AuthToken::revoke_family(c, caller.family)
+    })
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }

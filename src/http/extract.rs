@@ -5,8 +5,8 @@ use futures_util::future::LocalBoxFuture;
 use uuid::Uuid;
 
 use crate::auth::{constant_time_eq, token_hash};
-use crate::db::models::{AuthToken, User, ACCESS};
 use crate::db;
+use crate::db::models::{AuthToken, User, ACCESS};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
@@ -39,10 +39,14 @@ fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
         .to_str()
         .map_err(|_| ApiError::Unauthorized("malformed Authorization header".into()))?;
     match value.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
             Ok(token.trim().to_string())
         }
-        _ => Err(ApiError::Unauthorized("expected Authorization: Bearer <token>".into())),
+        _ => Err(ApiError::Unauthorized(
+            "expected Authorization: Bearer <token>".into(),
+        )),
     }
 }
 
@@ -56,7 +60,10 @@ pub async fn authenticate(state: &AppState, token: String) -> Result<Principal, 
         });
     }
     let hash = token_hash(&token);
-    let found = db::run(&state.pool, move |c| AuthToken::find_active(c, &hash, ACCESS)).await?;
+    let found = db::run(&state.pool, move |c| {
+        AuthToken::find_active(c, &hash, ACCESS)
+    })
+    .await?;
     match found {
         Some((token, user)) => Ok(Principal {
             is_admin: user.is_admin,
@@ -96,7 +103,9 @@ impl FromRequest for AuthUser {
                     family: Some(family),
                     ..
                 } => Ok(AuthUser { user, family }),
-                _ => Err(ApiError::Unauthorized("this endpoint needs a user's token".into())),
+                _ => Err(ApiError::Unauthorized(
+                    "this endpoint needs a user's token".into(),
+                )),
             }
         })
     }

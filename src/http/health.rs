@@ -12,14 +12,20 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 async fn health(state: web::Data<AppState>) -> HttpResponse {
     let (redis, postgres) = (state.health.redis(), state.health.postgres());
     let (pending, processing) = if redis.up {
-        state.queue.depths().await.map_or((None, None), |(p, r)| (Some(p), Some(r)))
+        state
+            .queue
+            .depths()
+            .await
+            .map_or((None, None), |(p, r)| (Some(p), Some(r)))
     } else {
         (None, None)
     };
     let fallback_pending = if postgres.up {
-        db::run(&state.pool, |c| fallback_submissions::table.count().get_result::<i64>(c))
-            .await
-            .ok()
+        db::run(&state.pool, |c| {
+            fallback_submissions::table.count().get_result::<i64>(c)
+        })
+        .await
+        .ok()
     } else {
         None
     };

@@ -23,7 +23,9 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_json_bytes: usize) {
         .configure(problems::routes)
         .configure(admin::routes)
         .configure(health::routes)
-        .default_service(web::to(|| async { ApiError::NotFound("route").error_response() }));
+        .default_service(web::to(|| async {
+            ApiError::NotFound("route").error_response()
+        }));
 }
 
 fn json_config(limit: usize) -> web::JsonConfig {
@@ -32,7 +34,9 @@ fn json_config(limit: usize) -> web::JsonConfig {
         .error_handler(|err, _req: &HttpRequest| {
             match err {
                 JsonPayloadError::OverflowKnownLength { length, limit } => {
-                    ApiError::PayloadTooLarge(format!("body is {length} bytes; the limit is {limit}"))
+                    ApiError::PayloadTooLarge(format!(
+                        "body is {length} bytes; the limit is {limit}"
+                    ))
                 }
                 JsonPayloadError::Overflow { limit } => {
                     ApiError::PayloadTooLarge(format!("body exceeds {limit} bytes"))
@@ -83,10 +87,17 @@ pub fn json_errors<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandler
 }
 
 /// Validated `limit`/`offset` paging for the list endpoints.
-pub fn page(limit: Option<i64>, offset: Option<i64>, default: i64, max: i64) -> Result<(i64, i64), ApiError> {
+pub fn page(
+    limit: Option<i64>,
+    offset: Option<i64>,
+    default: i64,
+    max: i64,
+) -> Result<(i64, i64), ApiError> {
     let (limit, offset) = (limit.unwrap_or(default), offset.unwrap_or(0));
     if !(1..=max).contains(&limit) {
-        return Err(ApiError::Invalid(format!("limit must be between 1 and {max}")));
+        return Err(ApiError::Invalid(format!(
+            "limit must be between 1 and {max}"
+        )));
     }
     if offset < 0 {
         return Err(ApiError::Invalid("offset must not be negative".into()));

@@ -5,8 +5,8 @@ use uuid::Uuid;
 
 use super::extract::{AuthUser, Principal};
 use crate::actors::submission::Submit;
-use crate::db::models::{Problem, Submission};
 use crate::db;
+use crate::db::models::{Problem, Submission};
 use crate::error::ApiError;
 use crate::job::SubmissionResult;
 use crate::startup::AppState;
@@ -71,7 +71,10 @@ struct ListQuery {
     topic: Option<String>,
 }
 
-async fn list(state: web::Data<AppState>, query: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
+async fn list(
+    state: web::Data<AppState>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
     let topic = query.into_inner().topic;
     let problems = db::run(&state.pool, move |c| Problem::list(c, topic.as_deref())).await?;
     let items: Vec<ProblemSummary> = problems.iter().map(Into::into).collect();
@@ -94,7 +97,11 @@ struct SubmitBody {
     user_id: Option<i64>,
 }
 
-async fn submit(state: web::Data<AppState>, caller: AuthUser, body: web::Json<SubmitBody>) -> Result<HttpResponse, ApiError> {
+async fn submit(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    body: web::Json<SubmitBody>,
+) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     if body.user_id.is_some_and(|id| id != caller.user.id) {
         return Err(ApiError::Forbidden("user_id must be your own id".into()));
@@ -126,9 +133,14 @@ async fn submit(state: web::Data<AppState>, caller: AuthUser, body: web::Json<Su
 }
 
 /// Redis first (final result, then queued/running state), Postgres last.
-async fn result(state: web::Data<AppState>, caller: Principal, job_id: web::Path<Uuid>) -> Result<HttpResponse, ApiError> {
+async fn result(
+    state: web::Data<AppState>,
+    caller: Principal,
+    job_id: web::Path<Uuid>,
+) -> Result<HttpResponse, ApiError> {
     let job_id = job_id.into_inner();
-    let visible = |owner: i64| caller.is_admin || caller.user.as_ref().is_some_and(|u| u.id == owner);
+    let visible =
+        |owner: i64| caller.is_admin || caller.user.as_ref().is_some_and(|u| u.id == owner);
     let not_found = || ApiError::NotFound("submission");
     let queue = &state.queue;
     if let Ok(Some(json)) = queue.result(job_id).await {

@@ -4,8 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use super::extract::AuthUser;
 use super::page;
-use crate::db::models::{Submission, User};
 use crate::db;
+use crate::db::models::{Submission, User};
 use crate::error::ApiError;
 use crate::job::SubmissionResult;
 use crate::startup::AppState;
@@ -48,8 +48,10 @@ async fn my_submissions(
 ) -> Result<HttpResponse, ApiError> {
     let (limit, offset) = page(query.limit, query.offset, 20, 100)?;
     let (user_id, problem_id) = (caller.user.id, query.problem_id);
-    let (items, total) =
-        db::run(&state.pool, move |c| Submission::list_for_user(c, user_id, problem_id, limit, offset)).await?;
+    let (items, total) = db::run(&state.pool, move |c| {
+        Submission::list_for_user(c, user_id, problem_id, limit, offset)
+    })
+    .await?;
     let items: Vec<Item> = items
         .into_iter()
         .map(|s| Item {

@@ -1,0 +1,245 @@
+//! `TestApp`: the real service on a free port, against the machine's PostgreSQL and Redis,
+//! with its own platform database, sandbox database, sandbox roles and Redis key prefix.
+use std::time::{Duration, Instant};
+
+use diesel::{Connection, PgConnection, RunQueryDsl};
+use serde_json::{json, Value};
+use sqljudge::config::Settings;
+use sqljudge::startup::{AppState, Application};
+
+pub const PG: &str = "postgres://postgres@127.0.0.1:5432";
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub admin_token: String,
+    pub state: actix_web::web::Data<AppState>,
+    pub sandbox_url: String,
+    id: String,
+}
+
+pub struct Options {
+    pub demo: bool,
+    pub workers: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            demo: true,
+            workers: 2,
+        }
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        TestApp::spawn_with(Options::default()).await
+    }
+
+    pub async fn spawn_with(options: Options) -> TestApp {
+        let _ = env_logger::builder().is_test(true).try_init();
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
+        let mut settings = Settings::load().expect("settings load");
+        settings.server.bind = "127.0.0.1:0".into();
+        settings.server.http_workers = 2;
+        settings.database.url = format!("{PG}/sqljudge_t_{id}");
+        settings.database.pool_size = 6;
+        settings.sandbox.url = format!("{PG}/sqljudge_ts_{id}");
+        settings.sandbox.role_prefix = format!("sjt_{id}");
+        settings.redis.key_prefix = format!("test:{id}:");
+        settings.auth.admin_token = format!("admin-{id}");
+        settings.executor.workers = options.workers;
+        settings.executor.lease_ms = 1000;
+        settings.executor.reaper_interval_ms = 200;
+        settings.executor.dequeue_block_secs = 0.5;
+        settings.health.interval_ms = 200;
+        let sandbox_url = settings.sandbox.url.clone();
+        let admin_token = settings.auth.admin_token.clone();
+        let app = Application::build(settings)
+            .await
+            .expect("application builds");
+        let state = app.state();
+        if options.demo {
+            sqljudge::demo::load(&state, std::path::Path::new("demo"))
+                .await
+                .expect("demo loads");
+        }
+        let address = format!("http://127.0.0.1:{}", app.port());
+        actix_web::rt::spawn(app.run_until_stopped());
+        TestApp {
+            address,
+            client: reqwest::Client::new(),
+            admin_token,
+            state,
+            sandbox_url,
+            id,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn post_json(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> reqwest::Response {
+        let mut req = self.client.post(self.url(path)).json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut req = self.client.get(self.url(path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    /// Registers `name` and returns an access token.
+    pub async fn user(&self, name: &str) -> String {
+        let res = self
+            .post_json(
+                "/auth/register",
+                None,
+                &json!({"username": name, "email": format!("{name}@example.org"), "password": "s3cret-pass"}),
+            )
+            .await;
+        assert_eq!(res.status(), 201, "register {name}");
+        let res = self
+            .post_json(
+                "/auth/login",
+                None,
+                &json!({"username": name, "password": "s3cret-pass"}),
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+        res.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    pub async fn problem_id(&self, slug: &str) -> i64 {
+        let list: Value = self.get("/problems", None).await.json().await.unwrap();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["slug"] == slug)
+            .unwrap_or_else(|| panic!("no problem {slug}"))["id"]
+            .as_i64()
+            .unwrap()
+    }
+
+    pub async fn submit(&self, token: &str, problem_id: i64, sql: &str) -> reqwest::Response {
+        self.post_json(
+            "/problems/submit",
+            Some(token),
+            &json!({"problem_id": problem_id, "sql": sql}),
+        )
+        .await
+    }
+
+    /// Polls the result until it is final (or fails the test after `within`).
+    pub async fn wait_final(&self, token: &str, job_id: &str, within: Duration) -> Value {
+        let started = Instant::now();
+        loop {
+            let res = self
+                .get(&format!("/problems/result/{job_id}"), Some(token))
+                .await;
+            assert_eq!(res.status(), 200);
+            let body: Value = res.json().await.unwrap();
+            let status = body["status"].as_str().unwrap();
+            if status != "queued" && status != "running" {
+                return body;
+            }
+            assert!(
+                started.elapsed() < within,
+                "job {job_id} still {status} after {within:?}"
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Submits and waits for the verdict.
+    pub async fn grade(&self, token: &str, problem_id: i64, sql: &str) -> Value {
+        let res = self.submit(token, problem_id, sql).await;
+        assert_eq!(res.status(), 202, "submit {sql}");
+        let job: Value = res.json().await.unwrap();
+        self.wait_final(
+            token,
+            job["job_id"].as_str().unwrap(),
+            Duration::from_secs(20),
+        )
+        .await
+    }
+
+    pub async fn put_dataset(&self, name: &str, script: &str) -> reqwest::Response {
+        self.client
+            .put(self.url(&format!("/admin/datasets/{name}")))
+            .bearer_auth(&self.admin_token)
+            .header("content-type", "application/sql")
+            .body(script.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn create_problem(&self, body: &Value) -> reqwest::Response {
+        self.post_json("/admin/problems", Some(&self.admin_token), body)
+            .await
+    }
+
+    /// A synchronous connection to this test's platform database.
+    pub fn platform_db(&self) -> PgConnection {
+        PgConnection::establish(&format!("{PG}/sqljudge_t_{}", self.id)).unwrap()
+    }
+
+    /// An admin connection to this test's sandbox database.
+    pub fn sandbox_db(&self) -> PgConnection {
+        PgConnection::establish(&self.sandbox_url).unwrap()
+    }
+
+    pub fn redis(&self) -> redis::Connection {
+        redis::Client::open("redis://127.0.0.1:6379")
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+
+    pub fn key(&self, suffix: &str) -> String {
+        format!("test:{}:{suffix}", self.id)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let id = self.id.clone();
+        // Own thread: this may run inside the test's runtime.
+        let _ = std::thread::spawn(move || {
+            if let Ok(mut conn) = PgConnection::establish(&format!("{PG}/postgres")) {
+                for db in [format!("sqljudge_t_{id}"), format!("sqljudge_ts_{id}")] {
+                    let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)")).execute(&mut conn);
+                }
+                let _ = diesel::sql_query(format!(
+                    "DO $$ DECLARE r text; BEGIN FOR r IN SELECT rolname FROM pg_roles WHERE rolname LIKE 'sjt\\_{id}\\_%' \
+                     ORDER BY rolname LIKE '%\\_read' OR rolname LIKE '%\\_write' LOOP EXECUTE format('DROP ROLE %I', r); END LOOP; END $$"
+                ))
+                .execute(&mut conn);
+            }
+            if let Ok(mut r) = redis::Client::open("redis://127.0.0.1:6379").and_then(|c| c.get_connection()) {
+                let keys: Vec<String> = redis::cmd("KEYS").arg(format!("test:{id}:*")).query(&mut r).unwrap_or_default();
+                if !keys.is_empty() {
+                    let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut r);
+                }
+            }
+        })
+        .join();
+    }
+}

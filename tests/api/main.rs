@@ -1,0 +1,6 @@
+mod accounts;
+mod catalog;
+mod helpers;
+mod resilience;
+mod sandbox_attacks;
+mod submissions;

@@ -1,0 +1,166 @@
+//! Jobs survive executors that fail, duplicate deliveries and lost Redis state: every
+//! acknowledged submission gets exactly one final record.
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use diesel::RunQueryDsl;
+use redis::Commands;
+use serde_json::Value;
+use sqljudge::actors::executor::Restart;
+use sqljudge::db::models::{NewSubmission, Submission};
+use sqljudge::job::Job;
+
+use crate::helpers::{Options, TestApp};
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+fn rows_for(app: &TestApp, table: &str, column: &str, job_id: &str) -> i64 {
+    diesel::sql_query(format!(
+        "SELECT count(*) AS n FROM {table} WHERE {column} = '{job_id}'"
+    ))
+    .get_result::<Count>(&mut app.platform_db())
+    .unwrap()
+    .n
+}
+
+async fn wait_running(app: &TestApp, job_id: &str) {
+    let started = Instant::now();
+    loop {
+        let status: Option<String> = app
+            .redis()
+            .hget(app.key(&format!("problems:processing:{job_id}")), "status")
+            .unwrap();
+        if status.as_deref() == Some("running") {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "job never started"
+        );
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[actix_web::test]
+async fn an_executor_killed_mid_job_is_restarted_and_the_job_graded_once() {
+    let app = TestApp::spawn_with(Options {
+        demo: true,
+        workers: 1,
+    })
+    .await;
+    let token = app.user("patient").await;
+    let uk = app.problem_id("uk-customers").await;
+    let res = app
+        .submit(
+            &token,
+            uk,
+            "SELECT name FROM customers, pg_sleep(1) WHERE country = 'UK'",
+        )
+        .await;
+    let job: Value = res.json().await.unwrap();
+    let job_id = job["job_id"].as_str().unwrap().to_string();
+    wait_running(&app, &job_id).await;
+    app.state.executors.executors[0]
+        .send(Restart)
+        .await
+        .unwrap();
+
+    let result = app
+        .wait_final(&token, &job_id, Duration::from_secs(15))
+        .await;
+    assert_eq!(result["status"], "accepted");
+    assert_eq!(
+        app.state.executors.status[0]
+            .restarts
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1,
+        "the supervisor restarted the executor"
+    );
+    assert_eq!(rows_for(&app, "submissions", "id", &job_id), 1);
+    assert_eq!(rows_for(&app, "first_solves", "submission_id", &job_id), 1);
+    // The service goes on.
+    let next = app.grade(&token, uk, "SELECT 1").await;
+    assert_eq!(next["status"], "wrong_answer");
+}
+
+/// Stores a queued submission in Postgres as the submit path does, without queueing it.
+async fn stored_job(app: &TestApp, token: &str, sql: &str, age: chrono::Duration) -> Job {
+    let me: Value = app
+        .get("/users/me", Some(token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let job = Job {
+        job_id: uuid::Uuid::new_v4(),
+        user_id: me["user_id"].as_i64().unwrap(),
+        problem_id: app.problem_id("uk-customers").await,
+        sql: sql.to_string(),
+        request_id: None,
+        submitted_at: Utc::now() - age,
+    };
+    let record = job.clone();
+    sqljudge::db::run(&app.state.pool, move |c| {
+        Submission::insert_idempotent(c, &NewSubmission::queued(&record, "redis"))
+    })
+    .await
+    .unwrap();
+    job
+}
+
+#[actix_web::test]
+async fn orphaned_and_duplicated_jobs_are_graded_and_recorded_once() {
+    let app = TestApp::spawn_with(Options {
+        demo: true,
+        workers: 2,
+    })
+    .await;
+    let token = app.user("orphans").await;
+    let sql = "SELECT name FROM customers WHERE country = 'UK'";
+
+    // Taken by an executor that died before it could lease the job.
+    let orphan = stored_job(&app, &token, sql, chrono::Duration::zero()).await;
+    let _: () = app
+        .redis()
+        .lpush(
+            app.key("problems:inflight"),
+            serde_json::to_string(&orphan).unwrap(),
+        )
+        .unwrap();
+    // Delivered three times.
+    let duplicated = stored_job(&app, &token, sql, chrono::Duration::zero()).await;
+    app.state.queue.enqueue(&duplicated).await.unwrap();
+    app.state.queue.enqueue(&duplicated).await.unwrap();
+    app.state.queue.enqueue(&duplicated).await.unwrap();
+    // Known to Postgres only (e.g. Redis lost it): the re-sweep queues it.
+    let forgotten = stored_job(&app, &token, sql, chrono::Duration::minutes(5)).await;
+
+    for job in [&orphan, &duplicated, &forgotten] {
+        let id = job.job_id.to_string();
+        let result = app.wait_final(&token, &id, Duration::from_secs(15)).await;
+        assert_eq!(result["status"], "accepted", "{id}");
+        assert_eq!(rows_for(&app, "submissions", "id", &id), 1);
+    }
+    actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+    let solves = diesel::sql_query("SELECT count(*) AS n FROM first_solves")
+        .get_result::<Count>(&mut app.platform_db())
+        .unwrap()
+        .n;
+    assert_eq!(solves, 1, "one first solve whatever was replayed");
+    let graded: Vec<Value> = app
+        .get("/users/me/submissions", Some(&token))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(graded.len(), 3);
+    let inflight: i64 = app.redis().llen(app.key("problems:inflight")).unwrap();
+    assert_eq!(inflight, 0, "nothing left in flight");
+}

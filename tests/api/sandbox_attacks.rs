@@ -1,0 +1,197 @@
+//! The sandbox against hostile solutions. Each attack must end in a non-accepted verdict
+//! (never a 5xx, never a hung executor) and leave datasets, the platform and other gradings
+//! untouched.
+use std::time::{Duration, Instant};
+
+use diesel::RunQueryDsl;
+use serde_json::{json, Value};
+
+use crate::helpers::{Options, TestApp};
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+fn count(conn: &mut diesel::PgConnection, sql: &str) -> i64 {
+    diesel::sql_query(sql).get_result::<Count>(conn).unwrap().n
+}
+
+#[actix_web::test]
+async fn hostile_solutions_are_contained() {
+    let app = TestApp::spawn_with(Options {
+        demo: true,
+        workers: 1,
+    })
+    .await;
+    let token = app.user("mallory").await;
+    let uk = app.problem_id("uk-customers").await;
+    let attacks: &[(&str, &[&str])] = &[
+        // Smuggling a second statement past a naive splitter, and transaction control.
+        (
+            "SELECT name FROM customers WHERE country = 'UK' /* ; */ ; DROP TABLE shop.customers",
+            &["rejected"],
+        ),
+        ("SELECT $x$;$x$; DELETE FROM shop.customers", &["rejected"]),
+        (
+            "SELECT 'a\\'; DELETE FROM shop.customers; --'",
+            &["rejected"],
+        ),
+        ("COMMIT; DROP TABLE shop.customers", &["rejected"]),
+        (
+            "/* /* nested */ SELECT */ DROP TABLE shop.customers",
+            &["rejected"],
+        ),
+        ("ROLLBACK", &["rejected"]),
+        (
+            "DO $$ BEGIN LOOP PERFORM pg_sleep(1); END LOOP; END $$",
+            &["rejected"],
+        ),
+        ("COPY shop.customers FROM STDIN", &["rejected"]),
+        ("COPY (SELECT 1) TO PROGRAM 'id'", &["rejected"]),
+        ("LISTEN leak", &["rejected"]),
+        ("PREPARE p AS SELECT 1", &["rejected"]),
+        ("DECLARE c CURSOR WITH HOLD FOR SELECT 1", &["rejected"]),
+        ("SET statement_timeout = 0", &["rejected"]),
+        ("RESET ROLE", &["rejected"]),
+        ("SET SESSION AUTHORIZATION postgres", &["rejected"]),
+        // Escaping the role, reading or disturbing other sessions.
+        (
+            "SELECT set_config('role', 'postgres', false)",
+            &["sql_error"],
+        ),
+        ("SELECT query FROM pg_stat_activity", &["sql_error"]),
+        (
+            "SELECT pg_stat_get_backend_activity(s) FROM pg_stat_get_backend_idset() s",
+            &["sql_error"],
+        ),
+        (
+            "SELECT pg_cancel_backend(pid) FROM pg_locks",
+            &["sql_error"],
+        ),
+        ("SELECT pg_terminate_backend(1)", &["sql_error"]),
+        ("SELECT pg_advisory_lock(42)", &["sql_error"]),
+        (
+            "SELECT pg_advisory_xact_lock(g) FROM generate_series(1, 100000) g",
+            &["sql_error"],
+        ),
+        ("SELECT pg_read_file('/etc/passwd')", &["sql_error"]),
+        ("SELECT rolpassword FROM pg_authid", &["sql_error"]),
+        ("SELECT * FROM sqljudge.public.users", &["sql_error"]),
+        // Changing data in a read-only problem, or creating objects.
+        (
+            "WITH gone AS (DELETE FROM customers RETURNING name) SELECT name FROM gone",
+            &["rejected", "sql_error"],
+        ),
+        (
+            "SELECT * INTO TEMP stash FROM customers",
+            &["rejected", "sql_error"],
+        ),
+        (
+            "SELECT lo_import('/etc/passwd')",
+            &["rejected", "sql_error"],
+        ),
+        // Limits that must hold whatever the SQL does.
+        (
+            "SELECT set_config('statement_timeout', '0', true), pg_sleep(4)",
+            &["time_limit_exceeded"],
+        ),
+        (
+            "SELECT repeat('x', 50000000)::int",
+            &["output_limit_exceeded"],
+        ),
+        (
+            "SELECT repeat(md5(g::text), 1000) FROM generate_series(1, 5000) g",
+            &["output_limit_exceeded"],
+        ),
+    ];
+    let mut conn = app.sandbox_db();
+    let before = count(&mut conn, "SELECT count(*) AS n FROM shop.customers");
+    for (sql, allowed) in attacks {
+        let started = Instant::now();
+        let result = app.grade(&token, uk, sql).await;
+        let status = result["status"].as_str().unwrap();
+        assert!(allowed.contains(&status), "{sql} => {result}");
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "{sql} took {:?}",
+            started.elapsed()
+        );
+        if let Some(m) = result["message"].as_str() {
+            assert!(m.len() <= 2100, "message of {} bytes for {sql}", m.len());
+        }
+    }
+    assert_eq!(
+        count(&mut conn, "SELECT count(*) AS n FROM shop.customers"),
+        before
+    );
+
+    // Session settings a solution changes do not leak into the next grading on the same
+    // connection (one executor: same slot).
+    let latest = app.problem_id("latest-order").await;
+    let leak = app
+        .grade(
+            &token,
+            latest,
+            "SELECT set_config('DateStyle', 'German', false)",
+        )
+        .await;
+    assert_eq!(leak["status"], "wrong_answer");
+    let fine = app
+        .grade(&token, latest, "SELECT c.name, max(o.ordered_at) FROM customers c JOIN orders o ON o.customer_id = c.id GROUP BY c.id, c.name")
+        .await;
+    assert_eq!(fine["status"], "accepted", "{fine}");
+
+    // Sequence state survives ROLLBACK in a session; DISCARD ALL must clear it before the
+    // next grading on the same write connection.
+    let hire = app.problem_id("hire-jun").await;
+    let insert = "INSERT INTO hr.employees (name, department_id, salary, hired_on) VALUES ('Jun', 4, 5000, '2024-09-01')";
+    assert_eq!(app.grade(&token, hire, insert).await["status"], "accepted");
+    let peek = app.grade(&token, hire, "SELECT lastval()").await;
+    assert_eq!(peek["status"], "sql_error", "{peek}");
+    assert_eq!(peek["sqlstate"], "55000");
+}
+
+const STUBBORN: &str = "CREATE TABLE t (a int);\nINSERT INTO t VALUES (1);\n\
+CREATE FUNCTION stubborn() RETURNS int LANGUAGE plpgsql AS $$\nBEGIN\n  LOOP\n    BEGIN\n      PERFORM pg_sleep(0.05);\n    \
+EXCEPTION WHEN query_canceled THEN NULL;\n    END;\n  END LOOP;\nEND $$;\n";
+
+#[actix_web::test]
+async fn a_solution_that_swallows_cancels_is_stopped_from_outside() {
+    let app = TestApp::spawn_with(Options {
+        demo: false,
+        workers: 1,
+    })
+    .await;
+    assert_eq!(app.put_dataset("trap", STUBBORN).await.status(), 201);
+    let res = app
+        .create_problem(&json!({"slug": "trap", "title": "Trap", "statement": "One row", "topic": "basics",
+                                "dataset": "trap", "reference_sql": "SELECT a FROM t", "time_limit_ms": 500}))
+        .await;
+    assert_eq!(res.status(), 201);
+    let problem: Value = res.json().await.unwrap();
+    let token = app.user("stubborn").await;
+    let started = Instant::now();
+    let result = app
+        .grade(&token, problem["id"].as_i64().unwrap(), "SELECT stubborn()")
+        .await;
+    assert_eq!(result["status"], "time_limit_exceeded");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
+    // The backend is gone, not looping on.
+    actix_web::rt::time::sleep(Duration::from_millis(300)).await;
+    let running = count(
+        &mut app.sandbox_db(),
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE query LIKE '%stubborn()%' AND pid <> pg_backend_pid()",
+    );
+    assert_eq!(running, 0);
+    // And the executor grades the next job normally.
+    let ok = app
+        .grade(&token, problem["id"].as_i64().unwrap(), "SELECT 1")
+        .await;
+    assert_eq!(ok["status"], "accepted");
+}

@@ -1,0 +1,402 @@
+use std::time::Duration;
+
+use diesel::RunQueryDsl;
+use serde_json::{json, Value};
+
+use crate::helpers::{Options, TestApp};
+
+#[actix_web::test]
+async fn every_verdict_with_its_details() {
+    let app = TestApp::spawn().await;
+    let token = app.user("grader").await;
+    let uk = app.problem_id("uk-customers").await;
+
+    let ok = app
+        .grade(
+            &token,
+            uk,
+            "select name from customers where country = 'UK';",
+        )
+        .await;
+    assert_eq!(ok["status"], "accepted", "{ok}");
+    assert_eq!(ok["rows_returned"], 2);
+    assert_eq!(ok["expected_rows"], 2);
+    assert!(ok["diff"].is_null() && ok["message"].is_null());
+    assert!(ok["graded_at"].is_string() && ok["duration_ms"].is_number());
+
+    let wrong = app
+        .grade(
+            &token,
+            uk,
+            "SELECT name FROM customers WHERE country = 'USA'",
+        )
+        .await;
+    assert_eq!(wrong["status"], "wrong_answer");
+    assert_eq!(wrong["diff"]["missing_rows"], json!([["Ada"], ["Brian"]]));
+    assert_eq!(wrong["diff"]["extra_rows"], json!([["Edgar"], ["Grace"]]));
+
+    let columns = app
+        .grade(
+            &token,
+            uk,
+            "SELECT name, country FROM customers WHERE country = 'UK'",
+        )
+        .await;
+    assert_eq!(columns["status"], "wrong_answer");
+    assert_eq!(
+        columns["diff"]["column_count"],
+        json!({"expected": 1, "got": 2})
+    );
+
+    let error = app.grade(&token, uk, "SELECT nme FROM customers").await;
+    assert_eq!(error["status"], "sql_error");
+    assert_eq!(error["sqlstate"], "42703");
+    assert!(error["message"].as_str().unwrap().contains("nme"));
+
+    let slow = app
+        .grade(&token, uk, "SELECT name FROM customers, pg_sleep(3)")
+        .await;
+    assert_eq!(slow["status"], "time_limit_exceeded");
+
+    let rows = app
+        .grade(&token, uk, "SELECT g FROM generate_series(1, 20000) g")
+        .await;
+    assert_eq!(rows["status"], "output_limit_exceeded");
+    let bytes = app.grade(&token, uk, "SELECT repeat('x', 3000000)").await;
+    assert_eq!(bytes["status"], "output_limit_exceeded");
+
+    let two = app.grade(&token, uk, "SELECT 1; SELECT 2").await;
+    assert_eq!(two["status"], "rejected");
+    let write = app.grade(&token, uk, "DELETE FROM customers").await;
+    assert_eq!(write["status"], "rejected");
+
+    // Column names do not matter; values as text do.
+    let renamed = app
+        .grade(
+            &token,
+            uk,
+            "SELECT name AS who FROM customers WHERE country = 'UK'",
+        )
+        .await;
+    assert_eq!(renamed["status"], "accepted");
+}
+
+#[actix_web::test]
+async fn ordered_problems_compare_order_and_unordered_ones_do_not() {
+    let app = TestApp::spawn().await;
+    let token = app.user("orderly").await;
+    let ordered = app.problem_id("three-cheapest").await;
+    let right = app
+        .grade(
+            &token,
+            ordered,
+            "SELECT name, price FROM products ORDER BY price, name LIMIT 3",
+        )
+        .await;
+    assert_eq!(right["status"], "accepted");
+    let reversed = app
+        .grade(&token, ordered, "SELECT * FROM (SELECT name, price FROM products ORDER BY price, name LIMIT 3) s ORDER BY price DESC")
+        .await;
+    assert_eq!(reversed["status"], "wrong_answer");
+    assert_eq!(reversed["diff"]["first_mismatch_at"], 0);
+    assert_eq!(reversed["diff"]["missing_rows"], json!([]));
+
+    let unordered = app.problem_id("uk-customers").await;
+    let any_order = app
+        .grade(
+            &token,
+            unordered,
+            "SELECT name FROM customers WHERE country = 'UK' ORDER BY name DESC",
+        )
+        .await;
+    assert_eq!(any_order["status"], "accepted");
+}
+
+#[actix_web::test]
+async fn multisets_count_duplicates_and_null_differs_from_empty() {
+    let app = TestApp::spawn().await;
+    let token = app.user("dupes").await;
+    let statuses = app.problem_id("orders-per-status").await;
+    // Two 'delivered' groups merged into one distinct row is wrong.
+    let distinct = app
+        .grade(&token, statuses, "SELECT DISTINCT status, 1 FROM orders")
+        .await;
+    assert_eq!(distinct["status"], "wrong_answer");
+    let pending = app.problem_id("pending-orders").await;
+    let doubled = app
+        .grade(&token, pending, "SELECT o.id, c.name FROM orders o JOIN customers c ON c.id = o.customer_id, (VALUES (1), (2)) v(x) WHERE o.status = 'pending'")
+        .await;
+    assert_eq!(doubled["status"], "wrong_answer");
+    assert_eq!(doubled["diff"]["extra_rows"].as_array().unwrap().len(), 2);
+
+    let no_email = app.problem_id("no-email").await;
+    let empty_too = app
+        .grade(
+            &token,
+            no_email,
+            "SELECT name FROM customers WHERE coalesce(email, '') = ''",
+        )
+        .await;
+    assert_eq!(empty_too["status"], "wrong_answer");
+    assert_eq!(empty_too["diff"]["extra_rows"], json!([["Grace"]]));
+    let nulls = app
+        .grade(
+            &token,
+            no_email,
+            "SELECT name FROM customers WHERE email IS NULL",
+        )
+        .await;
+    assert_eq!(nulls["status"], "accepted");
+    let managers = app.problem_id("managers").await;
+    let empty_for_null = app
+        .grade(&token, managers, "SELECT e.name, coalesce(m.name, '') FROM hr.employees e LEFT JOIN hr.employees m ON m.id = e.manager_id")
+        .await;
+    assert_eq!(empty_for_null["status"], "wrong_answer");
+}
+
+#[derive(diesel::QueryableByName, Debug, PartialEq)]
+struct Snapshot {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    rows: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    seq: i64,
+}
+
+fn hr_snapshot(app: &TestApp) -> Snapshot {
+    diesel::sql_query(
+        "SELECT (SELECT string_agg(e::text, ';' ORDER BY id) FROM hr.employees e) AS rows, \
+         (SELECT last_value FROM hr.employees_id_seq) AS seq",
+    )
+    .get_result(&mut app.sandbox_db())
+    .unwrap()
+}
+
+#[actix_web::test]
+async fn writeable_problems_leave_the_dataset_unchanged_even_concurrently() {
+    let app = TestApp::spawn_with(Options {
+        demo: true,
+        workers: 4,
+    })
+    .await;
+    let token = app.user("writer").await;
+    let before = hr_snapshot(&app);
+    let raise = app.problem_id("raise-support").await;
+    let hire = app.problem_id("hire-jun").await;
+    let cases = [
+        (raise, "UPDATE hr.employees SET salary = salary * 1.10 WHERE department_id = 3", "accepted"),
+        (raise, "UPDATE hr.employees SET salary = salary * 1.2 WHERE department_id = 3", "wrong_answer"),
+        (raise, "UPDATE employees SET salary = round(salary * 1.1, 2) WHERE department_id = (SELECT id FROM departments WHERE name = 'Support')", "accepted"),
+        (hire, "INSERT INTO hr.employees (name, department_id, salary, hired_on) VALUES ('Jun', 4, 5000, '2024-09-01')", "accepted"),
+        (hire, "INSERT INTO hr.employees (id, name, department_id, salary, hired_on) VALUES (10, 'Jun', 4, 5000, '2024-09-01')", "accepted"),
+        (hire, "INSERT INTO hr.employees (name, department_id, salary, hired_on) VALUES ('Jun', 1, 5000, '2024-09-01')", "wrong_answer"),
+        (hire, "DELETE FROM hr.employees WHERE id = 9", "wrong_answer"),
+        (hire, "TRUNCATE hr.employees", "rejected"),
+    ];
+    // Every case three times, all at once.
+    let mut jobs = Vec::new();
+    for round in 0..3 {
+        for (problem, sql, expected) in cases {
+            let res = app.submit(&token, problem, sql).await;
+            assert_eq!(res.status(), 202);
+            let job: Value = res.json().await.unwrap();
+            jobs.push((
+                job["job_id"].as_str().unwrap().to_string(),
+                expected,
+                sql,
+                round,
+            ));
+        }
+    }
+    for (job_id, expected, sql, round) in jobs {
+        let result = app
+            .wait_final(&token, &job_id, Duration::from_secs(30))
+            .await;
+        assert_eq!(result["status"], expected, "round {round}: {sql}: {result}");
+    }
+    assert_eq!(
+        hr_snapshot(&app),
+        before,
+        "the dataset (rows and sequence) is unchanged"
+    );
+}
+
+#[actix_web::test]
+async fn request_id_makes_submitting_idempotent() {
+    let app = TestApp::spawn().await;
+    let token = app.user("retrier").await;
+    let other = app.user("other_user").await;
+    let uk = app.problem_id("uk-customers").await;
+    let body = json!({"problem_id": uk, "sql": "SELECT name FROM customers WHERE country = 'UK'", "request_id": "attempt-1"});
+    let first: Value = app
+        .post_json("/problems/submit", Some(&token), &body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let second = app.post_json("/problems/submit", Some(&token), &body).await;
+    assert!(second.status().is_success());
+    let second: Value = second.json().await.unwrap();
+    assert_eq!(first["job_id"], second["job_id"]);
+    // Another user's identical key is theirs alone.
+    let theirs: Value = app
+        .post_json("/problems/submit", Some(&other), &body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_ne!(theirs["job_id"], first["job_id"]);
+    app.wait_final(
+        &token,
+        first["job_id"].as_str().unwrap(),
+        Duration::from_secs(10),
+    )
+    .await;
+    let mine: Value = app
+        .get("/users/me/submissions", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mine["total"], 1);
+    let too_long = json!({"problem_id": uk, "sql": "SELECT 1", "request_id": "x".repeat(129)});
+    assert_eq!(
+        app.post_json("/problems/submit", Some(&token), &too_long)
+            .await
+            .status(),
+        400
+    );
+}
+
+#[actix_web::test]
+async fn results_come_from_redis_then_postgres() {
+    let app = TestApp::spawn().await;
+    let token = app.user("reader").await;
+    let intruder = app.user("intruder").await;
+    let uk = app.problem_id("uk-customers").await;
+    let graded = app
+        .grade(
+            &token,
+            uk,
+            "SELECT name FROM customers WHERE country = 'UK'",
+        )
+        .await;
+    assert_eq!(graded["source"], "redis");
+    let job_id = graded["job_id"].as_str().unwrap().to_string();
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(app.key(&format!("problems:result:{job_id}")))
+        .query(&mut app.redis())
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 300, "result TTL {ttl}");
+
+    let _: () = redis::cmd("DEL")
+        .arg(app.key(&format!("problems:result:{job_id}")))
+        .query(&mut app.redis())
+        .unwrap();
+    let res = app
+        .get(&format!("/problems/result/{job_id}"), Some(&token))
+        .await;
+    let from_pg: Value = res.json().await.unwrap();
+    assert_eq!(from_pg["source"], "postgres");
+    for field in [
+        "status",
+        "rows_returned",
+        "expected_rows",
+        "user_id",
+        "problem_id",
+        "submitted_at",
+        "graded_at",
+    ] {
+        assert_eq!(from_pg[field], graded[field], "{field}");
+    }
+    // Only the submitter (or an admin) sees it.
+    assert_eq!(
+        app.get(&format!("/problems/result/{job_id}"), Some(&intruder))
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(
+        app.get(
+            &format!("/problems/result/{job_id}"),
+            Some(&app.admin_token)
+        )
+        .await
+        .status(),
+        200
+    );
+    assert_eq!(
+        app.get(&format!("/problems/result/{job_id}"), None)
+            .await
+            .status(),
+        401
+    );
+
+    let me: Value = app
+        .get("/users/me", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["solved"], 1);
+    let list: Value = app
+        .get(
+            &format!("/users/me/submissions?problem_id={uk}&limit=5"),
+            Some(&token),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(list["total"], 1);
+    assert_eq!(list["items"][0]["job_id"], job_id.as_str());
+}
+
+#[actix_web::test]
+async fn bad_submissions_get_clear_errors_and_store_nothing() {
+    let app = TestApp::spawn().await;
+    let token = app.user("sloppy").await;
+    let uk = app.problem_id("uk-customers").await;
+    let me: Value = app
+        .get("/users/me", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let raw = |body: &'static str, content_type: &'static str| {
+        app.client
+            .post(app.url("/problems/submit"))
+            .bearer_auth(&token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    let cases: Vec<(reqwest::Response, u16, &str)> = vec![
+        (raw("{\"problem_id\": 1,", "application/json").await.unwrap(), 400, "malformed_json"),
+        (raw("{\"sql\": \"SELECT 1\"}", "application/json").await.unwrap(), 400, "invalid_request"),
+        (raw("{\"problem_id\": \"one\", \"sql\": \"SELECT 1\"}", "application/json").await.unwrap(), 400, "invalid_request"),
+        (raw("problem_id=1", "application/x-www-form-urlencoded").await.unwrap(), 415, "unsupported_media_type"),
+        (app.submit(&token, 987654, "SELECT 1").await, 404, "not_found"),
+        (app.submit(&token, uk, "   ").await, 400, "invalid_request"),
+        (app.submit(&token, uk, &format!("SELECT 1 -- {}", "x".repeat(70_000))).await, 413, "payload_too_large"),
+        (app.submit(&token, uk, &"x".repeat(600_000)).await, 413, "payload_too_large"),
+        (app.post_json("/problems/submit", Some(&token), &json!({"problem_id": uk, "sql": "SELECT 1", "user_id": me["user_id"].as_i64().unwrap() + 1})).await, 403, "forbidden"),
+        (app.post_json("/problems/submit", None, &json!({"problem_id": uk, "sql": "SELECT 1"})).await, 401, "unauthorized"),
+        (app.post_json("/problems/submit", Some("bogus"), &json!({"problem_id": uk, "sql": "SELECT 1"})).await, 401, "unauthorized"),
+        (app.get("/problems/result/not-a-uuid", Some(&token)).await, 404, "not_found"),
+        (app.get("/problems/result/7f0f4a4e-2f6b-4c1e-9d55-2f5d1d7a0a11", Some(&token)).await, 404, "not_found"),
+        (app.get("/users/me/submissions?limit=0", Some(&token)).await, 400, "invalid_request"),
+        (app.get("/no/such/route", None).await, 404, "not_found"),
+    ];
+    for (i, (res, status, code)) in cases.into_iter().enumerate() {
+        assert_eq!(res.status().as_u16(), status, "case {i}");
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "case {i}: {body}");
+    }
+    let mine: Value = app
+        .get("/users/me/submissions", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mine["total"], 0, "nothing was stored");
+}
