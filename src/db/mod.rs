@@ -10,7 +10,7 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
 /// Every instance that starts at once serialises on this key before migrating.
-const MIGRATION_LOCK_KEY: i64 = 0x5351_4a55_4447_45; // "SQJUDGE"
+const MIGRATION_LOCK_KEY: i64 = 0x0053_514a_5544_4745; // "SQJUDGE"
 
 pub type PgPool = Pool<ConnectionManager<PgConnection>>;
 pub type PgConn = PooledConnection<ConnectionManager<PgConnection>>;

@@ -7,14 +7,15 @@ use serde_json::{json, Value};
 use sqljudge::config::Settings;
 use sqljudge::startup::{AppState, Application};
 
-pub const PG: &str = "postgres://postgres@127.0.0.1:5432";
-
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub admin_token: String,
     pub state: actix_web::web::Data<AppState>,
     pub sandbox_url: String,
+    /// The PostgreSQL server URL without a database name.
+    server: String,
+    redis_url: String,
     id: String,
 }
 
@@ -41,11 +42,18 @@ impl TestApp {
         let _ = env_logger::builder().is_test(true).try_init();
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_string();
         let mut settings = Settings::load().expect("settings load");
+        let server = settings
+            .database
+            .url
+            .rsplit_once('/')
+            .expect("database URL")
+            .0
+            .to_string();
         settings.server.bind = "127.0.0.1:0".into();
         settings.server.http_workers = 2;
-        settings.database.url = format!("{PG}/sqljudge_t_{id}");
+        settings.database.url = format!("{server}/sqljudge_t_{id}");
         settings.database.pool_size = 6;
-        settings.sandbox.url = format!("{PG}/sqljudge_ts_{id}");
+        settings.sandbox.url = format!("{server}/sqljudge_ts_{id}");
         settings.sandbox.role_prefix = format!("sjt_{id}");
         settings.redis.key_prefix = format!("test:{id}:");
         settings.auth.admin_token = format!("admin-{id}");
@@ -55,6 +63,7 @@ impl TestApp {
         settings.executor.dequeue_block_secs = 0.5;
         settings.health.interval_ms = 200;
         let sandbox_url = settings.sandbox.url.clone();
+        let redis_url = settings.redis.url.clone();
         let admin_token = settings.auth.admin_token.clone();
         let app = Application::build(settings)
             .await
@@ -73,6 +82,8 @@ impl TestApp {
             admin_token,
             state,
             sandbox_url,
+            server,
+            redis_url,
             id,
         }
     }
@@ -198,7 +209,7 @@ impl TestApp {
 
     /// A synchronous connection to this test's platform database.
     pub fn platform_db(&self) -> PgConnection {
-        PgConnection::establish(&format!("{PG}/sqljudge_t_{}", self.id)).unwrap()
+        PgConnection::establish(&format!("{}/sqljudge_t_{}", self.server, self.id)).unwrap()
     }
 
     /// An admin connection to this test's sandbox database.
@@ -207,7 +218,7 @@ impl TestApp {
     }
 
     pub fn redis(&self) -> redis::Connection {
-        redis::Client::open("redis://127.0.0.1:6379")
+        redis::Client::open(self.redis_url.as_str())
             .unwrap()
             .get_connection()
             .unwrap()
@@ -220,10 +231,11 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        let id = self.id.clone();
+        let (id, server, redis_url) =
+            (self.id.clone(), self.server.clone(), self.redis_url.clone());
         // Own thread: this may run inside the test's runtime.
         let _ = std::thread::spawn(move || {
-            if let Ok(mut conn) = PgConnection::establish(&format!("{PG}/postgres")) {
+            if let Ok(mut conn) = PgConnection::establish(&format!("{server}/postgres")) {
                 for db in [format!("sqljudge_t_{id}"), format!("sqljudge_ts_{id}")] {
                     let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)")).execute(&mut conn);
                 }
@@ -233,7 +245,7 @@ impl Drop for TestApp {
                 ))
                 .execute(&mut conn);
             }
-            if let Ok(mut r) = redis::Client::open("redis://127.0.0.1:6379").and_then(|c| c.get_connection()) {
+            if let Ok(mut r) = redis::Client::open(redis_url.as_str()).and_then(|c| c.get_connection()) {
                 let keys: Vec<String> = redis::cmd("KEYS").arg(format!("test:{id}:*")).query(&mut r).unwrap_or_default();
                 if !keys.is_empty() {
                     let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut r);
