@@ -22,7 +22,12 @@ struct Bench {
 impl Bench {
     async fn user(&self, name: &str) -> String {
         let creds = json!({"username": name, "email": format!("{name}@bench.local"), "password": "bench-password"});
-        self.http.post(format!("{}/auth/register", self.url)).json(&creds).send().await.unwrap();
+        self.http
+            .post(format!("{}/auth/register", self.url))
+            .json(&creds)
+            .send()
+            .await
+            .unwrap();
         let tokens: Value = self
             .http
             .post(format!("{}/auth/login", self.url))
@@ -37,8 +42,20 @@ impl Bench {
     }
 
     async fn problem(&self, slug: &str) -> i64 {
-        let list: Vec<Value> = self.http.get(format!("{}/problems", self.url)).send().await.unwrap().json().await.unwrap();
-        list.iter().find(|p| p["slug"] == slug).expect("demo problem")["id"].as_i64().unwrap()
+        let list: Vec<Value> = self
+            .http
+            .get(format!("{}/problems", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        list.iter()
+            .find(|p| p["slug"] == slug)
+            .expect("demo problem")["id"]
+            .as_i64()
+            .unwrap()
     }
 
     /// (acknowledged after, final after)
@@ -80,7 +97,9 @@ impl Bench {
 
 fn report(name: &str, mut samples: Vec<Duration>) {
     samples.sort();
-    let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)].as_secs_f64() * 1000.0;
+    let pct = |p: f64| {
+        samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)].as_secs_f64() * 1000.0
+    };
     println!(
         "{name:<28} n={:<5} p50={:>7.2} ms  p95={:>7.2} ms  p99={:>7.2} ms  max={:>7.2} ms",
         samples.len(),
