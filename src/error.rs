@@ -104,8 +104,8 @@ impl From<diesel::result::Error> for ApiError {
 impl From<crate::db::DbError> for ApiError {
     fn from(err: crate::db::DbError) -> Self {
         match err {
-            crate::db::DbError::Pool(e) => ApiError::Unavailable {
-                message: format!("database unavailable: {e}"),
+            e if e.is_unavailable() => ApiError::Unavailable {
+                message: e.to_string(),
                 retry_after_secs: 1,
             },
             crate::db::DbError::Query(e) => e.into(),

@@ -119,6 +119,23 @@ impl SubmissionResult {
     }
 }
 
+impl SubmissionResult {
+    /// A graded job not (yet) recorded in Postgres.
+    pub fn graded(job: &Job, outcome: &Outcome) -> SubmissionResult {
+        SubmissionResult {
+            status: outcome.status,
+            rows_returned: outcome.rows_returned,
+            expected_rows: outcome.expected_rows,
+            duration_ms: Some(outcome.duration_ms),
+            message: outcome.message.clone(),
+            sqlstate: outcome.sqlstate.clone(),
+            diff: outcome.diff.clone(),
+            graded_at: Some(chrono::Utc::now()),
+            ..SubmissionResult::pending(job, outcome.status, "redis")
+        }
+    }
+}
+
 impl From<&Submission> for SubmissionResult {
     fn from(s: &Submission) -> Self {
         SubmissionResult {

@@ -6,6 +6,10 @@
 //!   gone on two consecutive reaper passes is put back at the head of the queue.
 //! - `problems:processing:{job_id}` (hash: status, user_id, problem_id, attempts).
 //! - `problems:result:{job_id}` (final result JSON, TTL 300 s by default).
+//! - `problems:unpersisted` (hash job_id -> {job, outcome}): results graded while Postgres
+//!   was down, written to Postgres when it is back.
+//! - `problems:request:{user_id}:{request_id}` (job id, 24 h): idempotency while Postgres is down.
+//! - `session:{token_hash}` (JSON, short TTL): authenticated callers while Postgres is down.
 //!
 //! Grading is at least once; `Submission::record_result` makes the record exactly once.
 use std::time::Duration;
@@ -43,6 +47,22 @@ impl Keys {
     pub fn lease(&self, id: Uuid) -> String {
         format!("{}problems:lease:{id}", self.prefix)
     }
+    pub fn unpersisted(&self) -> String {
+        format!("{}problems:unpersisted", self.prefix)
+    }
+    pub fn request(&self, user_id: i64, request_id: &str) -> String {
+        format!("{}problems:request:{user_id}:{request_id}", self.prefix)
+    }
+    pub fn session(&self, token_hash: &str) -> String {
+        format!("{}session:{token_hash}", self.prefix)
+    }
+}
+
+/// A graded job whose record could not reach Postgres yet.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Unpersisted {
+    pub job: Job,
+    pub outcome: crate::job::Outcome,
 }
 
 /// The state of a job Redis knows as not finished.
@@ -51,6 +71,7 @@ pub struct Processing {
     pub status: Status,
     pub user_id: i64,
     pub problem_id: i64,
+    pub submitted_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Puts an in-flight job back at the head of the queue, unless its lease is still held.
@@ -102,28 +123,58 @@ impl RedisQueue {
             .await
     }
 
-    pub async fn ping(&self) -> RedisResult<()> {
-        redis::cmd("PING").query_async(&mut self.conn()).await
+    /// A write, so a Redis that answers but cannot take work (LOADING, READONLY, out of
+    /// memory) counts as down.
+    pub async fn probe(&self) -> RedisResult<()> {
+        let now = chrono::Utc::now().timestamp_millis();
+        self.conn()
+            .pset_ex(format!("{}health:probe", self.keys.prefix), now, 10_000)
+            .await
     }
 
-    /// Queues a job and records it as queued, atomically.
-    pub async fn enqueue(&self, job: &Job) -> RedisResult<()> {
-        let payload = serde_json::to_string(job).expect("job serialises");
-        redis::pipe()
-            .atomic()
-            .hset_multiple(
+    /// Queues jobs and records them as queued, atomically.
+    pub async fn enqueue_all(&self, jobs: &[Job]) -> RedisResult<()> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for job in jobs {
+            pipe.hset_multiple(
                 self.keys.processing(job.job_id),
                 &[
                     ("status", Status::Queued.as_str().to_string()),
                     ("user_id", job.user_id.to_string()),
                     ("problem_id", job.problem_id.to_string()),
+                    ("submitted_at", job.submitted_at.to_rfc3339()),
                 ],
             )
             .ignore()
-            .lpush(self.keys.queue(), payload)
-            .ignore()
-            .query_async(&mut self.conn())
-            .await
+            .lpush(
+                self.keys.queue(),
+                serde_json::to_string(job).expect("job serialises"),
+            )
+            .ignore();
+            if let Some(request_id) = &job.request_id {
+                pipe.set_ex(
+                    self.keys.request(job.user_id, request_id),
+                    job.job_id.to_string(),
+                    86_400,
+                )
+                .ignore();
+            }
+        }
+        pipe.query_async(&mut self.conn()).await
+    }
+
+    pub async fn enqueue(&self, job: &Job) -> RedisResult<()> {
+        self.enqueue_all(std::slice::from_ref(job)).await
+    }
+
+    /// The job a user's `request_id` already created (within 24 h), if Redis knows it.
+    pub async fn request(&self, user_id: i64, request_id: &str) -> RedisResult<Option<Uuid>> {
+        let id: Option<String> = self
+            .conn()
+            .get(self.keys.request(user_id, request_id))
+            .await?;
+        Ok(id.and_then(|s| s.parse().ok()))
     }
 
     /// Waits up to `block` for a job and moves it to the in-flight list.
@@ -181,7 +232,54 @@ impl RedisQueue {
             .await
     }
 
-    /// Hands a taken job back (e.g. the sandbox was unreachable): next in line.
+    /// Publishes a result Postgres could not take yet, and keeps it until it can.
+    pub async fn complete_unpersisted(
+        &self,
+        item: &str,
+        record: &Unpersisted,
+        result_json: &str,
+    ) -> RedisResult<()> {
+        let job_id = record.job.job_id;
+        let json = serde_json::to_string(record).expect("serialises");
+        redis::pipe()
+            .atomic()
+            .hset(self.keys.unpersisted(), job_id.to_string(), json)
+            .ignore()
+            .set_ex(self.keys.result(job_id), result_json, self.result_ttl_secs)
+            .ignore()
+            .del(&[self.keys.processing(job_id), self.keys.lease(job_id)])
+            .ignore()
+            .lrem(self.keys.inflight(), 1, item)
+            .ignore()
+            .query_async(&mut self.conn())
+            .await
+    }
+
+    pub async fn unpersisted(&self) -> RedisResult<Vec<Unpersisted>> {
+        let all: std::collections::HashMap<String, String> =
+            self.conn().hgetall(self.keys.unpersisted()).await?;
+        Ok(all
+            .values()
+            .filter_map(|v| serde_json::from_str(v).ok())
+            .collect())
+    }
+
+    pub async fn unpersisted_one(&self, job_id: Uuid) -> RedisResult<Option<Unpersisted>> {
+        let json: Option<String> = self
+            .conn()
+            .hget(self.keys.unpersisted(), job_id.to_string())
+            .await?;
+        Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
+    }
+
+    pub async fn persisted(&self, job_id: Uuid) -> RedisResult<()> {
+        self.conn()
+            .hdel(self.keys.unpersisted(), job_id.to_string())
+            .await
+    }
+
+    /// Hands a taken job back (e.g. the sandbox was unreachable): next in line, and the try
+    /// does not count as an attempt.
     pub async fn release(&self, item: &str, job_id: Uuid) -> RedisResult<()> {
         redis::pipe()
             .atomic()
@@ -192,6 +290,8 @@ impl RedisQueue {
                 "status",
                 Status::Queued.as_str(),
             )
+            .ignore()
+            .hincr(self.keys.processing(job_id), "attempts", -1)
             .ignore()
             .lrem(self.keys.inflight(), 1, item)
             .ignore()
@@ -241,16 +341,17 @@ impl RedisQueue {
         let fields: std::collections::HashMap<String, String> =
             self.conn().hgetall(self.keys.processing(job_id)).await?;
         let field = |name: &str| fields.get(name).and_then(|v| v.parse().ok());
+        let submitted_at = fields
+            .get("submitted_at")
+            .and_then(|v| chrono::DateTime::parse_from_rfc3339(v).ok());
+        let status = fields.get("status").and_then(|s| Status::parse(s));
         Ok(
-            match (
-                fields.get("status").and_then(|s| Status::parse(s)),
-                field("user_id"),
-                field("problem_id"),
-            ) {
-                (Some(status), Some(user_id), Some(problem_id)) => Some(Processing {
+            match (status, field("user_id"), field("problem_id"), submitted_at) {
+                (Some(status), Some(user_id), Some(problem_id), Some(at)) => Some(Processing {
                     status,
                     user_id,
                     problem_id,
+                    submitted_at: at.with_timezone(&chrono::Utc),
                 }),
                 _ => None,
             },
@@ -264,6 +365,34 @@ impl RedisQueue {
             .exists(&[self.keys.processing(job_id), self.keys.result(job_id)])
             .await?;
         Ok(n > 0)
+    }
+
+    pub async fn cache_session<T: serde::Serialize>(
+        &self,
+        token_hash: &str,
+        session: &T,
+        ttl_secs: u64,
+    ) -> RedisResult<()> {
+        let json = serde_json::to_string(session).expect("session serialises");
+        self.conn()
+            .set_ex(self.keys.session(token_hash), json, ttl_secs.max(1))
+            .await
+    }
+
+    pub async fn session<T: serde::de::DeserializeOwned>(
+        &self,
+        token_hash: &str,
+    ) -> RedisResult<Option<T>> {
+        let json: Option<String> = self.conn().get(self.keys.session(token_hash)).await?;
+        Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
+    }
+
+    pub async fn drop_sessions(&self, token_hashes: &[String]) -> RedisResult<()> {
+        let keys: Vec<String> = token_hashes.iter().map(|h| self.keys.session(h)).collect();
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.conn().del(keys).await
     }
 
     pub async fn depths(&self) -> RedisResult<(u64, u64)> {

@@ -10,10 +10,13 @@ use actix_web::middleware::{ErrorHandlers, Logger};
 use actix_web::{web, App, HttpServer};
 
 use crate::actors::executor::{ExecutorDeps, ExecutorPool};
+use crate::actors::fallback::FallbackActor;
 use crate::actors::health::{HealthMonitor, HealthState};
 use crate::actors::redis_queue::RedisQueueActor;
 use crate::actors::submission::SubmissionActor;
+use crate::catalog::ProblemCache;
 use crate::config::{DatabaseSettings, Settings};
+use crate::db::models::Problem;
 use crate::db::{self, PgPool};
 use crate::grading::sandbox::{Sandbox, Slot};
 use crate::http;
@@ -32,6 +35,9 @@ pub struct AppState {
     pub submissions: Addr<SubmissionActor>,
     pub health: Arc<HealthState>,
     pub executors: ExecutorPool,
+    pub problems: Arc<ProblemCache>,
+    /// Fallback submissions moved back to Redis since start.
+    pub recovered: Arc<std::sync::atomic::AtomicU64>,
 }
 
 pub struct Application {
@@ -63,17 +69,39 @@ impl Application {
         sandbox.bootstrap(settings.executor.workers).await?;
         let queue = RedisQueue::connect(&settings.redis).await?;
 
+        let health = Arc::new(HealthState::new());
+        let problems = Arc::new(ProblemCache::default());
+        for problem in db::run(&pool, |c| Problem::list(c, None)).await? {
+            problems.put(&problem);
+        }
+        let recovered = Arc::new(std::sync::atomic::AtomicU64::new(0));
+
         let redis_queue = {
-            let (queue, pool, exec) = (queue.clone(), pool.clone(), settings.executor.clone());
-            Supervisor::start(move |_| RedisQueueActor::new(queue, pool, exec))
+            let actor = RedisQueueActor::new(
+                queue.clone(),
+                pool.clone(),
+                settings.executor.clone(),
+                health.clone(),
+            );
+            Supervisor::start(move |_| actor)
+        };
+        let fallback = {
+            let actor = FallbackActor::new(
+                queue.clone(),
+                pool.clone(),
+                health.clone(),
+                recovered.clone(),
+            );
+            Supervisor::start(move |_| actor)
         };
         let executors = ExecutorPool::start(ExecutorDeps {
             queue: queue.clone(),
             pool: pool.clone(),
+            health: health.clone(),
+            problems: problems.clone(),
             sandbox: sandbox.clone(),
             settings: settings.executor.clone(),
         });
-        let health = Arc::new(HealthState::new());
         {
             let monitor = HealthMonitor::new(
                 health.clone(),
@@ -81,6 +109,7 @@ impl Application {
                 pool.clone(),
                 executors.clone(),
                 Duration::from_millis(settings.health.interval_ms),
+                vec![fallback.clone().recipient()],
                 // Far beyond any grading: the sandbox deadline has long passed by then.
                 ((settings.sandbox.max_time_limit_ms as u64 + settings.sandbox.grace_ms) * 3
                     + 10_000) as i64,
@@ -88,8 +117,16 @@ impl Application {
             Supervisor::start(move |_| monitor);
         }
         let submissions = {
-            let (pool, max) = (pool.clone(), settings.sandbox.max_sql_bytes);
-            Supervisor::start(move |_| SubmissionActor::new(pool, redis_queue, max))
+            let actor = SubmissionActor {
+                pool: pool.clone(),
+                queue: queue.clone(),
+                redis_queue,
+                fallback,
+                health: health.clone(),
+                problems: problems.clone(),
+                max_sql_bytes: settings.sandbox.max_sql_bytes,
+            };
+            Supervisor::start(move |_| actor)
         };
 
         let listener = TcpListener::bind(&settings.server.bind)?;
@@ -103,6 +140,8 @@ impl Application {
             submissions,
             health,
             executors,
+            problems,
+            recovered,
         });
         let max_json = state.settings.server.max_json_bytes;
         let workers = state.settings.server.http_workers;

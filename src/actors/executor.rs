@@ -11,12 +11,14 @@ use actix::prelude::*;
 use futures_util::FutureExt;
 use redis::aio::MultiplexedConnection;
 
+use super::health::{Backend, HealthState};
+use crate::catalog::ProblemCache;
 use crate::config::ExecutorSettings;
-use crate::db::models::{Problem, Submission};
+use crate::db::models::{FallbackSubmission, Submission};
 use crate::db::{self, PgPool};
 use crate::grading::{self, sandbox::Sandbox, sandbox::Slot};
 use crate::job::{Job, Outcome, Status, SubmissionResult};
-use crate::queue::RedisQueue;
+use crate::queue::{RedisQueue, Unpersisted};
 
 /// What the health monitor and statistics see of one executor.
 #[derive(Default)]
@@ -30,6 +32,8 @@ pub struct ExecutorStatus {
 pub struct ExecutorDeps {
     pub queue: RedisQueue,
     pub pool: PgPool,
+    pub health: Arc<HealthState>,
+    pub problems: Arc<ProblemCache>,
     pub sandbox: Arc<Sandbox>,
     pub settings: ExecutorSettings,
 }
@@ -104,37 +108,81 @@ impl ExecutorPool {
     }
 }
 
+/// Where a job came from, which decides how it is leased and completed.
+enum Source {
+    /// Taken from Redis; the raw list item identifies it in the in-flight list.
+    Redis(String),
+    /// Claimed from the Postgres fallback queue (`attempts` counts this claim).
+    Postgres { attempts: u32 },
+}
+
 /// Takes and grades jobs until the actor is stopped or a grading panics (then returns, and
-/// the actor stops).
+/// the actor stops). Redis is the source while it is healthy; otherwise the Postgres fallback
+/// queue is.
 async fn work_loop(index: usize, deps: Arc<ExecutorDeps>, status: Arc<ExecutorStatus>) {
     let block = Duration::from_secs_f64(deps.settings.dequeue_block_secs);
+    let lease = chrono::Duration::milliseconds(deps.settings.lease_ms as i64);
     let mut slot = deps.sandbox.slot(index);
     let mut conn: Option<MultiplexedConnection> = None;
     loop {
-        let taken = match conn.as_mut() {
-            Some(c) => deps.queue.take(c, block).await,
-            None => match deps.queue.blocking_connection(block).await {
-                Ok(c) => {
-                    conn = Some(c);
+        let (job, source) = if deps.health.redis_up() {
+            let taken = match conn.as_mut() {
+                Some(c) => deps.queue.take(c, block).await,
+                None => match deps.queue.blocking_connection(block).await {
+                    Ok(c) => {
+                        conn = Some(c);
+                        continue;
+                    }
+                    Err(e) => Err(e),
+                },
+            };
+            let item = match taken {
+                Ok(Some(item)) => item,
+                Ok(None) => continue,
+                Err(e) => {
+                    log::debug!("executor {index}: redis: {e}");
+                    conn = None;
+                    actix_web::rt::time::sleep(Duration::from_millis(200)).await;
                     continue;
                 }
-                Err(e) => Err(e),
-            },
-        };
-        let item = match taken {
-            Ok(Some(item)) => item,
-            Ok(None) => continue,
-            Err(e) => {
-                log::debug!("executor {index}: redis: {e}");
-                conn = None;
-                actix_web::rt::time::sleep(Duration::from_millis(500)).await;
-                continue;
+            };
+            match serde_json::from_str::<Job>(&item) {
+                Ok(job) => (job, Source::Redis(item)),
+                Err(e) => {
+                    log::error!("dropping a queue item that is not a job ({e}): {item:.200}");
+                    let _ = deps.queue.discard(&item).await;
+                    continue;
+                }
+            }
+        } else {
+            let claimed =
+                db::run(&deps.pool, move |c| FallbackSubmission::claim(c, 1, lease)).await;
+            match claimed.map(|mut v| v.pop()) {
+                Ok(Some(row)) => match row.job() {
+                    Some(job) => (
+                        job,
+                        Source::Postgres {
+                            attempts: row.attempts as u32,
+                        },
+                    ),
+                    None => {
+                        log::error!(
+                            "fallback row {} holds no job; leaving it for inspection",
+                            row.id
+                        );
+                        continue;
+                    }
+                },
+                Ok(None) | Err(_) => {
+                    actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
             }
         };
         status
             .busy_since_ms
             .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
-        let handled = AssertUnwindSafe(handle(&deps, &mut slot, &item))
+        let handled = AssertUnwindSafe(handle(&deps, &mut slot, job, source))
             .catch_unwind()
             .await;
         status.busy_since_ms.store(0, Ordering::Relaxed);
@@ -146,26 +194,21 @@ async fn work_loop(index: usize, deps: Arc<ExecutorDeps>, status: Arc<ExecutorSt
     }
 }
 
-/// Grades one taken item. Infrastructure failures hand the job back; nothing is lost.
-async fn handle(deps: &ExecutorDeps, slot: &mut Slot, item: &str) {
-    let job: Job = match serde_json::from_str(item) {
-        Ok(job) => job,
-        Err(e) => {
-            log::error!("dropping a queue item that is not a job ({e}): {item:.200}");
-            let _ = deps.queue.discard(item).await;
-            return;
-        }
-    };
+/// Grades one job. Infrastructure failures hand it back; nothing is lost.
+async fn handle(deps: &ExecutorDeps, slot: &mut Slot, job: Job, source: Source) {
     let lease = Duration::from_millis(deps.settings.lease_ms);
-    let attempts = match deps.queue.start(job.job_id, lease).await {
-        Ok(n) => n,
-        Err(e) => {
-            log::warn!(
-                "job {}: could not lease ({e}); the reaper will requeue it",
-                job.job_id
-            );
-            return;
-        }
+    let attempts = match &source {
+        Source::Redis(_) => match deps.queue.start(job.job_id, lease).await {
+            Ok(n) => n,
+            Err(e) => {
+                log::warn!(
+                    "job {}: could not lease ({e}); the reaper will requeue it",
+                    job.job_id
+                );
+                return;
+            }
+        },
+        Source::Postgres { attempts } => *attempts,
     };
     let outcome = if attempts > deps.settings.max_attempts {
         Some(Outcome::verdict(
@@ -178,8 +221,21 @@ async fn handle(deps: &ExecutorDeps, slot: &mut Slot, item: &str) {
         let renew = async {
             loop {
                 actix_web::rt::time::sleep(lease / 3).await;
-                if let Err(e) = deps.queue.renew(job.job_id, lease).await {
-                    log::debug!("job {}: lease renewal failed: {e}", job.job_id);
+                let id = job.job_id;
+                let renewed = match &source {
+                    Source::Redis(_) => {
+                        deps.queue.renew(id, lease).await.map_err(|e| e.to_string())
+                    }
+                    Source::Postgres { .. } => {
+                        let lease = chrono::Duration::milliseconds(lease.as_millis() as i64);
+                        db::run(&deps.pool, move |c| FallbackSubmission::renew(c, id, lease))
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
+                    }
+                };
+                if let Err(e) = renewed {
+                    log::debug!("job {id}: lease renewal failed: {e}");
                 }
             }
         };
@@ -190,51 +246,104 @@ async fn handle(deps: &ExecutorDeps, slot: &mut Slot, item: &str) {
             futures_util::future::Either::Right((never, _)) => never,
         }
     };
-    let Some(outcome) = outcome else {
-        // The sandbox or platform database failed: put the job back after a pause.
-        actix_web::rt::time::sleep(Duration::from_millis(500)).await;
-        if let Err(e) = deps.queue.release(item, job.job_id).await {
-            log::warn!(
-                "job {}: could not release ({e}); the reaper will requeue it",
-                job.job_id
-            );
+    match outcome {
+        Some(outcome) => finish(deps, job, source, outcome).await,
+        None => {
+            // The sandbox or platform database failed: put the job back after a pause.
+            actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+            release(deps, &job, &source).await;
         }
-        return;
-    };
-    let recorded = {
-        let job = job.clone();
-        db::run(&deps.pool, move |c| {
-            Submission::record_result(c, &job, "redis", &outcome)
-        })
-        .await
-    };
-    let stored = match recorded {
-        Ok((stored, _first_solve)) => stored,
-        Err(e) => {
-            log::warn!(
-                "job {}: could not record the result ({e}); retrying later",
-                job.job_id
-            );
-            let _ = deps.queue.release(item, job.job_id).await;
-            return;
+    }
+}
+
+async fn release(deps: &ExecutorDeps, job: &Job, source: &Source) {
+    let released = match source {
+        Source::Redis(item) => deps
+            .queue
+            .release(item, job.job_id)
+            .await
+            .map_err(|e| e.to_string()),
+        Source::Postgres { .. } => {
+            let id = job.job_id;
+            db::run(&deps.pool, move |c| FallbackSubmission::release(c, &[id]))
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
         }
     };
-    let mut result = SubmissionResult::from(&stored);
-    result.source = "redis".into();
-    let json = serde_json::to_string(&result).expect("result serialises");
-    if let Err(e) = deps.queue.complete(item, job.job_id, &json).await {
-        // Recorded in Postgres already: a second grading would find it final and change nothing.
+    if let Err(e) = released {
         log::warn!(
-            "job {}: result recorded but not published to Redis: {e}",
+            "job {}: could not hand back ({e}); its lease will lapse",
             job.job_id
         );
     }
 }
 
+/// Records the outcome (exactly once) and publishes the result.
+async fn finish(deps: &ExecutorDeps, job: Job, source: Source, outcome: Outcome) {
+    let item = match source {
+        Source::Postgres { .. } => {
+            let (j, o) = (job.clone(), outcome);
+            if let Err(e) =
+                db::run(&deps.pool, move |c| FallbackSubmission::complete(c, &j, &o)).await
+            {
+                log::warn!(
+                    "job {}: could not record ({e}); it will be graded again",
+                    job.job_id
+                );
+                release(deps, &job, &Source::Postgres { attempts: 0 }).await;
+            }
+            return;
+        }
+        Source::Redis(item) => item,
+    };
+    let recorded = {
+        let (j, o) = (job.clone(), outcome.clone());
+        db::run(&deps.pool, move |c| {
+            Submission::record_result(c, &j, "redis", &o)
+        })
+        .await
+    };
+    let published = match recorded {
+        Ok((stored, _first_solve)) => {
+            let mut result = SubmissionResult::from(&stored);
+            result.source = "redis".into();
+            deps.queue.complete(&item, job.job_id, &json(&result)).await
+        }
+        Err(e) if e.is_unavailable() => {
+            // Postgres is down: the result waits in Redis and is recorded when it is back.
+            deps.health.report_failure(Backend::Postgres, &e);
+            let result = json(&SubmissionResult::graded(&job, &outcome));
+            deps.queue
+                .complete_unpersisted(
+                    &item,
+                    &Unpersisted {
+                        job: job.clone(),
+                        outcome,
+                    },
+                    &result,
+                )
+                .await
+        }
+        Err(e) => {
+            log::error!("job {}: recording failed: {e}", job.job_id);
+            release(deps, &job, &Source::Redis(item)).await;
+            return;
+        }
+    };
+    if let Err(e) = published {
+        // Recorded in Postgres already: a second grading would find it final and change nothing.
+        log::warn!("job {}: result not published to Redis: {e}", job.job_id);
+    }
+}
+
+fn json(result: &SubmissionResult) -> String {
+    serde_json::to_string(result).expect("result serialises")
+}
+
 /// `None` when grading could not happen for reasons outside the solution.
 async fn grade(deps: &ExecutorDeps, slot: &mut Slot, job: &Job) -> Option<Outcome> {
-    let problem_id = job.problem_id;
-    let problem = match db::run(&deps.pool, move |c| Problem::find(c, problem_id)).await {
+    let problem = match deps.problems.load(&deps.pool, job.problem_id).await {
         Ok(Some(problem)) => problem,
         Ok(None) => {
             return Some(Outcome::verdict(

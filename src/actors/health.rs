@@ -21,18 +21,40 @@ pub struct BackendHealth {
 }
 
 impl BackendHealth {
-    fn update(&mut self, name: &str, probe: Result<f64, String>) {
+    /// Applies a probe; true when the backend flipped up or down.
+    fn update(&mut self, name: &str, probe: Result<f64, String>) -> bool {
         let up = probe.is_ok();
-        if up != self.up {
+        let flipped = up != self.up;
+        if flipped {
+            let was = Utc::now() - self.since;
             self.since = Utc::now();
             match &probe {
-                Ok(_) => log::warn!("{name} is up again"),
+                Ok(_) => log::warn!(
+                    "{name} is up again after {} ms down",
+                    was.num_milliseconds()
+                ),
                 Err(e) => log::error!("{name} is down: {e}"),
             }
         }
         self.up = up;
         self.latency_ms = probe.ok();
+        flipped
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Redis,
+    Postgres,
+}
+
+/// Sent to subscribers when a backend goes down or comes back.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct BackendChanged {
+    pub backend: Backend,
+    pub up: bool,
 }
 
 #[derive(Debug)]
@@ -62,6 +84,32 @@ impl HealthState {
     pub fn postgres(&self) -> BackendHealth {
         self.postgres.read().expect("health lock").clone()
     }
+
+    pub fn redis_up(&self) -> bool {
+        self.redis.read().expect("health lock").up
+    }
+
+    pub fn postgres_up(&self) -> bool {
+        self.postgres.read().expect("health lock").up
+    }
+
+    /// Records a probe (or a failure a request met); true when it flipped the backend.
+    pub fn record(&self, backend: Backend, probe: Result<f64, String>) -> bool {
+        let lock = match backend {
+            Backend::Redis => &self.redis,
+            Backend::Postgres => &self.postgres,
+        };
+        let name = match backend {
+            Backend::Redis => "redis",
+            Backend::Postgres => "postgres",
+        };
+        lock.write().expect("health lock").update(name, probe)
+    }
+
+    /// A request met a failure: route around the backend now rather than at the next probe.
+    pub fn report_failure(&self, backend: Backend, error: impl std::fmt::Display) {
+        self.record(backend, Err(error.to_string()));
+    }
 }
 
 impl Default for HealthState {
@@ -76,6 +124,7 @@ pub struct HealthMonitor {
     pool: PgPool,
     executors: ExecutorPool,
     interval: Duration,
+    subscribers: Vec<Recipient<BackendChanged>>,
     /// An executor busy longer than this is stuck (the sandbox deadline is far shorter).
     stuck_after_ms: i64,
     probing: bool,
@@ -88,6 +137,7 @@ impl HealthMonitor {
         pool: PgPool,
         executors: ExecutorPool,
         interval: Duration,
+        subscribers: Vec<Recipient<BackendChanged>>,
         stuck_after_ms: i64,
     ) -> Self {
         HealthMonitor {
@@ -96,6 +146,7 @@ impl HealthMonitor {
             pool,
             executors,
             interval,
+            subscribers,
             stuck_after_ms,
             probing: false,
         }
@@ -114,7 +165,7 @@ impl HealthMonitor {
         );
         let probe = async move {
             let redis = timed(limit, async {
-                queue.ping().await.map_err(|e| e.to_string())
+                queue.probe().await.map_err(|e| e.to_string())
             })
             .await;
             let postgres = timed(limit, async {
@@ -127,16 +178,15 @@ impl HealthMonitor {
             (redis, postgres)
         };
         ctx.spawn(probe.into_actor(self).map(|(redis, postgres), act, _| {
-            act.state
-                .redis
-                .write()
-                .expect("health lock")
-                .update("redis", redis);
-            act.state
-                .postgres
-                .write()
-                .expect("health lock")
-                .update("postgres", postgres);
+            for (backend, probe) in [(Backend::Redis, redis), (Backend::Postgres, postgres)] {
+                let up = probe.is_ok();
+                // A flip either way, also back up after a request reported a failure.
+                if act.state.record(backend, probe) {
+                    for subscriber in &act.subscribers {
+                        subscriber.do_send(BackendChanged { backend, up });
+                    }
+                }
+            }
             act.probing = false;
         }));
     }

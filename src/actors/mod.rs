@@ -2,6 +2,7 @@
 //! `FallbackActor` (Postgres queue during Redis outages) and `LeaderboardActor` plug in beside
 //! these: `SubmissionActor` is the one place that routes a submission.
 pub mod executor;
+pub mod fallback;
 pub mod health;
 pub mod redis_queue;
 pub mod submission;

@@ -1,13 +1,16 @@
 //! `RedisQueueActor` owns the Redis queue: it enqueues, hands back jobs whose executor
-//! vanished (lease reaper), and re-queues submissions Postgres holds as pending but Redis has
-//! forgotten (e.g. after a Redis restart, or a crash between the two writes of a submit).
+//! vanished (lease reaper), re-queues submissions Postgres holds as pending but Redis has
+//! forgotten (e.g. after a Redis restart, or a crash between the two writes of a submit), and
+//! records in Postgres the results graded while Postgres was down.
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::Utc;
 use uuid::Uuid;
 
+use super::health::HealthState;
 use crate::config::ExecutorSettings;
 use crate::db::{self, models::Submission, PgPool};
 use crate::job::Job;
@@ -17,6 +20,7 @@ pub struct RedisQueueActor {
     queue: RedisQueue,
     pool: PgPool,
     settings: ExecutorSettings,
+    health: Arc<HealthState>,
     /// Jobs seen in flight without a lease on the last pass.
     suspects: HashSet<Uuid>,
     sweeping: bool,
@@ -27,11 +31,17 @@ pub struct RedisQueueActor {
 pub struct Enqueue(pub Job);
 
 impl RedisQueueActor {
-    pub fn new(queue: RedisQueue, pool: PgPool, settings: ExecutorSettings) -> Self {
+    pub fn new(
+        queue: RedisQueue,
+        pool: PgPool,
+        settings: ExecutorSettings,
+        health: Arc<HealthState>,
+    ) -> Self {
         RedisQueueActor {
             queue,
             pool,
             settings,
+            health,
             suspects: HashSet::new(),
             sweeping: false,
         }
@@ -45,7 +55,11 @@ impl RedisQueueActor {
         let (queue, pool, settings) =
             (self.queue.clone(), self.pool.clone(), self.settings.clone());
         let suspects = std::mem::take(&mut self.suspects);
+        let (redis_up, postgres_up) = (self.health.redis_up(), self.health.postgres_up());
         let pass = async move {
+            if !redis_up {
+                return suspects;
+            }
             let suspects = match reap(&queue, &suspects).await {
                 Ok(next) => next,
                 Err(e) => {
@@ -53,8 +67,13 @@ impl RedisQueueActor {
                     suspects
                 }
             };
-            if let Err(e) = resweep(&queue, &pool, &settings).await {
-                log::warn!("pending re-sweep: {e}");
+            if postgres_up {
+                if let Err(e) = persist(&queue, &pool).await {
+                    log::warn!("recording results kept in Redis: {e}");
+                }
+                if let Err(e) = resweep(&queue, &pool, &settings).await {
+                    log::warn!("pending re-sweep: {e}");
+                }
             }
             suspects
         };
@@ -77,6 +96,25 @@ async fn reap(queue: &RedisQueue, suspects: &HashSet<Uuid>) -> redis::RedisResul
         }
     }
     Ok(next)
+}
+
+/// Records in Postgres what was graded while it was unreachable.
+async fn persist(queue: &RedisQueue, pool: &PgPool) -> Result<(), String> {
+    let waiting = queue.unpersisted().await.map_err(|e| e.to_string())?;
+    let count = waiting.len();
+    for record in waiting {
+        let id = record.job.job_id;
+        db::run(pool, move |c| {
+            Submission::record_result(c, &record.job, "redis", &record.outcome)
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        queue.persisted(id).await.map_err(|e| e.to_string())?;
+    }
+    if count > 0 {
+        log::warn!("recorded {count} results graded while Postgres was unreachable");
+    }
+    Ok(())
 }
 
 async fn resweep(

@@ -1,31 +1,34 @@
-//! `SubmissionActor` validates a submission, records it in Postgres (the truth, and the
-//! idempotency key), and routes it to a queue.
+//! `SubmissionActor` validates a submission and routes it:
+//! - both backends up: a row in Postgres (the truth and the idempotency key), then Redis;
+//! - Redis down (or failing on this very request): Postgres, through the `FallbackActor`;
+//! - Postgres down: Redis alone carries the job until it is graded and recorded;
+//! - both down: 503, and nothing was acknowledged.
+use std::sync::Arc;
+
 use actix::prelude::*;
 use chrono::{DateTime, SubsecRound, Utc};
 use uuid::Uuid;
 
+use super::fallback::{FallbackActor, QueueFallback, StoreFallback};
+use super::health::{Backend, HealthState};
 use super::redis_queue::{Enqueue, RedisQueueActor};
-use crate::db::models::{NewSubmission, Problem, Submission};
-use crate::db::{self, PgPool};
+use crate::catalog::ProblemCache;
+use crate::db::models::{NewSubmission, Submission};
+use crate::db::{self, DbError, PgPool};
 use crate::error::ApiError;
 use crate::job::{Job, Status};
+use crate::queue::RedisQueue;
 
 pub const MAX_REQUEST_ID_CHARS: usize = 128;
 
 pub struct SubmissionActor {
-    pool: PgPool,
-    redis_queue: Addr<RedisQueueActor>,
-    max_sql_bytes: usize,
-}
-
-impl SubmissionActor {
-    pub fn new(pool: PgPool, redis_queue: Addr<RedisQueueActor>, max_sql_bytes: usize) -> Self {
-        SubmissionActor {
-            pool,
-            redis_queue,
-            max_sql_bytes,
-        }
-    }
+    pub pool: PgPool,
+    pub queue: RedisQueue,
+    pub redis_queue: Addr<RedisQueueActor>,
+    pub fallback: Addr<FallbackActor>,
+    pub health: Arc<HealthState>,
+    pub problems: Arc<ProblemCache>,
+    pub max_sql_bytes: usize,
 }
 
 impl Actor for SubmissionActor {
@@ -50,6 +53,26 @@ pub struct Accepted {
     pub status: Status,
     pub queue: String,
     pub submitted_at: DateTime<Utc>,
+}
+
+impl Accepted {
+    fn new(job: &Job, queue: &str) -> Accepted {
+        Accepted {
+            job_id: job.job_id,
+            status: Status::Queued,
+            queue: queue.into(),
+            submitted_at: job.submitted_at,
+        }
+    }
+
+    fn existing(s: &Submission) -> Accepted {
+        Accepted {
+            job_id: s.id,
+            status: Status::parse(&s.status).unwrap_or(Status::Queued),
+            queue: s.queue.clone(),
+            submitted_at: s.created_at,
+        }
+    }
 }
 
 impl Submit {
@@ -79,15 +102,133 @@ impl Submit {
     }
 }
 
+fn unavailable(what: &str) -> ApiError {
+    ApiError::Unavailable {
+        message: format!("cannot accept submissions now: {what}"),
+        retry_after_secs: 2,
+    }
+}
+
+/// What the routing needs, cloned out of the actor for the async work.
+#[derive(Clone)]
+struct Router {
+    pool: PgPool,
+    queue: RedisQueue,
+    redis_queue: Addr<RedisQueueActor>,
+    fallback: Addr<FallbackActor>,
+    health: Arc<HealthState>,
+    problems: Arc<ProblemCache>,
+}
+
+impl Router {
+    async fn enqueue_redis(&self, job: &Job) -> bool {
+        match self.redis_queue.send(Enqueue(job.clone())).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                self.health.report_failure(Backend::Redis, e);
+                false
+            }
+            Err(e) => {
+                log::error!("RedisQueueActor unreachable: {e}");
+                false
+            }
+        }
+    }
+
+    async fn route(self, job: Job) -> Result<Accepted, ApiError> {
+        if self.health.postgres_up() {
+            match self.via_postgres(&job).await {
+                Err(ApiError::Unavailable { message, .. }) => {
+                    self.health.report_failure(Backend::Postgres, message);
+                }
+                other => return other,
+            }
+        }
+        self.redis_only(job).await
+    }
+
+    /// Postgres records the submission first; Redis queues it, or Postgres does.
+    async fn via_postgres(&self, job: &Job) -> Result<Accepted, ApiError> {
+        let problem = self.problems.load(&self.pool, job.problem_id).await?;
+        if problem.is_none() {
+            return Err(ApiError::NotFound("problem"));
+        }
+        if !self.health.redis_up() {
+            return self.store_fallback(job).await;
+        }
+        let record = job.clone();
+        let (stored, created) = db::run(&self.pool, move |c| {
+            Submission::insert_idempotent(c, &NewSubmission::queued(&record, "redis"))
+        })
+        .await?;
+        if !created {
+            return Ok(Accepted::existing(&stored));
+        }
+        if self.enqueue_redis(job).await {
+            return Ok(Accepted::new(job, "redis"));
+        }
+        // Redis failed on this request: the row exists, queue it in Postgres too.
+        match self.fallback.send(QueueFallback(job.clone())).await {
+            Ok(Ok(())) => Ok(Accepted::new(job, "postgres")),
+            // Still stored as queued: the re-sweep queues it once Redis answers.
+            _ => Err(unavailable("neither Redis nor the Postgres queue took it")),
+        }
+    }
+
+    async fn store_fallback(&self, job: &Job) -> Result<Accepted, ApiError> {
+        let stored: Result<(Submission, bool), DbError> = self
+            .fallback
+            .send(StoreFallback(job.clone()))
+            .await
+            .map_err(|e| DbError::Task(e.to_string()))?;
+        let (stored, created) = stored?;
+        Ok(if created {
+            Accepted::new(job, "postgres")
+        } else {
+            Accepted::existing(&stored)
+        })
+    }
+
+    /// Postgres is unreachable: the job in Redis is self-contained; its record is written
+    /// when it has been graded and Postgres answers again.
+    async fn redis_only(&self, job: Job) -> Result<Accepted, ApiError> {
+        if !self.health.redis_up() {
+            return Err(unavailable("Redis and Postgres are both unreachable"));
+        }
+        if self.problems.get(job.problem_id).is_none() {
+            return Err(unavailable(
+                "the problem cannot be checked while the database is unreachable",
+            ));
+        }
+        if let Some(request_id) = &job.request_id {
+            if let Ok(Some(existing)) = self.queue.request(job.user_id, request_id).await {
+                return Ok(Accepted {
+                    job_id: existing,
+                    ..Accepted::new(&job, "redis")
+                });
+            }
+        }
+        if self.enqueue_redis(&job).await {
+            Ok(Accepted::new(&job, "redis"))
+        } else {
+            Err(unavailable("Redis and Postgres are both unreachable"))
+        }
+    }
+}
+
 impl Handler<Submit> for SubmissionActor {
     type Result = ResponseFuture<Result<Accepted, ApiError>>;
 
     fn handle(&mut self, msg: Submit, _: &mut Context<Self>) -> Self::Result {
-        let (pool, redis_queue, max) = (
-            self.pool.clone(),
-            self.redis_queue.clone(),
-            self.max_sql_bytes,
-        );
+        let router = Router {
+            pool: self.pool.clone(),
+            queue: self.queue.clone(),
+            redis_queue: self.redis_queue.clone(),
+            fallback: self.fallback.clone(),
+            health: self.health.clone(),
+            problems: self.problems.clone(),
+        };
+        let max = self.max_sql_bytes;
         Box::pin(async move {
             msg.validate(max)?;
             let job = Job {
@@ -99,50 +240,7 @@ impl Handler<Submit> for SubmissionActor {
                 // Postgres keeps microseconds: acknowledge the time it will report.
                 submitted_at: Utc::now().trunc_subsecs(6),
             };
-            let record = job.clone();
-            let (stored, created) = db::run(&pool, move |c| {
-                if Problem::find(c, record.problem_id)?.is_none() {
-                    return Err(diesel::result::Error::NotFound);
-                }
-                Submission::insert_idempotent(c, &NewSubmission::queued(&record, "redis"))
-            })
-            .await
-            .map_err(|e| match ApiError::from(e) {
-                ApiError::NotFound(_) => ApiError::NotFound("problem"),
-                other => other,
-            })?;
-            if !created {
-                return Ok(Accepted {
-                    job_id: stored.id,
-                    status: Status::parse(&stored.status).unwrap_or(Status::Queued),
-                    queue: stored.queue,
-                    submitted_at: stored.created_at,
-                });
-            }
-            let queue = match redis_queue.send(Enqueue(job.clone())).await {
-                Ok(Ok(())) => "redis",
-                // Stored in Postgres: the re-sweep queues it once Redis answers again.
-                Ok(Err(e)) => {
-                    log::warn!(
-                        "job {}: redis enqueue failed ({e}); kept in postgres",
-                        job.job_id
-                    );
-                    "postgres"
-                }
-                Err(e) => {
-                    log::warn!(
-                        "job {}: queue actor unavailable ({e}); kept in postgres",
-                        job.job_id
-                    );
-                    "postgres"
-                }
-            };
-            Ok(Accepted {
-                job_id: job.job_id,
-                status: Status::Queued,
-                queue: queue.into(),
-                submitted_at: job.submitted_at,
-            })
+            router.route(job).await
         })
     }
 }

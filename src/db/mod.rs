@@ -25,6 +25,23 @@ pub enum DbError {
     Task(String),
 }
 
+impl DbError {
+    /// The database could not be reached (as opposed to a query it refused).
+    pub fn is_unavailable(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind, Error};
+        match self {
+            DbError::Pool(_) | DbError::Task(_) => true,
+            DbError::Query(Error::DatabaseError(kind, _)) => {
+                matches!(
+                    kind,
+                    DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand
+                )
+            }
+            DbError::Query(_) => false,
+        }
+    }
+}
+
 /// Runs diesel work on the blocking thread pool with a pooled connection.
 pub async fn run<T, F>(pool: &PgPool, work: F) -> Result<T, DbError>
 where
@@ -44,7 +61,7 @@ pub fn pool(url: &str, size: u32) -> Result<PgPool, r2d2::Error> {
     Pool::builder()
         .max_size(size)
         .min_idle(Some(1))
-        .connection_timeout(std::time::Duration::from_secs(5))
+        .connection_timeout(std::time::Duration::from_secs(2))
         .build(ConnectionManager::new(url))
 }
 

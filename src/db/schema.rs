@@ -27,6 +27,8 @@ diesel::table! {
         id -> Uuid,
         data -> Jsonb,
         created_at -> Timestamptz,
+        claimed_until -> Nullable<Timestamptz>,
+        attempts -> Int4,
     }
 }
 

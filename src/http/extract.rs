@@ -4,17 +4,52 @@ use actix_web::{web, FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use uuid::Uuid;
 
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
 use crate::auth::{constant_time_eq, token_hash};
 use crate::db;
 use crate::db::models::{AuthToken, User, ACCESS};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
+/// The account behind a token, as cached in Redis (`session:{hash}`) for Postgres outages.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Account {
+    pub id: i64,
+    pub username: String,
+    pub email: String,
+    pub is_admin: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&User> for Account {
+    fn from(u: &User) -> Self {
+        Account {
+            id: u.id,
+            username: u.username.clone(),
+            email: u.email.clone(),
+            is_admin: u.is_admin,
+            created_at: u.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Session {
+    account: Account,
+    family: Uuid,
+    expires_at: DateTime<Utc>,
+}
+
+/// How long a validated token may be honoured from Redis while Postgres is unreachable.
+const SESSION_CACHE_SECS: i64 = 300;
+
 /// An authenticated caller: a user (with the login the token belongs to), or the holder of
 /// the configured admin token.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    pub user: Option<User>,
+    pub user: Option<Account>,
     pub family: Option<Uuid>,
     pub is_admin: bool,
 }
@@ -22,7 +57,7 @@ pub struct Principal {
 /// A caller who is a user account.
 #[derive(Debug, Clone)]
 pub struct AuthUser {
-    pub user: User,
+    pub user: Account,
     pub family: Uuid,
 }
 
@@ -60,18 +95,40 @@ pub async fn authenticate(state: &AppState, token: String) -> Result<Principal, 
         });
     }
     let hash = token_hash(&token);
-    let found = db::run(&state.pool, move |c| {
-        AuthToken::find_active(c, &hash, ACCESS)
+    // Postgres decides whenever it answers, so a revoked token never outlives its revocation.
+    let lookup = hash.clone();
+    let session = match db::run(&state.pool, move |c| {
+        AuthToken::find_active(c, &lookup, ACCESS)
     })
-    .await?;
-    match found {
-        Some((token, user)) => Ok(Principal {
-            is_admin: user.is_admin,
-            user: Some(user),
-            family: Some(token.family),
-        }),
-        None => Err(ApiError::Unauthorized("invalid or expired token".into())),
-    }
+    .await
+    {
+        Ok(Some((token, user))) => {
+            let session = Session {
+                account: Account::from(&user),
+                family: token.family,
+                expires_at: token.expires_at,
+            };
+            let ttl = (token.expires_at - Utc::now())
+                .num_seconds()
+                .clamp(1, SESSION_CACHE_SECS);
+            if state.health.redis_up() {
+                let _ = state.queue.cache_session(&hash, &session, ttl as u64).await;
+            }
+            session
+        }
+        Ok(None) => return Err(ApiError::Unauthorized("invalid or expired token".into())),
+        Err(e) if e.is_unavailable() => match state.queue.session::<Session>(&hash).await {
+            Ok(Some(s)) if s.expires_at > Utc::now() => s,
+            Ok(_) => return Err(ApiError::Unauthorized("invalid or expired token".into())),
+            Err(_) => return Err(e.into()),
+        },
+        Err(e) => return Err(e.into()),
+    };
+    Ok(Principal {
+        is_admin: session.account.is_admin,
+        user: Some(session.account),
+        family: Some(session.family),
+    })
 }
 
 fn state(req: &HttpRequest) -> web::Data<AppState> {

@@ -1,8 +1,9 @@
 //! `GET /health`: backends, routing mode and queue depths.
-use actix_web::{web, HttpResponse};
-use diesel::prelude::*;
+use std::sync::atomic::Ordering;
 
-use crate::db::{self, schema::fallback_submissions};
+use actix_web::{web, HttpResponse};
+
+use crate::db::{self, models::FallbackSubmission};
 use crate::startup::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -21,11 +22,7 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
         (None, None)
     };
     let fallback_pending = if postgres.up {
-        db::run(&state.pool, |c| {
-            fallback_submissions::table.count().get_result::<i64>(c)
-        })
-        .await
-        .ok()
+        db::run(&state.pool, FallbackSubmission::pending).await.ok()
     } else {
         None
     };
@@ -35,7 +32,12 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
         "mode": if redis.up { "redis" } else { "fallback" },
         "redis": redis,
         "postgres": postgres,
-        "queue": {"pending": pending, "processing": processing, "fallback_pending": fallback_pending},
+        "queue": {
+            "pending": pending,
+            "processing": processing,
+            "fallback_pending": fallback_pending,
+            "recovered": state.recovered.load(Ordering::Relaxed),
+        },
         "executors": {"total": state.executors.executors.len(), "busy": state.executors.busy()},
     });
     if accepting {

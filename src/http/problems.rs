@@ -132,7 +132,8 @@ async fn submit(
     })))
 }
 
-/// Redis first (final result, then queued/running state), Postgres last.
+/// Redis's final result first; then Postgres; then what only Redis knows (submissions
+/// accepted or graded while Postgres was unreachable).
 async fn result(
     state: web::Data<AppState>,
     caller: Principal,
@@ -143,31 +144,61 @@ async fn result(
         |owner: i64| caller.is_admin || caller.user.as_ref().is_some_and(|u| u.id == owner);
     let not_found = || ApiError::NotFound("submission");
     let queue = &state.queue;
-    if let Ok(Some(json)) = queue.result(job_id).await {
-        if let Ok(mut result) = serde_json::from_str::<SubmissionResult>(&json) {
-            if !visible(result.user_id) {
-                return Err(not_found());
-            }
+    let answer = |result: SubmissionResult| {
+        if visible(result.user_id) {
+            Ok(HttpResponse::Ok().json(result))
+        } else {
+            Err(not_found())
+        }
+    };
+    let redis_up = state.health.redis_up();
+    if redis_up {
+        if let Ok(Some(mut result)) = queue
+            .result(job_id)
+            .await
+            .map(|j| j.and_then(|j| serde_json::from_str::<SubmissionResult>(&j).ok()))
+        {
             result.source = "redis".into();
-            return Ok(HttpResponse::Ok().json(result));
+            return answer(result);
         }
     }
-    let stored = db::run(&state.pool, move |c| Submission::find(c, job_id)).await;
-    let stored = match stored {
-        Ok(Some(s)) => s,
-        Ok(None) => return Err(not_found()),
+    let postgres_error = match db::run(&state.pool, move |c| Submission::find(c, job_id)).await {
+        Ok(Some(stored)) => {
+            let mut result = SubmissionResult::from(&stored);
+            if !result.status.is_final() && redis_up {
+                // Postgres says pending; Redis knows whether it is running right now.
+                if let Ok(Some(p)) = queue.processing(job_id).await {
+                    result.status = p.status;
+                    result.source = "redis".into();
+                }
+            }
+            return answer(result);
+        }
+        Ok(None) => None,
+        Err(e) if e.is_unavailable() => Some(e),
         Err(e) => return Err(e.into()),
     };
-    if !visible(stored.user_id) {
-        return Err(not_found());
-    }
-    let mut result = SubmissionResult::from(&stored);
-    if !result.status.is_final() {
-        // Postgres says pending; Redis knows whether it is running right now.
+    if redis_up {
         if let Ok(Some(p)) = queue.processing(job_id).await {
-            result.status = p.status;
-            result.source = "redis".into();
+            return answer(SubmissionResult {
+                job_id,
+                user_id: p.user_id,
+                problem_id: p.problem_id,
+                status: p.status,
+                rows_returned: None,
+                expected_rows: None,
+                duration_ms: None,
+                message: None,
+                sqlstate: None,
+                diff: None,
+                source: "redis".into(),
+                submitted_at: p.submitted_at,
+                graded_at: None,
+            });
+        }
+        if let Ok(Some(u)) = queue.unpersisted_one(job_id).await {
+            return answer(SubmissionResult::graded(&u.job, &u.outcome));
         }
     }
-    Ok(HttpResponse::Ok().json(result))
+    Err(postgres_error.map_or_else(not_found, ApiError::from))
 }

@@ -1,11 +1,13 @@
 //! Models and the queries that belong to them.
 mod dataset;
+mod fallback;
 mod problem;
 mod submission;
 mod token;
 mod user;
 
 pub use dataset::{Dataset, TableInfo};
+pub use fallback::FallbackSubmission;
 pub use problem::{NewProblem, Problem};
 pub use submission::{NewSubmission, Submission};
 pub use token::{AuthToken, ACCESS, REFRESH};

@@ -2,7 +2,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
-use crate::db::schema::{first_solves, submissions};
+use crate::db::schema::{fallback_submissions, first_solves, submissions};
 use crate::job::{Job, Outcome, Status};
 
 const PENDING: [&str; 2] = ["queued", "running"];
@@ -196,15 +196,19 @@ impl Submission {
         Ok((items, total))
     }
 
-    /// Submissions still pending that were created before `cutoff`, oldest first.
+    /// Submissions still pending that were created before `cutoff`, oldest first, except
+    /// those waiting in the Postgres fallback queue.
     pub fn pending_before(
         conn: &mut PgConnection,
         cutoff: DateTime<Utc>,
         limit: i64,
     ) -> QueryResult<Vec<Submission>> {
+        let in_fallback =
+            fallback_submissions::table.filter(fallback_submissions::id.eq(submissions::id));
         submissions::table
             .filter(submissions::status.eq_any(PENDING))
             .filter(submissions::created_at.lt(cutoff))
+            .filter(diesel::dsl::not(diesel::dsl::exists(in_fallback)))
             .select(Submission::as_select())
             .order(submissions::created_at)
             .limit(limit)

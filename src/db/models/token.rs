@@ -70,13 +70,15 @@ impl AuthToken {
         .map(|n| n == 1)
     }
 
-    pub fn revoke_family(conn: &mut PgConnection, family: Uuid) -> QueryResult<usize> {
+    /// Revokes every token of a login; returns their hashes.
+    pub fn revoke_family(conn: &mut PgConnection, family: Uuid) -> QueryResult<Vec<String>> {
         diesel::update(
             auth_tokens::table
                 .filter(auth_tokens::family.eq(family))
                 .filter(auth_tokens::revoked_at.is_null()),
         )
         .set(auth_tokens::revoked_at.eq(Utc::now()))
-        .execute(conn)
+        .returning(auth_tokens::token_hash)
+        .get_results(conn)
     }
 }

@@ -1,0 +1,131 @@
+//! The Postgres queue used while Redis is unavailable (crates.io-style `SKIP LOCKED` queue
+//! with a claim lease).
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use uuid::Uuid;
+
+use super::{NewSubmission, Submission};
+use crate::db::schema::fallback_submissions;
+use crate::job::{Job, Outcome};
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = fallback_submissions)]
+pub struct FallbackSubmission {
+    pub id: Uuid,
+    pub data: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub claimed_until: Option<DateTime<Utc>>,
+    pub attempts: i32,
+}
+
+impl FallbackSubmission {
+    pub fn job(&self) -> Option<Job> {
+        serde_json::from_value(self.data.clone()).ok()
+    }
+
+    /// Stores a submission and its fallback queue entry in one transaction; on a repeated
+    /// `request_id` returns the earlier submission and stores nothing (`false`).
+    pub fn store(conn: &mut PgConnection, job: &Job) -> QueryResult<(Submission, bool)> {
+        conn.transaction(|conn| {
+            let (stored, created) =
+                Submission::insert_idempotent(conn, &NewSubmission::queued(job, "postgres"))?;
+            if created {
+                diesel::insert_into(fallback_submissions::table)
+                    .values((
+                        fallback_submissions::id.eq(job.job_id),
+                        fallback_submissions::data
+                            .eq(serde_json::to_value(job).expect("job serialises")),
+                        fallback_submissions::created_at.eq(job.submitted_at),
+                    ))
+                    .on_conflict_do_nothing()
+                    .execute(conn)?;
+            }
+            Ok((stored, created))
+        })
+    }
+
+    /// Queues a job Postgres already has as a submission (Redis refused it after the insert).
+    pub fn enqueue(conn: &mut PgConnection, job: &Job) -> QueryResult<usize> {
+        diesel::insert_into(fallback_submissions::table)
+            .values((
+                fallback_submissions::id.eq(job.job_id),
+                fallback_submissions::data.eq(serde_json::to_value(job).expect("job serialises")),
+                fallback_submissions::created_at.eq(job.submitted_at),
+            ))
+            .on_conflict_do_nothing()
+            .execute(conn)
+    }
+
+    /// Claims up to `limit` unclaimed (or lapsed) jobs, oldest first, for `lease`.
+    pub fn claim(
+        conn: &mut PgConnection,
+        limit: i64,
+        lease: chrono::Duration,
+    ) -> QueryResult<Vec<FallbackSubmission>> {
+        conn.transaction(|conn| {
+            let now = Utc::now();
+            let ids: Vec<Uuid> = fallback_submissions::table
+                .filter(
+                    fallback_submissions::claimed_until
+                        .is_null()
+                        .or(fallback_submissions::claimed_until.lt(now)),
+                )
+                .order(fallback_submissions::created_at)
+                .limit(limit)
+                .select(fallback_submissions::id)
+                .for_update()
+                .skip_locked()
+                .load(conn)?;
+            let mut claimed = diesel::update(
+                fallback_submissions::table.filter(fallback_submissions::id.eq_any(&ids)),
+            )
+            .set((
+                fallback_submissions::claimed_until.eq(now + lease),
+                fallback_submissions::attempts.eq(fallback_submissions::attempts + 1),
+            ))
+            .returning(FallbackSubmission::as_returning())
+            .get_results(conn)?;
+            claimed.sort_by_key(|f| f.created_at);
+            Ok(claimed)
+        })
+    }
+
+    pub fn renew(conn: &mut PgConnection, id: Uuid, lease: chrono::Duration) -> QueryResult<usize> {
+        diesel::update(fallback_submissions::table.find(id))
+            .set(fallback_submissions::claimed_until.eq(Utc::now() + lease))
+            .execute(conn)
+    }
+
+    /// Gives claims back without counting them as attempts (the failure was not the jobs').
+    pub fn release(conn: &mut PgConnection, ids: &[Uuid]) -> QueryResult<usize> {
+        diesel::update(fallback_submissions::table.filter(fallback_submissions::id.eq_any(ids)))
+            .set((
+                fallback_submissions::claimed_until.eq(None::<DateTime<Utc>>),
+                fallback_submissions::attempts.eq(fallback_submissions::attempts - 1),
+            ))
+            .execute(conn)
+    }
+
+    /// Records the outcome and removes the job from the queue, atomically.
+    pub fn complete(
+        conn: &mut PgConnection,
+        job: &Job,
+        outcome: &Outcome,
+    ) -> QueryResult<(Submission, bool)> {
+        conn.transaction(|conn| {
+            let recorded = Submission::record_result(conn, job, "postgres", outcome)?;
+            diesel::delete(fallback_submissions::table.find(job.job_id)).execute(conn)?;
+            Ok(recorded)
+        })
+    }
+
+    /// Removes jobs recovery has handed to Redis.
+    pub fn delete(conn: &mut PgConnection, ids: &[Uuid]) -> QueryResult<usize> {
+        diesel::delete(fallback_submissions::table.filter(fallback_submissions::id.eq_any(ids)))
+            .execute(conn)
+    }
+
+    pub fn pending(conn: &mut PgConnection) -> QueryResult<i64> {
+        fallback_submissions::table.count().get_result(conn)
+    }
+}
