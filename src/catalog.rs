@@ -30,11 +30,18 @@ impl ProblemCache {
     }
 
     /// The problem from Postgres (remembered), or the remembered copy if Postgres is down.
+    /// (`postgres_up` false: the remembered copy without asking Postgres.)
     pub async fn load(
         &self,
         pool: &crate::db::PgPool,
         id: i64,
+        postgres_up: bool,
     ) -> Result<Option<Problem>, DbError> {
+        if !postgres_up {
+            if let Some(p) = self.get(id) {
+                return Ok(Some(p));
+            }
+        }
         match db::run(pool, move |c| Problem::find(c, id)).await {
             Ok(found) => {
                 if let Some(p) = &found {

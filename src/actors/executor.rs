@@ -15,7 +15,7 @@ use super::health::{Backend, HealthState};
 use crate::catalog::ProblemCache;
 use crate::config::ExecutorSettings;
 use crate::db::models::{FallbackSubmission, Submission};
-use crate::db::{self, PgPool};
+use crate::db::{self, DbError, PgPool};
 use crate::grading::{self, sandbox::Sandbox, sandbox::Slot};
 use crate::job::{Job, Outcome, Status, SubmissionResult};
 use crate::queue::{RedisQueue, Unpersisted};
@@ -297,12 +297,14 @@ async fn finish(deps: &ExecutorDeps, job: Job, source: Source, outcome: Outcome)
         }
         Source::Redis(item) => item,
     };
-    let recorded = {
+    let recorded = if deps.health.postgres_up() {
         let (j, o) = (job.clone(), outcome.clone());
         db::run(&deps.pool, move |c| {
             Submission::record_result(c, &j, "redis", &o)
         })
         .await
+    } else {
+        Err(DbError::Task("postgres is down".into()))
     };
     let published = match recorded {
         Ok((stored, _first_solve)) => {
@@ -343,7 +345,11 @@ fn json(result: &SubmissionResult) -> String {
 
 /// `None` when grading could not happen for reasons outside the solution.
 async fn grade(deps: &ExecutorDeps, slot: &mut Slot, job: &Job) -> Option<Outcome> {
-    let problem = match deps.problems.load(&deps.pool, job.problem_id).await {
+    let problem = match deps
+        .problems
+        .load(&deps.pool, job.problem_id, deps.health.postgres_up())
+        .await
+    {
         Ok(Some(problem)) => problem,
         Ok(None) => {
             return Some(Outcome::verdict(

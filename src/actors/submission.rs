@@ -149,7 +149,7 @@ impl Router {
 
     /// Postgres records the submission first; Redis queues it, or Postgres does.
     async fn via_postgres(&self, job: &Job) -> Result<Accepted, ApiError> {
-        let problem = self.problems.load(&self.pool, job.problem_id).await?;
+        let problem = self.problems.load(&self.pool, job.problem_id, true).await?;
         if problem.is_none() {
             return Err(ApiError::NotFound("problem"));
         }

@@ -162,7 +162,12 @@ async fn result(
             return answer(result);
         }
     }
-    let postgres_error = match db::run(&state.pool, move |c| Submission::find(c, job_id)).await {
+    let stored = if state.health.postgres_up() {
+        db::run(&state.pool, move |c| Submission::find(c, job_id)).await
+    } else {
+        Err(db::DbError::Task("postgres is down".into()))
+    };
+    let postgres_error = match stored {
         Ok(Some(stored)) => {
             let mut result = SubmissionResult::from(&stored);
             if !result.status.is_final() && redis_up {
