@@ -7,6 +7,7 @@ async fn register_login_me_refresh_logout() {
     let app = TestApp::spawn_with(crate::helpers::Options {
         demo: false,
         workers: 1,
+        ..Default::default()
     })
     .await;
     let res = app
@@ -83,6 +84,7 @@ async fn registration_and_login_errors() {
     let app = TestApp::spawn_with(crate::helpers::Options {
         demo: false,
         workers: 1,
+        ..Default::default()
     })
     .await;
     app.user("taken_name").await;
@@ -175,6 +177,7 @@ async fn health_reports_both_backends() {
     let app = TestApp::spawn_with(crate::helpers::Options {
         demo: false,
         workers: 1,
+        ..Default::default()
     })
     .await;
     let res = app.get("/health", None).await;

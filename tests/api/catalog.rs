@@ -48,6 +48,7 @@ async fn datasets_load_atomically_from_pg_dump() {
     let app = TestApp::spawn_with(crate::helpers::Options {
         demo: false,
         workers: 1,
+        ..Default::default()
     })
     .await;
     let res = app.put_dataset("zoo", PG_DUMP).await;
@@ -123,6 +124,7 @@ async fn problems_are_validated_by_running_the_reference() {
     let app = TestApp::spawn_with(crate::helpers::Options {
         demo: false,
         workers: 1,
+        ..Default::default()
     })
     .await;
     assert_eq!(app.put_dataset("zoo", PG_DUMP).await.status(), 201);

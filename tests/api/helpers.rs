@@ -22,6 +22,10 @@ pub struct TestApp {
 pub struct Options {
     pub demo: bool,
     pub workers: usize,
+    /// A Redis of the test's own (default: the machine's, under a key prefix).
+    pub redis_url: Option<String>,
+    /// Reach the platform database through this local port (a fault-injecting proxy).
+    pub platform_port: Option<u16>,
 }
 
 impl Default for Options {
@@ -29,8 +33,22 @@ impl Default for Options {
         Options {
             demo: true,
             workers: 2,
+            redis_url: None,
+            platform_port: None,
         }
     }
+}
+
+/// Rows in `submissions` for a set of job ids: all of them, and those with a final status.
+pub struct Recorded {
+    pub rows: usize,
+    pub final_rows: usize,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
 }
 
 impl TestApp {
@@ -49,21 +67,31 @@ impl TestApp {
             .expect("database URL")
             .0
             .to_string();
+        if let Some(url) = options.redis_url {
+            settings.redis.url = url;
+        }
         settings.server.bind = "127.0.0.1:0".into();
         settings.server.http_workers = 2;
-        settings.database.url = format!("{server}/sqljudge_t_{id}");
+        settings.database.url = match options.platform_port {
+            Some(port) => format!(
+                "{}:{port}/sqljudge_t_{id}",
+                server.rsplit_once(':').expect("server port").0
+            ),
+            None => format!("{server}/sqljudge_t_{id}"),
+        };
         settings.database.pool_size = 6;
         settings.sandbox.url = format!("{server}/sqljudge_ts_{id}");
         settings.sandbox.role_prefix = format!("sjt_{id}");
         settings.redis.key_prefix = format!("test:{id}:");
         settings.auth.admin_token = format!("admin-{id}");
+        let redis_url = settings.redis.url.clone();
         settings.executor.workers = options.workers;
         settings.executor.lease_ms = 1000;
         settings.executor.reaper_interval_ms = 200;
         settings.executor.dequeue_block_secs = 0.5;
+        settings.executor.resweep_after_ms = 2000;
         settings.health.interval_ms = 200;
         let sandbox_url = settings.sandbox.url.clone();
-        let redis_url = settings.redis.url.clone();
         let admin_token = settings.auth.admin_token.clone();
         let app = Application::build(settings)
             .await
@@ -215,6 +243,87 @@ impl TestApp {
     /// An admin connection to this test's sandbox database.
     pub fn sandbox_db(&self) -> PgConnection {
         PgConnection::establish(&self.sandbox_url).unwrap()
+    }
+
+    /// The environment that makes a `sqljudge serve` process a second instance of this app.
+    pub fn env_for_process(&self, port: u16) -> Vec<(String, String)> {
+        let s = &self.state.settings;
+        [
+            ("DATABASE_URL", s.database.url.clone()),
+            ("SQLJUDGE_SANDBOX_URL", s.sandbox.url.clone()),
+            ("REDIS_URL", s.redis.url.clone()),
+            ("SQLJUDGE_ADMIN_TOKEN", s.auth.admin_token.clone()),
+            ("SQLJUDGE_BIND", format!("127.0.0.1:{port}")),
+            ("SQLJUDGE__REDIS__KEY_PREFIX", s.redis.key_prefix.clone()),
+            (
+                "SQLJUDGE__SANDBOX__ROLE_PREFIX",
+                s.sandbox.role_prefix.clone(),
+            ),
+            (
+                "SQLJUDGE__EXECUTOR__WORKERS",
+                s.executor.workers.to_string(),
+            ),
+            (
+                "SQLJUDGE__EXECUTOR__LEASE_MS",
+                s.executor.lease_ms.to_string(),
+            ),
+            (
+                "SQLJUDGE__EXECUTOR__REAPER_INTERVAL_MS",
+                s.executor.reaper_interval_ms.to_string(),
+            ),
+            (
+                "SQLJUDGE__EXECUTOR__RESWEEP_AFTER_MS",
+                s.executor.resweep_after_ms.to_string(),
+            ),
+            (
+                "SQLJUDGE__HEALTH__INTERVAL_MS",
+                s.health.interval_ms.to_string(),
+            ),
+            ("SQLJUDGE__SERVER__HTTP_WORKERS", "2".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// Waits until the instance at `base` answers `/health`.
+    pub async fn wait_ready(&self, base: &str) {
+        let started = Instant::now();
+        loop {
+            if let Ok(res) = self.client.get(format!("{base}/health")).send().await {
+                if res.status().is_success() {
+                    return;
+                }
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "{base} never became ready"
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn count_submissions(&self, ids: &[uuid::Uuid]) -> Recorded {
+        let count = |sql: &str| {
+            diesel::sql_query(sql)
+                .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(ids)
+                .get_result::<Count>(&mut self.platform_db())
+                .unwrap()
+                .n as usize
+        };
+        Recorded {
+            rows: count("SELECT count(*) AS n FROM submissions WHERE id = ANY($1)"),
+            final_rows: count(
+                "SELECT count(*) AS n FROM submissions WHERE id = ANY($1) AND status NOT IN ('queued', 'running')",
+            ),
+        }
+    }
+
+    pub fn fallback_pending(&self) -> i64 {
+        diesel::sql_query("SELECT count(*) AS n FROM fallback_submissions")
+            .get_result::<Count>(&mut self.platform_db())
+            .unwrap()
+            .n
     }
 
     pub fn redis(&self) -> redis::Connection {

@@ -50,6 +50,7 @@ async fn an_executor_killed_mid_job_is_restarted_and_the_job_graded_once() {
     let app = TestApp::spawn_with(Options {
         demo: true,
         workers: 1,
+        ..Default::default()
     })
     .await;
     let token = app.user("patient").await;
@@ -117,6 +118,7 @@ async fn orphaned_and_duplicated_jobs_are_graded_and_recorded_once() {
     let app = TestApp::spawn_with(Options {
         demo: true,
         workers: 2,
+        ..Default::default()
     })
     .await;
     let token = app.user("orphans").await;

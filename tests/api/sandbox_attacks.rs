@@ -23,6 +23,7 @@ async fn hostile_solutions_are_contained() {
     let app = TestApp::spawn_with(Options {
         demo: true,
         workers: 1,
+        ..Default::default()
     })
     .await;
     let token = app.user("mallory").await;
@@ -162,6 +163,7 @@ async fn a_solution_that_swallows_cancels_is_stopped_from_outside() {
     let app = TestApp::spawn_with(Options {
         demo: false,
         workers: 1,
+        ..Default::default()
     })
     .await;
     assert_eq!(app.put_dataset("trap", STUBBORN).await.status(), 201);

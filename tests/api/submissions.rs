@@ -176,6 +176,7 @@ async fn writeable_problems_leave_the_dataset_unchanged_even_concurrently() {
     let app = TestApp::spawn_with(Options {
         demo: true,
         workers: 4,
+        ..Default::default()
     })
     .await;
     let token = app.user("writer").await;

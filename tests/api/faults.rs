@@ -1,0 +1,358 @@
+//! Fault injection for the outage tests and the chaos run (`benches/chaos.rs`): a Redis the
+//! test owns, a TCP proxy that can hang or cut connections, a steady submission load, and the
+//! invariants every scenario must keep.
+#![allow(dead_code)] // shared with benches/chaos.rs, which uses a different subset
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::helpers::TestApp;
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A disposable redis-server on a free port, in its own directory.
+pub struct RedisInstance {
+    pub port: u16,
+    dir: std::path::PathBuf,
+    child: Option<Child>,
+}
+
+impl RedisInstance {
+    pub fn start() -> RedisInstance {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("sqljudge-redis-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut redis = RedisInstance {
+            port,
+            dir,
+            child: None,
+        };
+        redis.restart();
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it (again, empty: nothing is kept on disk) and waits until it answers.
+    pub fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        self.child = Some(child);
+        let started = Instant::now();
+        while redis::Client::open(self.url())
+            .and_then(|c| c.get_connection())
+            .is_err()
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL: no shutdown, no goodbye to clients.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Runs a command on the instance directly (not through any proxy).
+    pub fn command(&self, args: &[&str]) {
+        let mut conn = redis::Client::open(self.url())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        let _: redis::Value = cmd.query(&mut conn).unwrap();
+    }
+}
+
+impl Drop for RedisInstance {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Forward,
+    /// Accepts, keeps connections open, forwards nothing.
+    Hang,
+    /// Closes every connection and every new one at once.
+    Refuse,
+}
+
+/// A TCP proxy on a free port in front of `upstream`, on a thread and runtime of its own.
+pub struct Proxy {
+    pub port: u16,
+    mode: tokio::sync::watch::Sender<Mode>,
+}
+
+impl Proxy {
+    pub fn start(upstream: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (mode, watch) = tokio::sync::watch::channel(Mode::Forward);
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    let Ok((client, _)) = listener.accept().await else {
+                        return;
+                    };
+                    if *watch.borrow() == Mode::Refuse {
+                        continue; // dropped: closed at once
+                    }
+                    let watch = watch.clone();
+                    tokio::spawn(async move {
+                        let Ok(server) =
+                            tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                        else {
+                            return;
+                        };
+                        let (cr, cw) = client.into_split();
+                        let (sr, sw) = server.into_split();
+                        tokio::join!(pump(cr, sw, watch.clone()), pump(sr, cw, watch));
+                    });
+                }
+            });
+        });
+        Proxy { port, mode }
+    }
+
+    pub fn set(&self, mode: Mode) {
+        self.mode.send_replace(mode);
+    }
+}
+
+/// Waits while the proxy hangs; false once it refuses (or is gone).
+async fn may_forward(mode: &mut tokio::sync::watch::Receiver<Mode>) -> bool {
+    loop {
+        match *mode.borrow_and_update() {
+            Mode::Forward => return true,
+            Mode::Refuse => return false,
+            Mode::Hang => {}
+        }
+        if mode.changed().await.is_err() {
+            return false;
+        }
+    }
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut mode: tokio::sync::watch::Receiver<Mode>,
+) {
+    let mut buf = vec![0u8; 32 * 1024];
+    loop {
+        if !may_forward(&mut mode).await {
+            return;
+        }
+        tokio::select! {
+            read = from.read(&mut buf) => {
+                let n = match read { Ok(0) | Err(_) => return, Ok(n) => n };
+                if !may_forward(&mut mode).await || to.write_all(&buf[..n]).await.is_err() {
+                    return;
+                }
+            }
+            changed = mode.changed() => if changed.is_err() { return },
+        }
+    }
+}
+
+/// What a load run saw.
+#[derive(Default, Debug)]
+pub struct LoadReport {
+    /// Acknowledged (2xx) submissions: job id, status code.
+    pub acked: Vec<(String, u16)>,
+    pub statuses: HashMap<u16, usize>,
+    /// (sent at, latency, status) of every request.
+    pub samples: Vec<(Instant, Duration, u16)>,
+}
+
+impl LoadReport {
+    pub fn sent(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// The worst submit latency of requests sent in `[from, to)`.
+    pub fn worst_between(&self, from: Instant, to: Instant) -> Duration {
+        self.samples
+            .iter()
+            .filter(|(at, _, _)| *at >= from && *at < to)
+            .map(|(_, d, _)| *d)
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// When the first submission after `from` was acknowledged from the given queue.
+    pub fn first_status_after(&self, from: Instant, status: u16) -> Option<Duration> {
+        self.samples
+            .iter()
+            .filter(|(at, _, s)| *at >= from && *s == status)
+            .map(|(at, d, _)| *at + *d - from)
+            .min()
+    }
+}
+
+/// `clients` users submitting a correct solution to the instance at `base` every `pause`
+/// until `stop` is set.
+pub async fn run_load(
+    app: &TestApp,
+    base: &str,
+    clients: usize,
+    pause: Duration,
+    stop: Arc<AtomicBool>,
+) -> LoadReport {
+    let problem = app.problem_id("uk-customers").await;
+    let report = Arc::new(Mutex::new(LoadReport::default()));
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let token = app.user(&format!("load_{c}")).await;
+        let (client, url, stop, report) = (
+            app.client.clone(),
+            format!("{base}/problems/submit"),
+            stop.clone(),
+            report.clone(),
+        );
+        tasks.push(actix_web::rt::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                let body = json!({"problem_id": problem, "request_id": format!("c{c}-{n}"),
+                                  "sql": "SELECT name FROM customers WHERE country = 'UK'"});
+                let sent = Instant::now();
+                let res = client
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&body)
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await;
+                let latency = sent.elapsed();
+                let status = res.as_ref().map_or(0, |r| r.status().as_u16());
+                let job = match res {
+                    Ok(r) if r.status().is_success() => r
+                        .json::<Value>()
+                        .await
+                        .ok()
+                        .and_then(|v| v["job_id"].as_str().map(String::from)),
+                    _ => None,
+                };
+                let mut report = report.lock().unwrap();
+                report.samples.push((sent, latency, status));
+                *report.statuses.entry(status).or_default() += 1;
+                if let Some(job) = job {
+                    report.acked.push((job, status));
+                }
+                drop(report);
+                actix_web::rt::time::sleep(pause).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    Arc::try_unwrap(report).unwrap().into_inner().unwrap()
+}
+
+/// What the invariants check found.
+#[derive(Debug)]
+pub struct Outcome {
+    pub lost: usize,
+    pub duplicated: usize,
+    pub drained_after: Duration,
+}
+
+/// Every acknowledged job reaches a final status and has exactly one record; no 5xx but
+/// deliberate 503s; the fallback queue drains.
+pub async fn check_invariants(app: &TestApp, report: &LoadReport, within: Duration) -> Outcome {
+    for (status, n) in &report.statuses {
+        assert!(
+            matches!(status, 200 | 201 | 202 | 503),
+            "{n} responses with status {status} (0 = no response): {:?}",
+            report.statuses
+        );
+    }
+    let started = Instant::now();
+    let mut pending: Vec<&String> = report.acked.iter().map(|(j, _)| j).collect();
+    while !pending.is_empty() && started.elapsed() < within {
+        let mut still = Vec::new();
+        for job in pending {
+            let res = app
+                .get(&format!("/problems/result/{job}"), Some(&app.admin_token))
+                .await;
+            let status = res
+                .json::<Value>()
+                .await
+                .ok()
+                .and_then(|v| v["status"].as_str().map(String::from));
+            if !matches!(status.as_deref(), Some(s) if s != "queued" && s != "running") {
+                still.push(job);
+            }
+        }
+        pending = still;
+        if !pending.is_empty() {
+            actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    // The record, straight from Postgres.
+    let ids: Vec<uuid::Uuid> = report
+        .acked
+        .iter()
+        .map(|(j, _)| j.parse().unwrap())
+        .collect();
+    let recorded = app.count_submissions(&ids);
+    let drain_started = Instant::now();
+    while app.fallback_pending() > 0 && drain_started.elapsed() < within {
+        actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+    }
+    Outcome {
+        lost: pending.len() + ids.len().saturating_sub(recorded.final_rows),
+        duplicated: recorded.rows.saturating_sub(ids.len()),
+        drained_after: drain_started.elapsed(),
+    }
+}

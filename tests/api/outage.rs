@@ -1,0 +1,343 @@
+//! Redis and Postgres failing under a steady submission load, against instances and proxies
+//! the tests control. Every scenario keeps the same invariants (`faults::check_invariants`).
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::faults::{check_invariants, free_port, run_load, Mode, Proxy, RedisInstance};
+use crate::helpers::{Options, TestApp};
+
+fn sleep(ms: u64) -> impl std::future::Future<Output = ()> {
+    actix_web::rt::time::sleep(Duration::from_millis(ms))
+}
+
+async fn mode(app: &TestApp) -> String {
+    app.get("/health", None)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["mode"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn wait_mode(app: &TestApp, want: &str) -> Duration {
+    let started = Instant::now();
+    while mode(app).await != want {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "mode never became {want}"
+        );
+        sleep(20).await;
+    }
+    started.elapsed()
+}
+
+#[actix_web::test]
+async fn redis_killed_and_restarted_under_load() {
+    let mut redis = RedisInstance::start();
+    let app = TestApp::spawn_with(Options {
+        redis_url: Some(redis.url()),
+        ..Options::default()
+    })
+    .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (app, stop) = (&app, stop.clone());
+        async move { run_load(app, &app.address, 3, Duration::from_millis(15), stop).await }
+    };
+    let faults = async {
+        for _ in 0..3 {
+            sleep(700).await;
+            redis.kill();
+            wait_mode(&app, "fallback").await;
+            sleep(700).await;
+            redis.restart();
+            wait_mode(&app, "redis").await;
+        }
+        sleep(500).await;
+        stop.store(true, Ordering::Relaxed);
+    };
+    let (report, ()) = futures_util::join!(load, faults);
+    let by_queue = |code| report.acked.iter().filter(|(_, s)| *s == code).count();
+    assert!(
+        by_queue(202) > 20 && by_queue(201) > 5,
+        "both queues used: {:?}",
+        report.statuses
+    );
+    let outcome = check_invariants(&app, &report, Duration::from_secs(30)).await;
+    assert_eq!(outcome.lost, 0, "{outcome:?}");
+    assert_eq!(outcome.duplicated, 0);
+    assert_eq!(app.fallback_pending(), 0, "the fallback queue drained");
+}
+
+#[actix_web::test]
+async fn hanging_redis_costs_at_most_the_timeout_until_routing_flips() {
+    let redis = RedisInstance::start();
+    let proxy = Proxy::start(redis.port);
+    let app = TestApp::spawn_with(Options {
+        redis_url: Some(format!("redis://127.0.0.1:{}", proxy.port)),
+        ..Options::default()
+    })
+    .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = run_load(
+        &app,
+        &app.address,
+        3,
+        Duration::from_millis(15),
+        stop.clone(),
+    );
+    let faults = async {
+        sleep(800).await;
+        let hung_at = Instant::now();
+        proxy.set(Mode::Hang);
+        wait_mode(&app, "fallback").await;
+        sleep(1500).await;
+        proxy.set(Mode::Forward);
+        wait_mode(&app, "redis").await;
+        sleep(800).await;
+        stop.store(true, Ordering::Relaxed);
+        hung_at
+    };
+    let (report, hung_at) = futures_util::join!(load, faults);
+    // Requests that met the hang before the flip waited for the Redis timeout (250 ms), no more
+    // (with slack for a loaded 2-core machine).
+    let worst = report.worst_between(hung_at, hung_at + Duration::from_secs(2));
+    assert!(
+        worst < Duration::from_millis(1000),
+        "worst submit during the hang: {worst:?}"
+    );
+    assert!(
+        report.first_status_after(hung_at, 201).is_some(),
+        "fell back to Postgres"
+    );
+    let outcome = check_invariants(&app, &report, Duration::from_secs(30)).await;
+    assert_eq!(outcome.lost, 0, "{outcome:?}");
+}
+
+#[actix_web::test]
+async fn redis_answering_errors_is_treated_as_down() {
+    let redis = RedisInstance::start();
+    let app = TestApp::spawn_with(Options {
+        redis_url: Some(redis.url()),
+        ..Options::default()
+    })
+    .await;
+    let token = app.user("during_oom").await;
+    let uk = app.problem_id("uk-customers").await;
+    // Out of memory: every write is refused with an error, reads still answer.
+    redis.command(&["CONFIG", "SET", "maxmemory", "1"]);
+    wait_mode(&app, "fallback").await;
+    let res = app
+        .submit(
+            &token,
+            uk,
+            "SELECT name FROM customers WHERE country = 'UK'",
+        )
+        .await;
+    assert_eq!(res.status(), 201);
+    let job: Value = res.json().await.unwrap();
+    assert_eq!(job["queue"], "postgres");
+    // Graded from Postgres during the outage.
+    let result = app
+        .wait_final(
+            &token,
+            job["job_id"].as_str().unwrap(),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(result["status"], "accepted");
+    assert_eq!(result["source"], "postgres");
+    let queued_during = app.submit(&token, uk, "SELECT name FROM customers").await;
+    assert_eq!(queued_during.status(), 201);
+    let queued_during: Value = queued_during.json().await.unwrap();
+
+    redis.command(&["CONFIG", "SET", "maxmemory", "0"]);
+    wait_mode(&app, "redis").await;
+    let res = app
+        .submit(
+            &token,
+            uk,
+            "SELECT name FROM customers WHERE country = 'UK'",
+        )
+        .await;
+    assert_eq!(res.status(), 202);
+    let result = app
+        .wait_final(
+            &token,
+            queued_during["job_id"].as_str().unwrap(),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(result["status"], "wrong_answer");
+    let health: Value = app.get("/health", None).await.json().await.unwrap();
+    assert_eq!(health["queue"]["fallback_pending"], 0);
+}
+
+#[actix_web::test]
+async fn postgres_cut_off_then_both_down() {
+    let redis = RedisInstance::start();
+    let redis_proxy = Proxy::start(redis.port);
+    let pg_port = app_pg_port();
+    let pg_proxy = Proxy::start(pg_port);
+    let app = TestApp::spawn_with(Options {
+        redis_url: Some(format!("redis://127.0.0.1:{}", redis_proxy.port)),
+        platform_port: Some(pg_proxy.port),
+        ..Options::default()
+    })
+    .await;
+    let token = app.user("steady").await;
+    let uk = app.problem_id("uk-customers").await;
+    let sql = "SELECT name FROM customers WHERE country = 'UK'";
+    assert_eq!(app.grade(&token, uk, sql).await["status"], "accepted");
+
+    pg_proxy.set(Mode::Refuse);
+    let started = Instant::now();
+    while app
+        .get("/health", None)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap()["postgres"]["up"]
+        != false
+    {
+        assert!(started.elapsed() < Duration::from_secs(10));
+        sleep(20).await;
+    }
+    // Accepted into Redis and graded; the results wait in Redis.
+    let mut during = Vec::new();
+    for _ in 0..5 {
+        let res = app.submit(&token, uk, sql).await;
+        assert_eq!(res.status(), 202);
+        let job: Value = res.json().await.unwrap();
+        during.push(job["job_id"].as_str().unwrap().to_string());
+    }
+    for job in &during {
+        let result = app.wait_final(&token, job, Duration::from_secs(10)).await;
+        assert_eq!(result["status"], "accepted");
+    }
+    // Idempotency holds without Postgres.
+    let body = json!({"problem_id": uk, "sql": sql, "request_id": "pg-down-1"});
+    let a: Value = app
+        .post_json("/problems/submit", Some(&token), &body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let b: Value = app
+        .post_json("/problems/submit", Some(&token), &body)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(a["job_id"], b["job_id"]);
+    during.push(a["job_id"].as_str().unwrap().to_string());
+
+    // Both cut off: 503 with Retry-After, and nothing acknowledged.
+    redis_proxy.set(Mode::Refuse);
+    let started = Instant::now();
+    loop {
+        let res = app.submit(&token, uk, sql).await;
+        if res.status() == 503 {
+            assert!(res.headers().contains_key("retry-after"));
+            break;
+        }
+        assert!(res.status().is_success(), "{}", res.status());
+        during.push(
+            res.json::<Value>().await.unwrap()["job_id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+        assert!(started.elapsed() < Duration::from_secs(10));
+        sleep(50).await;
+    }
+    assert_eq!(app.get("/health", None).await.status(), 503);
+
+    // Both back: everything acknowledged is recorded, once.
+    redis_proxy.set(Mode::Forward);
+    pg_proxy.set(Mode::Forward);
+    wait_mode(&app, "redis").await;
+    let ids: Vec<uuid::Uuid> = during.iter().map(|j| j.parse().unwrap()).collect();
+    let started = Instant::now();
+    loop {
+        let recorded = app.count_submissions(&ids);
+        if recorded.final_rows == ids.len() {
+            assert_eq!(recorded.rows, ids.len());
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{} of {} recorded",
+            recorded.final_rows,
+            ids.len()
+        );
+        sleep(100).await;
+    }
+}
+
+/// The port of the PostgreSQL server the tests use.
+fn app_pg_port() -> u16 {
+    let settings = sqljudge::config::Settings::load().unwrap();
+    let host = settings
+        .database
+        .url
+        .rsplit_once('@')
+        .map_or("", |(_, h)| h)
+        .to_string();
+    host.split('/')
+        .next()
+        .and_then(|h| h.rsplit_once(':'))
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or(5432)
+}
+
+#[actix_web::test]
+async fn service_killed_and_restarted_under_load() {
+    let app = TestApp::spawn().await;
+    // A second instance as a real process on the same databases and Redis prefix, killed
+    // with SIGKILL while it takes submissions, then started again.
+    let port = free_port();
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sqljudge"))
+            .arg("serve")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .envs(app.env_for_process(port))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut process = spawn();
+    let external = format!("http://127.0.0.1:{port}");
+    app.wait_ready(&external).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = run_load(&app, &external, 3, Duration::from_millis(10), stop.clone());
+    let faults = async {
+        for _ in 0..2 {
+            sleep(1000).await;
+            process.kill().unwrap(); // SIGKILL
+            process.wait().unwrap();
+            sleep(300).await;
+            process = spawn();
+            app.wait_ready(&external).await;
+        }
+        sleep(800).await;
+        stop.store(true, Ordering::Relaxed);
+    };
+    let (report, ()) = futures_util::join!(load, faults);
+    let _ = process.kill();
+    let _ = process.wait();
+    assert!(report.acked.len() > 30, "{:?}", report.statuses);
+    // Requests cut by the kill got no answer (status 0); none was acknowledged and lost.
+    let mut report = report;
+    report.statuses.remove(&0);
+    // The in-process instance finishes what the dead one left (leases lapse, re-sweep).
+    let outcome = check_invariants(&app, &report, Duration::from_secs(30)).await;
+    assert_eq!(outcome.lost, 0, "{outcome:?}");
+    assert_eq!(outcome.duplicated, 0);
+}
