@@ -23,6 +23,21 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The port of the PostgreSQL server the configuration points at.
+pub fn postgres_port() -> u16 {
+    let settings = sqljudge::config::Settings::load().unwrap();
+    let url = settings.database.url;
+    let host = url.rsplit_once('@').map_or(url.as_str(), |(_, h)| h);
+    let host = host
+        .trim_start_matches("postgres://")
+        .trim_start_matches("postgresql://");
+    host.split('/')
+        .next()
+        .and_then(|h| h.rsplit_once(':'))
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or(5432)
+}
+
 /// A disposable redis-server on a free port, in its own directory.
 pub struct RedisInstance {
     pub port: u16,
@@ -282,13 +297,14 @@ pub async fn run_load(
                         .and_then(|v| v["job_id"].as_str().map(String::from)),
                     _ => None,
                 };
-                let mut report = report.lock().unwrap();
-                report.samples.push((sent, latency, status));
-                *report.statuses.entry(status).or_default() += 1;
-                if let Some(job) = job {
-                    report.acked.push((job, status));
+                {
+                    let mut report = report.lock().unwrap();
+                    report.samples.push((sent, latency, status));
+                    *report.statuses.entry(status).or_default() += 1;
+                    if let Some(job) = job {
+                        report.acked.push((job, status));
+                    }
                 }
-                drop(report);
                 actix_web::rt::time::sleep(pause).await;
             }
         }));

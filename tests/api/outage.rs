@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use crate::faults::{check_invariants, free_port, run_load, Mode, Proxy, RedisInstance};
+use crate::faults::{
+    check_invariants, free_port, postgres_port, run_load, Mode, Proxy, RedisInstance,
+};
 use crate::helpers::{Options, TestApp};
 
 fn sleep(ms: u64) -> impl std::future::Future<Output = ()> {
@@ -182,7 +184,7 @@ async fn redis_answering_errors_is_treated_as_down() {
 async fn postgres_cut_off_then_both_down() {
     let redis = RedisInstance::start();
     let redis_proxy = Proxy::start(redis.port);
-    let pg_port = app_pg_port();
+    let pg_port = postgres_port();
     let pg_proxy = Proxy::start(pg_port);
     let app = TestApp::spawn_with(Options {
         redis_url: Some(format!("redis://127.0.0.1:{}", redis_proxy.port)),
@@ -278,22 +280,6 @@ async fn postgres_cut_off_then_both_down() {
         );
         sleep(100).await;
     }
-}
-
-/// The port of the PostgreSQL server the tests use.
-fn app_pg_port() -> u16 {
-    let settings = sqljudge::config::Settings::load().unwrap();
-    let host = settings
-        .database
-        .url
-        .rsplit_once('@')
-        .map_or("", |(_, h)| h)
-        .to_string();
-    host.split('/')
-        .next()
-        .and_then(|h| h.rsplit_once(':'))
-        .and_then(|(_, p)| p.parse().ok())
-        .unwrap_or(5432)
 }
 
 #[actix_web::test]
