@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use faults::{check_invariants, run_load, Mode, Proxy, RedisInstance};
 use helpers::{Options, TestApp};
-use serde_json::Value;
 
 const FAULT: Duration = Duration::from_secs(2);
 
@@ -38,15 +37,15 @@ impl Fault {
     }
 }
 
-async fn backend_up(app: &TestApp, backend: &str) -> bool {
-    let health: Value = app.get("/health", None).await.json().await.unwrap();
-    health[backend]["up"] == true
-}
-
+/// How long until the routing state (what `/health` reports) shows `backend` as `up`.
 async fn until(app: &TestApp, backend: &str, up: bool) -> Duration {
     let started = Instant::now();
-    while backend_up(app, backend).await != up {
-        actix_web::rt::time::sleep(Duration::from_millis(5)).await;
+    let is_up = || match backend {
+        "redis" => app.state.health.redis_up(),
+        _ => app.state.health.postgres_up(),
+    };
+    while is_up() != up {
+        actix_web::rt::time::sleep(Duration::from_millis(2)).await;
     }
     started.elapsed()
 }

@@ -25,6 +25,7 @@ pub struct ServerSettings {
 pub struct DatabaseSettings {
     pub url: String,
     pub pool_size: u32,
+    pub checkout_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -51,7 +51,11 @@ pub async fn prepare_platform_db(settings: &DatabaseSettings) -> Result<PgPool, 
     let settings = settings.clone();
     tokio::task::spawn_blocking(move || {
         db::ensure_database(&settings.url)?;
-        let pool = db::pool(&settings.url, settings.pool_size)?;
+        let pool = db::pool(
+            &settings.url,
+            settings.pool_size,
+            Duration::from_millis(settings.checkout_timeout_ms),
+        )?;
         let mut conn = pool.get()?;
         let applied = db::run_migrations(&mut conn)?;
         if applied > 0 {

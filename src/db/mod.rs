@@ -57,11 +57,15 @@ where
     .map_err(|e| DbError::Task(e.to_string()))?
 }
 
-pub fn pool(url: &str, size: u32) -> Result<PgPool, r2d2::Error> {
+pub fn pool(
+    url: &str,
+    size: u32,
+    checkout_timeout: std::time::Duration,
+) -> Result<PgPool, r2d2::Error> {
     Pool::builder()
         .max_size(size)
         .min_idle(Some(1))
-        .connection_timeout(std::time::Duration::from_secs(2))
+        .connection_timeout(checkout_timeout)
         .build(ConnectionManager::new(url))
 }
 

@@ -7,6 +7,7 @@ use uuid::Uuid;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::actors::health::Backend;
 use crate::auth::{constant_time_eq, token_hash};
 use crate::db;
 use crate::db::models::{AuthToken, User, ACCESS};
@@ -112,7 +113,14 @@ pub async fn authenticate(state: &AppState, token: String) -> Result<Principal, 
                 .num_seconds()
                 .clamp(1, SESSION_CACHE_SECS);
             if state.health.redis_up() {
-                let _ = state.queue.cache_session(&hash, &session, ttl as u64).await;
+                // Off the request path: a hanging Redis must not slow authentication down.
+                let (queue, health, cached) =
+                    (state.queue.clone(), state.health.clone(), session.clone());
+                actix_web::rt::spawn(async move {
+                    if let Err(e) = queue.cache_session(&hash, &cached, ttl as u64).await {
+                        health.report_failure(Backend::Redis, e);
+                    }
+                });
             }
             session
         }

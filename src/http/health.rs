@@ -22,7 +22,12 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
         (None, None)
     };
     let fallback_pending = if postgres.up {
-        db::run(&state.pool, FallbackSubmission::pending).await.ok()
+        // Bounded: /health must answer promptly while Postgres fails.
+        let count = db::run(&state.pool, FallbackSubmission::pending);
+        actix_web::rt::time::timeout(std::time::Duration::from_millis(250), count)
+            .await
+            .ok()
+            .and_then(Result::ok)
     } else {
         None
     };
