@@ -100,11 +100,17 @@ pub struct SubmissionResult {
 
 impl SubmissionResult {
     /// A not-yet-graded submission.
-    pub fn pending(job: &Job, status: Status, source: &str) -> SubmissionResult {
+    pub fn pending(
+        job_id: Uuid,
+        user_id: i64,
+        problem_id: i64,
+        submitted_at: DateTime<Utc>,
+        status: Status,
+    ) -> SubmissionResult {
         SubmissionResult {
-            job_id: job.job_id,
-            user_id: job.user_id,
-            problem_id: job.problem_id,
+            job_id,
+            user_id,
+            problem_id,
             status,
             rows_returned: None,
             expected_rows: None,
@@ -112,8 +118,8 @@ impl SubmissionResult {
             message: None,
             sqlstate: None,
             diff: None,
-            source: source.to_string(),
-            submitted_at: job.submitted_at,
+            source: "redis".to_string(),
+            submitted_at,
             graded_at: None,
         }
     }
@@ -131,7 +137,13 @@ impl SubmissionResult {
             sqlstate: outcome.sqlstate.clone(),
             diff: outcome.diff.clone(),
             graded_at: Some(chrono::Utc::now()),
-            ..SubmissionResult::pending(job, outcome.status, "redis")
+            ..SubmissionResult::pending(
+                job.job_id,
+                job.user_id,
+                job.problem_id,
+                job.submitted_at,
+                outcome.status,
+            )
         }
     }
 }

@@ -218,34 +218,23 @@ impl RedisQueue {
             .await
     }
 
-    /// Publishes the final result and forgets the job's queue state, atomically.
-    pub async fn complete(&self, item: &str, job_id: Uuid, result_json: &str) -> RedisResult<()> {
-        redis::pipe()
-            .atomic()
-            .set_ex(self.keys.result(job_id), result_json, self.result_ttl_secs)
-            .ignore()
-            .del(&[self.keys.processing(job_id), self.keys.lease(job_id)])
-            .ignore()
-            .lrem(self.keys.inflight(), 1, item)
-            .ignore()
-            .query_async(&mut self.conn())
-            .await
-    }
-
-    /// Publishes a result Postgres could not take yet, and keeps it until it can.
-    pub async fn complete_unpersisted(
+    /// Publishes the final result and forgets the job's queue state, atomically. `unrecorded`
+    /// keeps the outcome too, when Postgres could not take it yet.
+    pub async fn complete(
         &self,
         item: &str,
-        record: &Unpersisted,
+        job_id: Uuid,
         result_json: &str,
+        unrecorded: Option<&Unpersisted>,
     ) -> RedisResult<()> {
-        let job_id = record.job.job_id;
-        let json = serde_json::to_string(record).expect("serialises");
-        redis::pipe()
-            .atomic()
-            .hset(self.keys.unpersisted(), job_id.to_string(), json)
-            .ignore()
-            .set_ex(self.keys.result(job_id), result_json, self.result_ttl_secs)
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        if let Some(record) = unrecorded {
+            let json = serde_json::to_string(record).expect("serialises");
+            pipe.hset(self.keys.unpersisted(), job_id.to_string(), json)
+                .ignore();
+        }
+        pipe.set_ex(self.keys.result(job_id), result_json, self.result_ttl_secs)
             .ignore()
             .del(&[self.keys.processing(job_id), self.keys.lease(job_id)])
             .ignore()

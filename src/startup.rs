@@ -107,17 +107,20 @@ impl Application {
             settings: settings.executor.clone(),
         });
         {
-            let monitor = HealthMonitor::new(
-                health.clone(),
-                queue.clone(),
-                pool.clone(),
-                executors.clone(),
-                Duration::from_millis(settings.health.interval_ms),
-                vec![fallback.clone().recipient()],
+            let monitor = HealthMonitor {
+                state: health.clone(),
+                queue: queue.clone(),
+                pool: pool.clone(),
+                executors: executors.clone(),
+                interval: Duration::from_millis(settings.health.interval_ms),
+                subscribers: vec![fallback.clone().recipient()],
                 // Far beyond any grading: the sandbox deadline has long passed by then.
-                ((settings.sandbox.max_time_limit_ms as u64 + settings.sandbox.grace_ms) * 3
+                stuck_after_ms: ((settings.sandbox.max_time_limit_ms as u64
+                    + settings.sandbox.grace_ms)
+                    * 3
                     + 10_000) as i64,
-            );
+                probing: false,
+            };
             Supervisor::start(move |_| monitor);
         }
         let submissions = {

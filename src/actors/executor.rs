@@ -310,20 +310,23 @@ async fn finish(deps: &ExecutorDeps, job: Job, source: Source, outcome: Outcome)
         Ok((stored, _first_solve)) => {
             let mut result = SubmissionResult::from(&stored);
             result.source = "redis".into();
-            deps.queue.complete(&item, job.job_id, &json(&result)).await
+            deps.queue
+                .complete(&item, job.job_id, &json(&result), None)
+                .await
         }
         Err(e) if e.is_unavailable() => {
             // Postgres is down: the result waits in Redis and is recorded when it is back.
             deps.health.report_failure(Backend::Postgres, &e);
             let result = json(&SubmissionResult::graded(&job, &outcome));
             deps.queue
-                .complete_unpersisted(
+                .complete(
                     &item,
-                    &Unpersisted {
+                    job.job_id,
+                    &result,
+                    Some(&Unpersisted {
                         job: job.clone(),
                         outcome,
-                    },
-                    &result,
+                    }),
                 )
                 .await
         }

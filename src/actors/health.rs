@@ -119,39 +119,20 @@ impl Default for HealthState {
 }
 
 pub struct HealthMonitor {
-    state: Arc<HealthState>,
-    queue: RedisQueue,
-    pool: PgPool,
-    executors: ExecutorPool,
-    interval: Duration,
-    subscribers: Vec<Recipient<BackendChanged>>,
+    pub state: Arc<HealthState>,
+    pub queue: RedisQueue,
+    pub pool: PgPool,
+    pub executors: ExecutorPool,
+    pub interval: Duration,
+    /// Told when a backend flips.
+    pub subscribers: Vec<Recipient<BackendChanged>>,
     /// An executor busy longer than this is stuck (the sandbox deadline is far shorter).
-    stuck_after_ms: i64,
-    probing: bool,
+    pub stuck_after_ms: i64,
+    /// A probe is under way: the next tick does not start another.
+    pub probing: bool,
 }
 
 impl HealthMonitor {
-    pub fn new(
-        state: Arc<HealthState>,
-        queue: RedisQueue,
-        pool: PgPool,
-        executors: ExecutorPool,
-        interval: Duration,
-        subscribers: Vec<Recipient<BackendChanged>>,
-        stuck_after_ms: i64,
-    ) -> Self {
-        HealthMonitor {
-            state,
-            queue,
-            pool,
-            executors,
-            interval,
-            subscribers,
-            stuck_after_ms,
-            probing: false,
-        }
-    }
-
     fn tick(&mut self, ctx: &mut Context<Self>) {
         self.restart_stuck_executors();
         if self.probing {

@@ -185,21 +185,13 @@ async fn result(
     };
     if redis_up {
         if let Ok(Some(p)) = queue.processing(job_id).await {
-            return answer(SubmissionResult {
+            return answer(SubmissionResult::pending(
                 job_id,
-                user_id: p.user_id,
-                problem_id: p.problem_id,
-                status: p.status,
-                rows_returned: None,
-                expected_rows: None,
-                duration_ms: None,
-                message: None,
-                sqlstate: None,
-                diff: None,
-                source: "redis".into(),
-                submitted_at: p.submitted_at,
-                graded_at: None,
-            });
+                p.user_id,
+                p.problem_id,
+                p.submitted_at,
+                p.status,
+            ));
         }
         if let Ok(Some(u)) = queue.unpersisted_one(job_id).await {
             return answer(SubmissionResult::graded(&u.job, &u.outcome));
