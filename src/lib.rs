@@ -9,5 +9,6 @@ pub mod error;
 pub mod grading;
 pub mod http;
 pub mod job;
+pub mod leaderboard;
 pub mod queue;
 pub mod startup;

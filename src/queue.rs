@@ -56,6 +56,13 @@ impl Keys {
     pub fn session(&self, token_hash: &str) -> String {
         format!("{}session:{token_hash}", self.prefix)
     }
+    /// `leaderboard:global`, or `leaderboard:topic:{topic}`.
+    pub fn board(&self, topic: Option<&str>) -> String {
+        match topic {
+            None => format!("{}leaderboard:global", self.prefix),
+            Some(t) => format!("{}leaderboard:topic:{t}", self.prefix),
+        }
+    }
 }
 
 /// A graded job whose record could not reach Postgres yet.

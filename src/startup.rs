@@ -12,6 +12,7 @@ use actix_web::{web, App, HttpServer};
 use crate::actors::executor::{ExecutorDeps, ExecutorPool};
 use crate::actors::fallback::FallbackActor;
 use crate::actors::health::{HealthMonitor, HealthState};
+use crate::actors::leaderboard::LeaderboardActor;
 use crate::actors::redis_queue::RedisQueueActor;
 use crate::actors::submission::SubmissionActor;
 use crate::catalog::ProblemCache;
@@ -80,12 +81,22 @@ impl Application {
         }
         let recovered = Arc::new(std::sync::atomic::AtomicU64::new(0));
 
+        let leaderboard = {
+            let actor = LeaderboardActor {
+                queue: queue.clone(),
+                pool: pool.clone(),
+                health: health.clone(),
+                rebuilding: false,
+            };
+            Supervisor::start(move |_| actor)
+        };
         let redis_queue = {
             let actor = RedisQueueActor::new(
                 queue.clone(),
                 pool.clone(),
                 settings.executor.clone(),
                 health.clone(),
+                leaderboard.clone().recipient(),
             );
             Supervisor::start(move |_| actor)
         };
@@ -99,6 +110,7 @@ impl Application {
             Supervisor::start(move |_| actor)
         };
         let executors = ExecutorPool::start(ExecutorDeps {
+            leaderboard: leaderboard.clone().recipient(),
             queue: queue.clone(),
             pool: pool.clone(),
             health: health.clone(),
@@ -113,7 +125,10 @@ impl Application {
                 pool: pool.clone(),
                 executors: executors.clone(),
                 interval: Duration::from_millis(settings.health.interval_ms),
-                subscribers: vec![fallback.clone().recipient()],
+                subscribers: vec![
+                    fallback.clone().recipient(),
+                    leaderboard.clone().recipient(),
+                ],
                 // Far beyond any grading: the sandbox deadline has long passed by then.
                 stuck_after_ms: ((settings.sandbox.max_time_limit_ms as u64
                     + settings.sandbox.grace_ms)

@@ -12,6 +12,7 @@ use futures_util::FutureExt;
 use redis::aio::MultiplexedConnection;
 
 use super::health::{Backend, HealthState};
+use super::leaderboard::Solved;
 use crate::catalog::ProblemCache;
 use crate::config::ExecutorSettings;
 use crate::db::models::{FallbackSubmission, Submission};
@@ -30,6 +31,7 @@ pub struct ExecutorStatus {
 }
 
 pub struct ExecutorDeps {
+    pub leaderboard: Recipient<Solved>,
     pub queue: RedisQueue,
     pub pool: PgPool,
     pub health: Arc<HealthState>,
@@ -284,9 +286,14 @@ async fn finish(deps: &ExecutorDeps, job: Job, source: Source, outcome: Outcome)
     let item = match source {
         Source::Postgres { .. } => {
             let (j, o) = (job.clone(), outcome);
-            if let Err(e) =
-                db::run(&deps.pool, move |c| FallbackSubmission::complete(c, &j, &o)).await
-            {
+            let recorded =
+                db::run(&deps.pool, move |c| FallbackSubmission::complete(c, &j, &o)).await;
+            if let Ok((_, true)) = recorded {
+                deps.leaderboard.do_send(Solved {
+                    user_id: job.user_id,
+                });
+            }
+            if let Err(e) = recorded {
                 log::warn!(
                     "job {}: could not record ({e}); it will be graded again",
                     job.job_id
@@ -307,7 +314,12 @@ async fn finish(deps: &ExecutorDeps, job: Job, source: Source, outcome: Outcome)
         Err(DbError::Task("postgres is down".into()))
     };
     let published = match recorded {
-        Ok((stored, _first_solve)) => {
+        Ok((stored, first_solve)) => {
+            if first_solve {
+                deps.leaderboard.do_send(Solved {
+                    user_id: job.user_id,
+                });
+            }
             let mut result = SubmissionResult::from(&stored);
             result.source = "redis".into();
             deps.queue

@@ -4,5 +4,6 @@
 pub mod executor;
 pub mod fallback;
 pub mod health;
+pub mod leaderboard;
 pub mod redis_queue;
 pub mod submission;

@@ -11,6 +11,7 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use super::health::HealthState;
+use super::leaderboard::Solved;
 use crate::config::ExecutorSettings;
 use crate::db::{self, models::Submission, PgPool};
 use crate::job::Job;
@@ -21,6 +22,7 @@ pub struct RedisQueueActor {
     pool: PgPool,
     settings: ExecutorSettings,
     health: Arc<HealthState>,
+    leaderboard: Recipient<Solved>,
     /// Jobs seen in flight without a lease on the last pass.
     suspects: HashSet<Uuid>,
     sweeping: bool,
@@ -36,12 +38,14 @@ impl RedisQueueActor {
         pool: PgPool,
         settings: ExecutorSettings,
         health: Arc<HealthState>,
+        leaderboard: Recipient<Solved>,
     ) -> Self {
         RedisQueueActor {
             queue,
             pool,
             settings,
             health,
+            leaderboard,
             suspects: HashSet::new(),
             sweeping: false,
         }
@@ -54,6 +58,7 @@ impl RedisQueueActor {
         self.sweeping = true;
         let (queue, pool, settings) =
             (self.queue.clone(), self.pool.clone(), self.settings.clone());
+        let leaderboard = self.leaderboard.clone();
         let suspects = std::mem::take(&mut self.suspects);
         let (redis_up, postgres_up) = (self.health.redis_up(), self.health.postgres_up());
         let pass = async move {
@@ -68,7 +73,7 @@ impl RedisQueueActor {
                 }
             };
             if postgres_up {
-                if let Err(e) = persist(&queue, &pool).await {
+                if let Err(e) = persist(&queue, &pool, &leaderboard).await {
                     log::warn!("recording results kept in Redis: {e}");
                 }
                 if let Err(e) = resweep(&queue, &pool, &settings).await {
@@ -99,16 +104,23 @@ async fn reap(queue: &RedisQueue, suspects: &HashSet<Uuid>) -> redis::RedisResul
 }
 
 /// Records in Postgres what was graded while it was unreachable.
-async fn persist(queue: &RedisQueue, pool: &PgPool) -> Result<(), String> {
+async fn persist(
+    queue: &RedisQueue,
+    pool: &PgPool,
+    leaderboard: &Recipient<Solved>,
+) -> Result<(), String> {
     let waiting = queue.unpersisted().await.map_err(|e| e.to_string())?;
     let count = waiting.len();
     for record in waiting {
-        let id = record.job.job_id;
-        db::run(pool, move |c| {
+        let (id, user_id) = (record.job.job_id, record.job.user_id);
+        let (_, first_solve) = db::run(pool, move |c| {
             Submission::record_result(c, &record.job, "redis", &record.outcome)
         })
         .await
         .map_err(|e| e.to_string())?;
+        if first_solve {
+            leaderboard.do_send(Solved { user_id });
+        }
         queue.persisted(id).await.map_err(|e| e.to_string())?;
     }
     if count > 0 {

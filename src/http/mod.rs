@@ -3,6 +3,7 @@ mod admin;
 mod auth;
 pub mod extract;
 mod health;
+mod leaderboard;
 mod problems;
 mod users;
 
@@ -23,6 +24,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_json_bytes: usize) {
         .configure(problems::routes)
         .configure(admin::routes)
         .configure(health::routes)
+        .configure(leaderboard::routes)
         .default_service(web::to(|| async {
             ApiError::NotFound("route").error_response()
         }));

@@ -321,6 +321,32 @@ pub struct Outcome {
     pub lost: usize,
     pub duplicated: usize,
     pub drained_after: Duration,
+    /// Users whose leaderboard score differs from a recount from Postgres.
+    pub miscounted: usize,
+}
+
+/// Users whose global leaderboard score (as served) differs from a recount from Postgres,
+/// after giving the asynchronous updates and rebuilds `within` to settle.
+pub async fn leaderboard_mismatches(app: &TestApp, within: Duration) -> usize {
+    let started = Instant::now();
+    loop {
+        let mut wrong = 0;
+        for (user_id, solved) in app.solved_counts() {
+            let body: Value = app
+                .get(&format!("/leaderboard/user/{user_id}"), None)
+                .await
+                .json()
+                .await
+                .unwrap();
+            if body["global"]["score"].as_i64() != Some(solved) {
+                wrong += 1;
+            }
+        }
+        if wrong == 0 || started.elapsed() > within {
+            return wrong;
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Every acknowledged job reaches a final status and has exactly one record; no 5xx but
@@ -366,9 +392,11 @@ pub async fn check_invariants(app: &TestApp, report: &LoadReport, within: Durati
     while app.fallback_pending() > 0 && drain_started.elapsed() < within {
         actix_web::rt::time::sleep(Duration::from_millis(100)).await;
     }
+    let drained_after = drain_started.elapsed();
     Outcome {
         lost: pending.len() + ids.len().saturating_sub(recorded.final_rows),
         duplicated: recorded.rows.saturating_sub(ids.len()),
-        drained_after: drain_started.elapsed(),
+        drained_after,
+        miscounted: leaderboard_mismatches(app, within).await,
     }
 }

@@ -319,6 +319,23 @@ impl TestApp {
         }
     }
 
+    /// Distinct problems solved per user, recounted from Postgres.
+    pub fn solved_counts(&self) -> Vec<(i64, i64)> {
+        #[derive(diesel::QueryableByName)]
+        struct Solved {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            user_id: i64,
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        diesel::sql_query("SELECT user_id, count(DISTINCT problem_id) AS n FROM submissions WHERE status = 'accepted' GROUP BY user_id")
+            .load::<Solved>(&mut self.platform_db())
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.user_id, s.n))
+            .collect()
+    }
+
     pub fn fallback_pending(&self) -> i64 {
         diesel::sql_query("SELECT count(*) AS n FROM fallback_submissions")
             .get_result::<Count>(&mut self.platform_db())

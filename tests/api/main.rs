@@ -2,6 +2,7 @@ mod accounts;
 mod catalog;
 mod faults;
 mod helpers;
+mod leaderboards;
 mod outage;
 mod resilience;
 mod sandbox_attacks;

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::faults::{
-    check_invariants, free_port, postgres_port, run_load, Mode, Proxy, RedisInstance,
+    check_invariants, free_port, leaderboard_mismatches, postgres_port, run_load, Mode, Proxy,
+    RedisInstance,
 };
 use crate::helpers::{Options, TestApp};
 
@@ -73,6 +74,10 @@ async fn redis_killed_and_restarted_under_load() {
     let outcome = check_invariants(&app, &report, Duration::from_secs(30)).await;
     assert_eq!(outcome.lost, 0, "{outcome:?}");
     assert_eq!(outcome.duplicated, 0);
+    assert_eq!(
+        outcome.miscounted, 0,
+        "leaderboard equals a recount from Postgres"
+    );
     assert_eq!(app.fallback_pending(), 0, "the fallback queue drained");
 }
 
@@ -119,6 +124,7 @@ async fn hanging_redis_costs_at_most_the_timeout_until_routing_flips() {
     );
     let outcome = check_invariants(&app, &report, Duration::from_secs(30)).await;
     assert_eq!(outcome.lost, 0, "{outcome:?}");
+    assert_eq!(outcome.miscounted, 0, "{outcome:?}");
 }
 
 #[actix_web::test]
@@ -178,6 +184,10 @@ async fn redis_answering_errors_is_treated_as_down() {
     assert_eq!(result["status"], "wrong_answer");
     let health: Value = app.get("/health", None).await.json().await.unwrap();
     assert_eq!(health["queue"]["fallback_pending"], 0);
+    assert_eq!(
+        leaderboard_mismatches(&app, Duration::from_secs(10)).await,
+        0
+    );
 }
 
 #[actix_web::test]
@@ -280,6 +290,10 @@ async fn postgres_cut_off_then_both_down() {
         );
         sleep(100).await;
     }
+    assert_eq!(
+        leaderboard_mismatches(&app, Duration::from_secs(10)).await,
+        0
+    );
 }
 
 #[actix_web::test]
@@ -326,4 +340,5 @@ async fn service_killed_and_restarted_under_load() {
     let outcome = check_invariants(&app, &report, Duration::from_secs(30)).await;
     assert_eq!(outcome.lost, 0, "{outcome:?}");
     assert_eq!(outcome.duplicated, 0);
+    assert_eq!(outcome.miscounted, 0, "{outcome:?}");
 }

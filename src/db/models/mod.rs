@@ -2,6 +2,7 @@
 mod dataset;
 mod fallback;
 mod problem;
+mod standing;
 mod submission;
 mod token;
 mod user;
@@ -9,6 +10,7 @@ mod user;
 pub use dataset::{Dataset, TableInfo};
 pub use fallback::FallbackSubmission;
 pub use problem::{NewProblem, Problem};
+pub use standing::{RankedRow, Standing};
 pub use submission::{NewSubmission, Submission};
 pub use token::{AuthToken, ACCESS, REFRESH};
 pub use user::{NewUser, User};

@@ -109,6 +109,14 @@ impl Problem {
             .load(conn)
     }
 
+    pub fn topics(conn: &mut PgConnection) -> QueryResult<Vec<String>> {
+        problems::table
+            .select(problems::topic)
+            .distinct()
+            .order(problems::topic)
+            .load(conn)
+    }
+
     pub fn expected_column_names(&self) -> Vec<String> {
         serde_json::from_value(self.expected_columns.clone()).unwrap_or_default()
     }

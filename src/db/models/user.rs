@@ -47,6 +47,14 @@ impl User {
             .optional()
     }
 
+    /// Usernames of the given users.
+    pub fn names(conn: &mut PgConnection, ids: &[i64]) -> QueryResult<Vec<(i64, String)>> {
+        users::table
+            .filter(users::id.eq_any(ids))
+            .select((users::id, users::username))
+            .load(conn)
+    }
+
     pub fn set_admin(conn: &mut PgConnection, name: &str, admin: bool) -> QueryResult<usize> {
         diesel::update(users::table.filter(lower(users::username).eq(name.to_lowercase())))
             .set(users::is_admin.eq(admin))

@@ -1,0 +1,125 @@
+//! `LeaderboardActor` keeps the Redis leaderboards equal to what Postgres's first-solve record
+//! says: it sets a user's standings after each first solve (absolute values, so a replay or a
+//! duplicate message changes nothing), and rebuilds every board at start and whenever Redis
+//! comes back.
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::prelude::*;
+use chrono::Utc;
+
+use super::health::{Backend, BackendChanged, HealthState};
+use crate::db::models::Standing;
+use crate::db::{self, PgPool};
+use crate::leaderboard;
+use crate::queue::RedisQueue;
+
+pub struct LeaderboardActor {
+    pub queue: RedisQueue,
+    pub pool: PgPool,
+    pub health: Arc<HealthState>,
+    pub rebuilding: bool,
+}
+
+/// A user's first solve of a problem was recorded.
+#[derive(Message, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct Solved {
+    pub user_id: i64,
+}
+
+impl LeaderboardActor {
+    fn rebuild(&mut self, ctx: &mut Context<Self>) {
+        if self.rebuilding || !self.health.redis_up() || !self.health.postgres_up() {
+            return;
+        }
+        self.rebuilding = true;
+        let (queue, pool, health) = (self.queue.clone(), self.pool.clone(), self.health.clone());
+        let work = async move {
+            let started = Instant::now();
+            let snapshot_at = Utc::now();
+            let standings = db::run(&pool, Standing::all)
+                .await
+                .map_err(|e| e.to_string())?;
+            let boards = leaderboard::replace_all(&queue, &standings)
+                .await
+                .map_err(|e| {
+                    health.report_failure(Backend::Redis, &e);
+                    e.to_string()
+                })?;
+            // Solves recorded while the snapshot was being written: set them again.
+            let since = snapshot_at - chrono::Duration::seconds(5);
+            for user_id in db::run(&pool, move |c| Standing::changed_since(c, since))
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                let standings = db::run(&pool, move |c| Standing::of_user(c, user_id))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                leaderboard::set(&queue, &standings)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            log::info!(
+                "leaderboards rebuilt from Postgres: {} standings on {boards} boards in {} ms",
+                standings.len(),
+                started.elapsed().as_millis()
+            );
+            Ok::<(), String>(())
+        };
+        ctx.spawn(work.into_actor(self).map(|result, act, _| {
+            if let Err(e) = result {
+                log::warn!("leaderboard rebuild: {e}");
+            }
+            act.rebuilding = false;
+        }));
+    }
+}
+
+impl Actor for LeaderboardActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.rebuild(ctx);
+    }
+}
+
+impl Supervised for LeaderboardActor {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.rebuilding = false;
+    }
+}
+
+impl Handler<BackendChanged> for LeaderboardActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: BackendChanged, ctx: &mut Context<Self>) {
+        if msg.up {
+            self.rebuild(ctx);
+        }
+    }
+}
+
+impl Handler<Solved> for LeaderboardActor {
+    type Result = ();
+
+    fn handle(&mut self, Solved { user_id }: Solved, ctx: &mut Context<Self>) {
+        if !self.health.redis_up() {
+            return; // the rebuild when Redis returns covers it
+        }
+        let (queue, pool, health) = (self.queue.clone(), self.pool.clone(), self.health.clone());
+        ctx.spawn(
+            async move {
+                match db::run(&pool, move |c| Standing::of_user(c, user_id)).await {
+                    Ok(standings) => {
+                        if let Err(e) = leaderboard::set(&queue, &standings).await {
+                            health.report_failure(Backend::Redis, e);
+                        }
+                    }
+                    Err(e) => log::warn!("leaderboard update for user {user_id}: {e}"),
+                }
+            }
+            .into_actor(self),
+        );
+    }
+}

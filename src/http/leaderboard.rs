@@ -1,0 +1,185 @@
+//! Leaderboards: from Redis, or from Postgres while Redis is unavailable.
+use std::collections::HashMap;
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+
+use super::page;
+use crate::actors::health::Backend;
+use crate::db;
+use crate::db::models::{Problem, RankedRow, User};
+use crate::error::ApiError;
+use crate::leaderboard;
+use crate::startup::AppState;
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/leaderboard/global", web::get().to(global))
+        .route("/leaderboard/topic/{topic}", web::get().to(topic))
+        .route("/leaderboard/user/{id}", web::get().to(user));
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    limit: Option<i64>,
+    offset: Option<i64>,
+}
+
+#[derive(Serialize)]
+struct Entry {
+    rank: i64,
+    user_id: i64,
+    username: Option<String>,
+    score: i64,
+}
+
+#[derive(Serialize)]
+struct Place {
+    rank: Option<i64>,
+    score: i64,
+}
+
+impl Place {
+    fn from(found: Option<(i64, i64)>) -> Place {
+        match found {
+            Some((rank, score)) => Place {
+                rank: Some(rank),
+                score,
+            },
+            None => Place {
+                rank: None,
+                score: 0,
+            },
+        }
+    }
+}
+
+async fn global(
+    state: web::Data<AppState>,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    board(&state, None, &query).await
+}
+
+async fn topic(
+    state: web::Data<AppState>,
+    topic: web::Path<String>,
+    query: web::Query<PageQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let topic = topic.into_inner();
+    if state.health.postgres_up() {
+        let topics = db::run(&state.pool, Problem::topics).await?;
+        if !topics.contains(&topic) {
+            return Err(ApiError::NotFound("topic"));
+        }
+    }
+    board(&state, Some(&topic), &query).await
+}
+
+async fn board(
+    state: &AppState,
+    topic: Option<&str>,
+    query: &PageQuery,
+) -> Result<HttpResponse, ApiError> {
+    let (limit, offset) = page(query.limit, query.offset, 10, 100)?;
+    if state.health.redis_up() {
+        match leaderboard::page(&state.queue, topic, limit, offset).await {
+            Ok((rows, total)) => {
+                let ids: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
+                // Names are Postgres's; while it is down the board still answers, without them.
+                let names: HashMap<i64, String> = if state.health.postgres_up() {
+                    db::run(&state.pool, move |c| User::names(c, &ids))
+                        .await
+                        .unwrap_or_default()
+                        .into_iter()
+                        .collect()
+                } else {
+                    HashMap::new()
+                };
+                let entries: Vec<Entry> = rows
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (user_id, score))| Entry {
+                        rank: offset + i as i64 + 1,
+                        user_id,
+                        username: names.get(&user_id).cloned(),
+                        score,
+                    })
+                    .collect();
+                return Ok(HttpResponse::Ok()
+                    .json(serde_json::json!({"entries": entries, "total": total})));
+            }
+            Err(e) => state.health.report_failure(Backend::Redis, e),
+        }
+    }
+    let topic_owned = topic.map(str::to_string);
+    let rows = db::run(&state.pool, move |c| {
+        let rows = RankedRow::page(c, topic_owned.as_deref(), limit, offset)?;
+        // Past the end of the board: still say how many are on it.
+        let total = match rows.first() {
+            Some(r) => r.total,
+            None => RankedRow::page(c, topic_owned.as_deref(), 1, 0)?
+                .first()
+                .map_or(0, |r| r.total),
+        };
+        Ok((rows, total))
+    })
+    .await?;
+    let (rows, total) = rows;
+    let entries: Vec<Entry> = rows
+        .into_iter()
+        .map(|r| Entry {
+            rank: r.rank,
+            user_id: r.user_id,
+            username: Some(r.username),
+            score: r.score,
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({"entries": entries, "total": total})))
+}
+
+async fn user(state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+    let user_id = id.into_inner();
+    let (user, topics) = db::run(&state.pool, move |c| {
+        Ok((User::find(c, user_id)?, Problem::topics(c)?))
+    })
+    .await?;
+    let user = user.ok_or(ApiError::NotFound("user"))?;
+    let boards: Vec<Option<&str>> = std::iter::once(None)
+        .chain(topics.iter().map(|t| Some(t.as_str())))
+        .collect();
+    let mut places = None;
+    if state.health.redis_up() {
+        match leaderboard::user(&state.queue, user_id, &boards).await {
+            Ok(found) => places = Some(found),
+            Err(e) => state.health.report_failure(Backend::Redis, e),
+        }
+    }
+    let places = match places {
+        Some(p) => p,
+        None => {
+            let owned: Vec<Option<String>> = boards.iter().map(|b| b.map(str::to_string)).collect();
+            db::run(&state.pool, move |c| {
+                owned
+                    .iter()
+                    .map(|t| {
+                        Ok(
+                            RankedRow::of_user(c, t.as_deref(), user_id)?
+                                .map(|r| (r.rank, r.score)),
+                        )
+                    })
+                    .collect::<diesel::QueryResult<Vec<_>>>()
+            })
+            .await?
+        }
+    };
+    let mut places = places.into_iter();
+    let global = Place::from(places.next().flatten());
+    let topics: serde_json::Map<String, serde_json::Value> = topics
+        .into_iter()
+        .zip(places)
+        .map(|(t, p)| (t, serde_json::to_value(Place::from(p)).expect("serialises")))
+        .collect();
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "user_id": user.id, "username": user.username, "global": global, "topics": topics,
+    })))
+}
