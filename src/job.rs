@@ -52,6 +52,9 @@ pub struct Job {
     pub sql: String,
     pub request_id: Option<String>,
     pub submitted_at: DateTime<Utc>,
+    /// Grading again a submission that already has a verdict (low priority).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rejudge: bool,
 }
 
 /// What grading concluded about one solution.

@@ -30,15 +30,23 @@ pub fn user_of(member: &str) -> Option<i64> {
     member.strip_prefix("user:")?.parse().ok()
 }
 
-/// Sets standings as absolute values (a replay sets the same value again).
-pub async fn set(queue: &RedisQueue, standings: &[Standing]) -> RedisResult<()> {
+/// Sets one user's place on the global board and every topic board to what `standings` say:
+/// absolute values (a replay sets the same again), and off the boards where they have none.
+pub async fn set_user(
+    queue: &RedisQueue,
+    user_id: i64,
+    standings: &[Standing],
+    topics: &[String],
+) -> RedisResult<()> {
     let mut pipe = redis::pipe();
-    for s in standings {
-        pipe.zadd(
-            queue.keys.board(s.topic.as_deref()),
-            member(s.user_id),
-            encode(s.score, s.reached_at),
-        )
+    pipe.atomic();
+    let boards = std::iter::once(None).chain(topics.iter().map(|t| Some(t.as_str())));
+    for topic in boards {
+        let board = queue.keys.board(topic);
+        match standings.iter().find(|s| s.topic.as_deref() == topic) {
+            Some(s) => pipe.zadd(board, member(user_id), encode(s.score, s.reached_at)),
+            None => pipe.zrem(board, member(user_id)),
+        }
         .ignore();
     }
     pipe.query_async(&mut queue.conn()).await

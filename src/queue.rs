@@ -1,6 +1,7 @@
 //! The Redis side of the queue: keys, and the operations on them.
 //!
 //! - `problems:queue` (list): jobs waiting, as JSON; LPUSH in, BLMOVE out from the right.
+//! - `problems:queue:low` (list): background work (rejudges), taken only when the queue is empty.
 //! - `problems:inflight` (list): jobs an executor has taken (BLMOVE moves them atomically).
 //! - `problems:lease:{job_id}` (string, PX): the taker's lease; a job in flight whose lease is
 //!   gone on two consecutive reaper passes is put back at the head of the queue.
@@ -34,6 +35,18 @@ impl Keys {
     }
     pub fn queue(&self) -> String {
         format!("{}problems:queue", self.prefix)
+    }
+    /// Background work (rejudges): taken only when `queue` is empty.
+    pub fn queue_low(&self) -> String {
+        format!("{}problems:queue:low", self.prefix)
+    }
+    /// The queue a job waits in: rejudges in the background one.
+    pub fn queue_for(&self, job: &Job) -> String {
+        if job.rejudge {
+            self.queue_low()
+        } else {
+            self.queue()
+        }
     }
     pub fn inflight(&self) -> String {
         format!("{}problems:inflight", self.prefix)
@@ -80,6 +93,12 @@ pub struct Processing {
     pub problem_id: i64,
     pub submitted_at: chrono::DateTime<chrono::Utc>,
 }
+
+/// Takes the next job, live before background, into the in-flight list.
+const TAKE_BY_PRIORITY: &str = r"
+local job = redis.call('LMOVE', KEYS[1], KEYS[3], 'RIGHT', 'LEFT')
+if job then return job end
+return redis.call('LMOVE', KEYS[2], KEYS[3], 'RIGHT', 'LEFT')";
 
 /// Puts an in-flight job back at the head of the queue, unless its lease is still held.
 const REQUEUE_IF_NO_LEASE: &str = r"
@@ -155,7 +174,7 @@ impl RedisQueue {
             )
             .ignore()
             .lpush(
-                self.keys.queue(),
+                self.keys.queue_for(job),
                 serde_json::to_string(job).expect("job serialises"),
             )
             .ignore();
@@ -190,6 +209,17 @@ impl RedisQueue {
         conn: &mut MultiplexedConnection,
         block: Duration,
     ) -> RedisResult<Option<String>> {
+        let next: Option<String> = Script::new(TAKE_BY_PRIORITY)
+            .key(self.keys.queue())
+            .key(self.keys.queue_low())
+            .key(self.keys.inflight())
+            .invoke_async(conn)
+            .await?;
+        if next.is_some() {
+            return Ok(next);
+        }
+        // Nothing waiting: block on live submissions only, so they are never behind background
+        // work; background jobs are picked up within `block`.
         conn.blmove(
             self.keys.queue(),
             self.keys.inflight(),
@@ -276,7 +306,8 @@ impl RedisQueue {
 
     /// Hands a taken job back (e.g. the sandbox was unreachable): next in line, and the try
     /// does not count as an attempt.
-    pub async fn release(&self, item: &str, job_id: Uuid) -> RedisResult<()> {
+    pub async fn release(&self, item: &str, job: &Job) -> RedisResult<()> {
+        let job_id = job.job_id;
         redis::pipe()
             .atomic()
             .del(self.keys.lease(job_id))
@@ -291,7 +322,7 @@ impl RedisQueue {
             .ignore()
             .lrem(self.keys.inflight(), 1, item)
             .ignore()
-            .rpush(self.keys.queue(), item)
+            .rpush(self.keys.queue_for(job), item)
             .ignore()
             .query_async(&mut self.conn())
             .await
@@ -303,7 +334,7 @@ impl RedisQueue {
     }
 
     /// Jobs in flight whose lease is missing.
-    pub async fn unleased(&self) -> RedisResult<Vec<(String, Uuid)>> {
+    pub async fn unleased(&self) -> RedisResult<Vec<(String, Job)>> {
         let items: Vec<String> = self.conn().lrange(self.keys.inflight(), 0, -1).await?;
         let mut orphans = Vec::new();
         for item in items {
@@ -312,18 +343,18 @@ impl RedisQueue {
             };
             let leased: bool = self.conn().exists(self.keys.lease(job.job_id)).await?;
             if !leased {
-                orphans.push((item, job.job_id));
+                orphans.push((item, job));
             }
         }
         Ok(orphans)
     }
 
     /// Requeues an in-flight job whose lease is (still) missing; true if it was.
-    pub async fn requeue_unleased(&self, item: &str, job_id: Uuid) -> RedisResult<bool> {
+    pub async fn requeue_unleased(&self, item: &str, job: &Job) -> RedisResult<bool> {
         Script::new(REQUEUE_IF_NO_LEASE)
             .key(self.keys.inflight())
-            .key(self.keys.queue())
-            .key(self.keys.lease(job_id))
+            .key(self.keys.queue_for(job))
+            .key(self.keys.lease(job.job_id))
             .arg(item)
             .invoke_async(&mut self.conn())
             .await
@@ -391,9 +422,11 @@ impl RedisQueue {
         self.conn().del(keys).await
     }
 
-    pub async fn depths(&self) -> RedisResult<(u64, u64)> {
+    /// (waiting live, waiting in the background, in flight)
+    pub async fn depths(&self) -> RedisResult<(u64, u64, u64)> {
         redis::pipe()
             .llen(self.keys.queue())
+            .llen(self.keys.queue_low())
             .llen(self.keys.inflight())
             .query_async(&mut self.conn())
             .await

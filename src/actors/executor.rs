@@ -12,7 +12,7 @@ use futures_util::FutureExt;
 use redis::aio::MultiplexedConnection;
 
 use super::health::{Backend, HealthState};
-use super::leaderboard::Solved;
+use super::leaderboard::Rescore;
 use crate::catalog::ProblemCache;
 use crate::config::ExecutorSettings;
 use crate::db::models::{FallbackSubmission, Submission};
@@ -31,7 +31,7 @@ pub struct ExecutorStatus {
 }
 
 pub struct ExecutorDeps {
-    pub leaderboard: Recipient<Solved>,
+    pub leaderboard: Recipient<Rescore>,
     pub queue: RedisQueue,
     pub pool: PgPool,
     pub health: Arc<HealthState>,
@@ -262,7 +262,7 @@ async fn release(deps: &ExecutorDeps, job: &Job, source: &Source) {
     let released = match source {
         Source::Redis(item) => deps
             .queue
-            .release(item, job.job_id)
+            .release(item, job)
             .await
             .map_err(|e| e.to_string()),
         Source::Postgres { .. } => {
@@ -289,7 +289,7 @@ async fn finish(deps: &ExecutorDeps, job: Job, source: Source, outcome: Outcome)
             let recorded =
                 db::run(&deps.pool, move |c| FallbackSubmission::complete(c, &j, &o)).await;
             if let Ok((_, true)) = recorded {
-                deps.leaderboard.do_send(Solved {
+                deps.leaderboard.do_send(Rescore {
                     user_id: job.user_id,
                 });
             }
@@ -304,6 +304,33 @@ async fn finish(deps: &ExecutorDeps, job: Job, source: Source, outcome: Outcome)
         }
         Source::Redis(item) => item,
     };
+    if job.rejudge {
+        let (j, o) = (job.clone(), outcome.clone());
+        match db::run(&deps.pool, move |c| Submission::record_rejudge(c, &j, &o)).await {
+            Ok(_) => {
+                deps.leaderboard.do_send(Rescore {
+                    user_id: job.user_id,
+                });
+                let result = json(&SubmissionResult::graded(&job, &outcome));
+                if let Err(e) = deps.queue.complete(&item, job.job_id, &result, None).await {
+                    log::warn!(
+                        "rejudge {}: recorded, not published to Redis: {e}",
+                        job.job_id
+                    );
+                }
+            }
+            Err(e) => {
+                // A rejudge changes a record Postgres holds: it waits for Postgres.
+                log::warn!(
+                    "rejudge {}: could not record ({e}); it will be graded again",
+                    job.job_id
+                );
+                actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+                release(deps, &job, &Source::Redis(item)).await;
+            }
+        }
+        return;
+    }
     let recorded = if deps.health.postgres_up() {
         let (j, o) = (job.clone(), outcome.clone());
         db::run(&deps.pool, move |c| {
@@ -316,7 +343,7 @@ async fn finish(deps: &ExecutorDeps, job: Job, source: Source, outcome: Outcome)
     let published = match recorded {
         Ok((stored, first_solve)) => {
             if first_solve {
-                deps.leaderboard.do_send(Solved {
+                deps.leaderboard.do_send(Rescore {
                     user_id: job.user_id,
                 });
             }

@@ -9,7 +9,7 @@ use actix::prelude::*;
 use chrono::Utc;
 
 use super::health::{Backend, BackendChanged, HealthState};
-use crate::db::models::Standing;
+use crate::db::models::{Problem, Standing};
 use crate::db::{self, PgPool};
 use crate::leaderboard;
 use crate::queue::RedisQueue;
@@ -21,10 +21,11 @@ pub struct LeaderboardActor {
     pub rebuilding: bool,
 }
 
-/// A user's first solve of a problem was recorded.
+/// A user's standings may have changed (a first solve was recorded, or a rejudge changed a
+/// verdict): recompute them from Postgres.
 #[derive(Message, Clone, Copy)]
 #[rtype(result = "()")]
-pub struct Solved {
+pub struct Rescore {
     pub user_id: i64,
 }
 
@@ -53,12 +54,7 @@ impl LeaderboardActor {
                 .await
                 .map_err(|e| e.to_string())?
             {
-                let standings = db::run(&pool, move |c| Standing::of_user(c, user_id))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                leaderboard::set(&queue, &standings)
-                    .await
-                    .map_err(|e| e.to_string())?;
+                rescore(&queue, &pool, user_id).await?;
             }
             log::info!(
                 "leaderboards rebuilt from Postgres: {} standings on {boards} boards in {} ms",
@@ -74,6 +70,18 @@ impl LeaderboardActor {
             act.rebuilding = false;
         }));
     }
+}
+
+/// Sets a user's places on every board from Postgres.
+async fn rescore(queue: &RedisQueue, pool: &PgPool, user_id: i64) -> Result<(), String> {
+    let (standings, topics) = db::run(pool, move |c| {
+        Ok((Standing::of_user(c, user_id)?, Problem::topics(c)?))
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    leaderboard::set_user(queue, user_id, &standings, &topics)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 impl Actor for LeaderboardActor {
@@ -100,23 +108,21 @@ impl Handler<BackendChanged> for LeaderboardActor {
     }
 }
 
-impl Handler<Solved> for LeaderboardActor {
+impl Handler<Rescore> for LeaderboardActor {
     type Result = ();
 
-    fn handle(&mut self, Solved { user_id }: Solved, ctx: &mut Context<Self>) {
+    fn handle(&mut self, Rescore { user_id }: Rescore, ctx: &mut Context<Self>) {
         if !self.health.redis_up() {
             return; // the rebuild when Redis returns covers it
         }
         let (queue, pool, health) = (self.queue.clone(), self.pool.clone(), self.health.clone());
         ctx.spawn(
             async move {
-                match db::run(&pool, move |c| Standing::of_user(c, user_id)).await {
-                    Ok(standings) => {
-                        if let Err(e) = leaderboard::set(&queue, &standings).await {
-                            health.report_failure(Backend::Redis, e);
-                        }
+                if let Err(e) = rescore(&queue, &pool, user_id).await {
+                    if !health.redis_up() || !health.postgres_up() {
+                        return; // the rebuild when it is back covers it
                     }
-                    Err(e) => log::warn!("leaderboard update for user {user_id}: {e}"),
+                    log::warn!("leaderboard update for user {user_id}: {e}");
                 }
             }
             .into_actor(self),

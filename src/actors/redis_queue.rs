@@ -11,7 +11,7 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use super::health::HealthState;
-use super::leaderboard::Solved;
+use super::leaderboard::Rescore;
 use crate::config::ExecutorSettings;
 use crate::db::{self, models::Submission, PgPool};
 use crate::job::Job;
@@ -22,7 +22,7 @@ pub struct RedisQueueActor {
     pool: PgPool,
     settings: ExecutorSettings,
     health: Arc<HealthState>,
-    leaderboard: Recipient<Solved>,
+    leaderboard: Recipient<Rescore>,
     /// Jobs seen in flight without a lease on the last pass.
     suspects: HashSet<Uuid>,
     sweeping: bool,
@@ -38,7 +38,7 @@ impl RedisQueueActor {
         pool: PgPool,
         settings: ExecutorSettings,
         health: Arc<HealthState>,
-        leaderboard: Recipient<Solved>,
+        leaderboard: Recipient<Rescore>,
     ) -> Self {
         RedisQueueActor {
             queue,
@@ -93,11 +93,11 @@ impl RedisQueueActor {
 /// between BLMOVE and the lease write); returns this pass's new suspects.
 async fn reap(queue: &RedisQueue, suspects: &HashSet<Uuid>) -> redis::RedisResult<HashSet<Uuid>> {
     let mut next = HashSet::new();
-    for (item, job_id) in queue.unleased().await? {
-        if !suspects.contains(&job_id) {
-            next.insert(job_id);
-        } else if queue.requeue_unleased(&item, job_id).await? {
-            log::warn!("job {job_id} lost its executor; queued again");
+    for (item, job) in queue.unleased().await? {
+        if !suspects.contains(&job.job_id) {
+            next.insert(job.job_id);
+        } else if queue.requeue_unleased(&item, &job).await? {
+            log::warn!("job {} lost its executor; queued again", job.job_id);
         }
     }
     Ok(next)
@@ -107,7 +107,7 @@ async fn reap(queue: &RedisQueue, suspects: &HashSet<Uuid>) -> redis::RedisResul
 async fn persist(
     queue: &RedisQueue,
     pool: &PgPool,
-    leaderboard: &Recipient<Solved>,
+    leaderboard: &Recipient<Rescore>,
 ) -> Result<(), String> {
     let waiting = queue.unpersisted().await.map_err(|e| e.to_string())?;
     let count = waiting.len();
@@ -119,7 +119,7 @@ async fn persist(
         .await
         .map_err(|e| e.to_string())?;
         if first_solve {
-            leaderboard.do_send(Solved { user_id });
+            leaderboard.do_send(Rescore { user_id });
         }
         queue.persisted(id).await.map_err(|e| e.to_string())?;
     }

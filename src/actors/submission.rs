@@ -239,6 +239,7 @@ impl Handler<Submit> for SubmissionActor {
                 request_id: msg.request_id,
                 // Postgres keeps microseconds: acknowledge the time it will report.
                 submitted_at: Utc::now().trunc_subsecs(6),
+                rejudge: false,
             };
             router.route(job).await
         })

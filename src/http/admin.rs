@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::extract::Admin;
 use crate::catalog::{self, ProblemInput};
 use crate::db;
-use crate::db::models::{Dataset, Problem};
+use crate::db::models::{Dataset, Problem, Submission};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
@@ -15,7 +15,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin/datasets", web::get().to(list_datasets))
         .route("/admin/datasets/{name}", web::put().to(put_dataset))
         .route("/admin/problems", web::post().to(create_problem))
-        .route("/admin/problems/{id}", web::put().to(update_problem));
+        .route("/admin/problems/{id}", web::put().to(update_problem))
+        .route("/admin/problems/{id}/rejudge", web::post().to(rejudge));
 }
 
 /// The full problem, reference included, as admins see it.
@@ -133,4 +134,39 @@ async fn update_problem(
 ) -> Result<HttpResponse, ApiError> {
     let problem = catalog::save_problem(&state, Some(id.into_inner()), body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(AdminProblem::from(problem)))
+}
+
+/// Queues every graded submission of a problem for grading again, behind live submissions.
+async fn rejudge(
+    _: Admin,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    if !state.health.redis_up() {
+        return Err(ApiError::Unavailable {
+            message: "rejudging uses the Redis background queue, which is unavailable".into(),
+            retry_after_secs: 5,
+        });
+    }
+    let jobs = db::run(&state.pool, move |c| {
+        if Problem::find(c, id)?.is_none() {
+            return Ok(None);
+        }
+        Submission::rejudge_jobs(c, id).map(Some)
+    })
+    .await?
+    .ok_or(ApiError::NotFound("problem"))?;
+    for chunk in jobs.chunks(1000) {
+        state.queue.enqueue_all(chunk).await.map_err(|e| {
+            state
+                .health
+                .report_failure(crate::actors::health::Backend::Redis, &e);
+            ApiError::Unavailable {
+                message: format!("queueing the rejudge failed part way ({e}); send it again"),
+                retry_after_secs: 5,
+            }
+        })?;
+    }
+    Ok(HttpResponse::Accepted().json(serde_json::json!({"queued": jobs.len()})))
 }

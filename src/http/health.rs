@@ -12,14 +12,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 async fn health(state: web::Data<AppState>) -> HttpResponse {
     let (redis, postgres) = (state.health.redis(), state.health.postgres());
-    let (pending, processing) = if redis.up {
+    let (pending, background, processing) = if redis.up {
         state
             .queue
             .depths()
             .await
-            .map_or((None, None), |(p, r)| (Some(p), Some(r)))
+            .map_or((None, None, None), |(p, b, r)| (Some(p), Some(b), Some(r)))
     } else {
-        (None, None)
+        (None, None, None)
     };
     let fallback_pending = if postgres.up {
         // Bounded: /health must answer promptly while Postgres fails.
@@ -39,6 +39,7 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
         "postgres": postgres,
         "queue": {
             "pending": pending,
+            "background_pending": background,
             "processing": processing,
             "fallback_pending": fallback_pending,
             "recovered": state.recovered.load(Ordering::Relaxed),

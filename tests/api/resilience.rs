@@ -103,6 +103,7 @@ async fn stored_job(app: &TestApp, token: &str, sql: &str, age: chrono::Duration
         sql: sql.to_string(),
         request_id: None,
         submitted_at: Utc::now() - age,
+        rejudge: false,
     };
     let record = job.clone();
     sqljudge::db::run(&app.state.pool, move |c| {

@@ -169,6 +169,81 @@ impl Submission {
         })
     }
 
+    /// Records the verdict of a rejudge over the stored one, and keeps the first-solve record
+    /// true to the verdicts: a submission that is no longer accepted gives its first solve to
+    /// the user's earliest other accepted submission of the problem, if any. Returns whether
+    /// the status changed.
+    pub fn record_rejudge(
+        conn: &mut PgConnection,
+        job: &Job,
+        outcome: &Outcome,
+    ) -> QueryResult<bool> {
+        conn.transaction(|conn| {
+            let before: String = submissions::table
+                .find(job.job_id)
+                .select(submissions::status)
+                .for_update()
+                .first(conn)?;
+            let now = Utc::now();
+            diesel::update(submissions::table.find(job.job_id))
+                .set((
+                    submissions::status.eq(outcome.status.as_str()),
+                    submissions::rows_returned.eq(outcome.rows_returned),
+                    submissions::expected_rows.eq(outcome.expected_rows),
+                    submissions::duration_ms.eq(outcome.duration_ms),
+                    submissions::message.eq(&outcome.message),
+                    submissions::sqlstate.eq(&outcome.sqlstate),
+                    submissions::diff.eq(&outcome.diff),
+                    submissions::graded_at.eq(now),
+                ))
+                .execute(conn)?;
+            let (user, problem) = (job.user_id, job.problem_id);
+            if outcome.status != Status::Accepted {
+                diesel::delete(
+                    first_solves::table.filter(first_solves::submission_id.eq(job.job_id)),
+                )
+                .execute(conn)?;
+            }
+            let earliest = submissions::table
+                .filter(submissions::user_id.eq(user))
+                .filter(submissions::problem_id.eq(problem))
+                .filter(submissions::status.eq(Status::Accepted.as_str()))
+                .order(submissions::graded_at.asc())
+                .select((submissions::id, submissions::graded_at))
+                .first::<(Uuid, Option<DateTime<Utc>>)>(conn)
+                .optional()?;
+            if let Some((id, graded_at)) = earliest {
+                diesel::insert_into(first_solves::table)
+                    .values((
+                        first_solves::user_id.eq(user),
+                        first_solves::problem_id.eq(problem),
+                        first_solves::submission_id.eq(id),
+                        first_solves::solved_at.eq(graded_at.unwrap_or(now)),
+                    ))
+                    .on_conflict_do_nothing()
+                    .execute(conn)?;
+            }
+            Ok(before != outcome.status.as_str())
+        })
+    }
+
+    /// Every submission of a problem that has a verdict, as jobs to grade again.
+    pub fn rejudge_jobs(conn: &mut PgConnection, problem_id: i64) -> QueryResult<Vec<Job>> {
+        let graded: Vec<Submission> = submissions::table
+            .filter(submissions::problem_id.eq(problem_id))
+            .filter(diesel::dsl::not(submissions::status.eq_any(PENDING)))
+            .select(Submission::as_select())
+            .order(submissions::created_at)
+            .load(conn)?;
+        Ok(graded
+            .iter()
+            .map(|s| Job {
+                rejudge: true,
+                ..s.to_job()
+            })
+            .collect())
+    }
+
     /// A user's submissions, newest first, and how many there are in all.
     pub fn list_for_user(
         conn: &mut PgConnection,
@@ -223,6 +298,7 @@ impl Submission {
             sql: self.sql_query.clone(),
             request_id: self.request_id.clone(),
             submitted_at: self.created_at,
+            rejudge: false,
         }
     }
 }
