@@ -34,6 +34,7 @@ pub struct RedisSettings {
     pub key_prefix: String,
     pub timeout_ms: u64,
     pub result_ttl_secs: u64,
+    pub verdict_cache_ttl_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -70,6 +70,18 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Verdicts that depend on the SQL alone, not on load or luck, and can be reused.
+    pub fn is_reusable(&self) -> bool {
+        matches!(
+            self.status,
+            Status::Accepted
+                | Status::WrongAnswer
+                | Status::SqlError
+                | Status::OutputLimitExceeded
+                | Status::Rejected
+        )
+    }
+
     pub fn verdict(status: Status, message: impl Into<String>) -> Outcome {
         Outcome {
             status,

@@ -9,6 +9,7 @@
 //! - `problems:result:{job_id}` (final result JSON, TTL 300 s by default).
 //! - `problems:unpersisted` (hash job_id -> {job, outcome}): results graded while Postgres
 //!   was down, written to Postgres when it is back.
+//! - `cache:verdict:{problem_id}:{version}:{sha256}` (outcome JSON, 10 min): verdict cache.
 //! - `problems:request:{user_id}:{request_id}` (job id, 24 h): idempotency while Postgres is down.
 //! - `session:{token_hash}` (JSON, short TTL): authenticated callers while Postgres is down.
 //!
@@ -69,6 +70,10 @@ impl Keys {
     pub fn session(&self, token_hash: &str) -> String {
         format!("{}session:{token_hash}", self.prefix)
     }
+    /// A reusable verdict, by `grading::fingerprint`.
+    pub fn verdict(&self, fingerprint: &str) -> String {
+        format!("{}cache:verdict:{fingerprint}", self.prefix)
+    }
     /// `leaderboard:global`, or `leaderboard:topic:{topic}`.
     pub fn board(&self, topic: Option<&str>) -> String {
         match topic {
@@ -115,6 +120,7 @@ pub struct RedisQueue {
     client: redis::Client,
     conn: ConnectionManager,
     result_ttl_secs: u64,
+    verdict_ttl_secs: u64,
 }
 
 impl RedisQueue {
@@ -131,6 +137,7 @@ impl RedisQueue {
             client,
             conn,
             result_ttl_secs: settings.result_ttl_secs,
+            verdict_ttl_secs: settings.verdict_cache_ttl_secs,
         })
     }
 
@@ -360,6 +367,13 @@ impl RedisQueue {
             .await
     }
 
+    /// Makes a result readable from Redis (a submission graded without a queue).
+    pub async fn publish_result(&self, job_id: Uuid, result_json: &str) -> RedisResult<()> {
+        self.conn()
+            .set_ex(self.keys.result(job_id), result_json, self.result_ttl_secs)
+            .await
+    }
+
     pub async fn result(&self, job_id: Uuid) -> RedisResult<Option<String>> {
         self.conn().get(self.keys.result(job_id)).await
     }
@@ -392,6 +406,25 @@ impl RedisQueue {
             .exists(&[self.keys.processing(job_id), self.keys.result(job_id)])
             .await?;
         Ok(n > 0)
+    }
+
+    pub async fn cached_verdict(
+        &self,
+        fingerprint: &str,
+    ) -> RedisResult<Option<crate::job::Outcome>> {
+        let json: Option<String> = self.conn().get(self.keys.verdict(fingerprint)).await?;
+        Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
+    }
+
+    pub async fn cache_verdict(
+        &self,
+        fingerprint: &str,
+        outcome: &crate::job::Outcome,
+    ) -> RedisResult<()> {
+        let json = serde_json::to_string(outcome).expect("outcome serialises");
+        self.conn()
+            .set_ex(self.keys.verdict(fingerprint), json, self.verdict_ttl_secs)
+            .await
     }
 
     pub async fn cache_session<T: serde::Serialize>(

@@ -140,6 +140,7 @@ impl Application {
         }
         let submissions = {
             let actor = SubmissionActor {
+                leaderboard: leaderboard.clone().recipient(),
                 pool: pool.clone(),
                 queue: queue.clone(),
                 redis_queue,

@@ -342,6 +342,14 @@ async fn finish(deps: &ExecutorDeps, job: Job, source: Source, outcome: Outcome)
     };
     let published = match recorded {
         Ok((stored, first_solve)) => {
+            if outcome.is_reusable() {
+                if let Some(problem) = deps.problems.get(job.problem_id) {
+                    let key = grading::fingerprint(&problem, &job.sql);
+                    if let Err(e) = deps.queue.cache_verdict(&key, &outcome).await {
+                        log::debug!("verdict not cached: {e}");
+                    }
+                }
+            }
             if first_solve {
                 deps.leaderboard.do_send(Rescore {
                     user_id: job.user_id,

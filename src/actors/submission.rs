@@ -7,21 +7,25 @@ use std::sync::Arc;
 
 use actix::prelude::*;
 use chrono::{DateTime, SubsecRound, Utc};
+use diesel::Connection;
 use uuid::Uuid;
 
 use super::fallback::{FallbackActor, QueueFallback, StoreFallback};
 use super::health::{Backend, HealthState};
+use super::leaderboard::Rescore;
 use super::redis_queue::{Enqueue, RedisQueueActor};
 use crate::catalog::ProblemCache;
 use crate::db::models::{NewSubmission, Submission};
 use crate::db::{self, DbError, PgPool};
 use crate::error::ApiError;
-use crate::job::{Job, Status};
+use crate::grading;
+use crate::job::{Job, Outcome, Status, SubmissionResult};
 use crate::queue::RedisQueue;
 
 pub const MAX_REQUEST_ID_CHARS: usize = 128;
 
 pub struct SubmissionActor {
+    pub leaderboard: Recipient<Rescore>,
     pub pool: PgPool,
     pub queue: RedisQueue,
     pub redis_queue: Addr<RedisQueueActor>,
@@ -46,13 +50,15 @@ pub struct Submit {
     pub request_id: Option<String>,
 }
 
-/// The acknowledgement: which queue holds the submission now.
+/// The acknowledgement: which queue holds the submission now (or, from the verdict cache,
+/// its result).
 #[derive(Debug, Clone)]
 pub struct Accepted {
     pub job_id: Uuid,
     pub status: Status,
     pub queue: String,
     pub submitted_at: DateTime<Utc>,
+    pub result: Option<SubmissionResult>,
 }
 
 impl Accepted {
@@ -62,6 +68,7 @@ impl Accepted {
             status: Status::Queued,
             queue: queue.into(),
             submitted_at: job.submitted_at,
+            result: None,
         }
     }
 
@@ -71,6 +78,7 @@ impl Accepted {
             status: Status::parse(&s.status).unwrap_or(Status::Queued),
             queue: s.queue.clone(),
             submitted_at: s.created_at,
+            result: (s.queue == "cache").then(|| SubmissionResult::from(s)),
         }
     }
 }
@@ -112,6 +120,7 @@ fn unavailable(what: &str) -> ApiError {
 /// What the routing needs, cloned out of the actor for the async work.
 #[derive(Clone)]
 struct Router {
+    leaderboard: Recipient<Rescore>,
     pool: PgPool,
     queue: RedisQueue,
     redis_queue: Addr<RedisQueueActor>,
@@ -150,11 +159,15 @@ impl Router {
     /// Postgres records the submission first; Redis queues it, or Postgres does.
     async fn via_postgres(&self, job: &Job) -> Result<Accepted, ApiError> {
         let problem = self.problems.load(&self.pool, job.problem_id, true).await?;
-        if problem.is_none() {
+        let Some(problem) = problem else {
             return Err(ApiError::NotFound("problem"));
-        }
+        };
         if !self.health.redis_up() {
             return self.store_fallback(job).await;
+        }
+        let fingerprint = grading::fingerprint(&problem, &job.sql);
+        if let Ok(Some(outcome)) = self.queue.cached_verdict(&fingerprint).await {
+            return self.record_cached(job, outcome).await;
         }
         let record = job.clone();
         let (stored, created) = db::run(&self.pool, move |c| {
@@ -173,6 +186,44 @@ impl Router {
             // Still stored as queued: the re-sweep queues it once Redis answers.
             _ => Err(unavailable("neither Redis nor the Postgres queue took it")),
         }
+    }
+
+    /// The same solution was graded recently: record the submission with that verdict now.
+    async fn record_cached(&self, job: &Job, outcome: Outcome) -> Result<Accepted, ApiError> {
+        let record = job.clone();
+        let (stored, created, first_solve) = db::run(&self.pool, move |c| {
+            c.transaction(|c| {
+                let (stored, created) =
+                    Submission::insert_idempotent(c, &NewSubmission::queued(&record, "cache"))?;
+                if !created {
+                    return Ok((stored, false, false));
+                }
+                let (stored, first_solve) =
+                    Submission::record_result(c, &record, "cache", &outcome)?;
+                Ok((stored, true, first_solve))
+            })
+        })
+        .await?;
+        if !created {
+            return Ok(Accepted::existing(&stored));
+        }
+        if first_solve {
+            self.leaderboard.do_send(Rescore {
+                user_id: job.user_id,
+            });
+        }
+        let mut result = SubmissionResult::from(&stored);
+        result.source = "redis".into();
+        let json = serde_json::to_string(&result).expect("result serialises");
+        let queue = self.queue.clone();
+        actix_web::rt::spawn(async move {
+            let _ = queue.publish_result(result.job_id, &json).await;
+        });
+        Ok(Accepted {
+            status: Status::parse(&stored.status).unwrap_or(Status::InternalError),
+            result: Some(SubmissionResult::from(&stored)),
+            ..Accepted::new(job, "cache")
+        })
     }
 
     async fn store_fallback(&self, job: &Job) -> Result<Accepted, ApiError> {
@@ -221,6 +272,7 @@ impl Handler<Submit> for SubmissionActor {
 
     fn handle(&mut self, msg: Submit, _: &mut Context<Self>) -> Self::Result {
         let router = Router {
+            leaderboard: self.leaderboard.clone(),
             pool: self.pool.clone(),
             queue: self.queue.clone(),
             redis_queue: self.redis_queue.clone(),

@@ -219,6 +219,30 @@ pub fn split_script(script: &str) -> Result<Vec<ScriptPart>, String> {
     }
 }
 
+/// The statement with insignificant differences removed, for recognising the same solution:
+/// whitespace and comments outside quoted text become one space, trailing `;` go. Quoted
+/// strings, identifiers and dollar quotes are kept byte for byte, and nothing is case-folded.
+pub fn normalize(sql: &str) -> String {
+    let s = sql.as_bytes();
+    let mut out: Vec<u8> = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        let next = skip_trivia(s, i);
+        if next > i {
+            out.push(b' ');
+            i = next;
+            continue;
+        }
+        let end = skip_token(s, i).max(i + 1).min(s.len());
+        out.extend_from_slice(&s[i..end]);
+        i = end;
+    }
+    let text = String::from_utf8_lossy(&out).into_owned();
+    text.trim()
+        .trim_end_matches(|c: char| c == ';' || c == ' ')
+        .to_string()
+}
+
 fn is_copy_from_stdin(statement: &str) -> bool {
     let words = leading_words(statement, 1);
     if words.first().map(String::as_str) != Some("COPY") {
@@ -267,6 +291,21 @@ mod tests {
     fn standard_strings_do_not_treat_backslash_as_escape() {
         let parts = split_script("SELECT 'a\\'; SELECT 2").unwrap();
         assert_eq!(parts.len(), 2);
+    }
+
+    #[test]
+    fn normalizing_keeps_meaning() {
+        assert_eq!(normalize("  SELECT  a\n\tFROM t ;; "), "SELECT a FROM t");
+        assert_eq!(
+            normalize("SELECT a -- note\nFROM /* x */ t;"),
+            "SELECT a FROM t"
+        );
+        assert_eq!(
+            normalize("SELECT 'a  b', \"x  y\", $$ c  d $$"),
+            "SELECT 'a  b', \"x  y\", $$ c  d $$"
+        );
+        assert_ne!(normalize("SELECT 'a b'"), normalize("SELECT 'a  b'"));
+        assert_ne!(normalize("select a"), normalize("SELECT a"));
     }
 
     #[test]

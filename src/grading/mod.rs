@@ -12,6 +12,18 @@ use sandbox::{Run, RunSpec, SandboxError, Slot};
 use crate::db::models::Problem;
 use crate::job::{Outcome, Status};
 
+/// What identifies "the same solution to the same problem" for the verdict cache: the
+/// problem and its version (any change to it or its dataset bumps `updated_at`), and the
+/// normalised statement.
+pub fn fingerprint(problem: &Problem, sql: &str) -> String {
+    format!(
+        "{}:{}:{}",
+        problem.id,
+        problem.updated_at.timestamp_micros(),
+        crate::auth::sha256_hex(&lexer::normalize(sql))
+    )
+}
+
 /// The stored reference result of a problem.
 pub fn expected_of(problem: &Problem) -> ResultSet {
     ResultSet {

@@ -124,12 +124,16 @@ async fn submit(
         "cache" => HttpResponse::Ok(),
         _ => HttpResponse::Created(),
     };
-    Ok(response.json(serde_json::json!({
-        "job_id": accepted.job_id,
-        "status": accepted.status,
-        "queue": accepted.queue,
-        "submitted_at": accepted.submitted_at,
-    })))
+    // A reused verdict comes with the result fields.
+    let mut body = match &accepted.result {
+        Some(result) => serde_json::to_value(result).expect("result serialises"),
+        None => serde_json::json!({}),
+    };
+    body["job_id"] = serde_json::json!(accepted.job_id);
+    body["status"] = serde_json::json!(accepted.status);
+    body["queue"] = serde_json::json!(accepted.queue);
+    body["submitted_at"] = serde_json::json!(accepted.submitted_at);
+    Ok(response.json(body))
 }
 
 /// Redis's final result first; then Postgres; then what only Redis knows (submissions

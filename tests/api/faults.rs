@@ -277,8 +277,10 @@ pub async fn run_load(
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
                 n += 1;
-                let body = json!({"problem_id": problem, "request_id": format!("c{c}-{n}"),
-                                  "sql": "SELECT name FROM customers WHERE country = 'UK'"});
+                // Distinct solutions, so each one is graded rather than served from the cache.
+                let sql = format!("SELECT name FROM customers WHERE country = 'UK' AND {c} < {n}");
+                let body =
+                    json!({"problem_id": problem, "request_id": format!("c{c}-{n}"), "sql": sql});
                 let sent = Instant::now();
                 let res = client
                     .post(&url)

@@ -173,7 +173,7 @@ async fn redis_answering_errors_is_treated_as_down() {
             "SELECT name FROM customers WHERE country = 'UK'",
         )
         .await;
-    assert_eq!(res.status(), 202);
+    assert!(res.status().is_success(), "{}", res.status());
     let result = app
         .wait_final(
             &token,

@@ -198,7 +198,7 @@ async fn writeable_problems_leave_the_dataset_unchanged_even_concurrently() {
     for round in 0..3 {
         for (problem, sql, expected) in cases {
             let res = app.submit(&token, problem, sql).await;
-            assert_eq!(res.status(), 202);
+            assert!(res.status().is_success(), "{}", res.status());
             let job: Value = res.json().await.unwrap();
             jobs.push((
                 job["job_id"].as_str().unwrap().to_string(),
@@ -400,4 +400,83 @@ async fn bad_submissions_get_clear_errors_and_store_nothing() {
         .await
         .unwrap();
     assert_eq!(mine["total"], 0, "nothing was stored");
+}
+
+#[actix_web::test]
+async fn identical_solutions_reuse_a_recent_verdict_until_the_problem_changes() {
+    let app = TestApp::spawn().await;
+    let (ann, bob, cid) = (
+        app.user("ann").await,
+        app.user("bob").await,
+        app.user("cid").await,
+    );
+    let uk = app.problem_id("uk-customers").await;
+    let first = app
+        .submit(&ann, uk, "SELECT name FROM customers WHERE country = 'UK'")
+        .await;
+    assert_eq!(first.status(), 202);
+    let first: Value = first.json().await.unwrap();
+    app.wait_final(
+        &ann,
+        first["job_id"].as_str().unwrap(),
+        Duration::from_secs(10),
+    )
+    .await;
+
+    // The same statement up to whitespace, comments and a trailing semicolon.
+    let same = "SELECT name\n   FROM customers -- mine\n  WHERE country = 'UK' ;";
+    let res = app.submit(&bob, uk, same).await;
+    assert_eq!(res.status(), 200);
+    let cached: Value = res.json().await.unwrap();
+    assert_eq!(cached["queue"], "cache");
+    assert_eq!(cached["status"], "accepted");
+    assert_eq!(cached["rows_returned"], 2);
+    assert_ne!(cached["job_id"], first["job_id"]);
+    // Recorded, and counted.
+    let stored: Value = app
+        .get(
+            &format!("/problems/result/{}", cached["job_id"].as_str().unwrap()),
+            Some(&bob),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stored["status"], "accepted");
+    let me: Value = app.get("/users/me", Some(&bob)).await.json().await.unwrap();
+    assert_eq!(me["solved"], 1);
+
+    // Different text inside a string literal is a different solution.
+    let other = app
+        .submit(&cid, uk, "SELECT name FROM customers WHERE country = 'UK '")
+        .await;
+    assert_eq!(other.status(), 202);
+
+    // Changing the problem invalidates its cached verdicts.
+    let detail: Value = app
+        .get(&format!("/problems/{uk}"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let body = json!({"slug": detail["slug"], "title": "Customers in the United Kingdom", "statement": detail["statement"],
+                      "topic": detail["topic"], "dataset": detail["dataset"],
+                      "reference_sql": "SELECT name FROM customers WHERE country = 'UK'"});
+    let res = app
+        .client
+        .put(app.url(&format!("/admin/problems/{uk}")))
+        .bearer_auth(&app.admin_token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let after = app
+        .submit(&cid, uk, "SELECT name FROM customers WHERE country = 'UK'")
+        .await;
+    assert_eq!(
+        after.status(),
+        202,
+        "graded again after the problem changed"
+    );
 }

@@ -143,6 +143,7 @@ impl Submission {
                 submissions::sqlstate.eq(&outcome.sqlstate),
                 submissions::diff.eq(&outcome.diff),
                 submissions::graded_at.eq(Utc::now()),
+                submissions::cached.eq(queue == "cache"),
             ))
             .returning(Submission::as_returning())
             .get_result(conn)
