@@ -239,7 +239,7 @@ pub fn normalize(sql: &str) -> String {
     }
     let text = String::from_utf8_lossy(&out).into_owned();
     text.trim()
-        .trim_end_matches(|c: char| c == ';' || c == ' ')
+        .trim_end_matches([';', ' '])
         .to_string()
 }
 
