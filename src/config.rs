@@ -11,6 +11,7 @@ pub struct Settings {
     pub executor: ExecutorSettings,
     pub auth: AuthSettings,
     pub health: HealthSettings,
+    pub rate_limit: RateLimitSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -66,6 +67,15 @@ pub struct AuthSettings {
     pub admin_token: String,
     pub access_ttl_secs: i64,
     pub refresh_ttl_secs: i64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RateLimitSettings {
+    pub enabled: bool,
+    pub submit_per_minute: u32,
+    pub submit_burst: u32,
+    pub auth_per_minute: u32,
+    pub auth_burst: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

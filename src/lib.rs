@@ -11,4 +11,5 @@ pub mod http;
 pub mod job;
 pub mod leaderboard;
 pub mod queue;
+pub mod ratelimit;
 pub mod startup;

@@ -34,6 +34,9 @@ impl Keys {
             prefix: prefix.to_string(),
         }
     }
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
     pub fn queue(&self) -> String {
         format!("{}problems:queue", self.prefix)
     }

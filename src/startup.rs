@@ -22,6 +22,7 @@ use crate::db::{self, PgPool};
 use crate::grading::sandbox::{Sandbox, Slot};
 use crate::http;
 use crate::queue::RedisQueue;
+use crate::ratelimit::RateLimiter;
 
 pub type StartupError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -37,6 +38,7 @@ pub struct AppState {
     pub health: Arc<HealthState>,
     pub executors: ExecutorPool,
     pub problems: Arc<ProblemCache>,
+    pub limiter: RateLimiter,
     /// Fallback submissions moved back to Redis since start.
     pub recovered: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -154,7 +156,9 @@ impl Application {
 
         let listener = TcpListener::bind(&settings.server.bind)?;
         let port = listener.local_addr()?.port();
+        let limiter = RateLimiter::new(queue.clone(), health.clone(), &settings.rate_limit);
         let state = web::Data::new(AppState {
+            limiter,
             reference: tokio::sync::Mutex::new(sandbox.slot(settings.executor.workers)),
             settings,
             pool,

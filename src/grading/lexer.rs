@@ -238,9 +238,7 @@ pub fn normalize(sql: &str) -> String {
         i = end;
     }
     let text = String::from_utf8_lossy(&out).into_owned();
-    text.trim()
-        .trim_end_matches([';', ' '])
-        .to_string()
+    text.trim().trim_end_matches([';', ' ']).to_string()
 }
 
 fn is_copy_from_stdin(statement: &str) -> bool {

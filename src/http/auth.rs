@@ -1,5 +1,5 @@
 //! Accounts: register, login, refresh (rotating), logout.
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -79,10 +79,20 @@ fn validate(body: &Register) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Counts an `/auth/*` request against its client IP's limit.
+async fn limit_client(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
+    let ip = req
+        .peer_addr()
+        .map_or_else(|| "unknown".to_string(), |a| a.ip().to_string());
+    state.limiter.check(state.limiter.auth, &ip).await
+}
+
 async fn register(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: web::Json<Register>,
 ) -> Result<HttpResponse, ApiError> {
+    limit_client(&state, &req).await?;
     validate(&body)?;
     let password = body.password.clone();
     let hash = web::block(move || hash_password(&password))
@@ -143,8 +153,10 @@ async fn issue(state: &AppState, user_id: i64, family: Uuid) -> Result<Tokens, A
 
 async fn login(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: web::Json<Login>,
 ) -> Result<HttpResponse, ApiError> {
+    limit_client(&state, &req).await?;
     let Login { username, password } = body.into_inner();
     let user = db::run(&state.pool, move |c| User::find_by_username(c, &username)).await?;
     let invalid = || ApiError::Unauthorized("invalid username or password".into());
@@ -165,8 +177,10 @@ async fn login(
 
 async fn refresh(
     state: web::Data<AppState>,
+    req: HttpRequest,
     body: web::Json<Refresh>,
 ) -> Result<HttpResponse, ApiError> {
+    limit_client(&state, &req).await?;
     let hash = token_hash(&body.refresh_token);
     let used = db::run(&state.pool, move |c| {
         let Some((token, _user)) = AuthToken::find_active(c, &hash, REFRESH)? else {

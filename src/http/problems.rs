@@ -102,6 +102,10 @@ async fn submit(
     caller: AuthUser,
     body: web::Json<SubmitBody>,
 ) -> Result<HttpResponse, ApiError> {
+    state
+        .limiter
+        .check(state.limiter.submit, &caller.user.id.to_string())
+        .await?;
     let body = body.into_inner();
     if body.user_id.is_some_and(|id| id != caller.user.id) {
         return Err(ApiError::Forbidden("user_id must be your own id".into()));

@@ -26,6 +26,8 @@ pub struct Options {
     pub redis_url: Option<String>,
     /// Reach the platform database through this local port (a fault-injecting proxy).
     pub platform_port: Option<u16>,
+    /// Rate limits (default: high enough never to interfere).
+    pub rate_limit: Option<sqljudge::config::RateLimitSettings>,
 }
 
 impl Default for Options {
@@ -35,6 +37,7 @@ impl Default for Options {
             workers: 2,
             redis_url: None,
             platform_port: None,
+            rate_limit: None,
         }
     }
 }
@@ -90,6 +93,15 @@ impl TestApp {
         settings.executor.reaper_interval_ms = 200;
         settings.executor.dequeue_block_secs = 0.5;
         settings.executor.resweep_after_ms = 2000;
+        settings.rate_limit = options
+            .rate_limit
+            .unwrap_or(sqljudge::config::RateLimitSettings {
+                enabled: true,
+                submit_per_minute: 1_000_000,
+                submit_burst: 100_000,
+                auth_per_minute: 1_000_000,
+                auth_burst: 100_000,
+            });
         settings.health.interval_ms = 200;
         let sandbox_url = settings.sandbox.url.clone();
         let admin_token = settings.auth.admin_token.clone();
@@ -285,6 +297,22 @@ impl TestApp {
                 s.health.interval_ms.to_string(),
             ),
             ("SQLJUDGE__SERVER__HTTP_WORKERS", "2".to_string()),
+            (
+                "SQLJUDGE__RATE_LIMIT__SUBMIT_PER_MINUTE",
+                s.rate_limit.submit_per_minute.to_string(),
+            ),
+            (
+                "SQLJUDGE__RATE_LIMIT__SUBMIT_BURST",
+                s.rate_limit.submit_burst.to_string(),
+            ),
+            (
+                "SQLJUDGE__RATE_LIMIT__AUTH_PER_MINUTE",
+                s.rate_limit.auth_per_minute.to_string(),
+            ),
+            (
+                "SQLJUDGE__RATE_LIMIT__AUTH_BURST",
+                s.rate_limit.auth_burst.to_string(),
+            ),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))

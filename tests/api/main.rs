@@ -4,6 +4,7 @@ mod faults;
 mod helpers;
 mod leaderboards;
 mod outage;
+mod ratelimit;
 mod rejudge;
 mod resilience;
 mod sandbox_attacks;
