@@ -74,6 +74,10 @@ async fn main() {
          SELECT gen_random_uuid(), u.id, p.id, 'seeded', 'accepted', 'redis', now(), now() - (u.id % 100000) * interval '1 second' \
          FROM users u JOIN LATERAL (SELECT id FROM problems ORDER BY (id * 7919 + u.id) % 18 LIMIT 1 + u.id % 5) p ON true".to_string(),
         "INSERT INTO first_solves (user_id, problem_id, submission_id, solved_at) SELECT user_id, problem_id, id, graded_at FROM submissions WHERE sql_query = 'seeded'".to_string(),
+        // What recording the solves one by one maintains (Standing::refresh_user), in bulk.
+        "INSERT INTO standings (user_id, topic, score, reached_at, reached_sec) \
+         SELECT fs.user_id, coalesce(p.topic, ''), count(*), max(fs.solved_at), extract(epoch FROM max(fs.solved_at))::bigint \
+         FROM first_solves fs JOIN problems p ON p.id = fs.problem_id GROUP BY GROUPING SETS ((fs.user_id), (fs.user_id, p.topic))".to_string(),
         "ANALYZE".to_string(),
     ] {
         diesel::sql_query(sql).execute(&mut db).unwrap();

@@ -62,6 +62,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    standings (user_id, topic) {
+        user_id -> Int8,
+        topic -> Text,
+        score -> Int4,
+        reached_at -> Timestamptz,
+        reached_sec -> Int8,
+        member -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     submissions (id) {
         id -> Uuid,
         user_id -> Int8,
@@ -98,6 +109,7 @@ diesel::joinable!(first_solves -> problems (problem_id));
 diesel::joinable!(first_solves -> submissions (submission_id));
 diesel::joinable!(first_solves -> users (user_id));
 diesel::joinable!(problems -> datasets (dataset));
+diesel::joinable!(standings -> users (user_id));
 diesel::joinable!(submissions -> problems (problem_id));
 diesel::joinable!(submissions -> users (user_id));
 
@@ -107,6 +119,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     fallback_submissions,
     first_solves,
     problems,
+    standings,
     submissions,
     users,
 );

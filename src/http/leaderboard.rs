@@ -112,23 +112,15 @@ async fn board(
         }
     }
     let topic_owned = topic.map(str::to_string);
-    let rows = db::run(&state.pool, move |c| {
-        let rows = RankedRow::page(c, topic_owned.as_deref(), limit, offset)?;
-        // Past the end of the board: still say how many are on it.
-        let total = match rows.first() {
-            Some(r) => r.total,
-            None => RankedRow::page(c, topic_owned.as_deref(), 1, 0)?
-                .first()
-                .map_or(0, |r| r.total),
-        };
-        Ok((rows, total))
+    let (rows, total) = db::run(&state.pool, move |c| {
+        RankedRow::page(c, topic_owned.as_deref(), limit, offset)
     })
     .await?;
-    let (rows, total) = rows;
     let entries: Vec<Entry> = rows
         .into_iter()
-        .map(|r| Entry {
-            rank: r.rank,
+        .enumerate()
+        .map(|(i, r)| Entry {
+            rank: offset + i as i64 + 1,
             user_id: r.user_id,
             username: Some(r.username),
             score: r.score,
@@ -161,12 +153,7 @@ async fn user(state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpResp
             db::run(&state.pool, move |c| {
                 owned
                     .iter()
-                    .map(|t| {
-                        Ok(
-                            RankedRow::of_user(c, t.as_deref(), user_id)?
-                                .map(|r| (r.rank, r.score)),
-                        )
-                    })
+                    .map(|t| RankedRow::of_user(c, t.as_deref(), user_id))
                     .collect::<diesel::QueryResult<Vec<_>>>()
             })
             .await?

@@ -1,9 +1,9 @@
-//! Leaderboard standings computed from the first-solve record, the source of every score.
+//! Leaderboard standings: each user's score on every board (`topic` None is the global board)
+//! and when they reached it, kept in the `standings` table in step with `first_solves`.
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
 
-/// A user's score on one board (global when `topic` is None) and when they reached it.
 #[derive(Debug, Clone, QueryableByName)]
 pub struct Standing {
     #[diesel(sql_type = BigInt)]
@@ -20,37 +20,41 @@ pub struct Standing {
 #[derive(Debug, Clone, QueryableByName)]
 pub struct RankedRow {
     #[diesel(sql_type = BigInt)]
-    pub rank: i64,
-    #[diesel(sql_type = BigInt)]
     pub user_id: i64,
     #[diesel(sql_type = Text)]
     pub username: String,
     #[diesel(sql_type = BigInt)]
     pub score: i64,
-    #[diesel(sql_type = BigInt)]
-    pub total: i64,
 }
 
-/// Board order: more problems first; on a tie, who reached the score first; then the member
-/// name descending (the order Redis gives equal scores in ZREVRANGE).
-const BOARD: &str =
-    "SELECT fs.user_id, p.topic, count(*) AS score, max(fs.solved_at) AS reached_at \
-     FROM first_solves fs JOIN problems p ON p.id = fs.problem_id";
-const ORDER: &str = "ORDER BY score DESC, reached_at ASC, 'user:' || user_id DESC";
+const COLUMNS: &str = "user_id, nullif(topic, '') AS topic, score::bigint AS score, reached_at";
 
 impl Standing {
-    /// Every user's global and per-topic standing (`GROUPING SETS`: one pass).
-    pub fn all(conn: &mut PgConnection) -> QueryResult<Vec<Standing>> {
-        diesel::sql_query(format!(
-            "{BOARD} GROUP BY GROUPING SETS ((fs.user_id), (fs.user_id, p.topic))"
-        ))
-        .load(conn)
+    /// Recomputes a user's standings from their first solves (in the caller's transaction).
+    pub fn refresh_user(conn: &mut PgConnection, user_id: i64) -> QueryResult<()> {
+        diesel::sql_query("DELETE FROM standings WHERE user_id = $1")
+            .bind::<BigInt, _>(user_id)
+            .execute(conn)?;
+        diesel::sql_query(
+            "INSERT INTO standings (user_id, topic, score, reached_at, reached_sec) \
+             SELECT fs.user_id, coalesce(p.topic, ''), count(*), max(fs.solved_at), \
+                    extract(epoch FROM max(fs.solved_at))::bigint \
+             FROM first_solves fs JOIN problems p ON p.id = fs.problem_id WHERE fs.user_id = $1 \
+             GROUP BY GROUPING SETS ((fs.user_id), (fs.user_id, p.topic))",
+        )
+        .bind::<BigInt, _>(user_id)
+        .execute(conn)?;
+        Ok(())
     }
 
-    /// One user's global and per-topic standings.
+    /// Every standing on every board (to rebuild the Redis boards).
+    pub fn all(conn: &mut PgConnection) -> QueryResult<Vec<Standing>> {
+        diesel::sql_query(format!("SELECT {COLUMNS} FROM standings")).load(conn)
+    }
+
     pub fn of_user(conn: &mut PgConnection, user_id: i64) -> QueryResult<Vec<Standing>> {
         diesel::sql_query(format!(
-            "{BOARD} WHERE fs.user_id = $1 GROUP BY GROUPING SETS ((fs.user_id), (fs.user_id, p.topic))"
+            "SELECT {COLUMNS} FROM standings WHERE user_id = $1"
         ))
         .bind::<BigInt, _>(user_id)
         .load(conn)
@@ -67,47 +71,59 @@ impl Standing {
     }
 }
 
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
 impl RankedRow {
-    /// A page of a board (global when `topic` is None), ranked, with the board's size.
+    /// A page of a board (global when `topic` is None), in board order, and the board's size.
     pub fn page(
         conn: &mut PgConnection,
         topic: Option<&str>,
         limit: i64,
         offset: i64,
-    ) -> QueryResult<Vec<RankedRow>> {
-        Self::ranked(conn, topic, None, limit, offset)
+    ) -> QueryResult<(Vec<RankedRow>, i64)> {
+        let topic = topic.unwrap_or("");
+        let rows = diesel::sql_query(
+            "SELECT s.user_id, u.username, s.score::bigint AS score FROM standings s JOIN users u ON u.id = s.user_id \
+             WHERE s.topic = $1 ORDER BY s.score DESC, s.reached_sec, s.member DESC LIMIT $2 OFFSET $3",
+        )
+        .bind::<Text, _>(topic)
+        .bind::<BigInt, _>(limit)
+        .bind::<BigInt, _>(offset)
+        .load(conn)?;
+        let total = diesel::sql_query("SELECT count(*) AS n FROM standings WHERE topic = $1")
+            .bind::<Text, _>(topic)
+            .get_result::<Count>(conn)?
+            .n;
+        Ok((rows, total))
     }
 
-    /// One user's row on a board, if they have solved anything there.
+    /// A user's (rank, score) on a board, if they have solved anything there.
     pub fn of_user(
         conn: &mut PgConnection,
         topic: Option<&str>,
         user_id: i64,
-    ) -> QueryResult<Option<RankedRow>> {
-        Ok(Self::ranked(conn, topic, Some(user_id), 1, 0)?.pop())
-    }
-
-    fn ranked(
-        conn: &mut PgConnection,
-        topic: Option<&str>,
-        user_id: Option<i64>,
-        limit: i64,
-        offset: i64,
-    ) -> QueryResult<Vec<RankedRow>> {
-        diesel::sql_query(format!(
-            "WITH board AS ( \
-               SELECT fs.user_id, count(*) AS score, max(fs.solved_at) AS reached_at \
-               FROM first_solves fs JOIN problems p ON p.id = fs.problem_id \
-               WHERE $1::text IS NULL OR p.topic = $1 GROUP BY fs.user_id), \
-             ranked AS (SELECT *, row_number() OVER ({ORDER}) AS rank, count(*) OVER () AS total FROM board) \
-             SELECT r.rank, r.user_id, u.username, r.score, r.total FROM ranked r JOIN users u ON u.id = r.user_id \
-             WHERE $2::bigint IS NULL OR r.user_id = $2 \
-             ORDER BY r.rank LIMIT $3 OFFSET $4"
-        ))
-        .bind::<Nullable<Text>, _>(topic)
-        .bind::<Nullable<BigInt>, _>(user_id)
-        .bind::<BigInt, _>(limit)
-        .bind::<BigInt, _>(offset)
-        .load(conn)
+    ) -> QueryResult<Option<(i64, i64)>> {
+        #[derive(QueryableByName)]
+        struct Place {
+            #[diesel(sql_type = BigInt)]
+            rank: i64,
+            #[diesel(sql_type = BigInt)]
+            score: i64,
+        }
+        diesel::sql_query(
+            "SELECT 1 + (SELECT count(*) FROM standings o WHERE o.topic = s.topic AND \
+                (o.score > s.score OR (o.score = s.score AND (o.reached_sec < s.reached_sec \
+                 OR (o.reached_sec = s.reached_sec AND o.member > s.member))))) AS rank, s.score::bigint AS score \
+             FROM standings s WHERE s.topic = $1 AND s.user_id = $2",
+        )
+        .bind::<Text, _>(topic.unwrap_or(""))
+        .bind::<BigInt, _>(user_id)
+        .get_result::<Place>(conn)
+        .optional()
+        .map(|p| p.map(|p| (p.rank, p.score)))
     }
 }

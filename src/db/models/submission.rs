@@ -2,6 +2,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use uuid::Uuid;
 
+use super::Standing;
 use crate::db::schema::{fallback_submissions, first_solves, submissions};
 use crate::job::{Job, Outcome, Status};
 
@@ -166,6 +167,9 @@ impl Submission {
                     .on_conflict_do_nothing()
                     .execute(conn)?
                     == 1;
+            if first_solve {
+                Standing::refresh_user(conn, stored.user_id)?;
+            }
             Ok((stored, first_solve))
         })
     }
@@ -224,6 +228,7 @@ impl Submission {
                     .on_conflict_do_nothing()
                     .execute(conn)?;
             }
+            Standing::refresh_user(conn, user)?;
             Ok(before != outcome.status.as_str())
         })
     }
