@@ -7,7 +7,6 @@
 //! pages at the top, middle and bottom of the board and for user lookups, from Redis and from
 //! the Postgres fallback.
 #[path = "../tests/api/faults.rs"]
-#[allow(dead_code)]
 mod faults;
 #[path = "../tests/api/helpers.rs"]
 #[allow(dead_code)]
