@@ -178,23 +178,9 @@ async fn problems_are_validated_by_running_the_reference() {
     let id = created["id"].as_i64().unwrap();
     let mut changed = problem.clone();
     changed["reference_sql"] = json!("SELECT name FROM animals");
-    let res = app
-        .client
-        .put(app.url(&format!("/admin/problems/{id}")))
-        .bearer_auth(&app.admin_token)
-        .json(&changed)
-        .send()
-        .await
-        .unwrap();
+    let res = app.update_problem(id, &changed).await;
     assert_eq!(res.status(), 200);
     assert_eq!(res.json::<Value>().await.unwrap()["expected_row_count"], 4);
-    let res = app
-        .client
-        .put(app.url("/admin/problems/424242"))
-        .bearer_auth(&app.admin_token)
-        .json(&changed)
-        .send()
-        .await
-        .unwrap();
+    let res = app.update_problem(424242, &changed).await;
     assert_eq!(res.status(), 404);
 }

@@ -247,6 +247,16 @@ impl TestApp {
             .unwrap()
     }
 
+    pub async fn update_problem(&self, id: i64, body: &Value) -> reqwest::Response {
+        self.client
+            .put(self.url(&format!("/admin/problems/{id}")))
+            .bearer_auth(&self.admin_token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn create_problem(&self, body: &Value) -> reqwest::Response {
         self.post_json("/admin/problems", Some(&self.admin_token), body)
             .await

@@ -17,14 +17,7 @@ async fn fix_reference(app: &TestApp, id: i64, reference: &str) {
         .unwrap();
     let body = json!({"slug": detail["slug"], "title": detail["title"], "statement": detail["statement"],
                       "topic": detail["topic"], "dataset": detail["dataset"], "reference_sql": reference});
-    let res = app
-        .client
-        .put(app.url(&format!("/admin/problems/{id}")))
-        .bearer_auth(&app.admin_token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let res = app.update_problem(id, &body).await;
     assert_eq!(res.status(), 200);
 }
 

@@ -462,14 +462,7 @@ async fn identical_solutions_reuse_a_recent_verdict_until_the_problem_changes() 
     let body = json!({"slug": detail["slug"], "title": "Customers in the United Kingdom", "statement": detail["statement"],
                       "topic": detail["topic"], "dataset": detail["dataset"],
                       "reference_sql": "SELECT name FROM customers WHERE country = 'UK'"});
-    let res = app
-        .client
-        .put(app.url(&format!("/admin/problems/{uk}")))
-        .bearer_auth(&app.admin_token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let res = app.update_problem(uk, &body).await;
     assert_eq!(res.status(), 200);
     let after = app
         .submit(&cid, uk, "SELECT name FROM customers WHERE country = 'UK'")

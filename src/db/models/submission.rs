@@ -57,6 +57,35 @@ impl<'a> NewSubmission<'a> {
     }
 }
 
+/// The columns a grading outcome writes.
+#[derive(AsChangeset)]
+#[diesel(table_name = submissions, treat_none_as_null = true)]
+struct Verdict<'a> {
+    status: &'a str,
+    rows_returned: Option<i32>,
+    expected_rows: Option<i32>,
+    duration_ms: Option<i32>,
+    message: Option<&'a str>,
+    sqlstate: Option<&'a str>,
+    diff: Option<&'a serde_json::Value>,
+    graded_at: DateTime<Utc>,
+}
+
+impl<'a> Verdict<'a> {
+    fn of(outcome: &'a Outcome, graded_at: DateTime<Utc>) -> Verdict<'a> {
+        Verdict {
+            status: outcome.status.as_str(),
+            rows_returned: outcome.rows_returned,
+            expected_rows: outcome.expected_rows,
+            duration_ms: Some(outcome.duration_ms),
+            message: outcome.message.as_deref(),
+            sqlstate: outcome.sqlstate.as_deref(),
+            diff: outcome.diff.as_ref(),
+            graded_at,
+        }
+    }
+}
+
 impl Submission {
     /// Inserts a queued submission. When the same user already used `request_id` within 24 h
     /// (or the job id exists), returns that submission and `false` instead.
@@ -136,14 +165,7 @@ impl Submission {
                     .filter(submissions::status.eq_any(PENDING)),
             )
             .set((
-                submissions::status.eq(outcome.status.as_str()),
-                submissions::rows_returned.eq(outcome.rows_returned),
-                submissions::expected_rows.eq(outcome.expected_rows),
-                submissions::duration_ms.eq(outcome.duration_ms),
-                submissions::message.eq(&outcome.message),
-                submissions::sqlstate.eq(&outcome.sqlstate),
-                submissions::diff.eq(&outcome.diff),
-                submissions::graded_at.eq(Utc::now()),
+                Verdict::of(outcome, Utc::now()),
                 submissions::cached.eq(queue == "cache"),
             ))
             .returning(Submission::as_returning())
@@ -191,16 +213,7 @@ impl Submission {
                 .first(conn)?;
             let now = Utc::now();
             diesel::update(submissions::table.find(job.job_id))
-                .set((
-                    submissions::status.eq(outcome.status.as_str()),
-                    submissions::rows_returned.eq(outcome.rows_returned),
-                    submissions::expected_rows.eq(outcome.expected_rows),
-                    submissions::duration_ms.eq(outcome.duration_ms),
-                    submissions::message.eq(&outcome.message),
-                    submissions::sqlstate.eq(&outcome.sqlstate),
-                    submissions::diff.eq(&outcome.diff),
-                    submissions::graded_at.eq(now),
-                ))
+                .set(Verdict::of(outcome, now))
                 .execute(conn)?;
             let (user, problem) = (job.user_id, job.problem_id);
             if outcome.status != Status::Accepted {
