@@ -86,9 +86,12 @@ impl RankedRow {
         offset: i64,
     ) -> QueryResult<(Vec<RankedRow>, i64)> {
         let topic = topic.unwrap_or("");
+        // The offset walks the board index alone; only the page's rows meet `users`.
         let rows = diesel::sql_query(
-            "SELECT s.user_id, u.username, s.score::bigint AS score FROM standings s JOIN users u ON u.id = s.user_id \
-             WHERE s.topic = $1 ORDER BY s.score DESC, s.reached_sec, s.member DESC LIMIT $2 OFFSET $3",
+            "SELECT s.user_id, u.username, s.score::bigint AS score FROM ( \
+                 SELECT user_id, score, reached_sec, member FROM standings WHERE topic = $1 \
+                 ORDER BY score DESC, reached_sec, member DESC LIMIT $2 OFFSET $3) s \
+             JOIN users u ON u.id = s.user_id ORDER BY s.score DESC, s.reached_sec, s.member DESC",
         )
         .bind::<Text, _>(topic)
         .bind::<BigInt, _>(limit)
