@@ -1,6 +1,7 @@
-//! Submit-to-verdict latency and throughput against a running sqljudge with the demo set
-//! (`scripts/serve-demo`):
+//! Submit-to-verdict latency and throughput against a running sqljudge with the demo set and
+//! rate limits off (it submits far faster than a person):
 //!
+//!     SQLJUDGE__RATE_LIMIT__ENABLED=false scripts/serve-demo &
 //!     SQLJUDGE_URL=http://127.0.0.1:8080 cargo bench --bench submit_latency
 //!
 //! Sequential: one submission at a time, polling the result every 2 ms, so each figure is the
@@ -78,7 +79,9 @@ impl Bench {
             .await
             .unwrap();
         let acked = started.elapsed();
-        let job = ack["job_id"].as_str().expect("job id");
+        let job = ack["job_id"].as_str().unwrap_or_else(|| {
+            panic!("no job id in {ack} (rate limited? start the server with SQLJUDGE__RATE_LIMIT__ENABLED=false)")
+        });
         loop {
             let r: Value = self
                 .http
