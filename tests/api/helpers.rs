@@ -177,6 +177,17 @@ impl TestApp {
             .to_string()
     }
 
+    /// The id of the user a token belongs to.
+    pub async fn user_id(&self, token: &str) -> i64 {
+        let me: Value = self
+            .get("/users/me", Some(token))
+            .await
+            .json()
+            .await
+            .unwrap();
+        me["user_id"].as_i64().expect("user id")
+    }
+
     pub async fn problem_id(&self, slug: &str) -> i64 {
         let list: Value = self.get("/problems", None).await.json().await.unwrap();
         list.as_array()

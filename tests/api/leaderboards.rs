@@ -93,22 +93,8 @@ async fn scores_count_distinct_problems_with_deterministic_ties() {
     assert_eq!(paged["entries"][0]["rank"], 2);
     assert_eq!(paged["total"], 2);
 
-    let bob_id = app
-        .get("/users/me", Some(&bob))
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["user_id"]
-        .as_i64()
-        .unwrap();
-    let cid_id = app
-        .get("/users/me", Some(&cid))
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["user_id"]
-        .as_i64()
-        .unwrap();
+    let bob_id = app.user_id(&bob).await;
+    let cid_id = app.user_id(&cid).await;
     let me = board(&app, &format!("/leaderboard/user/{bob_id}")).await;
     assert_eq!(me["global"]["rank"], 1);
     assert_eq!(me["global"]["score"], 3);

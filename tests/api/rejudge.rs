@@ -141,14 +141,8 @@ async fn live_submissions_go_before_a_large_rejudge() {
     })
     .await;
     let token = app.user("busy").await;
-    let me: Value = app
-        .get("/users/me", Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
     let (user_id, uk) = (
-        me["user_id"].as_i64().unwrap(),
+        app.user_id(&token).await,
         app.problem_id("uk-customers").await,
     );
     // 400 graded submissions to rejudge.

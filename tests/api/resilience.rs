@@ -90,15 +90,9 @@ async fn an_executor_killed_mid_job_is_restarted_and_the_job_graded_once() {
 
 /// Stores a queued submission in Postgres as the submit path does, without queueing it.
 async fn stored_job(app: &TestApp, token: &str, sql: &str, age: chrono::Duration) -> Job {
-    let me: Value = app
-        .get("/users/me", Some(token))
-        .await
-        .json()
-        .await
-        .unwrap();
     let job = Job {
         job_id: uuid::Uuid::new_v4(),
-        user_id: me["user_id"].as_i64().unwrap(),
+        user_id: app.user_id(token).await,
         problem_id: app.problem_id("uk-customers").await,
         sql: sql.to_string(),
         request_id: None,

@@ -357,12 +357,7 @@ async fn bad_submissions_get_clear_errors_and_store_nothing() {
     let app = TestApp::spawn().await;
     let token = app.user("sloppy").await;
     let uk = app.problem_id("uk-customers").await;
-    let me: Value = app
-        .get("/users/me", Some(&token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let user_id = app.user_id(&token).await;
     let raw = |body: &'static str, content_type: &'static str| {
         app.client
             .post(app.url("/problems/submit"))
@@ -372,20 +367,103 @@ async fn bad_submissions_get_clear_errors_and_store_nothing() {
             .send()
     };
     let cases: Vec<(reqwest::Response, u16, &str)> = vec![
-        (raw("{\"problem_id\": 1,", "application/json").await.unwrap(), 400, "malformed_json"),
-        (raw("{\"sql\": \"SELECT 1\"}", "application/json").await.unwrap(), 400, "invalid_request"),
-        (raw("{\"problem_id\": \"one\", \"sql\": \"SELECT 1\"}", "application/json").await.unwrap(), 400, "invalid_request"),
-        (raw("problem_id=1", "application/x-www-form-urlencoded").await.unwrap(), 415, "unsupported_media_type"),
-        (app.submit(&token, 987654, "SELECT 1").await, 404, "not_found"),
+        (
+            raw("{\"problem_id\": 1,", "application/json")
+                .await
+                .unwrap(),
+            400,
+            "malformed_json",
+        ),
+        (
+            raw("{\"sql\": \"SELECT 1\"}", "application/json")
+                .await
+                .unwrap(),
+            400,
+            "invalid_request",
+        ),
+        (
+            raw(
+                "{\"problem_id\": \"one\", \"sql\": \"SELECT 1\"}",
+                "application/json",
+            )
+            .await
+            .unwrap(),
+            400,
+            "invalid_request",
+        ),
+        (
+            raw("problem_id=1", "application/x-www-form-urlencoded")
+                .await
+                .unwrap(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            app.submit(&token, 987654, "SELECT 1").await,
+            404,
+            "not_found",
+        ),
         (app.submit(&token, uk, "   ").await, 400, "invalid_request"),
-        (app.submit(&token, uk, &format!("SELECT 1 -- {}", "x".repeat(70_000))).await, 413, "payload_too_large"),
-        (app.submit(&token, uk, &"x".repeat(600_000)).await, 413, "payload_too_large"),
-        (app.post_json("/problems/submit", Some(&token), &json!({"problem_id": uk, "sql": "SELECT 1", "user_id": me["user_id"].as_i64().unwrap() + 1})).await, 403, "forbidden"),
-        (app.post_json("/problems/submit", None, &json!({"problem_id": uk, "sql": "SELECT 1"})).await, 401, "unauthorized"),
-        (app.post_json("/problems/submit", Some("bogus"), &json!({"problem_id": uk, "sql": "SELECT 1"})).await, 401, "unauthorized"),
-        (app.get("/problems/result/not-a-uuid", Some(&token)).await, 404, "not_found"),
-        (app.get("/problems/result/7f0f4a4e-2f6b-4c1e-9d55-2f5d1d7a0a11", Some(&token)).await, 404, "not_found"),
-        (app.get("/users/me/submissions?limit=0", Some(&token)).await, 400, "invalid_request"),
+        (
+            app.submit(&token, uk, &format!("SELECT 1 -- {}", "x".repeat(70_000)))
+                .await,
+            413,
+            "payload_too_large",
+        ),
+        (
+            app.submit(&token, uk, &"x".repeat(600_000)).await,
+            413,
+            "payload_too_large",
+        ),
+        (
+            app.post_json(
+                "/problems/submit",
+                Some(&token),
+                &json!({"problem_id": uk, "sql": "SELECT 1", "user_id": user_id + 1}),
+            )
+            .await,
+            403,
+            "forbidden",
+        ),
+        (
+            app.post_json(
+                "/problems/submit",
+                None,
+                &json!({"problem_id": uk, "sql": "SELECT 1"}),
+            )
+            .await,
+            401,
+            "unauthorized",
+        ),
+        (
+            app.post_json(
+                "/problems/submit",
+                Some("bogus"),
+                &json!({"problem_id": uk, "sql": "SELECT 1"}),
+            )
+            .await,
+            401,
+            "unauthorized",
+        ),
+        (
+            app.get("/problems/result/not-a-uuid", Some(&token)).await,
+            404,
+            "not_found",
+        ),
+        (
+            app.get(
+                "/problems/result/7f0f4a4e-2f6b-4c1e-9d55-2f5d1d7a0a11",
+                Some(&token),
+            )
+            .await,
+            404,
+            "not_found",
+        ),
+        (
+            app.get("/users/me/submissions?limit=0", Some(&token)).await,
+            400,
+            "invalid_request",
+        ),
         (app.get("/no/such/route", None).await, 404, "not_found"),
     ];
     for (i, (res, status, code)) in cases.into_iter().enumerate() {
