@@ -2,6 +2,7 @@
 //! demo loader alike.
 use serde::Deserialize;
 
+use crate::cache::Scope;
 use crate::db::models::{is_unique_violation, Dataset, NewProblem, Problem, TableInfo};
 use crate::db::{self, DbError};
 use crate::error::ApiError;
@@ -205,6 +206,11 @@ pub async fn save_problem(
     match saved {
         Ok(Some(problem)) => {
             state.problems.put(&problem);
+            // A new or renamed topic also changes the leaderboards' topic lists.
+            state
+                .cache
+                .invalidate(&[Scope::Problems, Scope::Leaderboards])
+                .await;
             Ok(problem)
         }
         Ok(None) => Err(ApiError::NotFound("problem")),
@@ -273,6 +279,7 @@ pub async fn load_dataset(
             Err(e) => return Err(e),
         }
     }
+    state.cache.invalidate(&[Scope::Problems]).await;
     Ok(LoadedDataset {
         replaced,
         tables,

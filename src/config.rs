@@ -36,6 +36,8 @@ pub struct RedisSettings {
     pub timeout_ms: u64,
     pub result_ttl_secs: u64,
     pub verdict_cache_ttl_secs: u64,
+    pub api_cache_ttl_secs: u64,
+    pub stats_cache_ttl_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -67,6 +69,7 @@ pub struct AuthSettings {
     pub admin_token: String,
     pub access_ttl_secs: i64,
     pub refresh_ttl_secs: i64,
+    pub last_seen_flush_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,6 +1,7 @@
 //! sqljudge: SQL practice and grading service.
 pub mod actors;
 pub mod auth;
+pub mod cache;
 pub mod catalog;
 pub mod config;
 pub mod db;
@@ -12,4 +13,5 @@ pub mod job;
 pub mod leaderboard;
 pub mod queue;
 pub mod ratelimit;
+pub mod sessions;
 pub mod startup;

@@ -49,12 +49,27 @@ async fn main() -> Result<(), StartupError> {
         }
         Command::Promote { username, revoke } => {
             let pool = prepare_platform_db(&settings.database).await?;
-            let changed = sqljudge::db::run(&pool, move |c| {
-                sqljudge::db::models::User::set_admin(c, &username, !revoke)
+            let sessions = sqljudge::db::run(&pool, move |c| {
+                use sqljudge::db::models::{AuthToken, User};
+                let Some(user) = User::find_by_username(c, &username)? else {
+                    return Ok(None);
+                };
+                User::set_admin(c, &username, !revoke)?;
+                AuthToken::active_of_user(c, user.id).map(Some)
             })
-            .await?;
-            if changed == 0 {
-                return Err("no such user".into());
+            .await?
+            .ok_or("no such user")?;
+            // Logged-in sessions carry the role: drop them from Redis so the next request
+            // reads it from Postgres.
+            let dropped = match sqljudge::queue::RedisQueue::connect(&settings.redis).await {
+                Ok(queue) => queue.drop_sessions(&sessions).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = dropped {
+                log::warn!(
+                    "Redis is unreachable ({e}): the role applies to this user's current \
+                     sessions when they expire or Redis restarts, and to new logins at once"
+                );
             }
         }
     }

@@ -11,7 +11,11 @@
 //!   was down, written to Postgres when it is back.
 //! - `cache:verdict:{problem_id}:{version}:{sha256}` (outcome JSON, 10 min): verdict cache.
 //! - `problems:request:{user_id}:{request_id}` (job id, 24 h): idempotency while Postgres is down.
-//! - `session:{token_hash}` (JSON, short TTL): authenticated callers while Postgres is down.
+//! - `session:{token_hash}` (JSON, TTL = the access token's lifetime): logged-in callers.
+//! - `users:last_seen` (sorted set user id -> unix ms): user activity.
+//! - `cache:api:gen`, `cache:api:gen:{scope}` (counters) and
+//!   `cache:api:{gen}.{scope_gen}:{scope}:{key}` (JSON, short TTL): the API response cache;
+//!   bumping a generation invalidates every response under it.
 //!
 //! Grading is at least once; `Submission::record_result` makes the record exactly once.
 use std::time::Duration;
@@ -73,6 +77,17 @@ impl Keys {
     pub fn session(&self, token_hash: &str) -> String {
         format!("{}session:{token_hash}", self.prefix)
     }
+    /// Invalidates every cached API response when incremented.
+    pub fn api_generation(&self) -> String {
+        format!("{}cache:api:gen", self.prefix)
+    }
+    /// Invalidates the cached API responses of one scope when incremented.
+    pub fn api_scope_generation(&self, scope: &str) -> String {
+        format!("{}cache:api:gen:{scope}", self.prefix)
+    }
+    pub fn last_seen(&self) -> String {
+        format!("{}users:last_seen", self.prefix)
+    }
     /// A reusable verdict, by `grading::fingerprint`.
     pub fn verdict(&self, fingerprint: &str) -> String {
         format!("{}cache:verdict:{fingerprint}", self.prefix)
@@ -116,6 +131,13 @@ if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
   return 1
 end
 return 0";
+
+/// The key a cached API response lives under at the current generations, and the response.
+const CACHED_RESPONSE: &str = r"
+local g = redis.call('GET', KEYS[1]) or '0'
+local s = redis.call('GET', KEYS[2]) or '0'
+local k = ARGV[1] .. 'cache:api:' .. g .. '.' .. s .. ':' .. ARGV[2]
+return {k, redis.call('GET', k)}";
 
 #[derive(Clone)]
 pub struct RedisQueue {
@@ -456,6 +478,68 @@ impl RedisQueue {
             return Ok(());
         }
         self.conn().del(keys).await
+    }
+
+    /// For the API response cache: the key `key` of `scope` has at the current generations, and
+    /// the response stored there.
+    pub async fn cached_response(
+        &self,
+        scope: &str,
+        key: &str,
+    ) -> RedisResult<(String, Option<String>)> {
+        Script::new(CACHED_RESPONSE)
+            .key(self.keys.api_generation())
+            .key(self.keys.api_scope_generation(scope))
+            .arg(&self.keys.prefix)
+            .arg(format!("{scope}:{key}"))
+            .invoke_async(&mut self.conn())
+            .await
+    }
+
+    pub async fn store_response(&self, key: &str, body: &str, ttl_secs: u64) -> RedisResult<()> {
+        self.conn().set_ex(key, body, ttl_secs.max(1)).await
+    }
+
+    /// Invalidates the cached responses of these scopes (or all of them, for `None`).
+    pub async fn bump_generations(&self, scopes: Option<&[String]>) -> RedisResult<()> {
+        let mut pipe = redis::pipe();
+        match scopes {
+            None => {
+                pipe.incr(self.keys.api_generation(), 1).ignore();
+            }
+            Some(scopes) => {
+                for scope in scopes {
+                    pipe.incr(self.keys.api_scope_generation(scope), 1).ignore();
+                }
+            }
+        }
+        pipe.query_async(&mut self.conn()).await
+    }
+
+    /// Records activity: a user's last-seen time only ever moves forward.
+    pub async fn record_last_seen(&self, seen: &[(i64, i64)]) -> RedisResult<()> {
+        if seen.is_empty() {
+            return Ok(());
+        }
+        let members: Vec<(i64, i64)> = seen.iter().map(|&(user, ms)| (ms, user)).collect();
+        redis::cmd("ZADD")
+            .arg(self.keys.last_seen())
+            .arg("GT")
+            .arg(members)
+            .query_async(&mut self.conn())
+            .await
+    }
+
+    /// A user's last-seen time (unix ms).
+    pub async fn last_seen(&self, user_id: i64) -> RedisResult<Option<i64>> {
+        self.conn().zscore(self.keys.last_seen(), user_id).await
+    }
+
+    /// Users seen since `since_ms` (unix ms).
+    pub async fn active_since(&self, since_ms: i64) -> RedisResult<u64> {
+        self.conn()
+            .zcount(self.keys.last_seen(), since_ms, "+inf")
+            .await
     }
 
     /// (waiting live, waiting in the background, in flight)

@@ -15,6 +15,7 @@ use crate::actors::health::{HealthMonitor, HealthState};
 use crate::actors::leaderboard::LeaderboardActor;
 use crate::actors::redis_queue::RedisQueueActor;
 use crate::actors::submission::SubmissionActor;
+use crate::cache::ResponseCache;
 use crate::catalog::ProblemCache;
 use crate::config::{DatabaseSettings, Settings};
 use crate::db::models::Problem;
@@ -23,6 +24,7 @@ use crate::grading::sandbox::{Sandbox, Slot};
 use crate::http;
 use crate::queue::RedisQueue;
 use crate::ratelimit::RateLimiter;
+use crate::sessions::Sessions;
 
 pub type StartupError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -39,6 +41,8 @@ pub struct AppState {
     pub executors: ExecutorPool,
     pub problems: Arc<ProblemCache>,
     pub limiter: RateLimiter,
+    pub cache: ResponseCache,
+    pub sessions: Arc<Sessions>,
     /// Fallback submissions moved back to Redis since start.
     pub recovered: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -82,12 +86,21 @@ impl Application {
             problems.put(&problem);
         }
         let recovered = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let cache = ResponseCache::new(
+            queue.clone(),
+            health.clone(),
+            settings.redis.api_cache_ttl_secs,
+            settings.redis.stats_cache_ttl_secs,
+        );
+        let sessions = Sessions::new(queue.clone(), pool.clone(), health.clone());
+        sessions.start_flushing(Duration::from_millis(settings.auth.last_seen_flush_ms));
 
         let leaderboard = {
             let actor = LeaderboardActor {
                 queue: queue.clone(),
                 pool: pool.clone(),
                 health: health.clone(),
+                cache: cache.clone(),
                 rebuilding: false,
             };
             Supervisor::start(move |_| actor)
@@ -169,6 +182,8 @@ impl Application {
             executors,
             problems,
             recovered,
+            cache,
+            sessions,
         });
         let max_json = state.settings.server.max_json_bytes;
         let workers = state.settings.server.http_workers;

@@ -118,6 +118,40 @@ impl Default for HealthState {
     }
 }
 
+/// State kept in Redis that may have gone stale while Redis was unreachable (cached responses,
+/// sessions revoked meanwhile) is trusted only after a resync that ran during Redis's current
+/// up-period; until then callers go to Postgres.
+#[derive(Debug, Default)]
+pub struct Resync {
+    /// The `since` of the up-period the last successful resync ran in.
+    synced_for: std::sync::Mutex<Option<DateTime<Utc>>>,
+    running: std::sync::atomic::AtomicBool,
+}
+
+impl Resync {
+    pub fn trusted(&self, health: &HealthState) -> bool {
+        let redis = health.redis();
+        redis.up && *self.synced_for.lock().expect("resync lock") == Some(redis.since)
+    }
+
+    /// When Redis is up but not resynced and no resync is under way: the up-period to resync
+    /// for. The caller runs the resync and reports it with `finish`.
+    pub fn begin(&self, health: &HealthState) -> Option<DateTime<Utc>> {
+        let redis = health.redis();
+        if !redis.up || self.trusted(health) || self.running.swap(true, Ordering::AcqRel) {
+            return None;
+        }
+        Some(redis.since)
+    }
+
+    pub fn finish(&self, up_since: DateTime<Utc>, ok: bool) {
+        if ok {
+            *self.synced_for.lock().expect("resync lock") = Some(up_since);
+        }
+        self.running.store(false, Ordering::Release);
+    }
+}
+
 pub struct HealthMonitor {
     pub state: Arc<HealthState>,
     pub queue: RedisQueue,

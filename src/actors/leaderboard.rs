@@ -9,6 +9,7 @@ use actix::prelude::*;
 use chrono::Utc;
 
 use super::health::{Backend, BackendChanged, HealthState};
+use crate::cache::{ResponseCache, Scope};
 use crate::db::models::{Problem, Standing};
 use crate::db::{self, PgPool};
 use crate::leaderboard;
@@ -18,6 +19,7 @@ pub struct LeaderboardActor {
     pub queue: RedisQueue,
     pub pool: PgPool,
     pub health: Arc<HealthState>,
+    pub cache: ResponseCache,
     pub rebuilding: bool,
 }
 
@@ -36,6 +38,7 @@ impl LeaderboardActor {
         }
         self.rebuilding = true;
         let (queue, pool, health) = (self.queue.clone(), self.pool.clone(), self.health.clone());
+        let cache = self.cache.clone();
         let work = async move {
             let started = Instant::now();
             let snapshot_at = Utc::now();
@@ -56,6 +59,7 @@ impl LeaderboardActor {
             {
                 rescore(&queue, &pool, user_id).await?;
             }
+            cache.invalidate(&[Scope::Leaderboards]).await;
             log::info!(
                 "leaderboards rebuilt from Postgres: {} standings on {boards} boards in {} ms",
                 standings.len(),
@@ -116,9 +120,12 @@ impl Handler<Rescore> for LeaderboardActor {
             return; // the rebuild when Redis returns covers it
         }
         let (queue, pool, health) = (self.queue.clone(), self.pool.clone(), self.health.clone());
+        let cache = self.cache.clone();
         ctx.spawn(
             async move {
-                if let Err(e) = rescore(&queue, &pool, user_id).await {
+                let result = rescore(&queue, &pool, user_id).await;
+                cache.invalidate(&[Scope::Leaderboards]).await;
+                if let Err(e) = result {
                     if !health.redis_up() || !health.postgres_up() {
                         return; // the rebuild when it is back covers it
                     }

@@ -101,6 +101,7 @@ diesel::table! {
         password_hash -> Text,
         is_admin -> Bool,
         created_at -> Timestamptz,
+        last_seen_at -> Nullable<Timestamptz>,
     }
 }
 

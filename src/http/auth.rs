@@ -8,6 +8,7 @@ use crate::auth::{hash_password, new_token, token_hash, verify_password};
 use crate::db::models::{is_unique_violation, AuthToken, NewUser, User, ACCESS, REFRESH};
 use crate::db::{self, DbError};
 use crate::error::ApiError;
+use crate::sessions::{Account, Session};
 use crate::startup::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -122,8 +123,10 @@ async fn register(
     }
 }
 
-/// Issues an access and a refresh token for a login (`family`), storing only their hashes.
-async fn issue(state: &AppState, user_id: i64, family: Uuid) -> Result<Tokens, ApiError> {
+/// Issues an access and a refresh token for a login (`family`), storing only their hashes;
+/// the access token's session also goes to Redis.
+async fn issue(state: &AppState, user: &User, family: Uuid) -> Result<Tokens, ApiError> {
+    let user_id = user.id;
     let (access, refresh) = (new_token(), new_token());
     let auth = &state.settings.auth;
     let rows = [
@@ -142,7 +145,14 @@ async fn issue(state: &AppState, user_id: i64, family: Uuid) -> Result<Tokens, A
             auth.refresh_ttl_secs,
         ),
     ];
+    let session = Session {
+        account: Account::from(user),
+        family,
+        expires_at: rows[0].expires_at,
+    };
+    let access_hash = rows[0].token_hash.clone();
     db::run(&state.pool, move |c| AuthToken::insert_all(c, &rows)).await?;
+    state.sessions.store(&access_hash, &session).await;
     Ok(Tokens {
         access_token: access,
         refresh_token: refresh,
@@ -172,7 +182,7 @@ async fn login(
     .await
     .map_err(ApiError::internal)?;
     let user = user.filter(|_| verified).ok_or_else(invalid)?;
-    Ok(HttpResponse::Ok().json(issue(&state, user.id, Uuid::new_v4()).await?))
+    Ok(HttpResponse::Ok().json(issue(&state, &user, Uuid::new_v4()).await?))
 }
 
 async fn refresh(
@@ -183,23 +193,20 @@ async fn refresh(
     limit_client(&state, &req).await?;
     let hash = token_hash(&body.refresh_token);
     let used = db::run(&state.pool, move |c| {
-        let Some((token, _user)) = AuthToken::find_active(c, &hash, REFRESH)? else {
+        let Some((token, user)) = AuthToken::find_active(c, &hash, REFRESH)? else {
             return Ok(None);
         };
         // Revoking first makes a refresh token single-use even under concurrent refreshes.
-        Ok(AuthToken::revoke(c, &hash)?.then_some(token))
+        Ok(AuthToken::revoke(c, &hash)?.then_some((token, user)))
     })
     .await?;
-    let token = used.ok_or_else(|| {
+    let (token, user) = used.ok_or_else(|| {
         ApiError::Unauthorized("invalid, expired or already used refresh token".into())
     })?;
-    Ok(HttpResponse::Ok().json(issue(&state, token.user_id, token.family).await?))
+    Ok(HttpResponse::Ok().json(issue(&state, &user, token.family).await?))
 }
 
 async fn logout(state: web::Data<AppState>, caller: AuthUser) -> Result<HttpResponse, ApiError> {
-    db::run(&state.pool, move |c| {
-        AuthToken::revoke_family(c, caller.family)
-    })
-    .await?;
+    state.sessions.revoke_family(caller.family).await?;
     Ok(HttpResponse::NoContent().finish())
 }

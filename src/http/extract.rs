@@ -4,47 +4,10 @@ use actix_web::{web, FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
 use uuid::Uuid;
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-
-use crate::actors::health::Backend;
 use crate::auth::{constant_time_eq, token_hash};
-use crate::db;
-use crate::db::models::{AuthToken, User, ACCESS};
 use crate::error::ApiError;
+pub use crate::sessions::Account;
 use crate::startup::AppState;
-
-/// The account behind a token, as cached in Redis (`session:{hash}`) for Postgres outages.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Account {
-    pub id: i64,
-    pub username: String,
-    pub email: String,
-    pub is_admin: bool,
-    pub created_at: DateTime<Utc>,
-}
-
-impl From<&User> for Account {
-    fn from(u: &User) -> Self {
-        Account {
-            id: u.id,
-            username: u.username.clone(),
-            email: u.email.clone(),
-            is_admin: u.is_admin,
-            created_at: u.created_at,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Session {
-    account: Account,
-    family: Uuid,
-    expires_at: DateTime<Utc>,
-}
-
-/// How long a validated token may be honoured from Redis while Postgres is unreachable.
-const SESSION_CACHE_SECS: i64 = 300;
 
 /// An authenticated caller: a user (with the login the token belongs to), or the holder of
 /// the configured admin token.
@@ -95,43 +58,12 @@ pub async fn authenticate(state: &AppState, token: String) -> Result<Principal, 
             is_admin: true,
         });
     }
-    let hash = token_hash(&token);
-    // Postgres decides whenever it answers, so a revoked token never outlives its revocation.
-    let lookup = hash.clone();
-    let session = match db::run(&state.pool, move |c| {
-        AuthToken::find_active(c, &lookup, ACCESS)
-    })
-    .await
-    {
-        Ok(Some((token, user))) => {
-            let session = Session {
-                account: Account::from(&user),
-                family: token.family,
-                expires_at: token.expires_at,
-            };
-            let ttl = (token.expires_at - Utc::now())
-                .num_seconds()
-                .clamp(1, SESSION_CACHE_SECS);
-            if state.health.redis_up() {
-                // Off the request path: a hanging Redis must not slow authentication down.
-                let (queue, health, cached) =
-                    (state.queue.clone(), state.health.clone(), session.clone());
-                actix_web::rt::spawn(async move {
-                    if let Err(e) = queue.cache_session(&hash, &cached, ttl as u64).await {
-                        health.report_failure(Backend::Redis, e);
-                    }
-                });
-            }
-            session
-        }
-        Ok(None) => return Err(ApiError::Unauthorized("invalid or expired token".into())),
-        Err(e) if e.is_unavailable() => match state.queue.session::<Session>(&hash).await {
-            Ok(Some(s)) if s.expires_at > Utc::now() => s,
-            Ok(_) => return Err(ApiError::Unauthorized("invalid or expired token".into())),
-            Err(_) => return Err(e.into()),
-        },
-        Err(e) => return Err(e.into()),
-    };
+    let session = state
+        .sessions
+        .lookup(&token_hash(&token))
+        .await?
+        .ok_or_else(|| ApiError::Unauthorized("invalid or expired token".into()))?;
+    state.sessions.touch(session.account.id);
     Ok(Principal {
         is_admin: session.account.is_admin,
         user: Some(session.account),

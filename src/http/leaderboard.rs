@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::page;
 use crate::actors::health::Backend;
+use crate::cache::Scope;
 use crate::db;
 use crate::db::models::{Problem, RankedRow, User};
 use crate::error::ApiError;
@@ -57,7 +58,7 @@ async fn global(
     state: web::Data<AppState>,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
-    board(&state, None, &query).await
+    cached_board(&state, None, &query).await
 }
 
 async fn topic(
@@ -72,15 +73,33 @@ async fn topic(
             return Err(ApiError::NotFound("topic"));
         }
     }
-    board(&state, Some(&topic), &query).await
+    cached_board(&state, Some(&topic), &query).await
 }
 
-async fn board(
+async fn cached_board(
     state: &AppState,
     topic: Option<&str>,
     query: &PageQuery,
 ) -> Result<HttpResponse, ApiError> {
     let (limit, offset) = page(query.limit, query.offset, 10, 100)?;
+    let key = match topic {
+        None => format!("global:{limit}:{offset}"),
+        Some(t) => format!("topic:{limit}:{offset}:{t}"),
+    };
+    state
+        .cache
+        .json(Scope::Leaderboards, &key, || {
+            board(state, topic, limit, offset)
+        })
+        .await
+}
+
+async fn board(
+    state: &AppState,
+    topic: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> Result<serde_json::Value, ApiError> {
     if state.health.redis_up() {
         match leaderboard::page(&state.queue, topic, limit, offset).await {
             Ok((rows, total)) => {
@@ -105,8 +124,7 @@ async fn board(
                         score,
                     })
                     .collect();
-                return Ok(HttpResponse::Ok()
-                    .json(serde_json::json!({"entries": entries, "total": total})));
+                return Ok(serde_json::json!({"entries": entries, "total": total}));
             }
             Err(e) => state.health.report_failure(Backend::Redis, e),
         }
@@ -126,11 +144,20 @@ async fn board(
             score: r.score,
         })
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({"entries": entries, "total": total})))
+    Ok(serde_json::json!({"entries": entries, "total": total}))
 }
 
 async fn user(state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     let user_id = id.into_inner();
+    state
+        .cache
+        .json(Scope::Leaderboards, &format!("user:{user_id}"), || {
+            user_places(&state, user_id)
+        })
+        .await
+}
+
+async fn user_places(state: &AppState, user_id: i64) -> Result<serde_json::Value, ApiError> {
     let (user, topics) = db::run(&state.pool, move |c| {
         Ok((User::find(c, user_id)?, Problem::topics(c)?))
     })
@@ -166,7 +193,7 @@ async fn user(state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpResp
         .zip(places)
         .map(|(t, p)| (t, serde_json::to_value(Place::from(p)).expect("serialises")))
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({
+    Ok(serde_json::json!({
         "user_id": user.id, "username": user.username, "global": global, "topics": topics,
-    })))
+    }))
 }

@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use super::extract::{AuthUser, Principal};
 use crate::actors::submission::Submit;
+use crate::cache::Scope;
 use crate::db;
 use crate::db::models::{Problem, Submission};
 use crate::error::ApiError;
@@ -76,17 +77,34 @@ async fn list(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let topic = query.into_inner().topic;
-    let problems = db::run(&state.pool, move |c| Problem::list(c, topic.as_deref())).await?;
-    let items: Vec<ProblemSummary> = problems.iter().map(Into::into).collect();
-    Ok(HttpResponse::Ok().json(items))
+    let key = match &topic {
+        None => "list".to_string(),
+        Some(t) => format!("list:topic:{t}"),
+    };
+    state
+        .cache
+        .json(Scope::Problems, &key, || async {
+            let problems =
+                db::run(&state.pool, move |c| Problem::list(c, topic.as_deref())).await?;
+            Ok(problems
+                .iter()
+                .map(ProblemSummary::from)
+                .collect::<Vec<_>>())
+        })
+        .await
 }
 
 async fn detail(state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let problem = db::run(&state.pool, move |c| Problem::find(c, id))
-        .await?
-        .ok_or(ApiError::NotFound("problem"))?;
-    Ok(HttpResponse::Ok().json(ProblemDetail::from(&problem)))
+    state
+        .cache
+        .json(Scope::Problems, &format!("detail:{id}"), || async {
+            let problem = db::run(&state.pool, move |c| Problem::find(c, id))
+                .await?
+                .ok_or(ApiError::NotFound("problem"))?;
+            Ok(ProblemDetail::from(&problem))
+        })
+        .await
 }
 
 #[derive(Deserialize)]

@@ -16,12 +16,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 async fn me(state: web::Data<AppState>, caller: AuthUser) -> Result<HttpResponse, ApiError> {
+    // Not cached: a user expects their own solve to show at once.
     let id = caller.user.id;
     let solved = db::run(&state.pool, move |c| User::solved_count(c, id)).await?;
+    let last_seen_at = state.sessions.last_seen(id).await?;
     let u = caller.user;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "user_id": u.id, "username": u.username, "email": u.email,
         "created_at": u.created_at, "solved": solved, "is_admin": u.is_admin,
+        "last_seen_at": last_seen_at,
     })))
 }
 

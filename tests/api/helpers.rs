@@ -103,6 +103,7 @@ impl TestApp {
                 auth_burst: 100_000,
             });
         settings.health.interval_ms = 200;
+        settings.auth.last_seen_flush_ms = 100;
         let sandbox_url = settings.sandbox.url.clone();
         let admin_token = settings.auth.admin_token.clone();
         let app = Application::build(settings)

@@ -8,4 +8,5 @@ mod ratelimit;
 mod rejudge;
 mod resilience;
 mod sandbox_attacks;
+mod speed_layer;
 mod submissions;

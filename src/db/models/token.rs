@@ -70,6 +70,28 @@ impl AuthToken {
         .map(|n| n == 1)
     }
 
+    /// Access tokens revoked before they expired: what a Redis that missed the revocation
+    /// may still hold.
+    pub fn revoked_unexpired(conn: &mut PgConnection) -> QueryResult<Vec<String>> {
+        auth_tokens::table
+            .filter(auth_tokens::revoked_at.is_not_null())
+            .filter(auth_tokens::kind.eq(ACCESS))
+            .filter(auth_tokens::expires_at.gt(Utc::now()))
+            .select(auth_tokens::token_hash)
+            .load(conn)
+    }
+
+    /// A user's active access tokens.
+    pub fn active_of_user(conn: &mut PgConnection, user_id: i64) -> QueryResult<Vec<String>> {
+        auth_tokens::table
+            .filter(auth_tokens::user_id.eq(user_id))
+            .filter(auth_tokens::kind.eq(ACCESS))
+            .filter(auth_tokens::revoked_at.is_null())
+            .filter(auth_tokens::expires_at.gt(Utc::now()))
+            .select(auth_tokens::token_hash)
+            .load(conn)
+    }
+
     /// Revokes every token of a login; returns their hashes.
     pub fn revoke_family(conn: &mut PgConnection, family: Uuid) -> QueryResult<Vec<String>> {
         diesel::update(

@@ -61,6 +61,42 @@ impl User {
             .execute(conn)
     }
 
+    /// Moves users' last-seen times forward (never back: instances flush independently).
+    pub fn record_last_seen(
+        conn: &mut PgConnection,
+        seen: &[(i64, DateTime<Utc>)],
+    ) -> QueryResult<()> {
+        conn.transaction(|c| {
+            for &(id, at) in seen {
+                diesel::update(
+                    users::table
+                        .find(id)
+                        .filter(users::last_seen_at.is_null().or(users::last_seen_at.lt(at))),
+                )
+                .set(users::last_seen_at.eq(at))
+                .execute(c)?;
+            }
+            Ok(())
+        })
+    }
+
+    pub fn last_seen(conn: &mut PgConnection, id: i64) -> QueryResult<Option<DateTime<Utc>>> {
+        users::table
+            .find(id)
+            .select(users::last_seen_at)
+            .first(conn)
+            .optional()
+            .map(Option::flatten)
+    }
+
+    /// Users seen since `since`.
+    pub fn active_since(conn: &mut PgConnection, since: DateTime<Utc>) -> QueryResult<i64> {
+        users::table
+            .filter(users::last_seen_at.ge(since))
+            .count()
+            .get_result(conn)
+    }
+
     /// Distinct problems solved: the first-solve record decides.
     pub fn solved_count(conn: &mut PgConnection, id: i64) -> QueryResult<i64> {
         first_solves::table

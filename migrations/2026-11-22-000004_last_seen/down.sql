@@ -1,0 +1,2 @@
+DROP INDEX auth_tokens_revoked_idx;
+ALTER TABLE users DROP COLUMN last_seen_at;
