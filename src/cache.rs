@@ -23,7 +23,8 @@ pub enum Scope {
     Problems,
     /// Every leaderboard, and users' public standings (`/leaderboard/user/{id}`).
     Leaderboards,
-    /// Queue and dashboard statistics: time-based, never invalidated.
+    /// Figures shared by every instance's queue statistics (queue depths, fallback backlog,
+    /// Redis memory): time-based, never invalidated.
     Stats,
 }
 
@@ -77,23 +78,58 @@ impl ResponseCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, ApiError>>,
     {
+        let (body, cache) = self.body(scope, key, compute).await?;
+        Ok(HttpResponse::Ok()
+            .content_type("application/json")
+            .insert_header((CACHE_HEADER, cache))
+            .body(body))
+    }
+
+    /// The same, as a value to build a larger response from.
+    pub async fn value<T, F, Fut>(
+        &self,
+        scope: Scope,
+        key: &str,
+        compute: F,
+    ) -> Result<serde_json::Value, ApiError>
+    where
+        T: Serialize,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, ApiError>>,
+    {
+        let (body, _) = self.body(scope, key, compute).await?;
+        serde_json::from_str(&body).map_err(ApiError::internal)
+    }
+
+    /// The JSON body, and where it came from (`hit`, `miss` or `bypass`).
+    async fn body<T, F, Fut>(
+        &self,
+        scope: Scope,
+        key: &str,
+        compute: F,
+    ) -> Result<(String, &'static str), ApiError>
+    where
+        T: Serialize,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, ApiError>>,
+    {
         if !self.ready() {
-            return Ok(respond(to_json(&compute().await?)?, "bypass"));
+            return Ok((to_json(&compute().await?)?, "bypass"));
         }
         let (slot, cached) = match self.queue.cached_response(&scope.name(), key).await {
             Ok(found) => found,
             Err(e) => {
                 self.health.report_failure(Backend::Redis, e);
-                return Ok(respond(to_json(&compute().await?)?, "bypass"));
+                return Ok((to_json(&compute().await?)?, "bypass"));
             }
         };
         if let Some(body) = cached {
-            return Ok(respond(body, "hit"));
+            return Ok((body, "hit"));
         }
         let body = to_json(&compute().await?)?;
         if !self.health.postgres_up() {
             // Computed without Postgres (e.g. a leaderboard without names): not worth keeping.
-            return Ok(respond(body, "bypass"));
+            return Ok((body, "bypass"));
         }
         let ttl = match scope {
             Scope::Stats => self.stats_ttl_secs,
@@ -106,7 +142,7 @@ impl ResponseCache {
                 health.report_failure(Backend::Redis, e);
             }
         });
-        Ok(respond(body, "miss"))
+        Ok((body, "miss"))
     }
 
     /// Called after a write that changes what these scopes' responses show.
@@ -144,11 +180,4 @@ impl ResponseCache {
 
 fn to_json<T: Serialize>(value: &T) -> Result<String, ApiError> {
     serde_json::to_string(value).map_err(ApiError::internal)
-}
-
-fn respond(body: String, cache: &'static str) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .insert_header((CACHE_HEADER, cache))
-        .body(body)
 }

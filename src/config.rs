@@ -12,6 +12,17 @@ pub struct Settings {
     pub auth: AuthSettings,
     pub health: HealthSettings,
     pub rate_limit: RateLimitSettings,
+    pub websocket: WebSocketSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct WebSocketSettings {
+    pub heartbeat_ms: u64,
+    pub client_timeout_ms: u64,
+    pub send_timeout_ms: u64,
+    /// Events a connection may fall behind by before it is closed.
+    pub buffer: usize,
+    pub stats_interval_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

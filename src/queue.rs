@@ -12,6 +12,7 @@
 //! - `cache:verdict:{problem_id}:{version}:{sha256}` (outcome JSON, 10 min): verdict cache.
 //! - `problems:request:{user_id}:{request_id}` (job id, 24 h): idempotency while Postgres is down.
 //! - `session:{token_hash}` (JSON, TTL = the access token's lifetime): logged-in callers.
+//! - `events` (pub/sub channel): submission events for `/ws` (see `events`).
 //! - `users:last_seen` (sorted set user id -> unix ms): user activity.
 //! - `cache:api:gen`, `cache:api:gen:{scope}` (counters) and
 //!   `cache:api:{gen}.{scope_gen}:{scope}:{key}` (JSON, short TTL): the API response cache;
@@ -25,7 +26,8 @@ use redis::{AsyncCommands, AsyncConnectionConfig, Direction, RedisResult, Script
 use uuid::Uuid;
 
 use crate::config::RedisSettings;
-use crate::job::{Job, Status};
+use crate::events::{progress_event, submission_event};
+use crate::job::{Job, Status, SubmissionResult};
 
 #[derive(Clone)]
 pub struct Keys {
@@ -84,6 +86,10 @@ impl Keys {
     /// Invalidates the cached API responses of one scope when incremented.
     pub fn api_scope_generation(&self, scope: &str) -> String {
         format!("{}cache:api:gen:{scope}", self.prefix)
+    }
+    /// The pub/sub channel of submission events.
+    pub fn events(&self) -> String {
+        format!("{}events", self.prefix)
     }
     pub fn last_seen(&self) -> String {
         format!("{}users:last_seen", self.prefix)
@@ -209,6 +215,8 @@ impl RedisQueue {
                 self.keys.queue_for(job),
                 serde_json::to_string(job).expect("job serialises"),
             )
+            .ignore()
+            .publish(self.keys.events(), progress_event(job, Status::Queued))
             .ignore();
             if let Some(request_id) = &job.request_id {
                 pipe.set_ex(
@@ -263,7 +271,8 @@ impl RedisQueue {
     }
 
     /// Marks a taken job as running under a lease; returns how many times it was taken.
-    pub async fn start(&self, job_id: Uuid, lease: Duration) -> RedisResult<u32> {
+    pub async fn start(&self, job: &Job, lease: Duration) -> RedisResult<u32> {
+        let job_id = job.job_id;
         let (attempts,): (u32,) = redis::pipe()
             .atomic()
             .pset_ex(self.keys.lease(job_id), 1, lease.as_millis() as u64)
@@ -275,6 +284,8 @@ impl RedisQueue {
             )
             .ignore()
             .hincr(self.keys.processing(job_id), "attempts", 1)
+            .publish(self.keys.events(), progress_event(job, Status::Running))
+            .ignore()
             .query_async(&mut self.conn())
             .await?;
         Ok(attempts)
@@ -292,10 +303,11 @@ impl RedisQueue {
     pub async fn complete(
         &self,
         item: &str,
-        job_id: Uuid,
-        result_json: &str,
+        result: &SubmissionResult,
         unrecorded: Option<&Unpersisted>,
     ) -> RedisResult<()> {
+        let job_id = result.job_id;
+        let result_json = serde_json::to_string(result).expect("result serialises");
         let mut pipe = redis::pipe();
         pipe.atomic();
         if let Some(record) = unrecorded {
@@ -304,6 +316,8 @@ impl RedisQueue {
                 .ignore();
         }
         pipe.set_ex(self.keys.result(job_id), result_json, self.result_ttl_secs)
+            .ignore()
+            .publish(self.keys.events(), submission_event(result))
             .ignore()
             .del(&[self.keys.processing(job_id), self.keys.lease(job_id)])
             .ignore()
@@ -540,6 +554,30 @@ impl RedisQueue {
         self.conn()
             .zcount(self.keys.last_seen(), since_ms, "+inf")
             .await
+    }
+
+    pub async fn publish_event(&self, json: &str) -> RedisResult<()> {
+        self.conn().publish(self.keys.events(), json).await
+    }
+
+    /// A connection of its own for a subscription (pub/sub connections do not reconnect).
+    pub async fn pubsub(&self) -> RedisResult<redis::aio::PubSub> {
+        self.client.get_async_pubsub().await
+    }
+
+    /// Bytes Redis uses (`INFO memory`), and its `maxmemory` (0: unlimited).
+    pub async fn memory(&self) -> RedisResult<(u64, u64)> {
+        let info: String = redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut self.conn())
+            .await?;
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        Ok((field("used_memory"), field("maxmemory")))
     }
 
     /// (waiting live, waiting in the background, in flight)

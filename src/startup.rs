@@ -20,11 +20,14 @@ use crate::catalog::ProblemCache;
 use crate::config::{DatabaseSettings, Settings};
 use crate::db::models::Problem;
 use crate::db::{self, PgPool};
+use crate::events::EventBus;
 use crate::grading::sandbox::{Sandbox, Slot};
 use crate::http;
+use crate::metrics::Metrics;
 use crate::queue::RedisQueue;
 use crate::ratelimit::RateLimiter;
 use crate::sessions::Sessions;
+use crate::stats::GradingStats;
 
 pub type StartupError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -43,8 +46,9 @@ pub struct AppState {
     pub limiter: RateLimiter,
     pub cache: ResponseCache,
     pub sessions: Arc<Sessions>,
-    /// Fallback submissions moved back to Redis since start.
-    pub recovered: Arc<std::sync::atomic::AtomicU64>,
+    pub events: Arc<EventBus>,
+    pub metrics: Arc<Metrics>,
+    pub stats: Arc<GradingStats>,
 }
 
 pub struct Application {
@@ -85,7 +89,10 @@ impl Application {
         for problem in db::run(&pool, |c| Problem::list(c, None)).await? {
             problems.put(&problem);
         }
-        let recovered = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let metrics = Arc::new(Metrics::new());
+        let stats = Arc::new(GradingStats::default());
+        let events = EventBus::new(queue.clone(), health.clone(), settings.websocket.buffer);
+        events.start_subscriber();
         let cache = ResponseCache::new(
             queue.clone(),
             health.clone(),
@@ -120,7 +127,7 @@ impl Application {
                 queue.clone(),
                 pool.clone(),
                 health.clone(),
-                recovered.clone(),
+                metrics.recovered.clone(),
             );
             Supervisor::start(move |_| actor)
         };
@@ -132,6 +139,9 @@ impl Application {
             problems: problems.clone(),
             sandbox: sandbox.clone(),
             settings: settings.executor.clone(),
+            events: events.clone(),
+            metrics: metrics.clone(),
+            stats: stats.clone(),
         });
         {
             let monitor = HealthMonitor {
@@ -150,6 +160,8 @@ impl Application {
                     * 3
                     + 10_000) as i64,
                 probing: false,
+                events: events.clone(),
+                announced: None,
             };
             Supervisor::start(move |_| monitor);
         }
@@ -163,6 +175,8 @@ impl Application {
                 health: health.clone(),
                 problems: problems.clone(),
                 max_sql_bytes: settings.sandbox.max_sql_bytes,
+                events: events.clone(),
+                metrics: metrics.clone(),
             };
             Supervisor::start(move |_| actor)
         };
@@ -181,16 +195,23 @@ impl Application {
             health,
             executors,
             problems,
-            recovered,
             cache,
             sessions,
+            events,
+            metrics,
+            stats,
         });
+        http::status::start_stats_events(
+            state.clone(),
+            Duration::from_millis(state.settings.websocket.stats_interval_ms),
+        );
         let max_json = state.settings.server.max_json_bytes;
         let workers = state.settings.server.http_workers;
         let data = state.clone();
         let mut server = HttpServer::new(move || {
             App::new()
                 .wrap(ErrorHandlers::new().default_handler(http::json_errors))
+                .wrap(actix_web::middleware::from_fn(http::count_requests))
                 .wrap(Logger::new("%r %s %Dms"))
                 .app_data(data.clone())
                 .configure(|cfg| http::routes(cfg, max_json))

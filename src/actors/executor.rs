@@ -17,9 +17,12 @@ use crate::catalog::ProblemCache;
 use crate::config::ExecutorSettings;
 use crate::db::models::{FallbackSubmission, Submission};
 use crate::db::{self, DbError, PgPool};
+use crate::events::{progress_event, EventBus};
 use crate::grading::{self, sandbox::Sandbox, sandbox::Slot};
 use crate::job::{Job, Outcome, Status, SubmissionResult};
+use crate::metrics::Metrics;
 use crate::queue::{RedisQueue, Unpersisted};
+use crate::stats::GradingStats;
 
 /// What the health monitor and statistics see of one executor.
 #[derive(Default)]
@@ -38,6 +41,9 @@ pub struct ExecutorDeps {
     pub problems: Arc<ProblemCache>,
     pub sandbox: Arc<Sandbox>,
     pub settings: ExecutorSettings,
+    pub events: Arc<EventBus>,
+    pub metrics: Arc<Metrics>,
+    pub stats: Arc<GradingStats>,
 }
 
 pub struct ExecutorActor {
@@ -200,7 +206,7 @@ async fn work_loop(index: usize, deps: Arc<ExecutorDeps>, status: Arc<ExecutorSt
 async fn handle(deps: &ExecutorDeps, slot: &mut Slot, job: Job, source: Source) {
     let lease = Duration::from_millis(deps.settings.lease_ms);
     let attempts = match &source {
-        Source::Redis(_) => match deps.queue.start(job.job_id, lease).await {
+        Source::Redis(_) => match deps.queue.start(&job, lease).await {
             Ok(n) => n,
             Err(e) => {
                 log::warn!(
@@ -210,7 +216,12 @@ async fn handle(deps: &ExecutorDeps, slot: &mut Slot, job: Job, source: Source) 
                 return;
             }
         },
-        Source::Postgres { attempts } => *attempts,
+        Source::Postgres { attempts } => {
+            deps.events
+                .publish(progress_event(&job, Status::Running))
+                .await;
+            *attempts
+        }
     };
     let outcome = if attempts > deps.settings.max_attempts {
         Some(Outcome::verdict(
@@ -283,15 +294,25 @@ async fn release(deps: &ExecutorDeps, job: &Job, source: &Source) {
 
 /// Records the outcome (exactly once) and publishes the result.
 async fn finish(deps: &ExecutorDeps, job: Job, source: Source, outcome: Outcome) {
+    let latency_ms = (chrono::Utc::now() - job.submitted_at)
+        .num_milliseconds()
+        .clamp(0, i64::from(u32::MAX)) as u32;
+    deps.metrics.verdict(outcome.status.as_str(), latency_ms);
+    deps.stats.record(outcome.status.as_str(), latency_ms);
     let item = match source {
         Source::Postgres { .. } => {
-            let (j, o) = (job.clone(), outcome);
+            let (j, o) = (job.clone(), outcome.clone());
             let recorded =
                 db::run(&deps.pool, move |c| FallbackSubmission::complete(c, &j, &o)).await;
-            if let Ok((_, true)) = recorded {
-                deps.leaderboard.do_send(Rescore {
-                    user_id: job.user_id,
-                });
+            if let Ok((_, first_solve)) = recorded {
+                if first_solve {
+                    deps.leaderboard.do_send(Rescore {
+                        user_id: job.user_id,
+                    });
+                }
+                let mut result = SubmissionResult::graded(&job, &outcome);
+                result.source = "postgres".into();
+                deps.events.publish_submission(&result).await;
             }
             if let Err(e) = recorded {
                 log::warn!(
@@ -307,12 +328,14 @@ async fn finish(deps: &ExecutorDeps, job: Job, source: Source, outcome: Outcome)
     if job.rejudge {
         let (j, o) = (job.clone(), outcome.clone());
         match db::run(&deps.pool, move |c| Submission::record_rejudge(c, &j, &o)).await {
-            Ok(_) => {
-                deps.leaderboard.do_send(Rescore {
-                    user_id: job.user_id,
-                });
-                let result = json(&SubmissionResult::graded(&job, &outcome));
-                if let Err(e) = deps.queue.complete(&item, job.job_id, &result, None).await {
+            Ok(changed) => {
+                if changed {
+                    deps.leaderboard.do_send(Rescore {
+                        user_id: job.user_id,
+                    });
+                }
+                let result = SubmissionResult::graded(&job, &outcome);
+                if let Err(e) = deps.queue.complete(&item, &result, None).await {
                     log::warn!(
                         "rejudge {}: recorded, not published to Redis: {e}",
                         job.job_id
@@ -357,18 +380,15 @@ async fn finish(deps: &ExecutorDeps, job: Job, source: Source, outcome: Outcome)
             }
             let mut result = SubmissionResult::from(&stored);
             result.source = "redis".into();
-            deps.queue
-                .complete(&item, job.job_id, &json(&result), None)
-                .await
+            deps.queue.complete(&item, &result, None).await
         }
         Err(e) if e.is_unavailable() => {
             // Postgres is down: the result waits in Redis and is recorded when it is back.
             deps.health.report_failure(Backend::Postgres, &e);
-            let result = json(&SubmissionResult::graded(&job, &outcome));
+            let result = SubmissionResult::graded(&job, &outcome);
             deps.queue
                 .complete(
                     &item,
-                    job.job_id,
                     &result,
                     Some(&Unpersisted {
                         job: job.clone(),
@@ -387,10 +407,6 @@ async fn finish(deps: &ExecutorDeps, job: Job, source: Source, outcome: Outcome)
         // Recorded in Postgres already: a second grading would find it final and change nothing.
         log::warn!("job {}: result not published to Redis: {e}", job.job_id);
     }
-}
-
-fn json(result: &SubmissionResult) -> String {
-    serde_json::to_string(result).expect("result serialises")
 }
 
 /// `None` when grading could not happen for reasons outside the solution.

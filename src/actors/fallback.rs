@@ -3,7 +3,6 @@
 //! Redis, oldest first, in batches. A job is never lost on the way: a batch is claimed, queued
 //! in Redis, then deleted; if anything fails in between, the claim lapses and the job is taken
 //! again (a duplicate delivery, which the idempotent record absorbs).
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,7 +23,7 @@ pub struct FallbackActor {
     queue: RedisQueue,
     pool: PgPool,
     health: Arc<HealthState>,
-    pub recovered: Arc<AtomicU64>,
+    pub recovered: prometheus::IntCounter,
     recovering: bool,
 }
 
@@ -43,7 +42,7 @@ impl FallbackActor {
         queue: RedisQueue,
         pool: PgPool,
         health: Arc<HealthState>,
-        recovered: Arc<AtomicU64>,
+        recovered: prometheus::IntCounter,
     ) -> Self {
         FallbackActor {
             queue,
@@ -95,7 +94,7 @@ impl FallbackActor {
             moved
         };
         ctx.spawn(pass.into_actor(self).map(|moved, act, _| {
-            act.recovered.fetch_add(moved as u64, Ordering::Relaxed);
+            act.recovered.inc_by(moved as u64);
             act.recovering = false;
         }));
     }

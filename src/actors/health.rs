@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::executor::{ExecutorPool, Restart};
 use crate::db::{self, PgPool};
+use crate::events::EventBus;
 use crate::queue::RedisQueue;
 
 #[derive(Debug, Clone, Serialize)]
@@ -21,8 +22,12 @@ pub struct BackendHealth {
 }
 
 impl BackendHealth {
-    /// Applies a probe; true when the backend flipped up or down.
-    fn update(&mut self, name: &str, probe: Result<f64, String>) -> bool {
+    /// Applies a probe sent at `started`; true when the backend flipped up or down.
+    fn update(&mut self, name: &str, probe: Result<f64, String>, started: DateTime<Utc>) -> bool {
+        if probe.is_ok() && !self.up && self.since > started {
+            // A request met a failure after this probe was sent: the success is stale.
+            return false;
+        }
         let up = probe.is_ok();
         let flipped = up != self.up;
         if flipped {
@@ -95,6 +100,16 @@ impl HealthState {
 
     /// Records a probe (or a failure a request met); true when it flipped the backend.
     pub fn record(&self, backend: Backend, probe: Result<f64, String>) -> bool {
+        self.record_since(backend, probe, Utc::now())
+    }
+
+    /// Records a probe sent at `started`.
+    pub fn record_since(
+        &self,
+        backend: Backend,
+        probe: Result<f64, String>,
+        started: DateTime<Utc>,
+    ) -> bool {
         let lock = match backend {
             Backend::Redis => &self.redis,
             Backend::Postgres => &self.postgres,
@@ -103,7 +118,30 @@ impl HealthState {
             Backend::Redis => "redis",
             Backend::Postgres => "postgres",
         };
-        lock.write().expect("health lock").update(name, probe)
+        lock.write()
+            .expect("health lock")
+            .update(name, probe, started)
+    }
+
+    /// Routing follows Redis: `redis`, or `fallback` (Postgres) while it is down.
+    pub fn mode(&self) -> &'static str {
+        if self.redis_up() {
+            "redis"
+        } else {
+            "fallback"
+        }
+    }
+
+    /// The `health` event of `/ws`.
+    pub fn event_json(&self) -> String {
+        serde_json::json!({
+            "type": "health",
+            "mode": self.mode(),
+            "redis": self.redis(),
+            "postgres": self.postgres(),
+            "at": Utc::now(),
+        })
+        .to_string()
     }
 
     /// A request met a failure: route around the backend now rather than at the next probe.
@@ -164,6 +202,11 @@ pub struct HealthMonitor {
     pub stuck_after_ms: i64,
     /// A probe is under way: the next tick does not start another.
     pub probing: bool,
+    /// Flips are announced to admin connections.
+    pub events: Arc<EventBus>,
+    /// The `since` of both backends when last announced: flips a request reported are
+    /// announced at the next tick too.
+    pub announced: Option<(DateTime<Utc>, DateTime<Utc>)>,
 }
 
 impl HealthMonitor {
@@ -178,6 +221,7 @@ impl HealthMonitor {
             self.pool.clone(),
             self.interval.max(Duration::from_millis(250)),
         );
+        let started = Utc::now();
         let probe = async move {
             let redis = timed(limit, async {
                 queue.probe().await.map_err(|e| e.to_string())
@@ -192,18 +236,28 @@ impl HealthMonitor {
             .await;
             (redis, postgres)
         };
-        ctx.spawn(probe.into_actor(self).map(|(redis, postgres), act, _| {
-            for (backend, probe) in [(Backend::Redis, redis), (Backend::Postgres, postgres)] {
-                let up = probe.is_ok();
-                // A flip either way, also back up after a request reported a failure.
-                if act.state.record(backend, probe) {
-                    for subscriber in &act.subscribers {
-                        subscriber.do_send(BackendChanged { backend, up });
+        ctx.spawn(
+            probe
+                .into_actor(self)
+                .map(move |(redis, postgres), act, _| {
+                    for (backend, probe) in [(Backend::Redis, redis), (Backend::Postgres, postgres)]
+                    {
+                        let up = probe.is_ok();
+                        // A flip either way, also back up after a request reported a failure.
+                        if act.state.record_since(backend, probe, started) {
+                            for subscriber in &act.subscribers {
+                                subscriber.do_send(BackendChanged { backend, up });
+                            }
+                        }
                     }
-                }
-            }
-            act.probing = false;
-        }));
+                    let flips = Some((act.state.redis().since, act.state.postgres().since));
+                    if act.announced != flips {
+                        act.announced = flips;
+                        act.events.local(None, act.state.event_json());
+                    }
+                    act.probing = false;
+                }),
+        );
     }
 
     fn restart_stuck_executors(&self) {

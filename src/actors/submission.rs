@@ -18,8 +18,10 @@ use crate::catalog::ProblemCache;
 use crate::db::models::{NewSubmission, Submission};
 use crate::db::{self, DbError, PgPool};
 use crate::error::ApiError;
+use crate::events::{progress_event, EventBus};
 use crate::grading;
 use crate::job::{Job, Outcome, Status, SubmissionResult};
+use crate::metrics::Metrics;
 use crate::queue::RedisQueue;
 
 pub const MAX_REQUEST_ID_CHARS: usize = 128;
@@ -33,6 +35,8 @@ pub struct SubmissionActor {
     pub health: Arc<HealthState>,
     pub problems: Arc<ProblemCache>,
     pub max_sql_bytes: usize,
+    pub events: Arc<EventBus>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Actor for SubmissionActor {
@@ -59,6 +63,8 @@ pub struct Accepted {
     pub queue: String,
     pub submitted_at: DateTime<Utc>,
     pub result: Option<SubmissionResult>,
+    /// False when an idempotent retry found an earlier submission.
+    pub created: bool,
 }
 
 impl Accepted {
@@ -69,6 +75,7 @@ impl Accepted {
             queue: queue.into(),
             submitted_at: job.submitted_at,
             result: None,
+            created: true,
         }
     }
 
@@ -79,6 +86,7 @@ impl Accepted {
             queue: s.queue.clone(),
             submitted_at: s.created_at,
             result: (s.queue == "cache").then(|| SubmissionResult::from(s)),
+            created: false,
         }
     }
 }
@@ -255,6 +263,7 @@ impl Router {
             if let Ok(Some(existing)) = self.queue.request(job.user_id, request_id).await {
                 return Ok(Accepted {
                     job_id: existing,
+                    created: false,
                     ..Accepted::new(&job, "redis")
                 });
             }
@@ -281,6 +290,7 @@ impl Handler<Submit> for SubmissionActor {
             problems: self.problems.clone(),
         };
         let max = self.max_sql_bytes;
+        let (events, metrics) = (self.events.clone(), self.metrics.clone());
         Box::pin(async move {
             msg.validate(max)?;
             let job = Job {
@@ -293,7 +303,20 @@ impl Handler<Submit> for SubmissionActor {
                 submitted_at: Utc::now().trunc_subsecs(6),
                 rejudge: false,
             };
-            router.route(job).await
+            let accepted = router.route(job.clone()).await?;
+            if accepted.created {
+                metrics
+                    .submissions
+                    .with_label_values(&[&accepted.queue])
+                    .inc();
+                // Redis-queued jobs announce themselves in the enqueue transaction.
+                match (accepted.queue.as_str(), &accepted.result) {
+                    ("postgres", _) => events.publish(progress_event(&job, Status::Queued)).await,
+                    ("cache", Some(result)) => events.publish_submission(result).await,
+                    _ => {}
+                }
+            }
+            Ok(accepted)
         })
     }
 }

@@ -29,7 +29,7 @@ pub struct AuthUser {
 #[derive(Debug, Clone)]
 pub struct Admin;
 
-fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
+pub(crate) fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
     let header = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)

@@ -1,5 +1,4 @@
 //! `GET /health`: backends, routing mode and queue depths.
-use std::sync::atomic::Ordering;
 
 use actix_web::{web, HttpResponse};
 
@@ -34,7 +33,7 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
     let accepting = redis.up || postgres.up;
     let body = serde_json::json!({
         "status": if redis.up && postgres.up { "ok" } else { "degraded" },
-        "mode": if redis.up { "redis" } else { "fallback" },
+        "mode": state.health.mode(),
         "redis": redis,
         "postgres": postgres,
         "queue": {
@@ -42,7 +41,7 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
             "background_pending": background,
             "processing": processing,
             "fallback_pending": fallback_pending,
-            "recovered": state.recovered.load(Ordering::Relaxed),
+            "recovered": state.metrics.recovered.get(),
         },
         "executors": {"total": state.executors.executors.len(), "busy": state.executors.busy()},
     });

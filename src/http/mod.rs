@@ -5,7 +5,9 @@ pub mod extract;
 mod health;
 mod leaderboard;
 mod problems;
+pub mod status;
 mod users;
+mod ws;
 
 use actix_web::dev::ServiceResponse;
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
@@ -25,6 +27,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_json_bytes: usize) {
         .configure(admin::routes)
         .configure(health::routes)
         .configure(leaderboard::routes)
+        .configure(status::routes)
+        .configure(ws::routes)
         .default_service(web::to(|| async {
             ApiError::NotFound("route").error_response()
         }));
@@ -86,6 +90,35 @@ pub fn json_errors<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandler
     let (req, _) = res.into_parts();
     let res = ServiceResponse::new(req, error.error_response());
     Ok(ErrorHandlerResponse::Response(res.map_into_right_body()))
+}
+
+/// Counts every request for `/metrics` by its route pattern (not its path, which would give
+/// one series per id) and status.
+pub async fn count_requests(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let started = std::time::Instant::now();
+    let metrics = req
+        .app_data::<web::Data<crate::startup::AppState>>()
+        .map(|s| s.metrics.clone());
+    let method = req.method().to_string();
+    let res = next.call(req).await?;
+    if let Some(metrics) = metrics {
+        let route = res
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".into());
+        metrics
+            .http_requests
+            .with_label_values(&[method.as_str(), route.as_str(), res.status().as_str()])
+            .inc();
+        metrics
+            .http_seconds
+            .with_label_values(&[route.as_str()])
+            .observe(started.elapsed().as_secs_f64());
+    }
+    Ok(res)
 }
 
 /// Validated `limit`/`offset` paging for the list endpoints.

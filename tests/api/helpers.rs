@@ -28,6 +28,8 @@ pub struct Options {
     pub platform_port: Option<u16>,
     /// Rate limits (default: high enough never to interfere).
     pub rate_limit: Option<sqljudge::config::RateLimitSettings>,
+    /// Any other setting, changed last.
+    pub tweak: Option<fn(&mut Settings)>,
 }
 
 impl Default for Options {
@@ -38,6 +40,7 @@ impl Default for Options {
             redis_url: None,
             platform_port: None,
             rate_limit: None,
+            tweak: None,
         }
     }
 }
@@ -104,6 +107,9 @@ impl TestApp {
             });
         settings.health.interval_ms = 200;
         settings.auth.last_seen_flush_ms = 100;
+        if let Some(tweak) = options.tweak {
+            tweak(&mut settings);
+        }
         let sandbox_url = settings.sandbox.url.clone();
         let admin_token = settings.auth.admin_token.clone();
         let app = Application::build(settings)
@@ -339,6 +345,18 @@ impl TestApp {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect()
+    }
+
+    /// `sqljudge serve` as a second process of this app on `port` (its output discarded).
+    pub fn process(&self, port: u16) -> std::process::Child {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sqljudge"))
+            .arg("serve")
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .envs(self.env_for_process(port))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
     }
 
     /// Waits until the instance at `base` answers `/health`.

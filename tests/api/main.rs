@@ -3,6 +3,7 @@ mod catalog;
 mod faults;
 mod helpers;
 mod leaderboards;
+mod live;
 mod outage;
 mod ratelimit;
 mod rejudge;

@@ -302,16 +302,7 @@ async fn service_killed_and_restarted_under_load() {
     // A second instance as a real process on the same databases and Redis prefix, killed
     // with SIGKILL while it takes submissions, then started again.
     let port = free_port();
-    let spawn = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_sqljudge"))
-            .arg("serve")
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .envs(app.env_for_process(port))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
-    };
+    let spawn = || app.process(port);
     let mut process = spawn();
     let external = format!("http://127.0.0.1:{port}");
     app.wait_ready(&external).await;

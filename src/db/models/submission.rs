@@ -215,6 +215,9 @@ impl Submission {
             diesel::update(submissions::table.find(job.job_id))
                 .set(Verdict::of(outcome, now))
                 .execute(conn)?;
+            if before == outcome.status.as_str() {
+                return Ok(false); // the first-solve record already agrees with this verdict
+            }
             let (user, problem) = (job.user_id, job.problem_id);
             if outcome.status != Status::Accepted {
                 diesel::delete(
@@ -242,7 +245,7 @@ impl Submission {
                     .execute(conn)?;
             }
             Standing::refresh_user(conn, user)?;
-            Ok(before != outcome.status.as_str())
+            Ok(true)
         })
     }
 

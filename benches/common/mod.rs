@@ -1,0 +1,122 @@
+//! What the HTTP benches share: a client for a running sqljudge, and percentile reports.
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+/// Distinct but equivalent solutions to `uk-customers`: each is graded (no verdict cache hit).
+pub fn solution() -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    format!("SELECT name FROM customers WHERE country = 'UK' AND {n} > 0")
+}
+
+pub struct Bench {
+    pub url: String,
+    pub http: reqwest::Client,
+}
+
+impl Bench {
+    /// Against `SQLJUDGE_URL` (default http://127.0.0.1:8080).
+    pub fn from_env() -> Bench {
+        Bench {
+            url: std::env::var("SQLJUDGE_URL").unwrap_or_else(|_| "http://127.0.0.1:8080".into()),
+            http: reqwest::Client::new(),
+        }
+    }
+    pub async fn user(&self, name: &str) -> String {
+        let creds = json!({"username": name, "email": format!("{name}@bench.local"), "password": "bench-password"});
+        self.http
+            .post(format!("{}/auth/register", self.url))
+            .json(&creds)
+            .send()
+            .await
+            .unwrap();
+        let tokens: Value = self
+            .http
+            .post(format!("{}/auth/login", self.url))
+            .json(&creds)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        tokens["access_token"].as_str().expect("login").to_string()
+    }
+
+    pub async fn problem(&self, slug: &str) -> i64 {
+        let list: Vec<Value> = self
+            .http
+            .get(format!("{}/problems", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        list.iter()
+            .find(|p| p["slug"] == slug)
+            .expect("demo problem")["id"]
+            .as_i64()
+            .unwrap()
+    }
+
+    /// Submits `sql`; the job id.
+    pub async fn submit(&self, token: &str, problem: i64, sql: &str) -> String {
+        let ack: Value = self
+            .http
+            .post(format!("{}/problems/submit", self.url))
+            .bearer_auth(token)
+            .json(&json!({"problem_id": problem, "sql": sql}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let job = ack["job_id"].as_str().unwrap_or_else(|| {
+            panic!("no job id in {ack} (rate limited? start the server with SQLJUDGE__RATE_LIMIT__ENABLED=false)")
+        });
+        job.to_string()
+    }
+
+    /// (acknowledged after, final after) for one `uk-customers` solution.
+    pub async fn one(&self, token: &str, problem: i64) -> (Duration, Duration) {
+        let started = Instant::now();
+        let job = self.submit(token, problem, &solution()).await;
+        let acked = started.elapsed();
+        loop {
+            let r: Value = self
+                .http
+                .get(format!("{}/problems/result/{job}", self.url))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let status = r["status"].as_str().unwrap();
+            if status != "queued" && status != "running" {
+                assert_eq!(status, "accepted");
+                return (acked, started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+}
+
+pub fn report(name: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    let pct = |p: f64| {
+        samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)].as_secs_f64() * 1000.0
+    };
+    println!(
+        "{name:<28} n={:<5} p50={:>7.2} ms  p95={:>7.2} ms  p99={:>7.2} ms  max={:>7.2} ms",
+        samples.len(),
+        pct(0.50),
+        pct(0.95),
+        pct(0.99),
+        pct(1.0)
+    );
+}

@@ -1,0 +1,158 @@
+//! Live events for `/ws`.
+//!
+//! Submission events travel through the Redis channel `events`, so a client connected to any
+//! instance hears about a submission whichever instance accepted or graded it. The queue's own
+//! Redis transactions publish them (`queued` with the enqueue, `running` with the lease, the
+//! final status with the result), so they are ordered as the state changes are. What does not
+//! pass through Redis (the Postgres fallback, the verdict cache) is published here: to Redis
+//! when it is up, else straight to this instance's connections. Each instance subscribes on a
+//! connection of its own that is re-established whenever it drops or Redis comes back.
+//! `health` and `stats` events describe one instance and go to its own admin connections only.
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use crate::actors::health::{Backend, HealthState};
+use crate::job::{Job, Status, SubmissionResult};
+use crate::queue::RedisQueue;
+
+/// `{"type": "submission", ...the result object}`.
+pub fn submission_event(result: &SubmissionResult) -> String {
+    #[derive(Serialize)]
+    struct Tagged<'a> {
+        r#type: &'static str,
+        #[serde(flatten)]
+        result: &'a SubmissionResult,
+    }
+    serde_json::to_string(&Tagged {
+        r#type: "submission",
+        result,
+    })
+    .expect("event serialises")
+}
+
+/// The event of a job reaching `queued` or `running`.
+pub fn progress_event(job: &Job, status: Status) -> String {
+    submission_event(&SubmissionResult::pending(
+        job.job_id,
+        job.user_id,
+        job.problem_id,
+        job.submitted_at,
+        status,
+    ))
+}
+
+/// An event for this instance's connections: the user it concerns (None: admins only).
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub user_id: Option<i64>,
+    pub json: Arc<str>,
+}
+
+#[derive(Deserialize)]
+struct Addressee {
+    user_id: Option<i64>,
+}
+
+pub struct EventBus {
+    local: broadcast::Sender<Delivery>,
+    queue: RedisQueue,
+    health: Arc<HealthState>,
+    /// The Redis subscription is live: events published to Redis come back to this instance.
+    subscribed: AtomicBool,
+}
+
+impl EventBus {
+    /// `capacity` bounds what a slow connection can fall behind by before it is dropped.
+    pub fn new(queue: RedisQueue, health: Arc<HealthState>, capacity: usize) -> Arc<EventBus> {
+        Arc::new(EventBus {
+            local: broadcast::channel(capacity.max(16)).0,
+            queue,
+            health,
+            subscribed: AtomicBool::new(false),
+        })
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Delivery> {
+        self.local.subscribe()
+    }
+
+    /// A submission's new state, for whichever instance its user is connected to.
+    pub async fn publish_submission(&self, result: &SubmissionResult) {
+        self.publish(submission_event(result)).await;
+    }
+
+    pub async fn publish(&self, json: String) {
+        if self.health.redis_up() {
+            match self.queue.publish_event(&json).await {
+                Ok(()) if self.subscribed.load(Ordering::Acquire) => return,
+                Ok(()) => {} // this instance would not hear it back
+                Err(e) => self.health.report_failure(Backend::Redis, e),
+            }
+        }
+        self.deliver(&json);
+    }
+
+    /// To this instance's connections only.
+    pub fn local(&self, user_id: Option<i64>, json: String) {
+        let _ = self.local.send(Delivery {
+            user_id,
+            json: json.into(),
+        });
+    }
+
+    fn deliver(&self, json: &str) {
+        // Submission events name their user; anything else is for admins.
+        let user_id = serde_json::from_str::<Addressee>(json)
+            .ok()
+            .and_then(|a| a.user_id);
+        self.local(user_id, json.to_string());
+    }
+
+    /// Keeps a subscription to the Redis channel for as long as the process runs.
+    pub fn start_subscriber(self: &Arc<Self>) {
+        let bus = self.clone();
+        actix_web::rt::spawn(async move {
+            loop {
+                if let Err(e) = bus.listen().await {
+                    log::debug!("event subscription: {e}");
+                }
+                bus.subscribed.store(false, Ordering::Release);
+                actix_web::rt::time::sleep(Duration::from_millis(250)).await;
+            }
+        });
+    }
+
+    /// One subscription: until its connection drops, or Redis went down and came back (a
+    /// connection from before an outage may be silently dead).
+    async fn listen(&self) -> redis::RedisResult<()> {
+        let mut pubsub = self.queue.pubsub().await?;
+        pubsub.subscribe(self.queue.keys.events()).await?;
+        let up_since = self.health.redis().since;
+        self.subscribed.store(true, Ordering::Release);
+        let mut messages = pubsub.on_message();
+        let mut check = actix_web::rt::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                message = messages.next() => match message {
+                    Some(message) => {
+                        if let Ok(json) = message.get_payload::<String>() {
+                            self.deliver(&json);
+                        }
+                    }
+                    None => return Ok(()),
+                },
+                _ = check.tick() => {
+                    let redis = self.health.redis();
+                    if !redis.up || redis.since != up_since {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,375 @@
+//! `/ws` events across instances, refusal, heartbeats and slow clients; `/metrics` and
+//! `/queue/status` moving with traffic.
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, Message};
+
+use crate::faults::free_port;
+use crate::helpers::{Options, TestApp};
+
+const UK: &str = "SELECT name FROM customers WHERE country = 'UK'";
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(base: &str, token: &str) -> Result<Socket, tungstenite::Error> {
+    let mut request = format!("{}/ws", base.replacen("http", "ws", 1))
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("Authorization", format!("Bearer {token}").parse().unwrap());
+    tokio_tungstenite::connect_async(request)
+        .await
+        .map(|(s, _)| s)
+}
+
+/// The next JSON text frame of `type` (answering pings on the way), within `within`.
+async fn next_event(socket: &mut Socket, kind: &str, within: Duration) -> Option<Value> {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, socket.next()).await {
+            Ok(Some(Ok(Message::Text(text)))) => {
+                let event: Value = serde_json::from_str(&text).unwrap();
+                if event["type"] == kind {
+                    return Some(event);
+                }
+            }
+            Ok(Some(Ok(_))) => {}
+            _ => return None,
+        }
+    }
+}
+
+/// The statuses a socket hears for `job_id` until a final one.
+async fn statuses_of(socket: &mut Socket, job_id: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    while let Some(event) = next_event(socket, "submission", Duration::from_secs(10)).await {
+        if event["job_id"] != job_id {
+            continue;
+        }
+        let status = event["status"].as_str().unwrap().to_string();
+        let last = status != "queued" && status != "running";
+        if last {
+            assert_eq!(
+                event["rows_returned"], 2,
+                "final events carry the result: {event}"
+            );
+        }
+        seen.push(status);
+        if last {
+            break;
+        }
+    }
+    seen
+}
+
+#[actix_web::test]
+async fn events_reach_a_socket_on_another_instance_in_order() {
+    let app = TestApp::spawn().await;
+    let port = free_port();
+    let mut other = app.process(port);
+    let other_url = format!("http://127.0.0.1:{port}");
+    app.wait_ready(&other_url).await;
+
+    let ann = app.user("live_ann").await;
+    let bob = app.user("live_bob").await;
+    let mut ann_socket = connect(&other_url, &ann).await.unwrap();
+    let mut bob_socket = connect(&other_url, &bob).await.unwrap();
+    let mut admin_socket = connect(&other_url, &app.admin_token).await.unwrap();
+    let hello = next_event(&mut admin_socket, "health", Duration::from_secs(5))
+        .await
+        .expect("admins start with a health event");
+    assert_eq!(hello["mode"], "redis");
+
+    // Submitted through this instance; graded by whichever executor takes it.
+    let uk = app.problem_id("uk-customers").await;
+    for n in 0..5 {
+        let sql = format!("{UK} AND {n} = {n}");
+        let res = app.submit(&ann, uk, &sql).await;
+        assert_eq!(res.status(), 202);
+        let job: Value = res.json().await.unwrap();
+        let job_id = job["job_id"].as_str().unwrap();
+        assert_eq!(
+            statuses_of(&mut ann_socket, job_id).await,
+            ["queued", "running", "accepted"],
+            "ann's own events, in order"
+        );
+        assert_eq!(
+            statuses_of(&mut admin_socket, job_id).await,
+            ["queued", "running", "accepted"],
+            "admins see every submission"
+        );
+    }
+    // Bob hears nothing of ann's submissions.
+    assert!(
+        next_event(&mut bob_socket, "submission", Duration::from_millis(300))
+            .await
+            .is_none()
+    );
+    // The periodic stats event reaches admins.
+    let stats = next_event(&mut admin_socket, "stats", Duration::from_secs(5))
+        .await
+        .expect("stats event");
+    assert!(stats["executors"]["total"].as_u64().unwrap() > 0, "{stats}");
+    let _ = other.kill();
+    let _ = other.wait();
+}
+
+#[actix_web::test]
+async fn invalid_tokens_are_refused_before_the_upgrade() {
+    let app = TestApp::spawn_with(Options {
+        demo: false,
+        ..Options::default()
+    })
+    .await;
+    for token in ["", "not-a-token"] {
+        match connect(&app.address, token).await {
+            Err(tungstenite::Error::Http(response)) => {
+                assert_eq!(response.status(), 401);
+                let body: Value =
+                    serde_json::from_slice(response.body().as_deref().unwrap()).unwrap();
+                assert_eq!(body["error"]["code"], "unauthorized");
+            }
+            other => panic!("expected a 401, got {:?}", other.map(|_| "a socket")),
+        }
+    }
+    // ?token= works for browsers; a revoked token does not.
+    let token = app.user("ws_carl").await;
+    let url = format!("{}/ws?token={token}", app.address.replacen("http", "ws", 1));
+    assert!(tokio_tungstenite::connect_async(url.as_str()).await.is_ok());
+    let res = app
+        .client
+        .post(app.url("/auth/logout"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert!(tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .is_err());
+}
+
+async fn ws_connections(app: &TestApp) -> i64 {
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    metric(&text, "sqljudge_websocket_connections")
+}
+
+fn metric(text: &str, series: &str) -> i64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0, |v| v.trim().parse::<f64>().unwrap() as i64)
+}
+
+#[actix_web::test]
+async fn silent_connections_are_closed_by_the_heartbeat() {
+    let app = TestApp::spawn_with(Options {
+        demo: false,
+        tweak: Some(|s| {
+            s.websocket.heartbeat_ms = 100;
+            s.websocket.client_timeout_ms = 500;
+        }),
+        ..Options::default()
+    })
+    .await;
+    let token = app.user("hb_dora").await;
+    // A client that answers pings (tungstenite does so while it reads) stays connected.
+    let mut live = connect(&app.address, &token).await.unwrap();
+    let reader = tokio::spawn(async move {
+        let mut pings = 0;
+        while let Some(frame) = live.next().await {
+            match frame {
+                Ok(Message::Ping(_)) => pings += 1,
+                Ok(Message::Close(close)) => return Err(format!("closed: {close:?}")),
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+            if pings >= 25 {
+                return Ok(pings); // 2.5 s of heartbeats
+            }
+        }
+        Err("dropped".to_string())
+    });
+
+    // A client that never reads never answers: closed after the timeout.
+    let mut silent = connect(&app.address, &token).await.unwrap();
+    assert_eq!(ws_connections(&app).await, 2);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let mut reason = None;
+    while let Ok(Some(frame)) = tokio::time::timeout(Duration::from_secs(2), silent.next()).await {
+        if let Ok(Message::Close(Some(close))) = frame {
+            reason = Some(close.reason.to_string());
+        }
+    }
+    assert_eq!(reason.as_deref(), Some("heartbeat timeout"));
+    assert_eq!(ws_connections(&app).await, 1);
+    assert_eq!(reader.await.unwrap(), Ok(25), "the answering client stays");
+}
+
+#[actix_web::test]
+async fn a_client_that_falls_behind_is_dropped_not_buffered_for() {
+    let app = TestApp::spawn_with(Options {
+        demo: false,
+        tweak: Some(|s| s.websocket.buffer = 16),
+        ..Options::default()
+    })
+    .await;
+    let mut socket = connect(&app.address, &app.admin_token).await.unwrap();
+    next_event(&mut socket, "health", Duration::from_secs(5)).await;
+    // Far more events at once than the connection may fall behind by.
+    for n in 0..2000 {
+        app.state
+            .events
+            .local(None, format!(r#"{{"type":"flood","n":{n}}}"#));
+    }
+    let mut received = 0;
+    let mut reason = None;
+    while let Ok(Some(frame)) = tokio::time::timeout(Duration::from_secs(5), socket.next()).await {
+        match frame {
+            Ok(Message::Text(_)) => received += 1,
+            Ok(Message::Close(Some(close))) => reason = Some(close.reason.to_string()),
+            _ => {}
+        }
+    }
+    assert_eq!(reason.as_deref(), Some("client too slow"));
+    assert!(received < 2000, "{received}");
+}
+
+#[actix_web::test]
+async fn metrics_and_queue_status_move_with_traffic() {
+    let app = TestApp::spawn().await;
+    let before = app.get("/metrics", None).await;
+    assert_eq!(before.status(), 200);
+    assert!(before.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let before = before.text().await.unwrap();
+    let accepted = r#"sqljudge_verdicts_total{status="accepted"}"#;
+    let via_redis = r#"sqljudge_submissions_total{queue="redis"}"#;
+    let problems_ok =
+        r#"sqljudge_http_requests_total{method="GET",route="/problems",status="200"}"#;
+
+    let token = app.user("metrics_erin").await;
+    let uk = app.problem_id("uk-customers").await;
+    for n in 0..3 {
+        let result = app.grade(&token, uk, &format!("{UK} AND {n} < 10")).await;
+        assert_eq!(result["status"], "accepted");
+    }
+    app.get("/problems/12345", None).await; // a 404 on a templated route
+    let after = app.get("/metrics", None).await.text().await.unwrap();
+    assert_eq!(metric(&after, accepted) - metric(&before, accepted), 3);
+    assert_eq!(metric(&after, via_redis) - metric(&before, via_redis), 3);
+    assert!(metric(&after, problems_ok) > metric(&before, problems_ok));
+    assert!(
+        metric(
+            &after,
+            r#"sqljudge_http_requests_total{method="GET",route="/problems/{id}",status="404"}"#
+        ) >= 1,
+        "routes are labelled by pattern:\n{after}"
+    );
+    assert_eq!(metric(&after, r#"sqljudge_backend_up{backend="redis"}"#), 1);
+    assert_eq!(
+        metric(&after, r#"sqljudge_backend_up{backend="postgres"}"#),
+        1
+    );
+    assert!(
+        after.contains(r#"sqljudge_queue_depth{queue="live"} 0"#),
+        "{after}"
+    );
+    assert!(metric(&after, "sqljudge_grading_latency_seconds_count") >= 3);
+    assert!(metric(&after, r#"sqljudge_executors{state="idle"}"#) >= 1);
+
+    let status: Value = app.get("/queue/status", None).await.json().await.unwrap();
+    assert!(status["processed_total"].as_u64().unwrap() >= 3, "{status}");
+    assert_eq!(status["verdicts"]["accepted"], status["processed_total"]);
+    assert!(status["jobs_per_second"].as_f64().unwrap() > 0.0);
+    assert!(status["latency_ms"]["p50_ms"].as_u64().is_some());
+    assert_eq!(status["queues"]["live"]["pending"], 0);
+    assert_eq!(status["queues"]["fallback"]["pending"], 0);
+    assert!(status["redis_memory"]["used_bytes"].as_u64().unwrap() > 0);
+    assert_eq!(status["executors"]["total"], 2);
+    assert_eq!(status["series"].as_array().unwrap().len(), 300);
+}
+
+#[actix_web::test]
+async fn events_flow_locally_during_a_redis_outage_and_across_instances_after_it() {
+    use crate::faults::{Mode, Proxy};
+    let proxy = Proxy::start(6379);
+    let app = TestApp::spawn_with(Options {
+        redis_url: Some(format!("redis://127.0.0.1:{}", proxy.port)),
+        ..Options::default()
+    })
+    .await;
+    let token = app.user("outage_fay").await;
+    let uk = app.problem_id("uk-customers").await;
+    let mut socket = connect(&app.address, &token).await.unwrap();
+    let mut admin = connect(&app.address, &app.admin_token).await.unwrap();
+    next_event(&mut admin, "health", Duration::from_secs(5)).await;
+
+    proxy.set(Mode::Refuse);
+    let flip = next_event(&mut admin, "health", Duration::from_secs(5))
+        .await
+        .expect("the flip is announced");
+    assert_eq!(flip["mode"], "fallback");
+    let res = app
+        .submit(&token, uk, &format!("{UK} AND 'outage' <> ''"))
+        .await;
+    assert_eq!(res.status(), 201, "stored in the Postgres fallback");
+    let job: Value = res.json().await.unwrap();
+    let seen = statuses_of(&mut socket, job["job_id"].as_str().unwrap()).await;
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("accepted"),
+        "{seen:?}"
+    );
+    assert_eq!(seen[0], "queued", "{seen:?}");
+
+    proxy.set(Mode::Forward);
+    let back = next_event(&mut admin, "health", Duration::from_secs(10))
+        .await
+        .expect("the return is announced");
+    assert_eq!(back["mode"], "redis");
+    // Started only now: during the outage it could have graded the fallback job, whose
+    // events then stay on that instance.
+    let port = free_port();
+    let mut other = app.process(port);
+    let other_url = format!("http://127.0.0.1:{port}");
+    app.wait_ready(&other_url).await;
+    // Submitted to the other instance: it reaches this socket through the subscription
+    // this instance re-established by itself.
+    let started = Instant::now();
+    let job_id = loop {
+        let res = app
+            .client
+            .post(format!("{other_url}/problems/submit"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"problem_id": uk, "sql": format!("{UK} AND 'back' <> ''")}))
+            .send()
+            .await
+            .unwrap();
+        if res.status() == 202 {
+            break res.json::<Value>().await.unwrap()["job_id"]
+                .as_str()
+                .unwrap()
+                .to_string();
+        }
+        let status = res.status();
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "other instance not on Redis: {status} {}",
+            res.text().await.unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        statuses_of(&mut socket, &job_id).await,
+        ["queued", "running", "accepted"]
+    );
+    let _ = other.kill();
+    let _ = other.wait();
+}
