@@ -1,6 +1,7 @@
 //! HTTP routes by area, the extractor configuration, and JSON for every error.
 mod admin;
 mod auth;
+mod dashboard;
 pub mod extract;
 mod health;
 mod leaderboard;
@@ -28,6 +29,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_json_bytes: usize) {
         .configure(health::routes)
         .configure(leaderboard::routes)
         .configure(status::routes)
+        .configure(dashboard::routes)
         .configure(ws::routes)
         .default_service(web::to(|| async {
             ApiError::NotFound("route").error_response()

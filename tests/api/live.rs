@@ -373,3 +373,23 @@ async fn events_flow_locally_during_a_redis_outage_and_across_instances_after_it
     let _ = other.kill();
     let _ = other.wait();
 }
+
+#[actix_web::test]
+async fn the_dashboard_is_served_by_the_binary_with_nothing_from_elsewhere() {
+    let app = TestApp::spawn_with(Options {
+        demo: false,
+        ..Options::default()
+    })
+    .await;
+    let res = app.get("/admin", None).await;
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let page = res.text().await.unwrap();
+    assert!(page.contains("/ws?token="), "the page follows /ws");
+    for external in ["http://", "https://", "//cdn", "<script src", "<link"] {
+        assert!(!page.contains(external), "the page refers to {external}");
+    }
+}

@@ -1,0 +1,20 @@
+//! `GET /admin`: the admin health dashboard, one self-contained page (no CDN) compiled into
+//! the binary. It asks for the admin token, then follows `/ws`.
+use actix_web::{web, HttpResponse};
+
+const PAGE: &str = include_str!("../../assets/dashboard.html");
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/admin", web::get().to(page));
+}
+
+async fn page() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        // Everything is inline; nothing may come from elsewhere.
+        .insert_header((
+            "Content-Security-Policy",
+            "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'",
+        ))
+        .body(PAGE)
+}
