@@ -57,7 +57,7 @@ impl ProblemCache {
 }
 
 /// A problem as an admin writes it (`POST /admin/problems`, `PUT /admin/problems/{id}`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct ProblemInput {
     pub slug: String,
     pub title: String,

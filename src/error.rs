@@ -61,6 +61,19 @@ impl ApiError {
     }
 }
 
+/// Every error response (API.md): `{"error": {"code", "message"}}`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable snake_case code, e.g. `not_found`, `rate_limited`.
+    pub code: String,
+    pub message: String,
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -91,9 +104,12 @@ impl ResponseError for ApiError {
         {
             response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
         }
-        response.json(serde_json::json!({
-            "error": {"code": self.code(), "message": self.to_string()}
-        }))
+        response.json(ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_string(),
+                message: self.to_string(),
+            },
+        })
     }
 }
 

@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use crate::db::models::Submission;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Queued,
@@ -96,7 +96,7 @@ impl Outcome {
 }
 
 /// The result object of `GET /problems/result/{job_id}` (API.md), also cached in Redis.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SubmissionResult {
     pub job_id: Uuid,
     pub user_id: i64,

@@ -26,7 +26,7 @@ pub struct GradingStats {
 }
 
 /// One second of the chart.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Point {
     /// Unix seconds.
     pub t: i64,
@@ -35,7 +35,7 @@ pub struct Point {
     pub p95_ms: Option<u32>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Latency {
     pub p50_ms: Option<u32>,
     pub p95_ms: Option<u32>,

@@ -14,7 +14,7 @@ use crate::db::{self, PgPool};
 use crate::events::EventBus;
 use crate::queue::RedisQueue;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BackendHealth {
     pub up: bool,
     pub latency_ms: Option<f64>,

@@ -3,11 +3,12 @@ use actix_web::http::header::CONTENT_TYPE;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::extract::Admin;
 use crate::catalog::{self, ProblemInput};
 use crate::db;
-use crate::db::models::{Dataset, Problem, Submission};
+use crate::db::models::{Dataset, Problem, Submission, TableInfo};
 use crate::error::ApiError;
 use crate::startup::AppState;
 
@@ -19,9 +20,30 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/admin/problems/{id}/rejudge", web::post().to(rejudge));
 }
 
+#[derive(Serialize, ToSchema)]
+pub(crate) struct DatasetSummary {
+    name: String,
+    tables: Vec<TableInfo>,
+    updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct LoadedDatasetBody {
+    name: String,
+    tables: Vec<TableInfo>,
+    /// Problems on this dataset whose reference no longer runs (they keep their old result).
+    broken_problems: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Queued {
+    /// Submissions queued for grading again.
+    queued: usize,
+}
+
 /// The full problem, reference included, as admins see it.
-#[derive(Serialize)]
-struct AdminProblem {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct AdminProblem {
     id: i64,
     slug: String,
     title: String,
@@ -61,16 +83,54 @@ impl From<Problem> for AdminProblem {
     }
 }
 
-async fn list_datasets(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/admin/datasets",
+    tag = "admin",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Datasets and their tables", body = [DatasetSummary]),
+        (status = 401, description = "No or bad credentials", body = crate::error::ErrorBody),
+        (status = 403, description = "Not allowed", body = crate::error::ErrorBody),
+        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+    )
+)]
+pub(crate) async fn list_datasets(
+    _: Admin,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
     let datasets = db::run(&state.pool, Dataset::list).await?;
-    let body: Vec<_> = datasets
+    let body: Vec<DatasetSummary> = datasets
         .iter()
-        .map(|d| serde_json::json!({"name": d.name, "tables": d.table_infos(), "updated_at": d.updated_at}))
+        .map(|d| DatasetSummary {
+            name: d.name.clone(),
+            tables: d.table_infos(),
+            updated_at: d.updated_at,
+        })
         .collect();
     Ok(HttpResponse::Ok().json(body))
 }
 
-async fn put_dataset(
+#[utoipa::path(
+    put,
+    path = "/admin/datasets/{name}",
+    tag = "admin",
+    params(("name" = String, Path, description = "Schema name")),
+    request_body(content = String, content_type = "application/sql", description = "A SQL script, or plain pg_dump output of one schema"),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = LoadedDatasetBody),
+        (status = 200, description = "Replaced", body = LoadedDatasetBody),
+        (status = 400, description = "Malformed or invalid input", body = crate::error::ErrorBody),
+        (status = 401, description = "No or bad credentials", body = crate::error::ErrorBody),
+        (status = 403, description = "Not allowed", body = crate::error::ErrorBody),
+        (status = 413, description = "Too large", body = crate::error::ErrorBody),
+        (status = 415, description = "Wrong content type", body = crate::error::ErrorBody),
+        (status = 422, description = "Semantically invalid", body = crate::error::ErrorBody),
+        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+    )
+)]
+pub(crate) async fn put_dataset(
     _: Admin,
     state: web::Data<AppState>,
     req: HttpRequest,
@@ -105,11 +165,11 @@ async fn put_dataset(
     let script = std::str::from_utf8(&body)
         .map_err(|_| ApiError::Invalid("the script is not UTF-8".into()))?;
     let loaded = catalog::load_dataset(&state, &name, script).await?;
-    let body = serde_json::json!({
-        "name": name.into_inner(),
-        "tables": loaded.tables,
-        "broken_problems": loaded.broken_problems,
-    });
+    let body = LoadedDatasetBody {
+        name: name.into_inner(),
+        tables: loaded.tables,
+        broken_problems: loaded.broken_problems,
+    };
     Ok(if loaded.replaced {
         HttpResponse::Ok().json(body)
     } else {
@@ -117,7 +177,24 @@ async fn put_dataset(
     })
 }
 
-async fn create_problem(
+#[utoipa::path(
+    post,
+    path = "/admin/problems",
+    tag = "admin",
+    request_body = ProblemInput,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = AdminProblem),
+        (status = 400, description = "Malformed or invalid input", body = crate::error::ErrorBody),
+        (status = 401, description = "No or bad credentials", body = crate::error::ErrorBody),
+        (status = 403, description = "Not allowed", body = crate::error::ErrorBody),
+        (status = 409, description = "Conflict", body = crate::error::ErrorBody),
+        (status = 415, description = "Wrong content type", body = crate::error::ErrorBody),
+        (status = 422, description = "Semantically invalid", body = crate::error::ErrorBody),
+        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+    )
+)]
+pub(crate) async fn create_problem(
     _: Admin,
     state: web::Data<AppState>,
     body: web::Json<ProblemInput>,
@@ -126,7 +203,26 @@ async fn create_problem(
     Ok(HttpResponse::Created().json(AdminProblem::from(problem)))
 }
 
-async fn update_problem(
+#[utoipa::path(
+    put,
+    path = "/admin/problems/{id}",
+    tag = "admin",
+    params(("id" = i64, Path, description = "Problem id")),
+    request_body = ProblemInput,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Replaced", body = AdminProblem),
+        (status = 400, description = "Malformed or invalid input", body = crate::error::ErrorBody),
+        (status = 401, description = "No or bad credentials", body = crate::error::ErrorBody),
+        (status = 403, description = "Not allowed", body = crate::error::ErrorBody),
+        (status = 404, description = "Unknown", body = crate::error::ErrorBody),
+        (status = 409, description = "Conflict", body = crate::error::ErrorBody),
+        (status = 415, description = "Wrong content type", body = crate::error::ErrorBody),
+        (status = 422, description = "Semantically invalid", body = crate::error::ErrorBody),
+        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+    )
+)]
+pub(crate) async fn update_problem(
     _: Admin,
     state: web::Data<AppState>,
     id: web::Path<i64>,
@@ -137,7 +233,21 @@ async fn update_problem(
 }
 
 /// Queues every graded submission of a problem for grading again, behind live submissions.
-async fn rejudge(
+#[utoipa::path(
+    post,
+    path = "/admin/problems/{id}/rejudge",
+    tag = "admin",
+    params(("id" = i64, Path, description = "Problem id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Queued behind live submissions", body = Queued),
+        (status = 401, description = "No or bad credentials", body = crate::error::ErrorBody),
+        (status = 403, description = "Not allowed", body = crate::error::ErrorBody),
+        (status = 404, description = "Unknown", body = crate::error::ErrorBody),
+        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+    )
+)]
+pub(crate) async fn rejudge(
     _: Admin,
     state: web::Data<AppState>,
     id: web::Path<i64>,
@@ -168,5 +278,5 @@ async fn rejudge(
             }
         })?;
     }
-    Ok(HttpResponse::Accepted().json(serde_json::json!({"queued": jobs.len()})))
+    Ok(HttpResponse::Accepted().json(Queued { queued: jobs.len() }))
 }

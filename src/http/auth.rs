@@ -1,6 +1,7 @@
 //! Accounts: register, login, refresh (rotating), logout.
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::extract::AuthUser;
@@ -18,26 +19,32 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/auth/logout", web::post().to(logout));
 }
 
-#[derive(Deserialize)]
-struct Register {
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct Register {
     username: String,
     email: String,
     password: String,
 }
 
-#[derive(Deserialize)]
-struct Login {
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct Login {
     username: String,
     password: String,
 }
 
-#[derive(Deserialize)]
-struct Refresh {
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct Refresh {
     refresh_token: String,
 }
 
-#[derive(Serialize)]
-struct Tokens {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Registered {
+    user_id: i64,
+    username: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Tokens {
     access_token: String,
     refresh_token: String,
     token_type: &'static str,
@@ -88,7 +95,21 @@ async fn limit_client(state: &AppState, req: &HttpRequest) -> Result<(), ApiErro
     state.limiter.check(state.limiter.auth, &ip).await
 }
 
-async fn register(
+#[utoipa::path(
+    post,
+    path = "/auth/register",
+    tag = "accounts",
+    request_body = Register,
+    responses(
+        (status = 201, description = "Registered", body = Registered),
+        (status = 400, description = "Malformed or invalid input", body = crate::error::ErrorBody),
+        (status = 409, description = "Conflict", body = crate::error::ErrorBody),
+        (status = 415, description = "Wrong content type", body = crate::error::ErrorBody),
+        (status = 429, description = "Rate limited (see Retry-After)", body = crate::error::ErrorBody),
+        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+    )
+)]
+pub(crate) async fn register(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Json<Register>,
@@ -113,9 +134,10 @@ async fn register(
     })
     .await;
     match created {
-        Ok(user) => Ok(super::created(
-            &serde_json::json!({"user_id": user.id, "username": user.username}),
-        )),
+        Ok(user) => Ok(super::created(&Registered {
+            user_id: user.id,
+            username: user.username,
+        })),
         Err(DbError::Query(e)) if is_unique_violation(&e) => Err(ApiError::Conflict(
             "username or email is already taken".into(),
         )),
@@ -161,7 +183,20 @@ async fn issue(state: &AppState, user: &User, family: Uuid) -> Result<Tokens, Ap
     })
 }
 
-async fn login(
+#[utoipa::path(
+    post,
+    path = "/auth/login",
+    tag = "accounts",
+    request_body = Login,
+    responses(
+        (status = 200, description = "Logged in", body = Tokens),
+        (status = 400, description = "Malformed or invalid input", body = crate::error::ErrorBody),
+        (status = 401, description = "No or bad credentials", body = crate::error::ErrorBody),
+        (status = 429, description = "Rate limited (see Retry-After)", body = crate::error::ErrorBody),
+        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+    )
+)]
+pub(crate) async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Json<Login>,
@@ -185,7 +220,20 @@ async fn login(
     Ok(HttpResponse::Ok().json(issue(&state, &user, Uuid::new_v4()).await?))
 }
 
-async fn refresh(
+#[utoipa::path(
+    post,
+    path = "/auth/refresh",
+    tag = "accounts",
+    request_body = Refresh,
+    responses(
+        (status = 200, description = "New tokens; the old refresh token stops working", body = Tokens),
+        (status = 400, description = "Malformed or invalid input", body = crate::error::ErrorBody),
+        (status = 401, description = "No or bad credentials", body = crate::error::ErrorBody),
+        (status = 429, description = "Rate limited (see Retry-After)", body = crate::error::ErrorBody),
+        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+    )
+)]
+pub(crate) async fn refresh(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Json<Refresh>,
@@ -206,7 +254,21 @@ async fn refresh(
     Ok(HttpResponse::Ok().json(issue(&state, &user, token.family).await?))
 }
 
-async fn logout(state: web::Data<AppState>, caller: AuthUser) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    post,
+    path = "/auth/logout",
+    tag = "accounts",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "The access and refresh tokens stop working"),
+        (status = 401, description = "No or bad credentials", body = crate::error::ErrorBody),
+        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+    )
+)]
+pub(crate) async fn logout(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+) -> Result<HttpResponse, ApiError> {
     state.sessions.revoke_family(caller.family).await?;
     Ok(HttpResponse::NoContent().finish())
 }

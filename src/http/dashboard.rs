@@ -8,7 +8,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin", web::get().to(page));
 }
 
-async fn page() -> HttpResponse {
+#[utoipa::path(
+    get,
+    path = "/admin",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The admin health dashboard; it asks for the admin token and follows /ws", body = String, content_type = "text/html"),
+    )
+)]
+pub(crate) async fn page() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         // Everything is inline; nothing may come from elsewhere.

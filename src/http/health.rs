@@ -1,15 +1,57 @@
 //! `GET /health`: backends, routing mode and queue depths.
 
 use actix_web::{web, HttpResponse};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::actors::health::BackendHealth;
 
 use crate::db::{self, models::FallbackSubmission};
 use crate::startup::AppState;
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct HealthReport {
+    /// `ok`, or `degraded` while a backend is down.
+    status: &'static str,
+    /// `redis`, or `fallback` while Redis is down.
+    mode: &'static str,
+    redis: BackendHealth,
+    postgres: BackendHealth,
+    queue: QueueDepths,
+    executors: Executors,
+}
+
+/// Null where the backend holding the figure is down.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct QueueDepths {
+    pending: Option<u64>,
+    background_pending: Option<u64>,
+    processing: Option<u64>,
+    fallback_pending: Option<i64>,
+    /// Fallback submissions moved back to Redis since start.
+    recovered: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Executors {
+    total: usize,
+    busy: usize,
+}
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health));
 }
 
-async fn health(state: web::Data<AppState>) -> HttpResponse {
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Accepting submissions", body = HealthReport),
+        (status = 503, description = "Neither Redis nor Postgres can take submissions", body = HealthReport),
+    )
+)]
+pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
     let (redis, postgres) = (state.health.redis(), state.health.postgres());
     let (pending, background, processing) = if redis.up {
         state
@@ -31,20 +73,27 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
         None
     };
     let accepting = redis.up || postgres.up;
-    let body = serde_json::json!({
-        "status": if redis.up && postgres.up { "ok" } else { "degraded" },
-        "mode": state.health.mode(),
-        "redis": redis,
-        "postgres": postgres,
-        "queue": {
-            "pending": pending,
-            "background_pending": background,
-            "processing": processing,
-            "fallback_pending": fallback_pending,
-            "recovered": state.metrics.recovered.get(),
+    let body = HealthReport {
+        status: if redis.up && postgres.up {
+            "ok"
+        } else {
+            "degraded"
         },
-        "executors": {"total": state.executors.executors.len(), "busy": state.executors.busy()},
-    });
+        mode: state.health.mode(),
+        redis,
+        postgres,
+        queue: QueueDepths {
+            pending,
+            background_pending: background,
+            processing,
+            fallback_pending,
+            recovered: state.metrics.recovered.get(),
+        },
+        executors: Executors {
+            total: state.executors.executors.len(),
+            busy: state.executors.busy(),
+        },
+    };
     if accepting {
         HttpResponse::Ok().json(body)
     } else {

@@ -1,8 +1,9 @@
 //! Leaderboards: from Redis, or from Postgres while Redis is unavailable.
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::page;
 use crate::actors::health::Backend;
@@ -19,22 +20,38 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/leaderboard/user/{id}", web::get().to(user));
 }
 
-#[derive(Deserialize)]
-struct PageQuery {
+#[derive(Deserialize, IntoParams)]
+pub(crate) struct PageQuery {
     limit: Option<i64>,
     offset: Option<i64>,
 }
 
-#[derive(Serialize)]
-struct Entry {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct BoardPage {
+    entries: Vec<Entry>,
+    /// Users on the board.
+    total: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct UserStanding {
+    user_id: i64,
+    username: String,
+    global: Place,
+    topics: BTreeMap<String, Place>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Entry {
     rank: i64,
     user_id: i64,
     username: Option<String>,
     score: i64,
 }
 
-#[derive(Serialize)]
-struct Place {
+/// A place on one board; `rank` is null for a user with no solve there.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Place {
     rank: Option<i64>,
     score: i64,
 }
@@ -54,14 +71,37 @@ impl Place {
     }
 }
 
-async fn global(
+#[utoipa::path(
+    get,
+    path = "/leaderboard/global",
+    tag = "leaderboards",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of the global board", body = BoardPage),
+        (status = 400, description = "Malformed or invalid input", body = crate::error::ErrorBody),
+        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+    )
+)]
+pub(crate) async fn global(
     state: web::Data<AppState>,
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     cached_board(&state, None, &query).await
 }
 
-async fn topic(
+#[utoipa::path(
+    get,
+    path = "/leaderboard/topic/{topic}",
+    tag = "leaderboards",
+    params(("topic" = String, Path, description = "Topic"), PageQuery),
+    responses(
+        (status = 200, description = "A page of one topic's board", body = BoardPage),
+        (status = 400, description = "Malformed or invalid input", body = crate::error::ErrorBody),
+        (status = 404, description = "Unknown", body = crate::error::ErrorBody),
+        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+    )
+)]
+pub(crate) async fn topic(
     state: web::Data<AppState>,
     topic: web::Path<String>,
     query: web::Query<PageQuery>,
@@ -99,7 +139,7 @@ async fn board(
     topic: Option<&str>,
     limit: i64,
     offset: i64,
-) -> Result<serde_json::Value, ApiError> {
+) -> Result<BoardPage, ApiError> {
     if state.health.redis_up() {
         match leaderboard::page(&state.queue, topic, limit, offset).await {
             Ok((rows, total)) => {
@@ -124,7 +164,7 @@ async fn board(
                         score,
                     })
                     .collect();
-                return Ok(serde_json::json!({"entries": entries, "total": total}));
+                return Ok(BoardPage { entries, total });
             }
             Err(e) => state.health.report_failure(Backend::Redis, e),
         }
@@ -144,10 +184,24 @@ async fn board(
             score: r.score,
         })
         .collect();
-    Ok(serde_json::json!({"entries": entries, "total": total}))
+    Ok(BoardPage { entries, total })
 }
 
-async fn user(state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/leaderboard/user/{id}",
+    tag = "leaderboards",
+    params(("id" = i64, Path, description = "User id")),
+    responses(
+        (status = 200, description = "A user's places", body = UserStanding),
+        (status = 404, description = "Unknown", body = crate::error::ErrorBody),
+        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+    )
+)]
+pub(crate) async fn user(
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
     let user_id = id.into_inner();
     state
         .cache
@@ -157,7 +211,7 @@ async fn user(state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpResp
         .await
 }
 
-async fn user_places(state: &AppState, user_id: i64) -> Result<serde_json::Value, ApiError> {
+async fn user_places(state: &AppState, user_id: i64) -> Result<UserStanding, ApiError> {
     let (user, topics) = db::run(&state.pool, move |c| {
         Ok((User::find(c, user_id)?, Problem::topics(c)?))
     })
@@ -188,12 +242,15 @@ async fn user_places(state: &AppState, user_id: i64) -> Result<serde_json::Value
     };
     let mut places = places.into_iter();
     let global = Place::from(places.next().flatten());
-    let topics: serde_json::Map<String, serde_json::Value> = topics
+    let topics = topics
         .into_iter()
         .zip(places)
-        .map(|(t, p)| (t, serde_json::to_value(Place::from(p)).expect("serialises")))
+        .map(|(t, p)| (t, Place::from(p)))
         .collect();
-    Ok(serde_json::json!({
-        "user_id": user.id, "username": user.username, "global": global, "topics": topics,
-    }))
+    Ok(UserStanding {
+        user_id: user.id,
+        username: user.username,
+        global,
+        topics,
+    })
 }

@@ -5,6 +5,7 @@ mod dashboard;
 pub mod extract;
 mod health;
 mod leaderboard;
+pub mod openapi;
 mod problems;
 pub mod status;
 mod users;
@@ -30,6 +31,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_json_bytes: usize) {
         .configure(leaderboard::routes)
         .configure(status::routes)
         .configure(dashboard::routes)
+        .configure(openapi::routes)
         .configure(ws::routes)
         .default_service(web::to(|| async {
             ApiError::NotFound("route").error_response()

@@ -1,6 +1,7 @@
 //! Public problem catalogue, submitting, and reading results.
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::extract::{AuthUser, Principal};
@@ -20,7 +21,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/problems/{id}", web::get().to(detail));
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ProblemSummary {
     id: i64,
     slug: String,
@@ -45,7 +46,7 @@ impl From<&Problem> for ProblemSummary {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ProblemDetail {
     #[serde(flatten)]
     summary: ProblemSummary,
@@ -67,12 +68,23 @@ impl From<&Problem> for ProblemDetail {
     }
 }
 
-#[derive(Deserialize)]
-struct ListQuery {
+#[derive(Deserialize, IntoParams)]
+pub(crate) struct ListQuery {
     topic: Option<String>,
 }
 
-async fn list(
+#[utoipa::path(
+    get,
+    path = "/problems",
+    tag = "problems",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The catalogue (X-Cache: hit, miss or bypass)", body = [ProblemSummary]),
+        (status = 400, description = "Malformed or invalid input", body = crate::error::ErrorBody),
+        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+    )
+)]
+pub(crate) async fn list(
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
@@ -94,7 +106,21 @@ async fn list(
         .await
 }
 
-async fn detail(state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/problems/{id}",
+    tag = "problems",
+    params(("id" = i64, Path, description = "Problem id")),
+    responses(
+        (status = 200, description = "One problem", body = ProblemDetail),
+        (status = 404, description = "Unknown", body = crate::error::ErrorBody),
+        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+    )
+)]
+pub(crate) async fn detail(
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
     state
         .cache
@@ -107,15 +133,35 @@ async fn detail(state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpRe
         .await
 }
 
-#[derive(Deserialize)]
-struct SubmitBody {
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct SubmitBody {
     problem_id: i64,
     sql: String,
     request_id: Option<String>,
     user_id: Option<i64>,
 }
 
-async fn submit(
+#[utoipa::path(
+    post,
+    path = "/problems/submit",
+    tag = "submissions",
+    request_body = SubmitBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Queued in Redis", body = SubmitAck),
+        (status = 201, description = "Redis unavailable: stored in the Postgres fallback, graded all the same", body = SubmitAck),
+        (status = 200, description = "An identical solution was graded recently: its verdict, with the result fields", body = SubmitAck),
+        (status = 400, description = "Malformed or invalid input", body = crate::error::ErrorBody),
+        (status = 401, description = "No or bad credentials", body = crate::error::ErrorBody),
+        (status = 403, description = "Not allowed", body = crate::error::ErrorBody),
+        (status = 404, description = "Unknown", body = crate::error::ErrorBody),
+        (status = 413, description = "Too large", body = crate::error::ErrorBody),
+        (status = 415, description = "Wrong content type", body = crate::error::ErrorBody),
+        (status = 429, description = "Rate limited (see Retry-After)", body = crate::error::ErrorBody),
+        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+    )
+)]
+pub(crate) async fn submit(
     state: web::Data<AppState>,
     caller: AuthUser,
     body: web::Json<SubmitBody>,
@@ -146,21 +192,51 @@ async fn submit(
         "cache" => HttpResponse::Ok(),
         _ => HttpResponse::Created(),
     };
+    let mut body = serde_json::to_value(SubmitAck {
+        job_id: accepted.job_id,
+        status: accepted.status,
+        queue: accepted.queue,
+        submitted_at: accepted.submitted_at,
+    })
+    .map_err(ApiError::internal)?;
     // A reused verdict comes with the result fields.
-    let mut body = match &accepted.result {
-        Some(result) => serde_json::to_value(result).expect("result serialises"),
-        None => serde_json::json!({}),
-    };
-    body["job_id"] = serde_json::json!(accepted.job_id);
-    body["status"] = serde_json::json!(accepted.status);
-    body["queue"] = serde_json::json!(accepted.queue);
-    body["submitted_at"] = serde_json::json!(accepted.submitted_at);
+    if let (Some(result), Some(ack)) = (&accepted.result, body.as_object_mut()) {
+        if let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(result) {
+            for (key, value) in fields {
+                ack.entry(key).or_insert(value);
+            }
+        }
+    }
     Ok(response.json(body))
+}
+
+/// The acknowledgement of a submission; a reused verdict (200) also carries the result
+/// fields of `SubmissionResult`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SubmitAck {
+    job_id: Uuid,
+    status: crate::job::Status,
+    /// `redis`, `postgres` (the fallback) or `cache`.
+    queue: String,
+    submitted_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Redis's final result first; then Postgres; then what only Redis knows (submissions
 /// accepted or graded while Postgres was unreachable).
-async fn result(
+#[utoipa::path(
+    get,
+    path = "/problems/result/{job_id}",
+    tag = "submissions",
+    params(("job_id" = uuid::Uuid, Path, description = "The job id from submitting")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The submission's state or result", body = SubmissionResult),
+        (status = 401, description = "No or bad credentials", body = crate::error::ErrorBody),
+        (status = 404, description = "Unknown", body = crate::error::ErrorBody),
+        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+    )
+)]
+pub(crate) async fn result(
     state: web::Data<AppState>,
     caller: Principal,
     job_id: web::Path<Uuid>,

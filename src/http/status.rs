@@ -3,13 +3,17 @@
 use std::time::Duration;
 
 use actix_web::{web, HttpResponse};
-use serde::Serialize;
+use std::collections::BTreeMap;
 
-use crate::actors::health::Backend;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::actors::health::{Backend, BackendHealth};
 use crate::cache::Scope;
 use crate::db::{self, models::FallbackSubmission};
 use crate::error::ApiError;
 use crate::startup::AppState;
+use crate::stats::{Latency, Point};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/queue/status", web::get().to(queue_status))
@@ -18,7 +22,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// What every instance reports alike: computed by one of them at most once per
 /// `redis.stats_cache_ttl_secs` and shared through the response cache.
-#[derive(Serialize, Default)]
+#[derive(Serialize, Deserialize, Default)]
 struct Shared {
     live_pending: Option<u64>,
     background_pending: Option<u64>,
@@ -59,60 +63,159 @@ async fn shared(state: &AppState) -> Shared {
     s
 }
 
-/// The body of `/queue/status` and of the `stats` event.
-pub async fn status(state: &AppState) -> Result<serde_json::Value, ApiError> {
-    let shared = state
-        .cache
-        .value(Scope::Stats, "shared", || async { Ok(shared(state).await) })
-        .await?;
-    let recent = state.stats.snapshot(300);
-    let verdicts = state.stats.totals();
-    let processed: u64 = verdicts.values().sum();
-    let failed = verdicts.get("internal_error").copied().unwrap_or(0);
-    let total = state.executors.executors.len();
-    let busy = state.executors.busy();
-    let (redis, postgres) = (state.health.redis(), state.health.postgres());
-    let submissions = |queue: &str| state.metrics.submissions.with_label_values(&[queue]).get();
-    Ok(serde_json::json!({
-        "mode": state.health.mode(),
-        "redis": redis,
-        "postgres": postgres,
-        "queues": {
-            "live": {"pending": shared["live_pending"], "processing": shared["processing"]},
-            "background": {"pending": shared["background_pending"]},
-            "fallback": {"pending": shared["fallback_pending"]},
-        },
-        "processed_total": processed,
-        "failed_total": failed,
-        "verdicts": verdicts,
-        "submissions": {
-            "redis": submissions("redis"),
-            "postgres": submissions("postgres"),
-            "cache": submissions("cache"),
-        },
-        "jobs_per_second": recent.jobs_per_second,
-        "latency_ms": recent.latency,
-        "series": recent.series,
-        "executors": {"total": total, "busy": busy, "idle": total.saturating_sub(busy)},
-        "fallback": {
-            "backlog": shared["fallback_pending"],
-            "recovered": state.metrics.recovered.get(),
-            "written": submissions("postgres"),
-        },
-        "redis_memory": {
-            "used_bytes": shared["redis_memory_bytes"],
-            "max_bytes": shared["redis_maxmemory_bytes"],
-        },
-        "active_users_5m": shared["active_users_5m"],
-        "scope": "counters, rates and latencies are this instance's; queues, backlog and Redis memory are shared",
-    }))
+/// `/queue/status`, and the body of the `stats` event. Counters, rates and latencies are
+/// this instance's; queue depths, the fallback backlog and Redis memory are shared (null while
+/// the backend holding them is down).
+#[derive(Serialize, ToSchema)]
+pub(crate) struct QueueStatus {
+    mode: &'static str,
+    redis: BackendHealth,
+    postgres: BackendHealth,
+    queues: Queues,
+    /// Verdicts recorded by this instance since start.
+    processed_total: u64,
+    /// Of those, `internal_error` (the platform, not the solution, failed).
+    failed_total: u64,
+    verdicts: BTreeMap<String, u64>,
+    /// Accepted submissions since start, by queue: redis, postgres (fallback), cache.
+    submissions: BTreeMap<String, u64>,
+    /// Over the last minute.
+    jobs_per_second: f64,
+    /// Submit to verdict, over the last minute.
+    latency_ms: Latency,
+    /// The last five minutes, per second.
+    series: Vec<Point>,
+    executors: ExecutorCounts,
+    fallback: FallbackCounts,
+    redis_memory: RedisMemory,
+    active_users_5m: Option<i64>,
 }
 
-async fn queue_status(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+#[derive(Serialize, ToSchema)]
+struct Queues {
+    live: Depth,
+    background: Depth,
+    fallback: Depth,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Depth {
+    pending: Option<i64>,
+    /// Jobs taken by an executor (live queue only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    processing: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct ExecutorCounts {
+    total: usize,
+    busy: usize,
+    idle: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+struct FallbackCounts {
+    backlog: Option<i64>,
+    /// Moved back to Redis since start.
+    recovered: u64,
+    /// Written to the fallback by this instance since start.
+    written: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+struct RedisMemory {
+    used_bytes: Option<u64>,
+    /// 0: no limit.
+    max_bytes: Option<u64>,
+}
+
+pub(crate) async fn status(state: &AppState) -> Result<QueueStatus, ApiError> {
+    let shared: Shared = serde_json::from_value(
+        state
+            .cache
+            .value(Scope::Stats, "shared", || async { Ok(shared(state).await) })
+            .await?,
+    )
+    .map_err(ApiError::internal)?;
+    let recent = state.stats.snapshot(300);
+    let verdicts = state.stats.totals();
+    let total = state.executors.executors.len();
+    let busy = state.executors.busy();
+    let submissions: BTreeMap<String, u64> = ["redis", "postgres", "cache"]
+        .into_iter()
+        .map(|q| {
+            (
+                q.to_string(),
+                state.metrics.submissions.with_label_values(&[q]).get(),
+            )
+        })
+        .collect();
+    let depth = |d: Option<u64>| d.map(|d| d as i64);
+    Ok(QueueStatus {
+        mode: state.health.mode(),
+        redis: state.health.redis(),
+        postgres: state.health.postgres(),
+        queues: Queues {
+            live: Depth {
+                pending: depth(shared.live_pending),
+                processing: depth(shared.processing),
+            },
+            background: Depth {
+                pending: depth(shared.background_pending),
+                processing: None,
+            },
+            fallback: Depth {
+                pending: shared.fallback_pending,
+                processing: None,
+            },
+        },
+        processed_total: verdicts.values().sum(),
+        failed_total: verdicts.get("internal_error").copied().unwrap_or(0),
+        verdicts,
+        fallback: FallbackCounts {
+            backlog: shared.fallback_pending,
+            recovered: state.metrics.recovered.get(),
+            written: submissions["postgres"],
+        },
+        submissions,
+        jobs_per_second: recent.jobs_per_second,
+        latency_ms: recent.latency,
+        series: recent.series,
+        executors: ExecutorCounts {
+            total,
+            busy,
+            idle: total.saturating_sub(busy),
+        },
+        redis_memory: RedisMemory {
+            used_bytes: shared.redis_memory_bytes,
+            max_bytes: shared.redis_maxmemory_bytes,
+        },
+        active_users_5m: shared.active_users_5m,
+    })
+}
+
+#[utoipa::path(
+    get,
+    path = "/queue/status",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Detailed statistics", body = QueueStatus),
+        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+    )
+)]
+pub(crate) async fn queue_status(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(status(&state).await?))
 }
 
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"),
+    )
+)]
+pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let m = &state.metrics;
     let (redis, postgres) = (state.health.redis_up(), state.health.postgres_up());
     m.backend_up
@@ -162,7 +265,7 @@ pub fn start_stats_events(state: web::Data<AppState>, every: Duration) {
             if state.metrics.ws_connections.get() == 0 {
                 continue;
             }
-            if let Ok(mut body) = status(&state).await {
+            if let Ok(mut body) = status(&state).await.map(|s| serde_json::json!(s)) {
                 body["type"] = "stats".into();
                 body["at"] = serde_json::json!(chrono::Utc::now());
                 state.events.local(None, body.to_string());

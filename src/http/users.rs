@@ -1,6 +1,8 @@
 //! The caller's own account and submissions.
 use actix_web::{web, HttpResponse};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::extract::AuthUser;
 use super::page;
@@ -15,36 +17,86 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/users/me/submissions", web::get().to(my_submissions));
 }
 
-async fn me(state: web::Data<AppState>, caller: AuthUser) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/users/me",
+    tag = "accounts",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's account", body = Profile),
+        (status = 401, description = "No or bad credentials", body = crate::error::ErrorBody),
+        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+    )
+)]
+pub(crate) async fn me(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+) -> Result<HttpResponse, ApiError> {
     // Not cached: a user expects their own solve to show at once.
     let id = caller.user.id;
     let solved = db::run(&state.pool, move |c| User::solved_count(c, id)).await?;
     let last_seen_at = state.sessions.last_seen(id).await?;
     let u = caller.user;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "user_id": u.id, "username": u.username, "email": u.email,
-        "created_at": u.created_at, "solved": solved, "is_admin": u.is_admin,
-        "last_seen_at": last_seen_at,
-    })))
+    Ok(HttpResponse::Ok().json(Profile {
+        user_id: u.id,
+        username: u.username,
+        email: u.email,
+        created_at: u.created_at,
+        solved,
+        is_admin: u.is_admin,
+        last_seen_at,
+    }))
 }
 
-#[derive(Deserialize)]
-struct SubmissionQuery {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Profile {
+    user_id: i64,
+    username: String,
+    email: String,
+    created_at: DateTime<Utc>,
+    /// Distinct problems solved.
+    solved: i64,
+    is_admin: bool,
+    /// Last authenticated request, as of the last activity flush (a few seconds).
+    last_seen_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Deserialize, IntoParams)]
+pub(crate) struct SubmissionQuery {
     problem_id: Option<i64>,
     limit: Option<i64>,
     offset: Option<i64>,
 }
 
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SubmissionList {
+    items: Vec<Item>,
+    total: i64,
+}
+
 /// A result object with the submitted SQL beside it.
-#[derive(Serialize)]
-struct Item {
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Item {
     #[serde(flatten)]
     result: SubmissionResult,
     sql: String,
     queue: String,
 }
 
-async fn my_submissions(
+#[utoipa::path(
+    get,
+    path = "/users/me/submissions",
+    tag = "accounts",
+    params(SubmissionQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Newest first", body = SubmissionList),
+        (status = 400, description = "Malformed or invalid input", body = crate::error::ErrorBody),
+        (status = 401, description = "No or bad credentials", body = crate::error::ErrorBody),
+        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+    )
+)]
+pub(crate) async fn my_submissions(
     state: web::Data<AppState>,
     caller: AuthUser,
     query: web::Query<SubmissionQuery>,
@@ -63,5 +115,5 @@ async fn my_submissions(
             queue: s.queue,
         })
         .collect();
-    Ok(HttpResponse::Ok().json(serde_json::json!({"items": items, "total": total})))
+    Ok(HttpResponse::Ok().json(SubmissionList { items, total }))
 }

@@ -11,6 +11,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{CloseCode, CloseReason, Message};
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
+use utoipa::IntoParams;
 
 use super::extract::{authenticate, bearer, Principal};
 use crate::error::ApiError;
@@ -20,12 +21,26 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/ws", web::get().to(connect));
 }
 
-#[derive(Deserialize)]
-struct TokenQuery {
+#[derive(Deserialize, IntoParams)]
+pub(crate) struct TokenQuery {
+    /// The access token, for browsers (which cannot set headers on a WebSocket).
     token: Option<String>,
 }
 
-async fn connect(
+#[utoipa::path(
+    get,
+    path = "/ws",
+    tag = "live",
+    params(TokenQuery),
+    security(("bearer" = [])),
+    responses(
+        (status = 101, description = "WebSocket of JSON text frames: {type: submission | health | stats, ...}"),
+        (status = 400, description = "Malformed or invalid input", body = crate::error::ErrorBody),
+        (status = 401, description = "No or bad credentials", body = crate::error::ErrorBody),
+        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+    )
+)]
+pub(crate) async fn connect(
     state: web::Data<AppState>,
     req: HttpRequest,
     query: web::Query<TokenQuery>,

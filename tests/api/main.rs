@@ -4,6 +4,7 @@ mod faults;
 mod helpers;
 mod leaderboards;
 mod live;
+mod openapi;
 mod outage;
 mod ratelimit;
 mod rejudge;

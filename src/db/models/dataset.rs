@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::schema::datasets;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct TableInfo {
     pub name: String,
     pub rows: i64,

@@ -1,0 +1,322 @@
+//! `/openapi.json` covers every endpoint of API.md, and real responses validate against the
+//! schemas it declares for them; `/docs` is served without anything from elsewhere.
+use serde_json::{json, Value};
+
+use crate::helpers::TestApp;
+
+/// The schema the document declares for `method path` answering `status`.
+fn schema(doc: &Value, method: &str, path: &str, status: u16) -> Value {
+    let response = &doc["paths"][path][method]["responses"][status.to_string()];
+    assert!(
+        response.is_object(),
+        "{method} {path} documents no {status} response"
+    );
+    let schema = response["content"]["application/json"]["schema"].clone();
+    assert!(
+        schema.is_object(),
+        "{method} {path} {status}: no JSON schema"
+    );
+    // Resolve `#/components/...` against the document.
+    json!({"allOf": [schema], "components": doc["components"]})
+}
+
+async fn check(
+    app: &TestApp,
+    doc: &Value,
+    method: &str,
+    path: &str,
+    res: reqwest::Response,
+) -> Value {
+    let status = res.status().as_u16();
+    let body: Value = res.json().await.unwrap();
+    let validator = jsonschema::validator_for(&schema(doc, method, path, status))
+        .unwrap_or_else(|e| panic!("{method} {path} {status}: invalid schema: {e}"));
+    let errors: Vec<String> = validator
+        .iter_errors(&body)
+        .map(|e| e.to_string())
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{method} {path} {status} does not match its schema: {errors:?}\n{body}"
+    );
+    let _ = app;
+    body
+}
+
+#[actix_web::test]
+async fn the_document_covers_the_api_and_matches_real_responses() {
+    let app = TestApp::spawn().await;
+    let res = app.get("/openapi.json", None).await;
+    assert_eq!(res.status(), 200);
+    let doc: Value = res.json().await.unwrap();
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3."),
+        "{}",
+        doc["openapi"]
+    );
+    for (method, path) in [
+        ("post", "/auth/register"),
+        ("post", "/auth/login"),
+        ("post", "/auth/refresh"),
+        ("post", "/auth/logout"),
+        ("get", "/users/me"),
+        ("get", "/users/me/submissions"),
+        ("put", "/admin/datasets/{name}"),
+        ("get", "/admin/datasets"),
+        ("post", "/admin/problems"),
+        ("put", "/admin/problems/{id}"),
+        ("post", "/admin/problems/{id}/rejudge"),
+        ("get", "/problems"),
+        ("get", "/problems/{id}"),
+        ("post", "/problems/submit"),
+        ("get", "/problems/result/{job_id}"),
+        ("get", "/leaderboard/global"),
+        ("get", "/leaderboard/topic/{topic}"),
+        ("get", "/leaderboard/user/{id}"),
+        ("get", "/ws"),
+        ("get", "/health"),
+        ("get", "/queue/status"),
+        ("get", "/metrics"),
+        ("get", "/admin"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} is not documented"
+        );
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+
+    // Real responses, successes and errors, against their declared schemas.
+    let creds =
+        json!({"username": "doc_gil", "email": "gil@example.org", "password": "s3cret-pass"});
+    check(
+        &app,
+        &doc,
+        "post",
+        "/auth/register",
+        app.post_json("/auth/register", None, &creds).await,
+    )
+    .await;
+    check(
+        &app,
+        &doc,
+        "post",
+        "/auth/register",
+        app.post_json("/auth/register", None, &creds).await,
+    )
+    .await; // 409
+    check(
+        &app,
+        &doc,
+        "post",
+        "/auth/register",
+        app.post_json("/auth/register", None, &json!({"username": "x"}))
+            .await,
+    )
+    .await; // 400
+    let tokens = check(
+        &app,
+        &doc,
+        "post",
+        "/auth/login",
+        app.post_json("/auth/login", None, &creds).await,
+    )
+    .await;
+    let token = tokens["access_token"].as_str().unwrap();
+    check(
+        &app,
+        &doc,
+        "get",
+        "/users/me",
+        app.get("/users/me", Some(token)).await,
+    )
+    .await;
+    check(
+        &app,
+        &doc,
+        "get",
+        "/users/me",
+        app.get("/users/me", None).await,
+    )
+    .await; // 401
+    let problems = check(
+        &app,
+        &doc,
+        "get",
+        "/problems",
+        app.get("/problems", None).await,
+    )
+    .await;
+    let id = problems[0]["id"].as_i64().unwrap();
+    // The schemas constrain: a problem list is not a health report.
+    let health = jsonschema::validator_for(&schema(&doc, "get", "/health", 200)).unwrap();
+    assert!(!health.is_valid(&problems));
+    assert!(!health.is_valid(&json!({"status": "ok", "mode": "redis"})));
+    check(
+        &app,
+        &doc,
+        "get",
+        "/problems/{id}",
+        app.get(&format!("/problems/{id}"), None).await,
+    )
+    .await;
+    check(
+        &app,
+        &doc,
+        "get",
+        "/problems/{id}",
+        app.get("/problems/99999999", None).await,
+    )
+    .await; // 404
+    let uk = app.problem_id("uk-customers").await;
+    let sql = "SELECT name FROM customers WHERE country = 'UK'";
+    let ack = check(
+        &app,
+        &doc,
+        "post",
+        "/problems/submit",
+        app.submit(token, uk, sql).await,
+    )
+    .await;
+    let job = ack["job_id"].as_str().unwrap();
+    app.wait_final(token, job, std::time::Duration::from_secs(20))
+        .await;
+    check(
+        &app,
+        &doc,
+        "get",
+        "/problems/result/{job_id}",
+        app.get(&format!("/problems/result/{job}"), Some(token))
+            .await,
+    )
+    .await;
+    // The same solution again: 200 from the verdict cache, with the result fields.
+    check(
+        &app,
+        &doc,
+        "post",
+        "/problems/submit",
+        app.submit(token, uk, sql).await,
+    )
+    .await;
+    check(
+        &app,
+        &doc,
+        "get",
+        "/users/me/submissions",
+        app.get("/users/me/submissions", Some(token)).await,
+    )
+    .await;
+    check(
+        &app,
+        &doc,
+        "get",
+        "/leaderboard/global",
+        app.get("/leaderboard/global", None).await,
+    )
+    .await;
+    check(
+        &app,
+        &doc,
+        "get",
+        "/leaderboard/topic/{topic}",
+        app.get("/leaderboard/topic/basics", None).await,
+    )
+    .await;
+    let me = app.user_id(token).await;
+    check(
+        &app,
+        &doc,
+        "get",
+        "/leaderboard/user/{id}",
+        app.get(&format!("/leaderboard/user/{me}"), None).await,
+    )
+    .await;
+    check(&app, &doc, "get", "/health", app.get("/health", None).await).await;
+    check(
+        &app,
+        &doc,
+        "get",
+        "/queue/status",
+        app.get("/queue/status", None).await,
+    )
+    .await;
+    check(
+        &app,
+        &doc,
+        "get",
+        "/admin/datasets",
+        app.get("/admin/datasets", Some(&app.admin_token)).await,
+    )
+    .await;
+    check(
+        &app,
+        &doc,
+        "get",
+        "/admin/datasets",
+        app.get("/admin/datasets", Some(token)).await,
+    )
+    .await; // 403
+    let problem = json!({"slug": "doc-uk", "title": "UK", "statement": "UK customers", "topic": "basics",
+        "dataset": "shop", "reference_sql": sql});
+    let created = check(
+        &app,
+        &doc,
+        "post",
+        "/admin/problems",
+        app.create_problem(&problem).await,
+    )
+    .await;
+    let new_id = created["id"].as_i64().unwrap();
+    check(
+        &app,
+        &doc,
+        "put",
+        "/admin/problems/{id}",
+        app.update_problem(new_id, &problem).await,
+    )
+    .await;
+    let rejudge = app
+        .client
+        .post(app.url(&format!("/admin/problems/{uk}/rejudge")))
+        .bearer_auth(&app.admin_token)
+        .send()
+        .await
+        .unwrap();
+    check(&app, &doc, "post", "/admin/problems/{id}/rejudge", rejudge).await;
+    let refresh = app
+        .post_json(
+            "/auth/refresh",
+            None,
+            &json!({"refresh_token": tokens["refresh_token"]}),
+        )
+        .await;
+    check(&app, &doc, "post", "/auth/refresh", refresh).await;
+}
+
+#[actix_web::test]
+async fn the_api_page_is_served_from_the_binary() {
+    let app = TestApp::spawn_with(crate::helpers::Options {
+        demo: false,
+        ..Default::default()
+    })
+    .await;
+    let res = app.get("/docs/", None).await;
+    assert_eq!(res.status(), 200);
+    let page = res.text().await.unwrap();
+    assert!(page.contains("swagger"), "{page}");
+    assert!(
+        !page.contains("https://"),
+        "the page loads from elsewhere:\n{page}"
+    );
+    let init = app
+        .get("/docs/swagger-initializer.js", None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(init.contains("/openapi.json"), "{init}");
+}
