@@ -3,11 +3,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-/// Distinct but equivalent solutions to `uk-customers`: each is graded (no verdict cache hit).
+/// Distinct but equivalent solutions to `uk-customers`: each is graded (no verdict cache hit,
+/// in this run or from an earlier one).
 pub fn solution() -> String {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    static RUN: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let run = RUN.get_or_init(rand::random::<u32>);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-    format!("SELECT name FROM customers WHERE country = 'UK' AND {n} > 0")
+    format!("SELECT name FROM customers WHERE country = 'UK' AND {n} > 0 AND {run} >= 0")
 }
 
 pub struct Bench {
