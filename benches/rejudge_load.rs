@@ -18,16 +18,7 @@ const LIVE: usize = 100;
 const FILLERS: usize = 16;
 
 async fn queue(bench: &Bench) -> Value {
-    let health: Value = bench
-        .http
-        .get(format!("{}/health", bench.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    health["queue"].clone()
+    bench.get("/health").await["queue"].clone()
 }
 
 /// Waits until nothing is waiting or in flight, live or background.
@@ -92,16 +83,8 @@ async fn main() {
         live_latencies(&bench, &token, live).await,
     );
 
-    let res: Value = bench
-        .http
-        .post(format!("{}/admin/problems/{bulk}/rejudge", bench.url))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let rejudge = format!("/admin/problems/{bulk}/rejudge");
+    let res = bench.post(&rejudge, Some(&admin), &Value::Null).await;
     let queued = res["queued"]
         .as_u64()
         .unwrap_or_else(|| panic!("rejudge: {res}"));

@@ -26,38 +26,39 @@ impl Bench {
             http: reqwest::Client::new(),
         }
     }
-    pub async fn user(&self, name: &str) -> String {
-        let creds = json!({"username": name, "email": format!("{name}@bench.local"), "password": "bench-password"});
-        self.http
-            .post(format!("{}/auth/register", self.url))
-            .json(&creds)
-            .send()
-            .await
-            .unwrap();
-        let tokens: Value = self
-            .http
-            .post(format!("{}/auth/login", self.url))
-            .json(&creds)
-            .send()
+
+    /// GET `path`, as JSON.
+    pub async fn get(&self, path: &str) -> Value {
+        let res = self.http.get(format!("{}{path}", self.url)).send().await;
+        res.unwrap().json().await.unwrap()
+    }
+
+    /// POST `body` to `path` (with a token, if any); the answer as JSON.
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> Value {
+        let mut req = self.http.post(format!("{}{path}", self.url)).json(body);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        req.send()
             .await
             .unwrap()
             .json()
             .await
-            .unwrap();
+            .unwrap_or(Value::Null)
+    }
+
+    pub async fn user(&self, name: &str) -> String {
+        let creds = json!({"username": name, "email": format!("{name}@bench.local"), "password": "bench-password"});
+        self.post("/auth/register", None, &creds).await;
+        let tokens = self.post("/auth/login", None, &creds).await;
         tokens["access_token"].as_str().expect("login").to_string()
     }
 
     pub async fn problem(&self, slug: &str) -> i64 {
-        let list: Vec<Value> = self
-            .http
-            .get(format!("{}/problems", self.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        list.iter()
+        let list = self.get("/problems").await;
+        list.as_array()
+            .expect("problem list")
+            .iter()
             .find(|p| p["slug"] == slug)
             .expect("demo problem")["id"]
             .as_i64()
@@ -66,17 +67,8 @@ impl Bench {
 
     /// Submits `sql`; the job id.
     pub async fn submit(&self, token: &str, problem: i64, sql: &str) -> String {
-        let ack: Value = self
-            .http
-            .post(format!("{}/problems/submit", self.url))
-            .bearer_auth(token)
-            .json(&json!({"problem_id": problem, "sql": sql}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body = json!({"problem_id": problem, "sql": sql});
+        let ack = self.post("/problems/submit", Some(token), &body).await;
         let job = ack["job_id"].as_str().unwrap_or_else(|| {
             panic!("no job id in {ack} (rate limited? start the server with SQLJUDGE__RATE_LIMIT__ENABLED=false)")
         });

@@ -38,6 +38,19 @@ pub(crate) struct Executors {
     busy: usize,
 }
 
+/// Submissions waiting in the Postgres fallback; None while Postgres is down or slow (bounded,
+/// so health and statistics answer promptly while it fails).
+pub(crate) async fn fallback_backlog(state: &AppState) -> Option<i64> {
+    if !state.health.postgres_up() {
+        return None;
+    }
+    let count = db::run(&state.pool, FallbackSubmission::pending);
+    actix_web::rt::time::timeout(std::time::Duration::from_millis(250), count)
+        .await
+        .ok()
+        .and_then(Result::ok)
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/health", web::get().to(health));
 }
@@ -62,16 +75,7 @@ pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
     } else {
         (None, None, None)
     };
-    let fallback_pending = if postgres.up {
-        // Bounded: /health must answer promptly while Postgres fails.
-        let count = db::run(&state.pool, FallbackSubmission::pending);
-        actix_web::rt::time::timeout(std::time::Duration::from_millis(250), count)
-            .await
-            .ok()
-            .and_then(Result::ok)
-    } else {
-        None
-    };
+    let fallback_pending = fallback_backlog(&state).await;
     let accepting = redis.up || postgres.up;
     let body = HealthReport {
         status: if redis.up && postgres.up {

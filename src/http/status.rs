@@ -10,7 +10,6 @@ use utoipa::ToSchema;
 
 use crate::actors::health::{Backend, BackendHealth};
 use crate::cache::Scope;
-use crate::db::{self, models::FallbackSubmission};
 use crate::error::ApiError;
 use crate::startup::AppState;
 use crate::stats::{Latency, Point};
@@ -47,14 +46,7 @@ async fn shared(state: &AppState) -> Shared {
             (s.redis_memory_bytes, s.redis_maxmemory_bytes) = (Some(used), Some(max));
         }
     }
-    if state.health.postgres_up() {
-        // Bounded: statistics must answer promptly while Postgres fails.
-        let count = db::run(&state.pool, FallbackSubmission::pending);
-        s.fallback_pending = actix_web::rt::time::timeout(Duration::from_millis(250), count)
-            .await
-            .ok()
-            .and_then(Result::ok);
-    }
+    s.fallback_pending = super::health::fallback_backlog(state).await;
     s.active_users_5m = state
         .sessions
         .active_users(Duration::from_secs(300))

@@ -59,14 +59,7 @@ async fn register_login_me_refresh_logout() {
 
     // Logout revokes the login's access and refresh tokens.
     let new_access = rotated["access_token"].as_str().unwrap();
-    let res = app
-        .client
-        .post(app.url("/auth/logout"))
-        .bearer_auth(new_access)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 204);
+    assert_eq!(app.logout(new_access).await, 204);
     assert_eq!(app.get("/users/me", Some(new_access)).await.status(), 401);
     assert_eq!(app.get("/users/me", Some(access)).await.status(), 401);
     let res = app

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::TestApp;
+use crate::helpers::{Options, TestApp};
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -216,6 +216,18 @@ async fn pump(
             changed = mode.changed() => if changed.is_err() { return },
         }
     }
+}
+
+/// The app on the machine's Redis through a proxy the test controls (cutting it keeps Redis's
+/// keys, unlike stopping a server).
+pub async fn app_behind_redis_proxy() -> (Proxy, TestApp) {
+    let proxy = Proxy::start(6379);
+    let app = TestApp::spawn_with(Options {
+        redis_url: Some(format!("redis://127.0.0.1:{}", proxy.port)),
+        ..Options::default()
+    })
+    .await;
+    (proxy, app)
 }
 
 /// What a load run saw.

@@ -275,6 +275,37 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Gives problem `id` a new title, keeping the rest (its reference is `reference_sql`).
+    pub async fn retitle(&self, id: i64, title: &str, reference_sql: &str) {
+        let problem: Value = self
+            .get(&format!("/problems/{id}"), None)
+            .await
+            .json()
+            .await
+            .unwrap();
+        let res = self
+            .update_problem(
+                id,
+                &json!({
+                    "slug": problem["slug"], "title": title, "statement": problem["statement"],
+                    "topic": problem["topic"], "dataset": problem["dataset"],
+                    "reference_sql": reference_sql,
+                }),
+            )
+            .await;
+        assert_eq!(res.status(), 200);
+    }
+
+    pub async fn logout(&self, token: &str) -> reqwest::StatusCode {
+        self.client
+            .post(self.url("/auth/logout"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
     pub async fn create_problem(&self, body: &Value) -> reqwest::Response {
         self.post_json("/admin/problems", Some(&self.admin_token), body)
             .await

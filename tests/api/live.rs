@@ -141,14 +141,7 @@ async fn invalid_tokens_are_refused_before_the_upgrade() {
     let token = app.user("ws_carl").await;
     let url = format!("{}/ws?token={token}", app.address.replacen("http", "ws", 1));
     assert!(tokio_tungstenite::connect_async(url.as_str()).await.is_ok());
-    let res = app
-        .client
-        .post(app.url("/auth/logout"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 204);
+    assert_eq!(app.logout(&token).await, 204);
     assert!(tokio_tungstenite::connect_async(url.as_str())
         .await
         .is_err());
@@ -298,13 +291,8 @@ async fn metrics_and_queue_status_move_with_traffic() {
 
 #[actix_web::test]
 async fn events_flow_locally_during_a_redis_outage_and_across_instances_after_it() {
-    use crate::faults::{Mode, Proxy};
-    let proxy = Proxy::start(6379);
-    let app = TestApp::spawn_with(Options {
-        redis_url: Some(format!("redis://127.0.0.1:{}", proxy.port)),
-        ..Options::default()
-    })
-    .await;
+    use crate::faults::{app_behind_redis_proxy, Mode};
+    let (proxy, app) = app_behind_redis_proxy().await;
     let token = app.user("outage_fay").await;
     let uk = app.problem_id("uk-customers").await;
     let mut socket = connect(&app.address, &token).await.unwrap();

@@ -20,13 +20,7 @@ fn schema(doc: &Value, method: &str, path: &str, status: u16) -> Value {
     json!({"allOf": [schema], "components": doc["components"]})
 }
 
-async fn check(
-    app: &TestApp,
-    doc: &Value,
-    method: &str,
-    path: &str,
-    res: reqwest::Response,
-) -> Value {
+async fn check(doc: &Value, method: &str, path: &str, res: reqwest::Response) -> Value {
     let status = res.status().as_u16();
     let body: Value = res.json().await.unwrap();
     let validator = jsonschema::validator_for(&schema(doc, method, path, status))
@@ -39,7 +33,6 @@ async fn check(
         errors.is_empty(),
         "{method} {path} {status} does not match its schema: {errors:?}\n{body}"
     );
-    let _ = app;
     body
 }
 
@@ -92,178 +85,117 @@ async fn the_document_covers_the_api_and_matches_real_responses() {
     // Real responses, successes and errors, against their declared schemas.
     let creds =
         json!({"username": "doc_gil", "email": "gil@example.org", "password": "s3cret-pass"});
+    let post = |path: &'static str, body: Value| {
+        let app = &app;
+        async move { app.post_json(path, None, &body).await }
+    };
     check(
-        &app,
         &doc,
         "post",
         "/auth/register",
-        app.post_json("/auth/register", None, &creds).await,
+        post("/auth/register", creds.clone()).await,
     )
     .await;
     check(
-        &app,
         &doc,
         "post",
         "/auth/register",
-        app.post_json("/auth/register", None, &creds).await,
+        post("/auth/register", creds.clone()).await,
     )
     .await; // 409
+    let bad = json!({"username": "x"});
     check(
-        &app,
         &doc,
         "post",
         "/auth/register",
-        app.post_json("/auth/register", None, &json!({"username": "x"}))
-            .await,
+        post("/auth/register", bad).await,
     )
     .await; // 400
     let tokens = check(
-        &app,
         &doc,
         "post",
         "/auth/login",
-        app.post_json("/auth/login", None, &creds).await,
+        post("/auth/login", creds).await,
     )
     .await;
     let token = tokens["access_token"].as_str().unwrap();
-    check(
-        &app,
-        &doc,
-        "get",
-        "/users/me",
-        app.get("/users/me", Some(token)).await,
-    )
-    .await;
-    check(
-        &app,
-        &doc,
-        "get",
-        "/users/me",
-        app.get("/users/me", None).await,
-    )
-    .await; // 401
-    let problems = check(
-        &app,
-        &doc,
-        "get",
-        "/problems",
-        app.get("/problems", None).await,
-    )
-    .await;
-    let id = problems[0]["id"].as_i64().unwrap();
+    let problems = check(&doc, "get", "/problems", app.get("/problems", None).await).await;
     // The schemas constrain: a problem list is not a health report.
     let health = jsonschema::validator_for(&schema(&doc, "get", "/health", 200)).unwrap();
     assert!(!health.is_valid(&problems));
     assert!(!health.is_valid(&json!({"status": "ok", "mode": "redis"})));
-    check(
-        &app,
-        &doc,
-        "get",
-        "/problems/{id}",
-        app.get(&format!("/problems/{id}"), None).await,
-    )
-    .await;
-    check(
-        &app,
-        &doc,
-        "get",
-        "/problems/{id}",
-        app.get("/problems/99999999", None).await,
-    )
-    .await; // 404
+
     let uk = app.problem_id("uk-customers").await;
     let sql = "SELECT name FROM customers WHERE country = 'UK'";
     let ack = check(
-        &app,
         &doc,
         "post",
         "/problems/submit",
         app.submit(token, uk, sql).await,
     )
     .await;
-    let job = ack["job_id"].as_str().unwrap();
-    app.wait_final(token, job, std::time::Duration::from_secs(20))
+    let job = ack["job_id"].as_str().unwrap().to_string();
+    app.wait_final(token, &job, std::time::Duration::from_secs(20))
         .await;
-    check(
-        &app,
-        &doc,
-        "get",
-        "/problems/result/{job_id}",
-        app.get(&format!("/problems/result/{job}"), Some(token))
-            .await,
-    )
-    .await;
     // The same solution again: 200 from the verdict cache, with the result fields.
     check(
-        &app,
         &doc,
         "post",
         "/problems/submit",
         app.submit(token, uk, sql).await,
-    )
-    .await;
-    check(
-        &app,
-        &doc,
-        "get",
-        "/users/me/submissions",
-        app.get("/users/me/submissions", Some(token)).await,
-    )
-    .await;
-    check(
-        &app,
-        &doc,
-        "get",
-        "/leaderboard/global",
-        app.get("/leaderboard/global", None).await,
-    )
-    .await;
-    check(
-        &app,
-        &doc,
-        "get",
-        "/leaderboard/topic/{topic}",
-        app.get("/leaderboard/topic/basics", None).await,
     )
     .await;
     let me = app.user_id(token).await;
-    check(
-        &app,
-        &doc,
-        "get",
-        "/leaderboard/user/{id}",
-        app.get(&format!("/leaderboard/user/{me}"), None).await,
-    )
-    .await;
-    check(&app, &doc, "get", "/health", app.get("/health", None).await).await;
-    check(
-        &app,
-        &doc,
-        "get",
-        "/queue/status",
-        app.get("/queue/status", None).await,
-    )
-    .await;
-    check(
-        &app,
-        &doc,
-        "get",
-        "/admin/datasets",
-        app.get("/admin/datasets", Some(&app.admin_token)).await,
-    )
-    .await;
-    check(
-        &app,
-        &doc,
-        "get",
-        "/admin/datasets",
-        app.get("/admin/datasets", Some(token)).await,
-    )
-    .await; // 403
-    let problem = json!({"slug": "doc-uk", "title": "UK", "statement": "UK customers", "topic": "basics",
-        "dataset": "shop", "reference_sql": sql});
+    let admin = app.admin_token.as_str();
+    for (template, url, token) in [
+        ("/users/me", "/users/me".to_string(), Some(token)),
+        ("/users/me", "/users/me".to_string(), None), // 401
+        ("/problems/{id}", format!("/problems/{uk}"), None),
+        ("/problems/{id}", "/problems/99999999".to_string(), None), // 404
+        (
+            "/problems/result/{job_id}",
+            format!("/problems/result/{job}"),
+            Some(token),
+        ),
+        (
+            "/users/me/submissions",
+            "/users/me/submissions".to_string(),
+            Some(token),
+        ),
+        (
+            "/leaderboard/global",
+            "/leaderboard/global".to_string(),
+            None,
+        ),
+        (
+            "/leaderboard/topic/{topic}",
+            "/leaderboard/topic/basics".to_string(),
+            None,
+        ),
+        (
+            "/leaderboard/user/{id}",
+            format!("/leaderboard/user/{me}"),
+            None,
+        ),
+        ("/health", "/health".to_string(), None),
+        ("/queue/status", "/queue/status".to_string(), None),
+        (
+            "/admin/datasets",
+            "/admin/datasets".to_string(),
+            Some(admin),
+        ),
+        (
+            "/admin/datasets",
+            "/admin/datasets".to_string(),
+            Some(token),
+        ), // 403
+    ] {
+        check(&doc, "get", template, app.get(&url, token).await).await;
+    }
+
+    let problem = json!({"slug": "doc-uk", "title": "UK", "statement": "UK customers",
+        "topic": "basics", "dataset": "shop", "reference_sql": sql});
     let created = check(
-        &app,
         &doc,
         "post",
         "/admin/problems",
@@ -271,30 +203,24 @@ async fn the_document_covers_the_api_and_matches_real_responses() {
     )
     .await;
     let new_id = created["id"].as_i64().unwrap();
-    check(
-        &app,
-        &doc,
-        "put",
-        "/admin/problems/{id}",
-        app.update_problem(new_id, &problem).await,
-    )
-    .await;
+    let updated = app.update_problem(new_id, &problem).await;
+    check(&doc, "put", "/admin/problems/{id}", updated).await;
     let rejudge = app
         .client
         .post(app.url(&format!("/admin/problems/{uk}/rejudge")))
-        .bearer_auth(&app.admin_token)
+        .bearer_auth(admin)
         .send()
         .await
         .unwrap();
-    check(&app, &doc, "post", "/admin/problems/{id}/rejudge", rejudge).await;
-    let refresh = app
-        .post_json(
-            "/auth/refresh",
-            None,
-            &json!({"refresh_token": tokens["refresh_token"]}),
-        )
-        .await;
-    check(&app, &doc, "post", "/auth/refresh", refresh).await;
+    check(&doc, "post", "/admin/problems/{id}/rejudge", rejudge).await;
+    let refresh = json!({"refresh_token": tokens["refresh_token"]});
+    check(
+        &doc,
+        "post",
+        "/auth/refresh",
+        post("/auth/refresh", refresh).await,
+    )
+    .await;
 }
 
 #[actix_web::test]

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 use redis::Commands;
 use serde_json::{json, Value};
 
-use crate::faults::{Mode, Proxy};
-use crate::helpers::{Options, TestApp};
+use crate::faults::{app_behind_redis_proxy, Mode};
+use crate::helpers::TestApp;
 
 const UK: &str = "SELECT name FROM customers WHERE country = 'UK'";
 
@@ -57,25 +57,6 @@ async fn wait_mode(app: &TestApp, want: &str) {
     }
 }
 
-async fn retitle(app: &TestApp, id: i64, title: &str) {
-    let problem: Value = app
-        .get(&format!("/problems/{id}"), None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let res = app
-        .update_problem(
-            id,
-            &json!({
-                "slug": problem["slug"], "title": title, "statement": problem["statement"],
-                "topic": problem["topic"], "dataset": problem["dataset"], "reference_sql": UK,
-            }),
-        )
-        .await;
-    assert_eq!(res.status(), 200);
-}
-
 fn title_in_list(list: &Value, id: i64) -> String {
     list.as_array()
         .unwrap()
@@ -95,7 +76,7 @@ async fn responses_are_cached_and_writes_invalidate_them() {
     // Problems: miss, then hit; an admin edit shows at once.
     get_until_cache(&app, "/problems", "hit").await;
     get_until_cache(&app, &format!("/problems/{uk}"), "hit").await;
-    retitle(&app, uk, "Customers in the United Kingdom").await;
+    app.retitle(uk, "Customers in the United Kingdom", UK).await;
     let (cache, list) = x_cache(&app, "/problems").await;
     assert_eq!(cache, "miss");
     assert_eq!(title_in_list(&list, uk), "Customers in the United Kingdom");
@@ -135,12 +116,7 @@ async fn responses_are_cached_and_writes_invalidate_them() {
 
 #[actix_web::test]
 async fn cache_is_bypassed_while_redis_is_unreachable_and_cleared_when_it_returns() {
-    let proxy = Proxy::start(6379);
-    let app = TestApp::spawn_with(Options {
-        redis_url: Some(format!("redis://127.0.0.1:{}", proxy.port)),
-        ..Options::default()
-    })
-    .await;
+    let (proxy, app) = app_behind_redis_proxy().await;
     let uk = app.problem_id("uk-customers").await;
     get_until_cache(&app, "/problems", "hit").await;
 
@@ -149,7 +125,7 @@ async fn cache_is_bypassed_while_redis_is_unreachable_and_cleared_when_it_return
     let (cache, _) = x_cache(&app, "/problems").await;
     assert_eq!(cache, "bypass");
     // This write cannot reach the cache; Redis keeps the old response meanwhile.
-    retitle(&app, uk, "Retitled during the outage").await;
+    app.retitle(uk, "Retitled during the outage", UK).await;
     let (_, list) = x_cache(&app, "/problems").await;
     assert_eq!(title_in_list(&list, uk), "Retitled during the outage");
 
@@ -176,12 +152,7 @@ async fn cache_is_bypassed_while_redis_is_unreachable_and_cleared_when_it_return
 
 #[actix_web::test]
 async fn sessions_live_in_redis_and_revocations_survive_an_outage() {
-    let proxy = Proxy::start(6379);
-    let app = TestApp::spawn_with(Options {
-        redis_url: Some(format!("redis://127.0.0.1:{}", proxy.port)),
-        ..Options::default()
-    })
-    .await;
+    let (proxy, app) = app_behind_redis_proxy().await;
     let token = app.user("sess_ann").await;
     let key = app.key(&format!("session:{}", sqljudge::auth::token_hash(&token)));
     let mut redis = redis::Client::open("redis://127.0.0.1:6379")
@@ -202,14 +173,7 @@ async fn sessions_live_in_redis_and_revocations_survive_an_outage() {
     proxy.set(Mode::Refuse);
     wait_mode(&app, "fallback").await;
     assert_eq!(app.get("/users/me", Some(&token)).await.status(), 200);
-    let res = app
-        .client
-        .post(app.url("/auth/logout"))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 204);
+    assert_eq!(app.logout(&token).await, 204);
     assert_eq!(app.get("/users/me", Some(&token)).await.status(), 401);
     // Redis never heard of the logout: it still holds the session.
     assert!(redis.exists::<_, bool>(&key).unwrap());
@@ -242,12 +206,7 @@ async fn sessions_live_in_redis_and_revocations_survive_an_outage() {
 
 #[actix_web::test]
 async fn last_seen_is_tracked_in_redis_and_postgres() {
-    let proxy = Proxy::start(6379);
-    let app = TestApp::spawn_with(Options {
-        redis_url: Some(format!("redis://127.0.0.1:{}", proxy.port)),
-        ..Options::default()
-    })
-    .await;
+    let (proxy, app) = app_behind_redis_proxy().await;
     let token = app.user("seen_ann").await;
     let id = app.user_id(&token).await;
     let mut redis = redis::Client::open("redis://127.0.0.1:6379")

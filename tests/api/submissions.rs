@@ -531,17 +531,12 @@ async fn identical_solutions_reuse_a_recent_verdict_until_the_problem_changes() 
     assert_eq!(other.status(), 202);
 
     // Changing the problem invalidates its cached verdicts.
-    let detail: Value = app
-        .get(&format!("/problems/{uk}"), None)
-        .await
-        .json()
-        .await
-        .unwrap();
-    let body = json!({"slug": detail["slug"], "title": "Customers in the United Kingdom", "statement": detail["statement"],
-                      "topic": detail["topic"], "dataset": detail["dataset"],
-                      "reference_sql": "SELECT name FROM customers WHERE country = 'UK'"});
-    let res = app.update_problem(uk, &body).await;
-    assert_eq!(res.status(), 200);
+    app.retitle(
+        uk,
+        "Customers in the United Kingdom",
+        "SELECT name FROM customers WHERE country = 'UK'",
+    )
+    .await;
     let after = app
         .submit(&cid, uk, "SELECT name FROM customers WHERE country = 'UK'")
         .await;
