@@ -2,7 +2,7 @@
 // log in, see a submission appear live, see the mode turn to `fallback` when this test's own
 // Redis stops and back to `redis` when it returns, and save screenshots under target/.
 //
-// Run by scripts/test (after `cargo build --bin sqljudge`): node tests/browser/dashboard.mjs
+// Run by scripts/browser-test (itself run by scripts/test), which builds target/debug/sqljudge.
 import { spawn, execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:net";
