@@ -7,6 +7,29 @@ use serde_json::{json, Value};
 use sqljudge::config::Settings;
 use sqljudge::startup::{AppState, Application};
 
+pub fn sleep(ms: u64) -> impl std::future::Future<Output = ()> {
+    actix_web::rt::time::sleep(Duration::from_millis(ms))
+}
+
+/// The routing mode `/health` reports: `redis` or `fallback`.
+pub async fn mode(app: &TestApp) -> String {
+    let health: Value = app.get("/health", None).await.json().await.unwrap();
+    health["mode"].as_str().unwrap().to_string()
+}
+
+/// Waits (at most 10 s) until the mode is `want`; how long that took.
+pub async fn wait_mode(app: &TestApp, want: &str) -> Duration {
+    let started = Instant::now();
+    while mode(app).await != want {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "mode never became {want}"
+        );
+        sleep(20).await;
+    }
+    started.elapsed()
+}
+
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,

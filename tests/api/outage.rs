@@ -10,34 +10,7 @@ use crate::faults::{
     check_invariants, free_port, leaderboard_mismatches, postgres_port, run_load, Mode, Proxy,
     RedisInstance,
 };
-use crate::helpers::{Options, TestApp};
-
-fn sleep(ms: u64) -> impl std::future::Future<Output = ()> {
-    actix_web::rt::time::sleep(Duration::from_millis(ms))
-}
-
-async fn mode(app: &TestApp) -> String {
-    app.get("/health", None)
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["mode"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-async fn wait_mode(app: &TestApp, want: &str) -> Duration {
-    let started = Instant::now();
-    while mode(app).await != want {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "mode never became {want}"
-        );
-        sleep(20).await;
-    }
-    started.elapsed()
-}
+use crate::helpers::{sleep, wait_mode, Options, TestApp};
 
 #[actix_web::test]
 async fn redis_killed_and_restarted_under_load() {

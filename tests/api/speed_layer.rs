@@ -6,13 +6,9 @@ use redis::Commands;
 use serde_json::{json, Value};
 
 use crate::faults::{app_behind_redis_proxy, Mode};
-use crate::helpers::TestApp;
+use crate::helpers::{sleep, wait_mode, TestApp};
 
 const UK: &str = "SELECT name FROM customers WHERE country = 'UK'";
-
-fn sleep(ms: u64) -> impl std::future::Future<Output = ()> {
-    actix_web::rt::time::sleep(Duration::from_millis(ms))
-}
 
 /// GETs `path` until the response's `X-Cache` is `want` (the store after a miss is
 /// asynchronous); returns the body.
@@ -39,22 +35,6 @@ async fn x_cache(app: &TestApp, path: &str) -> (String, Value) {
     assert_eq!(res.status(), 200, "{path}");
     let cache = res.headers()["x-cache"].to_str().unwrap().to_string();
     (cache, res.json().await.unwrap())
-}
-
-async fn mode(app: &TestApp) -> String {
-    let health: Value = app.get("/health", None).await.json().await.unwrap();
-    health["mode"].as_str().unwrap().to_string()
-}
-
-async fn wait_mode(app: &TestApp, want: &str) {
-    let started = Instant::now();
-    while mode(app).await != want {
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "mode never {want}"
-        );
-        sleep(20).await;
-    }
 }
 
 fn title_in_list(list: &Value, id: i64) -> String {
