@@ -130,9 +130,22 @@ impl EventBus {
     /// One subscription: until its connection drops, or Redis went down and came back (a
     /// connection from before an outage may be silently dead).
     async fn listen(&self) -> redis::RedisResult<()> {
-        let mut pubsub = self.queue.pubsub().await?;
-        pubsub.subscribe(self.queue.keys.events()).await?;
-        let up_since = self.health.redis().since;
+        // Bounded: a connection that hangs while subscribing must not stall the loop for good.
+        let subscribing = async {
+            let mut pubsub = self.queue.pubsub().await?;
+            pubsub.subscribe(self.queue.keys.events()).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        };
+        let mut pubsub = actix_web::rt::time::timeout(Duration::from_secs(2), subscribing)
+            .await
+            .map_err(|_| {
+                redis::RedisError::from((redis::ErrorKind::Io, "subscribing timed out"))
+            })??;
+        // The up-period this connection is known to have lived through. A connection made
+        // while the probe still says down is fresh, not stale: the flip up that follows must
+        // not drop it (events published meanwhile would be lost).
+        let redis = self.health.redis();
+        let mut seen_up = redis.up.then_some(redis.since);
         self.subscribed.store(true, Ordering::Release);
         let mut messages = pubsub.on_message();
         let mut check = actix_web::rt::time::interval(Duration::from_millis(500));
@@ -148,8 +161,11 @@ impl EventBus {
                 },
                 _ = check.tick() => {
                     let redis = self.health.redis();
-                    if !redis.up || redis.since != up_since {
-                        return Ok(());
+                    match (redis.up, seen_up) {
+                        (true, None) => seen_up = Some(redis.since),
+                        (true, Some(since)) if since != redis.since => return Ok(()),
+                        (false, Some(_)) => return Ok(()),
+                        _ => {}
                     }
                 }
             }

@@ -30,6 +30,29 @@ pub async fn wait_mode(app: &TestApp, want: &str) -> Duration {
     started.elapsed()
 }
 
+/// A child process that is killed when dropped.
+pub struct Process(std::process::Child);
+
+impl std::ops::Deref for Process {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Process {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
@@ -401,16 +424,19 @@ impl TestApp {
         .collect()
     }
 
-    /// `sqljudge serve` as a second process of this app on `port` (its output discarded).
-    pub fn process(&self, port: u16) -> std::process::Child {
-        std::process::Command::new(env!("CARGO_BIN_EXE_sqljudge"))
-            .arg("serve")
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .envs(self.env_for_process(port))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
+    /// `sqljudge serve` as a second process of this app on `port` (its output discarded),
+    /// killed when dropped, so a failing test leaves none behind.
+    pub fn process(&self, port: u16) -> Process {
+        Process(
+            std::process::Command::new(env!("CARGO_BIN_EXE_sqljudge"))
+                .arg("serve")
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .envs(self.env_for_process(port))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
     }
 
     /// Waits until the instance at `base` answers `/health`.

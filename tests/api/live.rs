@@ -329,31 +329,48 @@ async fn events_flow_locally_during_a_redis_outage_and_across_instances_after_it
     let other_url = format!("http://127.0.0.1:{port}");
     app.wait_ready(&other_url).await;
     // Submitted to the other instance: it reaches this socket through the subscription
-    // this instance re-established by itself.
-    let started = Instant::now();
-    let job_id = loop {
-        let res = app
-            .client
-            .post(format!("{other_url}/problems/submit"))
-            .bearer_auth(&token)
-            .json(&serde_json::json!({"problem_id": uk, "sql": format!("{UK} AND 'back' <> ''")}))
-            .send()
-            .await
-            .unwrap();
-        if res.status() == 202 {
-            break res.json::<Value>().await.unwrap()["job_id"]
-                .as_str()
-                .unwrap()
-                .to_string();
+    // this instance re-established by itself. The first submission shows the subscription is
+    // back (it may have been re-made while Redis settled); the next is followed step by step.
+    let submit_other = |sql: String| {
+        let (app, token, other_url) = (&app, &token, &other_url);
+        async move {
+            let started = Instant::now();
+            loop {
+                let res = app
+                    .client
+                    .post(format!("{other_url}/problems/submit"))
+                    .bearer_auth(token)
+                    .json(&serde_json::json!({"problem_id": uk, "sql": sql}))
+                    .send()
+                    .await
+                    .unwrap();
+                if res.status() == 202 {
+                    let job: Value = res.json().await.unwrap();
+                    return job["job_id"].as_str().unwrap().to_string();
+                }
+                let status = res.status();
+                assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "other instance not on Redis: {status} {}",
+                    res.text().await.unwrap()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
         }
-        let status = res.status();
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "other instance not on Redis: {status} {}",
-            res.text().await.unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     };
+    let started = Instant::now();
+    for n in 0.. {
+        let probe = submit_other(format!("{UK} AND 'back' <> '{n}'")).await;
+        let heard = tokio::time::timeout(Duration::from_secs(2), statuses_of(&mut socket, &probe));
+        if heard.await.is_ok_and(|seen| !seen.is_empty()) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the subscription did not come back"
+        );
+    }
+    let job_id = submit_other(format!("{UK} AND 'again' <> ''")).await;
     assert_eq!(
         statuses_of(&mut socket, &job_id).await,
         ["queued", "running", "accepted"]
