@@ -37,8 +37,15 @@ use crate::job::{Outcome, Status};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
+    /// The sandbox could not be reached before the solution was sent: trying again later
+    /// costs the job nothing.
     #[error("sandbox database unavailable: {0}")]
     Unavailable(String),
+    /// The run broke for a reason outside the solution after its text reached the sandbox
+    /// (backend terminated, out of memory, connection lost, serialization failure): a counted
+    /// attempt, never a verdict.
+    #[error("grading interrupted: {0}")]
+    Interrupted(String),
     #[error("invalid sandbox configuration: {0}")]
     Config(String),
 }
