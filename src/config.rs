@@ -63,6 +63,9 @@ pub struct SandboxSettings {
     pub max_output_bytes: usize,
     pub max_message_bytes: usize,
     pub max_sql_bytes: usize,
+    /// How long a grading waits for a backend it terminated to exit before it quarantines
+    /// the slot.
+    pub backend_exit_wait_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -73,6 +76,8 @@ pub struct ExecutorSettings {
     pub resweep_after_ms: u64,
     pub max_attempts: u32,
     pub dequeue_block_secs: f64,
+    /// Live jobs of one user graded at the same time, at most, while others' jobs wait.
+    pub per_user_limit: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -2,9 +2,13 @@
 //!
 //! - `problems:queue` (list): jobs waiting, as JSON; LPUSH in, BLMOVE out from the right.
 //! - `problems:queue:low` (list): background work (rejudges), taken only when the queue is empty.
-//! - `problems:inflight` (list): jobs an executor has taken (BLMOVE moves them atomically).
+//! - `problems:inflight` (list): jobs an executor has taken (moved there atomically).
+//! - `problems:parked:{user_id}` (list) and `problems:parked_users` (set): live jobs of users who
+//!   already have `executor.per_user_limit` jobs in flight, set aside by the taker so that other
+//!   users' jobs go first; a user's oldest parked job returns to the head of the line as soon
+//!   as one of theirs leaves the in-flight list.
 //! - `problems:lease:{job_id}` (string, PX): the taker's lease; a job in flight whose lease is
-//!   gone on two consecutive reaper passes is put back at the head of the queue.
+//!   gone on two consecutive reaper passes is put back in the queue, behind waiting work.
 //! - `problems:processing:{job_id}` (hash: status, user_id, problem_id, attempts).
 //! - `problems:result:{job_id}` (final result JSON, TTL 300 s by default).
 //! - `problems:unpersisted` (hash job_id -> {job, outcome}): results graded while Postgres
@@ -19,6 +23,7 @@
 //!   bumping a generation invalidates every response under it.
 //!
 //! Grading is at least once; `Submission::record_result` makes the record exactly once.
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
@@ -45,6 +50,13 @@ impl Keys {
     }
     pub fn queue(&self) -> String {
         format!("{}problems:queue", self.prefix)
+    }
+    /// A user's parked live jobs (see the module's header).
+    pub fn parked(&self, user_id: &str) -> String {
+        format!("{}problems:parked:{user_id}", self.prefix)
+    }
+    pub fn parked_users(&self) -> String {
+        format!("{}problems:parked_users", self.prefix)
     }
     /// Background work (rejudges): taken only when `queue` is empty.
     pub fn queue_low(&self) -> String {
@@ -123,17 +135,90 @@ pub struct Processing {
     pub submitted_at: chrono::DateTime<chrono::Utc>,
 }
 
-/// Takes the next job, live before background, into the in-flight list.
-const TAKE_BY_PRIORITY: &str = r"
-local job = redis.call('LMOVE', KEYS[1], KEYS[3], 'RIGHT', 'LEFT')
-if job then return job end
-return redis.call('LMOVE', KEYS[2], KEYS[3], 'RIGHT', 'LEFT')";
+/// Lua shared by the fair-queue scripts: a job's user, and how many live jobs each user has in
+/// flight. A job's JSON names `user_id` before the solution's text, and any quote inside that
+/// text is escaped, so the first match is the real field.
+const FAIR_PRELUDE: &str = r#"
+local function user_of(job)
+  if string.find(job, '"rejudge":true', 1, true) then return nil end
+  return string.match(job, '"user_id":(%-?%d+)')
+end
+local function running(inflight)
+  local counts = {}
+  for _, job in ipairs(redis.call('LRANGE', inflight, 0, -1)) do
+    local u = user_of(job)
+    if u then counts[u] = (counts[u] or 0) + 1 end
+  end
+  return counts
+end
+"#;
 
-/// Puts an in-flight job back at the head of the queue, unless its lease is still held.
+/// Takes the next job into the in-flight list: first gives users below their limit their
+/// oldest parked jobs back (at the head of the line), then takes live jobs oldest first,
+/// parking those of users at their limit, then background work. Returns `{'job', item}`,
+/// `{'more'}` (only parked so far; call again) or `{}`.
+/// KEYS: queue, background queue, in-flight, parked users; ARGV: limit, pops, parked prefix.
+const FAIR_TAKE: &str = r#"
+local limit = tonumber(ARGV[1])
+local counts = running(KEYS[3])
+for _, u in ipairs(redis.call('SMEMBERS', KEYS[4])) do
+  local key = ARGV[3] .. u
+  local free = limit - (counts[u] or 0)
+  if free > 0 then
+    local back = redis.call('LRANGE', key, -free, -1)
+    for _, job in ipairs(back) do redis.call('RPUSH', KEYS[1], job) end
+    redis.call('LTRIM', key, 0, -(#back + 1))
+  end
+  if redis.call('LLEN', key) == 0 then redis.call('SREM', KEYS[4], u) end
+end
+for _ = 1, tonumber(ARGV[2]) do
+  local job = redis.call('RPOP', KEYS[1])
+  if not job then break end
+  local u = user_of(job)
+  if not u or (counts[u] or 0) < limit then
+    redis.call('LPUSH', KEYS[3], job)
+    return {'job', job}
+  end
+  redis.call('LPUSH', ARGV[3] .. u, job)
+  redis.call('SADD', KEYS[4], u)
+end
+if redis.call('LLEN', KEYS[1]) > 0 then return {'more'} end
+local job = redis.call('LMOVE', KEYS[2], KEYS[3], 'RIGHT', 'LEFT')
+if job then return {'job', job} end
+return {}
+"#;
+
+/// Admits a job that a blocking move just put in flight, or parks it when its user is over
+/// the limit (then returns 0). KEYS: in-flight, parked users; ARGV: limit, parked prefix, job.
+const FAIR_ADMIT: &str = r#"
+local u = user_of(ARGV[3])
+if not u or (running(KEYS[1])[u] or 0) <= tonumber(ARGV[1]) then return 1 end
+redis.call('LREM', KEYS[1], 1, ARGV[3])
+redis.call('LPUSH', ARGV[2] .. u, ARGV[3])
+redis.call('SADD', KEYS[2], u)
+return 0
+"#;
+
+/// Live jobs waiting (queued and parked), background jobs waiting, jobs in flight.
+/// KEYS: queue, background queue, in-flight, parked users; ARGV: parked prefix.
+const DEPTHS: &str = r#"
+local live = redis.call('LLEN', KEYS[1])
+for _, u in ipairs(redis.call('SMEMBERS', KEYS[4])) do
+  live = live + redis.call('LLEN', ARGV[1] .. u)
+end
+return {live, redis.call('LLEN', KEYS[2]), redis.call('LLEN', KEYS[3])}
+"#;
+
+static FAIR_TAKE_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{FAIR_PRELUDE}{FAIR_TAKE}")));
+static FAIR_ADMIT_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{FAIR_PRELUDE}{FAIR_ADMIT}")));
+
+/// Puts an in-flight job back in the queue, behind waiting work, unless its lease is still held.
 const REQUEUE_IF_NO_LEASE: &str = r"
 if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
-  redis.call('RPUSH', KEYS[2], ARGV[1])
+  redis.call('LPUSH', KEYS[2], ARGV[1])
   return 1
 end
 return 0";
@@ -243,31 +328,55 @@ impl RedisQueue {
         Ok(id.and_then(|s| s.parse().ok()))
     }
 
-    /// Waits up to `block` for a job and moves it to the in-flight list.
+    /// Waits up to `block` for a job and moves it to the in-flight list. A user never has more
+    /// than `per_user` live jobs in flight while other users' jobs wait.
     pub async fn take(
         &self,
         conn: &mut MultiplexedConnection,
         block: Duration,
+        per_user: u32,
     ) -> RedisResult<Option<String>> {
-        let next: Option<String> = Script::new(TAKE_BY_PRIORITY)
-            .key(self.keys.queue())
-            .key(self.keys.queue_low())
-            .key(self.keys.inflight())
-            .invoke_async(conn)
-            .await?;
-        if next.is_some() {
-            return Ok(next);
+        let parked = self.keys.parked("");
+        loop {
+            let taken: Vec<String> = FAIR_TAKE_SCRIPT
+                .key(self.keys.queue())
+                .key(self.keys.queue_low())
+                .key(self.keys.inflight())
+                .key(self.keys.parked_users())
+                .arg(per_user)
+                .arg(64)
+                .arg(&parked)
+                .invoke_async(conn)
+                .await?;
+            match taken.first().map(String::as_str) {
+                Some("job") => return Ok(taken.into_iter().nth(1)),
+                Some(_) => continue,
+                None => {}
+            }
+            // Nothing to take: block on live submissions only, so they are never behind
+            // background work; background jobs are picked up within `block`.
+            let next: Option<String> = conn
+                .blmove(
+                    self.keys.queue(),
+                    self.keys.inflight(),
+                    Direction::Right,
+                    Direction::Left,
+                    block.as_secs_f64(),
+                )
+                .await?;
+            let Some(job) = next else { return Ok(None) };
+            let admitted: bool = FAIR_ADMIT_SCRIPT
+                .key(self.keys.inflight())
+                .key(self.keys.parked_users())
+                .arg(per_user)
+                .arg(&parked)
+                .arg(&job)
+                .invoke_async(conn)
+                .await?;
+            if admitted {
+                return Ok(Some(job));
+            }
         }
-        // Nothing waiting: block on live submissions only, so they are never behind background
-        // work; background jobs are picked up within `block`.
-        conn.blmove(
-            self.keys.queue(),
-            self.keys.inflight(),
-            Direction::Right,
-            Direction::Left,
-            block.as_secs_f64(),
-        )
-        .await
     }
 
     /// Marks a taken job as running under a lease; returns how many times it was taken.
@@ -350,12 +459,13 @@ impl RedisQueue {
             .await
     }
 
-    /// Hands a taken job back (e.g. the sandbox was unreachable): next in line, and the try
-    /// does not count as an attempt.
-    pub async fn release(&self, item: &str, job: &Job) -> RedisResult<()> {
+    /// Hands a taken job back. `counted`: the try was an attempt (the solution reached the
+    /// sandbox), and the job waits behind the jobs waiting now; otherwise (the sandbox was
+    /// unreachable) it keeps its place, next in line.
+    pub async fn release(&self, item: &str, job: &Job, counted: bool) -> RedisResult<()> {
         let job_id = job.job_id;
-        redis::pipe()
-            .atomic()
+        let mut pipe = redis::pipe();
+        pipe.atomic()
             .del(self.keys.lease(job_id))
             .ignore()
             .hset(
@@ -364,14 +474,17 @@ impl RedisQueue {
                 Status::Queued.as_str(),
             )
             .ignore()
-            .hincr(self.keys.processing(job_id), "attempts", -1)
-            .ignore()
             .lrem(self.keys.inflight(), 1, item)
-            .ignore()
-            .rpush(self.keys.queue_for(job), item)
-            .ignore()
-            .query_async(&mut self.conn())
-            .await
+            .ignore();
+        if counted {
+            pipe.lpush(self.keys.queue_for(job), item).ignore();
+        } else {
+            pipe.rpush(self.keys.queue_for(job), item)
+                .ignore()
+                .hincr(self.keys.processing(job_id), "attempts", -1)
+                .ignore();
+        }
+        pipe.query_async(&mut self.conn()).await
     }
 
     /// Drops an item that is not a job at all (never produced by us).
@@ -580,13 +693,15 @@ impl RedisQueue {
         Ok((field("used_memory"), field("maxmemory")))
     }
 
-    /// (waiting live, waiting in the background, in flight)
+    /// (waiting live, parked included; waiting in the background; in flight)
     pub async fn depths(&self) -> RedisResult<(u64, u64, u64)> {
-        redis::pipe()
-            .llen(self.keys.queue())
-            .llen(self.keys.queue_low())
-            .llen(self.keys.inflight())
-            .query_async(&mut self.conn())
+        Script::new(DEPTHS)
+            .key(self.keys.queue())
+            .key(self.keys.queue_low())
+            .key(self.keys.inflight())
+            .key(self.keys.parked_users())
+            .arg(self.keys.parked(""))
+            .invoke_async(&mut self.conn())
             .await
     }
 }

@@ -186,7 +186,9 @@ impl Application {
         let limiter = RateLimiter::new(queue.clone(), health.clone(), &settings.rate_limit);
         let state = web::Data::new(AppState {
             limiter,
-            reference: tokio::sync::Mutex::new(sandbox.slot(settings.executor.workers)),
+            reference: tokio::sync::Mutex::new(
+                sandbox.slot(settings.executor.workers, Default::default()),
+            ),
             settings,
             pool,
             queue,

@@ -18,7 +18,8 @@ use crate::config::ExecutorSettings;
 use crate::db::models::{FallbackSubmission, Submission};
 use crate::db::{self, DbError, PgPool};
 use crate::events::{progress_event, EventBus};
-use crate::grading::{self, sandbox::Sandbox, sandbox::Slot};
+use crate::grading;
+use crate::grading::sandbox::{Sandbox, SandboxError, Slot, SlotState};
 use crate::job::{Job, Outcome, Status, SubmissionResult};
 use crate::metrics::Metrics;
 use crate::queue::{RedisQueue, Unpersisted};
@@ -31,6 +32,8 @@ pub struct ExecutorStatus {
     pub busy_since_ms: AtomicI64,
     pub processed: AtomicU64,
     pub restarts: AtomicU64,
+    /// The sandbox slot's memory of backends that would not die (outlives restarts).
+    pub slot: Arc<SlotState>,
 }
 
 pub struct ExecutorDeps {
@@ -114,6 +117,11 @@ impl ExecutorPool {
             .filter(|s| s.busy_since_ms.load(Ordering::Relaxed) != 0)
             .count()
     }
+
+    /// Executors waiting for a sandbox backend that ignores termination to exit.
+    pub fn quarantined(&self) -> usize {
+        self.status.iter().filter(|s| s.slot.quarantined()).count()
+    }
 }
 
 /// Where a job came from, which decides how it is leased and completed.
@@ -130,12 +138,18 @@ enum Source {
 async fn work_loop(index: usize, deps: Arc<ExecutorDeps>, status: Arc<ExecutorStatus>) {
     let block = Duration::from_secs_f64(deps.settings.dequeue_block_secs);
     let lease = chrono::Duration::milliseconds(deps.settings.lease_ms as i64);
-    let mut slot = deps.sandbox.slot(index);
+    let mut slot = deps.sandbox.slot(index, status.slot.clone());
     let mut conn: Option<MultiplexedConnection> = None;
+    let per_user = deps.settings.per_user_limit;
     loop {
+        // A slot whose last backend would not die takes no job until it is gone.
+        if !slot.settle(Some(Duration::from_secs(1))).await {
+            actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        }
         let (job, source) = if deps.health.redis_up() {
             let taken = match conn.as_mut() {
-                Some(c) => deps.queue.take(c, block).await,
+                Some(c) => deps.queue.take(c, block, per_user).await,
                 None => match deps.queue.blocking_connection(block).await {
                     Ok(c) => {
                         conn = Some(c);
@@ -163,8 +177,10 @@ async fn work_loop(index: usize, deps: Arc<ExecutorDeps>, status: Arc<ExecutorSt
                 }
             }
         } else {
-            let claimed =
-                db::run(&deps.pool, move |c| FallbackSubmission::claim(c, 1, lease)).await;
+            let claimed = db::run(&deps.pool, move |c| {
+                FallbackSubmission::claim(c, 1, lease, Some(per_user))
+            })
+            .await;
             match claimed.map(|mut v| v.pop()) {
                 Ok(Some(row)) => match row.job() {
                     Some(job) => (
@@ -224,7 +240,7 @@ async fn handle(deps: &ExecutorDeps, slot: &mut Slot, job: Job, source: Source) 
         }
     };
     let outcome = if attempts > deps.settings.max_attempts {
-        Some(Outcome::verdict(
+        Graded::Verdict(Outcome::verdict(
             Status::InternalError,
             format!("grading failed {} times", attempts - 1),
         ))
@@ -260,28 +276,45 @@ async fn handle(deps: &ExecutorDeps, slot: &mut Slot, job: Job, source: Source) 
         }
     };
     match outcome {
-        Some(outcome) => finish(deps, job, source, outcome).await,
-        None => {
-            // The sandbox or platform database failed: put the job back after a pause.
+        Graded::Verdict(outcome) => finish(deps, job, source, outcome).await,
+        Graded::Interrupted(reason) if attempts >= deps.settings.max_attempts => {
+            let outcome = Outcome::verdict(
+                Status::InternalError,
+                format!("grading was interrupted {attempts} times; last: {reason}"),
+            );
+            finish(deps, job, source, outcome).await
+        }
+        Graded::Interrupted(reason) => {
+            log::warn!(
+                "job {}: attempt {attempts} interrupted: {reason}",
+                job.job_id
+            );
+            release(deps, &job, &source, true).await;
+        }
+        Graded::NotRun => {
+            // The sandbox or platform database is unreachable: put the job back after a pause.
             actix_web::rt::time::sleep(Duration::from_millis(500)).await;
-            release(deps, &job, &source).await;
+            release(deps, &job, &source, false).await;
         }
     }
 }
 
-async fn release(deps: &ExecutorDeps, job: &Job, source: &Source) {
+/// Hands a job back; `counted` when the try was an attempt (see `RedisQueue::release`).
+async fn release(deps: &ExecutorDeps, job: &Job, source: &Source, counted: bool) {
     let released = match source {
         Source::Redis(item) => deps
             .queue
-            .release(item, job)
+            .release(item, job, counted)
             .await
             .map_err(|e| e.to_string()),
         Source::Postgres { .. } => {
             let id = job.job_id;
-            db::run(&deps.pool, move |c| FallbackSubmission::release(c, &[id]))
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+            db::run(&deps.pool, move |c| {
+                FallbackSubmission::release(c, &[id], counted)
+            })
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
         }
     };
     if let Err(e) = released {
@@ -319,7 +352,7 @@ async fn finish(deps: &ExecutorDeps, job: Job, source: Source, outcome: Outcome)
                     "job {}: could not record ({e}); it will be graded again",
                     job.job_id
                 );
-                release(deps, &job, &Source::Postgres { attempts: 0 }).await;
+                release(deps, &job, &Source::Postgres { attempts: 0 }, false).await;
             }
             return;
         }
@@ -349,7 +382,7 @@ async fn finish(deps: &ExecutorDeps, job: Job, source: Source, outcome: Outcome)
                     job.job_id
                 );
                 actix_web::rt::time::sleep(Duration::from_millis(500)).await;
-                release(deps, &job, &Source::Redis(item)).await;
+                release(deps, &job, &Source::Redis(item), false).await;
             }
         }
         return;
@@ -399,7 +432,7 @@ async fn finish(deps: &ExecutorDeps, job: Job, source: Source, outcome: Outcome)
         }
         Err(e) => {
             log::error!("job {}: recording failed: {e}", job.job_id);
-            release(deps, &job, &Source::Redis(item)).await;
+            release(deps, &job, &Source::Redis(item), false).await;
             return;
         }
     };
@@ -409,8 +442,16 @@ async fn finish(deps: &ExecutorDeps, job: Job, source: Source, outcome: Outcome)
     }
 }
 
-/// `None` when grading could not happen for reasons outside the solution.
-async fn grade(deps: &ExecutorDeps, slot: &mut Slot, job: &Job) -> Option<Outcome> {
+/// What became of one try at grading a job.
+enum Graded {
+    Verdict(Outcome),
+    /// The solution never reached the sandbox (it or the platform database is unreachable).
+    NotRun,
+    /// The run broke after the solution reached the sandbox, for a reason outside it.
+    Interrupted(String),
+}
+
+async fn grade(deps: &ExecutorDeps, slot: &mut Slot, job: &Job) -> Graded {
     let problem = match deps
         .problems
         .load(&deps.pool, job.problem_id, deps.health.postgres_up())
@@ -418,21 +459,22 @@ async fn grade(deps: &ExecutorDeps, slot: &mut Slot, job: &Job) -> Option<Outcom
     {
         Ok(Some(problem)) => problem,
         Ok(None) => {
-            return Some(Outcome::verdict(
+            return Graded::Verdict(Outcome::verdict(
                 Status::InternalError,
                 "the problem no longer exists",
             ));
         }
         Err(e) => {
             log::warn!("job {}: loading problem: {e}", job.job_id);
-            return None;
+            return Graded::NotRun;
         }
     };
     match grading::grade(slot, &problem, &job.sql).await {
-        Ok(outcome) => Some(outcome),
+        Ok(outcome) => Graded::Verdict(outcome),
+        Err(SandboxError::Interrupted(reason)) => Graded::Interrupted(reason),
         Err(e) => {
             log::warn!("job {}: sandbox: {e}", job.job_id);
-            None
+            Graded::NotRun
         }
     }
 }

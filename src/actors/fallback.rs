@@ -63,20 +63,24 @@ impl FallbackActor {
             let started = Instant::now();
             let mut moved = 0usize;
             loop {
-                let batch =
-                    match db::run(&pool, |c| FallbackSubmission::claim(c, BATCH, CLAIM)).await {
-                        Ok(batch) if !batch.is_empty() => batch,
-                        Ok(_) => break,
-                        Err(e) => {
-                            log::warn!("recovery: reading the fallback queue: {e}");
-                            break;
-                        }
-                    };
+                let batch = match db::run(&pool, |c| {
+                    FallbackSubmission::claim(c, BATCH, CLAIM, None)
+                })
+                .await
+                {
+                    Ok(batch) if !batch.is_empty() => batch,
+                    Ok(_) => break,
+                    Err(e) => {
+                        log::warn!("recovery: reading the fallback queue: {e}");
+                        break;
+                    }
+                };
                 let ids: Vec<Uuid> = batch.iter().map(|f| f.id).collect();
                 let jobs: Vec<Job> = batch.iter().filter_map(FallbackSubmission::job).collect();
                 if let Err(e) = queue.enqueue_all(&jobs).await {
                     health.report_failure(Backend::Redis, &e);
-                    let _ = db::run(&pool, move |c| FallbackSubmission::release(c, &ids)).await;
+                    let _ =
+                        db::run(&pool, move |c| FallbackSubmission::release(c, &ids, false)).await;
                     break;
                 }
                 if let Err(e) = db::run(&pool, move |c| FallbackSubmission::delete(c, &ids)).await {

@@ -222,6 +222,9 @@ pub fn split_script(script: &str) -> Result<Vec<ScriptPart>, String> {
 /// The statement with insignificant differences removed, for recognising the same solution:
 /// whitespace and comments outside quoted text become one space, trailing `;` go. Quoted
 /// strings, identifiers and dollar quotes are kept byte for byte, and nothing is case-folded.
+/// Two texts with the same normal form must mean the same to the server: so what separates two
+/// string literals is kept as it is (with a newline in it, `'U'` `'K'` is one literal, `'UK'`;
+/// without, a syntax error), and only the server's own whitespace is trimmed.
 pub fn normalize(sql: &str) -> String {
     let s = sql.as_bytes();
     let mut out: Vec<u8> = Vec::with_capacity(s.len());
@@ -229,7 +232,11 @@ pub fn normalize(sql: &str) -> String {
     while i < s.len() {
         let next = skip_trivia(s, i);
         if next > i {
-            out.push(b' ');
+            if out.last() == Some(&b'\'') && s.get(next) == Some(&b'\'') {
+                out.extend_from_slice(&s[i..next]);
+            } else {
+                out.push(b' ');
+            }
             i = next;
             continue;
         }
@@ -238,7 +245,9 @@ pub fn normalize(sql: &str) -> String {
         i = end;
     }
     let text = String::from_utf8_lossy(&out).into_owned();
-    text.trim().trim_end_matches([';', ' ']).to_string()
+    text.trim_start_matches(' ')
+        .trim_end_matches([';', ' '])
+        .to_string()
 }
 
 fn is_copy_from_stdin(statement: &str) -> bool {
@@ -304,6 +313,33 @@ mod tests {
         );
         assert_ne!(normalize("SELECT 'a b'"), normalize("SELECT 'a  b'"));
         assert_ne!(normalize("select a"), normalize("SELECT a"));
+    }
+
+    #[test]
+    fn normalising_never_merges_texts_the_server_reads_differently() {
+        // A newline between two literals continues the first (PostgreSQL's lexer); a space
+        // or a block comment does not (a syntax error); a -- comment before the newline does.
+        let distinct = [
+            "SELECT 'U'\n'K'",
+            "SELECT 'U' 'K'",
+            "SELECT 'U' /* c */ 'K'",
+            "SELECT 'U' -- c\n'K'",
+            "SELECT E'U'\r'K'",
+            "SELECT E'U' 'K'",
+            "\u{2003}SELECT 1",
+            "SELECT 1\u{a0}",
+            "SELECT 1",
+        ];
+        for (i, a) in distinct.iter().enumerate() {
+            for b in &distinct[i + 1..] {
+                assert_ne!(normalize(a), normalize(b), "{a:?} vs {b:?}");
+            }
+        }
+        assert_eq!(normalize("SELECT 'U'\n'K' ;"), normalize("SELECT 'U'\n'K'"));
+        assert_eq!(
+            normalize("SELECT\n'U' ,\n 'K'"),
+            normalize("SELECT 'U' , 'K'")
+        );
     }
 
     #[test]

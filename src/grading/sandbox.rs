@@ -276,10 +276,11 @@ impl Sandbox {
     }
 
     /// A slot: the connections one executor (or the reference runner) uses, one at a time.
-    pub fn slot(self: &Arc<Self>, index: usize) -> Slot {
+    pub fn slot(self: &Arc<Self>, index: usize, state: Arc<SlotState>) -> Slot {
         Slot {
             sandbox: self.clone(),
             index,
+            state,
             read: None,
             write: None,
             admin: None,
@@ -422,6 +423,7 @@ impl From<tokio_postgres::Error> for ExecError {
 pub struct Slot {
     sandbox: Arc<Sandbox>,
     index: usize,
+    state: Arc<SlotState>,
     read: Option<SandboxConn>,
     write: Option<SandboxConn>,
     admin: Option<Client>,
@@ -525,6 +527,13 @@ impl Slot {
     }
 
     async fn run_on_role(&mut self, spec: &RunSpec<'_>) -> Result<Run, SandboxError> {
+        // Never a second backend beside one that would not die.
+        if !self.settle(Some(Duration::from_secs(1))).await {
+            return Err(SandboxError::Unavailable(format!(
+                "slot {} is quarantined: an earlier backend is still running",
+                self.index
+            )));
+        }
         let writeable = spec.check_table.is_some();
         let settings = self.sandbox.settings.clone();
         let conn = match if writeable {
@@ -547,65 +556,145 @@ impl Slot {
                 format!("the output exceeds {} bytes", settings.max_output_bytes),
             )
         };
-        let verdict = match result {
-            Ok(Ok(rows)) => Ok(Run::Rows(rows)),
-            Ok(Err(ExecError::Db(e))) if e.as_db_error().is_some() && !exceeded => Ok(Run::Failed(
-                classify(e.as_db_error().expect("checked"), spec, &settings),
-            )),
-            Ok(Err(ExecError::Db(_))) if exceeded => {
-                self.discard(writeable, pid).await;
-                return Ok(Run::Failed(output_limit()));
-            }
-            Ok(Err(ExecError::Db(e))) => {
-                self.discard(writeable, pid).await;
-                return Err(e.into());
-            }
-            Ok(Err(ExecError::Output(reason))) => {
-                self.discard(writeable, pid).await;
-                return Ok(Run::Failed(Outcome::verdict(
+        // Whether the connection is still in a known state (it answered): only then is it
+        // reset and kept.
+        let (verdict, answered) = match result {
+            Ok(Ok(rows)) => (Ok(Run::Rows(rows)), true),
+            Ok(Err(ExecError::Db(_))) if exceeded => (Ok(Run::Failed(output_limit())), false),
+            Ok(Err(ExecError::Db(e))) => match e.as_db_error() {
+                Some(db) => (classify(db, spec, &settings).map(Run::Failed), true),
+                // Bytes the driver cannot decode come from the statement (e.g. another
+                // client_encoding): a verdict, not an outage.
+                None if unreadable(&e) => (
+                    Ok(Run::Failed(Outcome::verdict(
+                        Status::SqlError,
+                        format!("the result cannot be read as UTF-8 text ({e})"),
+                    ))),
+                    false,
+                ),
+                None => (Err(SandboxError::Interrupted(e.to_string())), false),
+            },
+            Ok(Err(ExecError::Output(reason))) => (
+                Ok(Run::Failed(Outcome::verdict(
                     Status::OutputLimitExceeded,
                     reason,
-                )));
-            }
-            Err(_elapsed) => {
-                self.discard(writeable, pid).await;
-                return Ok(Run::Failed(time_limit(spec.time_limit_ms)));
-            }
+                ))),
+                false,
+            ),
+            Err(_elapsed) => (Ok(Run::Failed(time_limit(spec.time_limit_ms))), false),
         };
-        // Leave the connection as new, or not at all.
-        let conn = if writeable { &self.write } else { &self.read };
-        let client = &conn.as_ref().expect("connection in use").client;
-        let reset = async {
-            client.batch_execute("ROLLBACK").await?;
-            client.batch_execute("DISCARD ALL").await
+        // Leave the connection as new, or not at all. Not DISCARD ALL: its DEALLOCATE ALL
+        // drops the driver's cached type-lookup statements, and the next result with a
+        // user-defined type would fail with "prepared statement does not exist".
+        let clean = answered && {
+            let conn = if writeable { &self.write } else { &self.read };
+            let client = &conn.as_ref().expect("connection in use").client;
+            let reset = client.batch_execute(
+                "ROLLBACK; CLOSE ALL; RESET ALL; UNLISTEN *; DISCARD PLANS; DISCARD TEMP; \
+                 DISCARD SEQUENCES",
+            );
+            tokio::time::timeout(Duration::from_secs(5), reset)
+                .await
+                .is_ok_and(|r| r.is_ok())
         };
-        if tokio::time::timeout(Duration::from_secs(5), reset)
-            .await
-            .map_or(true, |r| r.is_err())
-        {
+        if !clean {
             self.discard(writeable, pid).await;
         }
         verdict
     }
 
-    /// Drops a connection whose state is unknown and makes sure its backend is gone.
+    /// Drops a connection whose state is unknown and waits for its backend to be gone. Some
+    /// computations ignore cancels and terminations for minutes; a slot that went on would
+    /// pile up backends until the cluster ran out of connections. The job stays in flight
+    /// meanwhile, so the backend counts against its user's fair share.
     async fn discard(&mut self, writeable: bool, pid: i32) {
         if writeable {
             self.write = None
         } else {
             self.read = None
         }
-        let terminated = async {
-            self.admin()
-                .await?
-                .execute("SELECT pg_terminate_backend($1)", &[&pid])
-                .await?;
-            Ok::<_, SandboxError>(())
-        };
-        if let Err(e) = terminated.await {
-            log::warn!("could not terminate sandbox backend {pid}: {e}");
-            self.admin = None;
+        lock(&self.state.lingering).push(pid);
+        self.settle(None).await;
+    }
+
+    /// Terminates what is left of this slot's earlier backends and waits (up to `wait`, or
+    /// until none is left) for them to exit. True when none is left. Past
+    /// `backend_exit_wait_ms`, or when the backends cannot be checked, the slot reports itself
+    /// quarantined; it opens no connection until they are gone.
+    pub async fn settle(&mut self, wait: Option<Duration>) -> bool {
+        let started = std::time::Instant::now();
+        let quarantine_after = Duration::from_millis(self.sandbox.settings.backend_exit_wait_ms);
+        loop {
+            if lock(&self.state.lingering).is_empty() {
+                self.state.quarantined.store(false, Ordering::Relaxed);
+                return true;
+            }
+            let pids = lock(&self.state.lingering).clone();
+            match self.terminate(&pids).await {
+                Ok(alive) => lock(&self.state.lingering).retain(|p| alive.contains(p)),
+                Err(e) => {
+                    log::warn!(
+                        "sandbox slot {}: cannot check its backends: {e}",
+                        self.index
+                    );
+                    self.admin = None;
+                    self.state.quarantined.store(true, Ordering::Relaxed);
+                    return false;
+                }
+            }
+            if lock(&self.state.lingering).is_empty() {
+                continue;
+            }
+            if started.elapsed() >= quarantine_after && !self.state.quarantined() {
+                log::warn!(
+                    "sandbox slot {} quarantined: backends {pids:?} ignore termination",
+                    self.index
+                );
+                self.state.quarantined.store(true, Ordering::Relaxed);
+            }
+            if wait.is_some_and(|w| started.elapsed() >= w) {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// Signals those of `pids` that are still this slot's backends; returns them. The role
+    /// check keeps a recycled pid of someone else's backend safe.
+    async fn terminate(&mut self, pids: &[i32]) -> Result<Vec<i32>, SandboxError> {
+        let roles = [
+            self.sandbox.role(self.index, false),
+            self.sandbox.role(self.index, true),
+        ];
+        let rows = self
+            .admin()
+            .await?
+            .query(
+                "SELECT pid, pg_terminate_backend(pid) FROM (SELECT pid FROM pg_stat_activity \
+                 WHERE pid = ANY($1) AND usename = ANY($2) OFFSET 0) a",
+                &[&pids, &&roles[..]],
+            )
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// What a slot must remember across restarts of the executor that uses it: backends that
+/// would not die.
+#[derive(Default)]
+pub struct SlotState {
+    lingering: std::sync::Mutex<Vec<i32>>,
+    quarantined: AtomicBool,
+}
+
+impl SlotState {
+    /// The slot waits for an earlier backend that ignores termination and takes no job.
+    pub fn quarantined(&self) -> bool {
+        self.quarantined.load(Ordering::Relaxed)
     }
 }
 
@@ -692,20 +781,75 @@ async fn read_rows(
     Ok(result)
 }
 
-/// The verdict for an error the server reported.
-fn classify(db: &DbError, spec: &RunSpec<'_>, s: &SandboxSettings) -> Outcome {
+/// Whether a driver error (not one the server reported) means the bytes the server sent could
+/// not be decoded, rather than that the connection broke.
+fn unreadable(e: &tokio_postgres::Error) -> bool {
+    use std::error::Error as _;
+    if e.is_closed() {
+        return false;
+    }
+    match e.source() {
+        // Undecodable column names and messages surface as invalid input while parsing.
+        Some(source) => source.downcast_ref::<io::Error>().is_none_or(|io| {
+            matches!(
+                io.kind(),
+                io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData
+            )
+        }),
+        None => false,
+    }
+}
+
+/// SQLSTATE classes that say something about the server, not about the statement: the run is
+/// retried (and counted), never turned into a verdict.
+fn infrastructure_failure(code: &str) -> bool {
+    const CLASSES: [&str; 6] = [
+        "08", // connection exception
+        "53", // insufficient resources: out of memory, disk full, too many connections
+        "57", // operator intervention: terminated, shutting down (57014 is handled apart)
+        "58", // system error: I/O
+        "XX", // internal error: corruption, cache lookup failures
+        "40", // transaction rollback: serialization failures, deadlocks
+    ];
+    CLASSES.iter().any(|class| code.starts_with(class))
+        || code == "55P03" // lock timeout: a dataset being replaced holds its tables
+        || code == "72000" // snapshot too old
+}
+
+/// The verdict for an error the server reported, or `Interrupted` when the error is the
+/// server's, not the statement's.
+fn classify(
+    db: &DbError,
+    spec: &RunSpec<'_>,
+    s: &SandboxSettings,
+) -> Result<Outcome, SandboxError> {
     let code = db.code();
     if *code == SqlState::QUERY_CANCELED {
-        return time_limit(spec.time_limit_ms);
+        // Only our statement_timeout makes a time-limit verdict; any other cancel (an
+        // operator's pg_cancel_backend) is an interruption.
+        if db.message().contains("statement timeout") {
+            return Ok(time_limit(spec.time_limit_ms));
+        }
+        return Err(SandboxError::Interrupted(db.message().to_string()));
+    }
+    if infrastructure_failure(code.code()) {
+        return Err(SandboxError::Interrupted(format!(
+            "{} ({})",
+            db.message(),
+            code.code()
+        )));
     }
     if *code == SqlState::SYNTAX_ERROR && db.message().contains("multiple commands") {
-        return Outcome::verdict(Status::Rejected, "exactly one SQL statement is allowed");
+        return Ok(Outcome::verdict(
+            Status::Rejected,
+            "exactly one SQL statement is allowed",
+        ));
     }
     if *code == SqlState::READ_ONLY_SQL_TRANSACTION {
-        return Outcome::verdict(
+        return Ok(Outcome::verdict(
             Status::Rejected,
             "this problem is read-only: data cannot be changed",
-        );
+        ));
     }
     let mut message = db.message().to_string();
     if message.len() > s.max_message_bytes {
@@ -716,8 +860,8 @@ fn classify(db: &DbError, spec: &RunSpec<'_>, s: &SandboxSettings) -> Outcome {
         message.truncate(cut);
         message.push('…');
     }
-    Outcome {
+    Ok(Outcome {
         sqlstate: Some(code.code().to_string()),
         ..Outcome::verdict(Status::SqlError, message)
-    }
+    })
 }

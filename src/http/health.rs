@@ -36,6 +36,8 @@ pub(crate) struct QueueDepths {
 pub(crate) struct Executors {
     total: usize,
     busy: usize,
+    /// Waiting for a sandbox backend that ignores termination to exit; they take no job.
+    quarantined: usize,
 }
 
 /// Submissions waiting in the Postgres fallback; None while Postgres is down or slow (bounded,
@@ -96,6 +98,7 @@ pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
         executors: Executors {
             total: state.executors.executors.len(),
             busy: state.executors.busy(),
+            quarantined: state.executors.quarantined(),
         },
     };
     if accepting {

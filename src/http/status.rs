@@ -103,6 +103,8 @@ struct ExecutorCounts {
     total: usize,
     busy: usize,
     idle: usize,
+    /// Waiting for a sandbox backend that ignores termination to exit; they take no job.
+    quarantined: usize,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -177,6 +179,7 @@ pub(crate) async fn status(state: &AppState) -> Result<QueueStatus, ApiError> {
             total,
             busy,
             idle: total.saturating_sub(busy),
+            quarantined: state.executors.quarantined(),
         },
         redis_memory: RedisMemory {
             used_bytes: shared.redis_memory_bytes,

@@ -2,6 +2,7 @@ mod accounts;
 mod catalog;
 mod faults;
 mod helpers;
+mod judge_hardening;
 mod leaderboards;
 mod live;
 mod openapi;

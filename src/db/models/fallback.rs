@@ -56,26 +56,47 @@ impl FallbackSubmission {
             .execute(conn)
     }
 
-    /// Claims up to `limit` unclaimed (or lapsed) jobs, oldest first, for `lease`.
+    /// Claims up to `limit` unclaimed (or lapsed) jobs for `lease`, in the order they became
+    /// available (a job handed back waits behind those already waiting). With `per_user`, a
+    /// user's jobs are skipped while that many of theirs are claimed, so other users go first.
     pub fn claim(
         conn: &mut PgConnection,
         limit: i64,
         lease: chrono::Duration,
+        per_user: Option<u32>,
     ) -> QueryResult<Vec<FallbackSubmission>> {
+        use diesel::sql_types::{BigInt, Timestamptz};
+        #[derive(QueryableByName)]
+        struct Claimable {
+            #[diesel(sql_type = diesel::sql_types::Uuid)]
+            id: Uuid,
+        }
         conn.transaction(|conn| {
             let now = Utc::now();
-            let ids: Vec<Uuid> = fallback_submissions::table
-                .filter(
-                    fallback_submissions::claimed_until
-                        .is_null()
-                        .or(fallback_submissions::claimed_until.lt(now)),
+            let fair = if per_user.is_some() {
+                // Claims take turns, or two executors could each start one more of a user's
+                // jobs than the limit allows.
+                diesel::sql_query(
+                    "SELECT pg_advisory_xact_lock(hashtext('sqljudge.fallback.claim'))",
                 )
-                .order(fallback_submissions::created_at)
-                .limit(limit)
-                .select(fallback_submissions::id)
-                .for_update()
-                .skip_locked()
-                .load(conn)?;
+                .execute(conn)?;
+                "AND (SELECT count(*) FROM fallback_submissions r \
+                 WHERE r.data->>'user_id' = f.data->>'user_id' AND r.claimed_until >= $1) < $3"
+            } else {
+                ""
+            };
+            let ids: Vec<Uuid> = diesel::sql_query(format!(
+                "SELECT id FROM fallback_submissions f \
+                 WHERE (claimed_until IS NULL OR claimed_until < $1) {fair} \
+                 ORDER BY coalesce(claimed_until, created_at) LIMIT $2 FOR UPDATE SKIP LOCKED"
+            ))
+            .bind::<Timestamptz, _>(now)
+            .bind::<BigInt, _>(limit)
+            .bind::<BigInt, _>(i64::from(per_user.unwrap_or(0)))
+            .load::<Claimable>(conn)?
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
             let mut claimed = diesel::update(
                 fallback_submissions::table.filter(fallback_submissions::id.eq_any(&ids)),
             )
@@ -96,12 +117,19 @@ impl FallbackSubmission {
             .execute(conn)
     }
 
-    /// Gives claims back without counting them as attempts (the failure was not the jobs').
-    pub fn release(conn: &mut PgConnection, ids: &[Uuid]) -> QueryResult<usize> {
+    /// Gives claims back. `counted`: the try was an attempt (the solution reached the
+    /// sandbox), and the job waits behind the jobs waiting now; otherwise the failure was not
+    /// the jobs', and they keep their places.
+    pub fn release(conn: &mut PgConnection, ids: &[Uuid], counted: bool) -> QueryResult<usize> {
+        let (available, uncounted) = if counted {
+            (Some(Utc::now()), 0)
+        } else {
+            (None, 1)
+        };
         diesel::update(fallback_submissions::table.filter(fallback_submissions::id.eq_any(ids)))
             .set((
-                fallback_submissions::claimed_until.eq(None::<DateTime<Utc>>),
-                fallback_submissions::attempts.eq(fallback_submissions::attempts - 1),
+                fallback_submissions::claimed_until.eq(available),
+                fallback_submissions::attempts.eq(fallback_submissions::attempts - uncounted),
             ))
             .execute(conn)
     }
