@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use diesel::RunQueryDsl;
 use serde_json::{json, Value};
 
-use crate::helpers::{sleep, Options, TestApp};
+use crate::faults::RedisInstance;
+use crate::helpers::{sleep, wait_mode, Options, TestApp};
 
 #[derive(diesel::QueryableByName)]
 struct Count {
@@ -276,6 +277,77 @@ async fn one_account_flooding_the_queue_holds_one_executor_and_others_go_first()
     assert_eq!((recorded.rows, recorded.final_rows), (10, 10));
     let depth: Value = app.get("/health", None).await.json().await.unwrap();
     assert_eq!(depth["queue"]["pending"], 0, "{depth}");
+}
+
+#[actix_web::test]
+async fn the_postgres_fallback_queue_is_just_as_fair() {
+    let mut redis = RedisInstance::start();
+    let app = TestApp::spawn_with(Options {
+        redis_url: Some(redis.url()),
+        workers: 2,
+        ..Default::default()
+    })
+    .await;
+    let uk = app.problem_id("uk-customers").await;
+    let (flooder, victim) = (app.user("flooder").await, app.user("victim").await);
+    redis.kill();
+    wait_mode(&app, "fallback").await;
+    let mut flood = Vec::new();
+    for i in 0..8 {
+        let sql =
+            format!("SELECT name FROM customers, pg_sleep(0.6) WHERE country = 'UK' AND {i} = {i}");
+        let res = app.submit(&flooder, uk, &sql).await;
+        assert_eq!(res.status(), 201);
+        let job: Value = res.json().await.unwrap();
+        flood.push(
+            job["job_id"]
+                .as_str()
+                .unwrap()
+                .parse::<uuid::Uuid>()
+                .unwrap(),
+        );
+    }
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let sampler = async {
+        let mut most = 0;
+        let mut conn = app.platform_db();
+        while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            most = most.max(count(
+                &mut conn,
+                "SELECT coalesce(max(n), 0) AS n FROM (SELECT count(*) AS n FROM fallback_submissions \
+                 WHERE claimed_until > now() GROUP BY data->>'user_id') c",
+            ));
+            sleep(10).await;
+        }
+        most
+    };
+    let work = async {
+        for i in 0..5 {
+            let sql = format!("SELECT name FROM customers WHERE country = 'UK' AND {i} < 100");
+            let res = app.submit(&victim, uk, &sql).await;
+            assert_eq!(res.status(), 201);
+            let job: Value = res.json().await.unwrap();
+            let job = job["job_id"].as_str().unwrap();
+            let result = app.wait_final(&victim, job, Duration::from_secs(20)).await;
+            assert_eq!(result["status"], "accepted", "{result}");
+        }
+        let recorded = app.count_submissions(&flood);
+        assert!(
+            recorded.final_rows <= 5,
+            "{} flood jobs graded first",
+            recorded.final_rows
+        );
+        for id in &flood {
+            let result = app
+                .wait_final(&flooder, &id.to_string(), Duration::from_secs(30))
+                .await;
+            assert_eq!(result["status"], "accepted", "{result}");
+        }
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+    };
+    let (most, ()) = futures_util::join!(sampler, work);
+    assert_eq!(most, 1, "the flooder held {most} executors at once");
+    assert_eq!(app.fallback_pending(), 0);
 }
 
 /// About a second of numeric long division per `%`: it checks for interrupts only between
