@@ -80,25 +80,35 @@ impl Bench {
         let started = Instant::now();
         let job = self.submit(token, problem, &solution()).await;
         let acked = started.elapsed();
+        assert_eq!(self.wait_final(token, &job).await["status"], "accepted");
+        (acked, started.elapsed())
+    }
+
+    /// A submission's result.
+    pub async fn result(&self, token: &str, job: &str) -> Value {
+        let res = self
+            .http
+            .get(format!("{}/problems/result/{job}", self.url))
+            .bearer_auth(token)
+            .send()
+            .await;
+        res.unwrap().json().await.unwrap()
+    }
+
+    /// Polls a submission's result every 2 ms until it is final.
+    pub async fn wait_final(&self, token: &str, job: &str) -> Value {
         loop {
-            let r: Value = self
-                .http
-                .get(format!("{}/problems/result/{job}", self.url))
-                .bearer_auth(token)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            let status = r["status"].as_str().unwrap();
-            if status != "queued" && status != "running" {
-                assert_eq!(status, "accepted");
-                return (acked, started.elapsed());
+            let r = self.result(token, job).await;
+            if is_final(&r) {
+                return r;
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
+}
+
+pub fn is_final(result: &Value) -> bool {
+    !matches!(result["status"].as_str(), Some("queued" | "running"))
 }
 
 pub fn report(name: &str, mut samples: Vec<Duration>) {
