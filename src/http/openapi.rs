@@ -23,6 +23,7 @@ use super::{admin, auth, dashboard, health, leaderboard, problems, status, users
         admin::rejudge,
         leaderboard::global, leaderboard::topic, leaderboard::user,
         health::health, status::queue_status, status::metrics, dashboard::page, ws::connect,
+        ws::ticket,
     ),
     modifiers(&BearerAuth)
 )]
