@@ -238,7 +238,19 @@ async fn the_api_page_is_served_from_the_binary() {
         ..Default::default()
     })
     .await;
-    let res = app.get("/docs/", None).await;
+    // `/docs`, as the README links it, leads to the page.
+    let res = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(app.url("/docs"))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_redirection(), "{}", res.status());
+    assert_eq!(res.headers()["location"], "/docs/");
+    let res = app.get("/docs", None).await;
+    assert_eq!(res.url().path(), "/docs/");
     assert_eq!(res.status(), 200);
     let page = res.text().await.unwrap();
     assert!(page.contains("swagger"), "{page}");
