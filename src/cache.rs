@@ -78,7 +78,24 @@ impl ResponseCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, ApiError>>,
     {
-        let (body, cache) = self.body(scope, key, compute).await?;
+        self.json_if(scope, key, compute, |_| true).await
+    }
+
+    /// The same, but a computed response is kept only when `keep` says so: answers to input
+    /// that names nothing (an unknown topic, a page past the end) are not worth a key each.
+    pub async fn json_if<T, F, Fut>(
+        &self,
+        scope: Scope,
+        key: &str,
+        compute: F,
+        keep: impl FnOnce(&T) -> bool,
+    ) -> Result<HttpResponse, ApiError>
+    where
+        T: Serialize,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, ApiError>>,
+    {
+        let (body, cache) = self.body(scope, key, compute, keep).await?;
         Ok(HttpResponse::Ok()
             .content_type("application/json")
             .insert_header((CACHE_HEADER, cache))
@@ -97,7 +114,7 @@ impl ResponseCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, ApiError>>,
     {
-        let (body, _) = self.body(scope, key, compute).await?;
+        let (body, _) = self.body(scope, key, compute, |_| true).await?;
         serde_json::from_str(&body).map_err(ApiError::internal)
     }
 
@@ -107,6 +124,7 @@ impl ResponseCache {
         scope: Scope,
         key: &str,
         compute: F,
+        keep: impl FnOnce(&T) -> bool,
     ) -> Result<(String, &'static str), ApiError>
     where
         T: Serialize,
@@ -116,7 +134,8 @@ impl ResponseCache {
         if !self.ready() {
             return Ok((to_json(&compute().await?)?, "bypass"));
         }
-        let (slot, cached) = match self.queue.cached_response(&scope.name(), key).await {
+        let key = bounded(key);
+        let (slot, cached) = match self.queue.cached_response(&scope.name(), &key).await {
             Ok(found) => found,
             Err(e) => {
                 self.health.report_failure(Backend::Redis, e);
@@ -126,9 +145,11 @@ impl ResponseCache {
         if let Some(body) = cached {
             return Ok((body, "hit"));
         }
-        let body = to_json(&compute().await?)?;
-        if !self.health.postgres_up() {
-            // Computed without Postgres (e.g. a leaderboard without names): not worth keeping.
+        let value = compute().await?;
+        let body = to_json(&value)?;
+        // Not worth keeping: an answer to input that names nothing, or one computed without
+        // Postgres (e.g. a leaderboard without names).
+        if !keep(&value) || !self.health.postgres_up() {
             return Ok((body, "bypass"));
         }
         let ttl = match scope {
@@ -175,6 +196,18 @@ impl ResponseCache {
             });
         }
         false
+    }
+}
+
+/// Longest key stored as it is; a longer one (callers validate their input, so only a bug
+/// gets here) is stored under its hash, so no input makes a key longer than this.
+const MAX_KEY_BYTES: usize = 128;
+
+fn bounded(key: &str) -> std::borrow::Cow<'_, str> {
+    if key.len() <= MAX_KEY_BYTES {
+        key.into()
+    } else {
+        format!("sha256:{}", crate::auth::sha256_hex(key)).into()
     }
 }
 

@@ -2,6 +2,39 @@
 //! environment. The fixed variable names are part of the operator contract.
 use serde::Deserialize;
 
+/// A setting that is or may carry a credential (a token, a password, a URL with a password):
+/// `Debug` shows `"[redacted]"`, and there is no `Display`, so a log of the settings or of an
+/// error that formats them shows no secret. Reading it is an explicit dereference.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"[redacted]\"")
+    }
+}
+
+impl std::ops::Deref for Secret {
+    type Target = String;
+    fn deref(&self) -> &String {
+        &self.0
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Secret {
+        Secret(value)
+    }
+}
+
+/// For libraries that take the password as bytes.
+impl AsRef<[u8]> for Secret {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
     pub server: ServerSettings,
@@ -23,6 +56,8 @@ pub struct WebSocketSettings {
     /// Events a connection may fall behind by before it is closed.
     pub buffer: usize,
     pub stats_interval_ms: u64,
+    /// How long a ticket from `POST /ws/ticket` may wait for its one connection.
+    pub ticket_ttl_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -35,14 +70,14 @@ pub struct ServerSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct DatabaseSettings {
-    pub url: String,
+    pub url: Secret,
     pub pool_size: u32,
     pub checkout_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct RedisSettings {
-    pub url: String,
+    pub url: Secret,
     pub key_prefix: String,
     pub timeout_ms: u64,
     pub result_ttl_secs: u64,
@@ -53,9 +88,9 @@ pub struct RedisSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct SandboxSettings {
-    pub url: String,
+    pub url: Secret,
     pub role_prefix: String,
-    pub role_password: String,
+    pub role_password: Secret,
     pub default_time_limit_ms: u32,
     pub max_time_limit_ms: u32,
     pub grace_ms: u64,
@@ -82,7 +117,7 @@ pub struct ExecutorSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct AuthSettings {
-    pub admin_token: String,
+    pub admin_token: Secret,
     pub access_ttl_secs: i64,
     pub refresh_ttl_secs: i64,
     pub last_seen_flush_ms: u64,

@@ -93,7 +93,12 @@ pub async fn page(
 ) -> RedisResult<(Vec<(i64, i64)>, i64)> {
     let board = queue.keys.board(topic);
     let (entries, total): (Vec<(String, f64)>, i64) = redis::pipe()
-        .zrevrange_withscores(&board, offset as isize, (offset + limit - 1) as isize)
+        // Saturating: any offset a client sends is a valid (empty) page, not an overflow.
+        .zrevrange_withscores(
+            &board,
+            offset as isize,
+            offset.saturating_add(limit - 1) as isize,
+        )
         .zcard(&board)
         .query_async(&mut queue.conn())
         .await?;

@@ -18,3 +18,4 @@ pub mod ratelimit;
 pub mod sessions;
 pub mod startup;
 pub mod stats;
+pub mod tickets;

@@ -91,6 +91,10 @@ impl Keys {
     pub fn session(&self, token_hash: &str) -> String {
         format!("{}session:{token_hash}", self.prefix)
     }
+    /// A WebSocket ticket, by the SHA-256 of the ticket (see `tickets`).
+    pub fn ws_ticket(&self, ticket_hash: &str) -> String {
+        format!("{}ws:ticket:{ticket_hash}", self.prefix)
+    }
     /// Invalidates every cached API response when incremented.
     pub fn api_generation(&self) -> String {
         format!("{}cache:api:gen", self.prefix)

@@ -28,6 +28,7 @@ use crate::queue::RedisQueue;
 use crate::ratelimit::RateLimiter;
 use crate::sessions::Sessions;
 use crate::stats::GradingStats;
+use crate::tickets::Tickets;
 
 pub type StartupError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -46,6 +47,7 @@ pub struct AppState {
     pub limiter: RateLimiter,
     pub cache: ResponseCache,
     pub sessions: Arc<Sessions>,
+    pub tickets: Tickets,
     pub events: Arc<EventBus>,
     pub metrics: Arc<Metrics>,
     pub stats: Arc<GradingStats>,
@@ -184,6 +186,11 @@ impl Application {
         let listener = TcpListener::bind(&settings.server.bind)?;
         let port = listener.local_addr()?.port();
         let limiter = RateLimiter::new(queue.clone(), health.clone(), &settings.rate_limit);
+        let tickets = Tickets::new(
+            queue.clone(),
+            health.clone(),
+            settings.websocket.ticket_ttl_secs,
+        );
         let state = web::Data::new(AppState {
             limiter,
             reference: tokio::sync::Mutex::new(
@@ -199,6 +206,7 @@ impl Application {
             problems,
             cache,
             sessions,
+            tickets,
             events,
             metrics,
             stats,
@@ -214,7 +222,11 @@ impl Application {
             App::new()
                 .wrap(ErrorHandlers::new().default_handler(http::json_errors))
                 .wrap(actix_web::middleware::from_fn(http::count_requests))
-                .wrap(Logger::new("%r %s %Dms"))
+                // Never `%r`: its query string can carry a token or ticket.
+                .wrap(
+                    Logger::new("%{request}xi %s %Dms")
+                        .custom_request_replace("request", http::log_request),
+                )
                 .app_data(data.clone())
                 .configure(|cfg| http::routes(cfg, max_json))
         })

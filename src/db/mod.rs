@@ -92,7 +92,7 @@ pub fn ensure_database(url: &str) -> Result<(), Box<dyn std::error::Error + Send
     }
     let (server, name) = url
         .rsplit_once('/')
-        .ok_or_else(|| format!("database URL without a database name: {url}"))?;
+        .ok_or("the database URL names no database")?;
     let name = name.split('?').next().unwrap_or(name);
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(format!("refusing to create database with name {name:?}").into());

@@ -1,5 +1,6 @@
 //! `GET /admin`: the admin health dashboard, one self-contained page (no CDN) compiled into
-//! the binary. It asks for the admin token, then follows `/ws`.
+//! the binary. It asks for the admin token, then follows `/ws` with a single-use ticket from
+//! `POST /ws/ticket` (the token never goes into a URL).
 use actix_web::{web, HttpResponse};
 
 const PAGE: &str = include_str!("../../assets/dashboard.html");

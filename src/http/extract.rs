@@ -8,6 +8,7 @@ use crate::auth::{constant_time_eq, token_hash};
 use crate::error::ApiError;
 pub use crate::sessions::Account;
 use crate::startup::AppState;
+use crate::tickets::Grant;
 
 /// An authenticated caller: a user (with the login the token belongs to), or the holder of
 /// the configured admin token.
@@ -52,15 +53,32 @@ pub(crate) fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
 pub async fn authenticate(state: &AppState, token: String) -> Result<Principal, ApiError> {
     let admin_token = &state.settings.auth.admin_token;
     if !admin_token.is_empty() && constant_time_eq(&token, admin_token) {
-        return Ok(Principal {
-            user: None,
-            family: None,
-            is_admin: true,
-        });
+        return Ok(admin());
     }
+    session(state, &token_hash(&token)).await
+}
+
+/// The caller a WebSocket ticket was issued to, as of now (a login ended since is refused).
+pub async fn redeem(state: &AppState, grant: Grant) -> Result<Principal, ApiError> {
+    match grant {
+        Grant::Admin if !state.settings.auth.admin_token.is_empty() => Ok(admin()),
+        Grant::Admin => Err(ApiError::Unauthorized("the admin token is disabled".into())),
+        Grant::Session(hash) => session(state, &hash).await,
+    }
+}
+
+fn admin() -> Principal {
+    Principal {
+        user: None,
+        family: None,
+        is_admin: true,
+    }
+}
+
+async fn session(state: &AppState, token_hash: &str) -> Result<Principal, ApiError> {
     let session = state
         .sessions
-        .lookup(&token_hash(&token))
+        .lookup(token_hash)
         .await?
         .ok_or_else(|| ApiError::Unauthorized("invalid or expired token".into()))?;
     state.sessions.touch(session.account.id);

@@ -8,6 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::page;
 use crate::actors::health::Backend;
 use crate::cache::Scope;
+use crate::catalog::check_topic;
 use crate::db;
 use crate::db::models::{Problem, RankedRow, User};
 use crate::error::ApiError;
@@ -107,6 +108,7 @@ pub(crate) async fn topic(
     query: web::Query<PageQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let topic = topic.into_inner();
+    check_topic(&topic)?;
     if state.health.postgres_up() {
         let topics = db::run(&state.pool, Problem::topics).await?;
         if !topics.contains(&topic) {
@@ -126,11 +128,15 @@ async fn cached_board(
         None => format!("global:{limit}:{offset}"),
         Some(t) => format!("topic:{limit}:{offset}:{t}"),
     };
+    // A page past the end is empty whatever its offset: not worth a key per offset.
     state
         .cache
-        .json(Scope::Leaderboards, &key, || {
-            board(state, topic, limit, offset)
-        })
+        .json_if(
+            Scope::Leaderboards,
+            &key,
+            || board(state, topic, limit, offset),
+            |page| offset == 0 || offset < page.total,
+        )
         .await
 }
 

@@ -54,11 +54,32 @@ fn json_config(limit: usize) -> web::JsonConfig {
                 JsonPayloadError::ContentType => {
                     ApiError::UnsupportedMediaType("expected Content-Type: application/json".into())
                 }
-                JsonPayloadError::Deserialize(e) if e.is_data() => ApiError::Invalid(e.to_string()),
+                JsonPayloadError::Deserialize(e) if e.is_data() => {
+                    ApiError::Invalid(without_value(&e.to_string()))
+                }
                 other => ApiError::MalformedJson(format!("malformed JSON: {other}")),
             }
             .into()
         })
+}
+
+/// serde's "invalid type: string \"hunter2\", expected i64" echoes what was sent, which may
+/// be a password or a token: only the kind of value stays ("invalid type: string, ...").
+fn without_value(message: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some((unexpected, expected)) = message
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.rsplit_once(", expected "))
+        {
+            let kind = unexpected
+                .split(['"', '`', '\''])
+                .next()
+                .unwrap_or_default()
+                .trim_end();
+            return format!("{prefix}{kind}, expected {expected}");
+        }
+    }
+    message.to_string()
 }
 
 fn query_error(err: QueryPayloadError, _: &HttpRequest) -> actix_web::Error {
@@ -94,6 +115,23 @@ pub fn json_errors<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandler
     let (req, _) = res.into_parts();
     let res = ServiceResponse::new(req, error.error_response());
     Ok(ErrorHandlerResponse::Response(res.map_into_right_body()))
+}
+
+/// The request as the access log shows it: method and path, and `?…` for a query string,
+/// which is left out (it may carry a token or a ticket); the path is cut at 256 bytes.
+pub fn log_request(req: &actix_web::dev::ServiceRequest) -> String {
+    let path = req.path();
+    let mut end = path.len().min(256);
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = if end < path.len() { "…" } else { "" };
+    let query = if req.query_string().is_empty() {
+        ""
+    } else {
+        "?…"
+    };
+    format!("{} {}{cut}{query}", req.method(), &path[..end])
 }
 
 /// Counts every request for `/metrics` by its route pattern (not its path, which would give
@@ -146,4 +184,37 @@ pub fn page(
 
 pub fn created<T: serde::Serialize>(body: &T) -> HttpResponse {
     HttpResponse::Created().json(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_access_log_leaves_out_query_strings_and_bounds_paths() {
+        let req = actix_web::test::TestRequest::get()
+            .uri("/ws?token=s3cret&x=1")
+            .to_srv_request();
+        assert_eq!(log_request(&req), "GET /ws?…");
+        let long = format!("/{}", "a".repeat(300));
+        let req = actix_web::test::TestRequest::get()
+            .uri(&long)
+            .to_srv_request();
+        let line = log_request(&req);
+        assert!(line.len() < 270 && line.ends_with('…'), "{line}");
+    }
+
+    #[test]
+    fn data_errors_name_the_kind_of_value_not_the_value() {
+        let err = serde_json::from_str::<(String,)>(r#"[918273645]"#).unwrap_err();
+        let shown = without_value(&err.to_string());
+        assert!(
+            shown.starts_with("invalid type: integer, expected"),
+            "{shown}"
+        );
+        let err = serde_json::from_str::<(i64,)>(r#"["hunter2, expected a"]"#).unwrap_err();
+        let shown = without_value(&err.to_string());
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert_eq!(without_value("missing field `sql`"), "missing field `sql`");
+    }
 }

@@ -23,6 +23,7 @@ use super::{admin, auth, dashboard, health, leaderboard, problems, status, users
         admin::rejudge,
         leaderboard::global, leaderboard::topic, leaderboard::user,
         health::health, status::queue_status, status::metrics, dashboard::page, ws::connect,
+        ws::ticket,
     ),
     modifiers(&BearerAuth)
 )]
@@ -43,5 +44,7 @@ impl Modify for BearerAuth {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi()));
+    // The UI's relative asset paths need the trailing slash; `/docs` (as linked) leads there.
+    cfg.service(web::redirect("/docs", "/docs/").permanent())
+        .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi()));
 }

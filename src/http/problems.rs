@@ -7,6 +7,7 @@ use uuid::Uuid;
 use super::extract::{AuthUser, Principal};
 use crate::actors::submission::Submit;
 use crate::cache::Scope;
+use crate::catalog::check_topic;
 use crate::db;
 use crate::db::models::{Problem, Submission};
 use crate::error::ApiError;
@@ -91,18 +92,29 @@ pub(crate) async fn list(
     let topic = query.into_inner().topic;
     let key = match &topic {
         None => "list".to_string(),
-        Some(t) => format!("list:topic:{t}"),
+        Some(t) => {
+            check_topic(t)?;
+            format!("list:topic:{t}")
+        }
     };
+    // Every topic has a problem: an empty list answers a topic that does not exist, and is
+    // not cached (anyone could make a key per made-up topic).
+    let filtered = topic.is_some();
     state
         .cache
-        .json(Scope::Problems, &key, || async {
-            let problems =
-                db::run(&state.pool, move |c| Problem::list(c, topic.as_deref())).await?;
-            Ok(problems
-                .iter()
-                .map(ProblemSummary::from)
-                .collect::<Vec<_>>())
-        })
+        .json_if(
+            Scope::Problems,
+            &key,
+            || async {
+                let problems =
+                    db::run(&state.pool, move |c| Problem::list(c, topic.as_deref())).await?;
+                Ok(problems
+                    .iter()
+                    .map(ProblemSummary::from)
+                    .collect::<Vec<_>>())
+            },
+            |list| !(filtered && list.is_empty()),
+        )
         .await
 }
 

@@ -1,57 +1,109 @@
 //! `GET /ws`: live events over a WebSocket (API.md, "Live progress").
 //!
-//! The token is checked before the upgrade (401 JSON otherwise). Each connection reads this
+//! The credentials (a single-use ticket from `POST /ws/ticket`, a token) are checked before
+//! the upgrade (401 JSON otherwise). Each connection reads this
 //! instance's bounded event broadcast: one that falls `websocket.buffer` events behind, or
 //! cannot take a frame within `websocket.send_timeout_ms`, is closed rather than buffered for.
 //! The server pings every `websocket.heartbeat_ms` and closes a connection that has sent
 //! nothing (pongs included) for `websocket.client_timeout_ms`.
 use std::time::{Duration, Instant};
 
+use actix_web::http::header::CACHE_CONTROL;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{CloseCode, CloseReason, Message};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast::error::RecvError;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 
-use super::extract::{authenticate, bearer, Principal};
+use super::extract::{authenticate, bearer, redeem, Principal};
+use crate::auth::token_hash;
 use crate::error::ApiError;
 use crate::startup::AppState;
+use crate::tickets::Grant;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/ws", web::get().to(connect));
+    cfg.route("/ws", web::get().to(connect))
+        .route("/ws/ticket", web::post().to(ticket));
 }
 
 #[derive(Deserialize, IntoParams)]
-pub(crate) struct TokenQuery {
-    /// The access token, for browsers (which cannot set headers on a WebSocket).
+pub(crate) struct WsQuery {
+    /// A ticket from `POST /ws/ticket`: single use, short-lived. What browsers should use.
+    ticket: Option<String>,
+    /// The access token (or admin token), for clients that cannot set headers and predate
+    /// tickets. Prefer a ticket: a URL is easily copied into logs and histories.
     token: Option<String>,
+}
+
+/// A single-use ticket for `GET /ws?ticket=`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct WsTicket {
+    ticket: String,
+    /// Seconds the ticket stays valid (if not used before).
+    expires_in: u64,
+}
+
+#[utoipa::path(
+    post,
+    path = "/ws/ticket",
+    tag = "live",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A ticket that opens one WebSocket (GET /ws?ticket=) within expires_in seconds, as the caller", body = WsTicket),
+        (status = 401, description = "No or bad credentials", body = crate::error::ErrorBody),
+        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+    )
+)]
+pub(crate) async fn ticket(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let token = bearer(&req)?;
+    let grant = match authenticate(&state, token.clone()).await?.user {
+        None => Grant::Admin,
+        Some(_) => Grant::Session(token_hash(&token)),
+    };
+    let ticket = state.tickets.issue(grant).await?;
+    Ok(HttpResponse::Ok()
+        // A credential: no cache may keep it.
+        .insert_header((CACHE_CONTROL, "no-store"))
+        .json(WsTicket {
+            ticket,
+            expires_in: state.tickets.ttl_secs(),
+        }))
 }
 
 #[utoipa::path(
     get,
     path = "/ws",
     tag = "live",
-    params(TokenQuery),
+    params(WsQuery),
     security(("bearer" = [])),
     responses(
         (status = 101, description = "WebSocket of JSON text frames: {type: submission | health | stats, ...}"),
         (status = 400, description = "Malformed or invalid input", body = crate::error::ErrorBody),
-        (status = 401, description = "No or bad credentials", body = crate::error::ErrorBody),
+        (status = 401, description = "No or bad credentials, or a used, expired or unknown ticket", body = crate::error::ErrorBody),
         (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
     )
 )]
 pub(crate) async fn connect(
     state: web::Data<AppState>,
     req: HttpRequest,
-    query: web::Query<TokenQuery>,
+    query: web::Query<WsQuery>,
     body: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    // Browsers cannot set headers on a WebSocket: `?token=` is accepted too.
-    let token = match query.into_inner().token {
-        Some(t) if !t.is_empty() => t,
-        _ => bearer(&req)?,
+    let WsQuery { ticket, token } = query.into_inner();
+    let principal = match (ticket, token) {
+        (Some(ticket), _) if !ticket.is_empty() => {
+            let grant = state.tickets.redeem(&ticket).await.ok_or_else(|| {
+                ApiError::Unauthorized("invalid, expired or already used ticket".into())
+            })?;
+            redeem(&state, grant).await?
+        }
+        // Browsers cannot set headers on a WebSocket: `?token=` is accepted too.
+        (_, Some(token)) if !token.is_empty() => authenticate(&state, token).await?,
+        _ => authenticate(&state, bearer(&req)?).await?,
     };
-    let principal = authenticate(&state, token).await?;
     let (response, session, stream) = actix_ws::handle(&req, body)
         .map_err(|e| ApiError::Invalid(format!("not a WebSocket upgrade: {e}")))?;
     let state = state.into_inner();

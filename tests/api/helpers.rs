@@ -120,7 +120,7 @@ impl TestApp {
             .0
             .to_string();
         if let Some(url) = options.redis_url {
-            settings.redis.url = url;
+            settings.redis.url = url.into();
         }
         settings.server.bind = "127.0.0.1:0".into();
         settings.server.http_workers = 2;
@@ -130,13 +130,14 @@ impl TestApp {
                 server.rsplit_once(':').expect("server port").0
             ),
             None => format!("{server}/sqljudge_t_{id}"),
-        };
+        }
+        .into();
         settings.database.pool_size = 6;
-        settings.sandbox.url = format!("{server}/sqljudge_ts_{id}");
+        settings.sandbox.url = format!("{server}/sqljudge_ts_{id}").into();
         settings.sandbox.role_prefix = format!("sjt_{id}");
         settings.redis.key_prefix = format!("test:{id}:");
-        settings.auth.admin_token = format!("admin-{id}");
-        let redis_url = settings.redis.url.clone();
+        settings.auth.admin_token = format!("admin-{id}").into();
+        let redis_url = settings.redis.url.to_string();
         settings.executor.workers = options.workers;
         settings.executor.lease_ms = 1000;
         settings.executor.reaper_interval_ms = 200;
@@ -156,8 +157,8 @@ impl TestApp {
         if let Some(tweak) = options.tweak {
             tweak(&mut settings);
         }
-        let sandbox_url = settings.sandbox.url.clone();
-        let admin_token = settings.auth.admin_token.clone();
+        let sandbox_url = settings.sandbox.url.to_string();
+        let admin_token = settings.auth.admin_token.to_string();
         let app = Application::build(settings)
             .await
             .expect("application builds");
@@ -371,10 +372,10 @@ impl TestApp {
     pub fn env_for_process(&self, port: u16) -> Vec<(String, String)> {
         let s = &self.state.settings;
         [
-            ("DATABASE_URL", s.database.url.clone()),
-            ("SQLJUDGE_SANDBOX_URL", s.sandbox.url.clone()),
-            ("REDIS_URL", s.redis.url.clone()),
-            ("SQLJUDGE_ADMIN_TOKEN", s.auth.admin_token.clone()),
+            ("DATABASE_URL", s.database.url.to_string()),
+            ("SQLJUDGE_SANDBOX_URL", s.sandbox.url.to_string()),
+            ("REDIS_URL", s.redis.url.to_string()),
+            ("SQLJUDGE_ADMIN_TOKEN", s.auth.admin_token.to_string()),
             ("SQLJUDGE_BIND", format!("127.0.0.1:{port}")),
             ("SQLJUDGE__REDIS__KEY_PREFIX", s.redis.key_prefix.clone()),
             (
@@ -427,13 +428,24 @@ impl TestApp {
     /// `sqljudge serve` as a second process of this app on `port` (its output discarded),
     /// killed when dropped, so a failing test leaves none behind.
     pub fn process(&self, port: u16) -> Process {
+        self.process_logging(port, "info", std::process::Stdio::null())
+    }
+
+    /// The same, logging at `level` (`RUST_LOG`) to `log`.
+    pub fn process_logging(
+        &self,
+        port: u16,
+        level: &str,
+        log: impl Into<std::process::Stdio>,
+    ) -> Process {
         Process(
             std::process::Command::new(env!("CARGO_BIN_EXE_sqljudge"))
                 .arg("serve")
                 .current_dir(env!("CARGO_MANIFEST_DIR"))
                 .envs(self.env_for_process(port))
+                .env("RUST_LOG", level)
                 .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
+                .stderr(log)
                 .spawn()
                 .unwrap(),
         )

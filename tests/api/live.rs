@@ -6,8 +6,8 @@ use futures_util::StreamExt;
 use serde_json::Value;
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, Message};
 
-use crate::faults::free_port;
-use crate::helpers::{Options, TestApp};
+use crate::faults::{free_port, RedisInstance};
+use crate::helpers::{sleep, wait_mode, Options, TestApp};
 
 const UK: &str = "SELECT name FROM customers WHERE country = 'UK'";
 
@@ -393,8 +393,117 @@ async fn the_dashboard_is_served_by_the_binary_with_nothing_from_elsewhere() {
         .unwrap()
         .starts_with("text/html"));
     let page = res.text().await.unwrap();
-    assert!(page.contains("/ws?token="), "the page follows /ws");
+    assert!(
+        page.contains("/ws/ticket") && page.contains("/ws?ticket="),
+        "the page follows /ws with a ticket"
+    );
+    assert!(!page.contains("?token="), "the page puts no token in a URL");
     for external in ["http://", "https://", "//cdn", "<script src", "<link"] {
         assert!(!page.contains(external), "the page refers to {external}");
     }
+}
+
+/// `POST /ws/ticket` with `token`: the ticket.
+async fn ticket(base: &str, token: &str) -> String {
+    let res = reqwest::Client::new()
+        .post(format!("{base}/ws/ticket"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let body: Value = res.json().await.unwrap();
+    assert!(body["expires_in"].as_u64().unwrap() > 0);
+    body["ticket"].as_str().unwrap().to_string()
+}
+
+async fn with_ticket(base: &str, ticket: &str) -> Result<Socket, u16> {
+    let url = format!("{}/ws?ticket={ticket}", base.replacen("http", "ws", 1));
+    match tokio_tungstenite::connect_async(url.as_str()).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(tungstenite::Error::Http(response)) => {
+            let body: Value = serde_json::from_slice(response.body().as_deref().unwrap()).unwrap();
+            assert_eq!(body["error"]["code"], "unauthorized");
+            Err(response.status().as_u16())
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[actix_web::test]
+async fn a_ticket_opens_one_socket_once_and_not_after_it_expires() {
+    let app = TestApp::spawn_with(Options {
+        tweak: Some(|s| s.websocket.ticket_ttl_secs = 1),
+        ..Options::default()
+    })
+    .await;
+    let base = &app.address;
+    let eve = app.user("ticket_eve").await;
+    // An admin's ticket: the dashboard's hello, then every submission.
+    let admin_ticket = ticket(base, &app.admin_token).await;
+    let mut admin = with_ticket(base, &admin_ticket).await.unwrap();
+    assert!(next_event(&mut admin, "health", Duration::from_secs(5))
+        .await
+        .is_some());
+    assert_eq!(with_ticket(base, &admin_ticket).await.err(), Some(401));
+    // A user's ticket: their own events.
+    let mut socket = with_ticket(base, &ticket(base, &eve).await).await.unwrap();
+    let uk = app.problem_id("uk-customers").await;
+    let job: Value = app.submit(&eve, uk, UK).await.json().await.unwrap();
+    let job_id = job["job_id"].as_str().unwrap();
+    assert_eq!(
+        statuses_of(&mut socket, job_id).await,
+        ["queued", "running", "accepted"]
+    );
+    assert_eq!(
+        statuses_of(&mut admin, job_id).await,
+        ["queued", "running", "accepted"]
+    );
+
+    // Expired, unknown, malformed: 401 before the upgrade.
+    let expired = ticket(base, &eve).await;
+    sleep(1500).await;
+    assert_eq!(with_ticket(base, &expired).await.err(), Some(401));
+    let unknown = sqljudge::auth::new_token();
+    assert_eq!(with_ticket(base, &unknown).await.err(), Some(401));
+    assert_eq!(with_ticket(base, "not-a-ticket").await.err(), Some(401));
+    // Logging out voids the tickets of that login.
+    let voided = ticket(base, &eve).await;
+    assert_eq!(app.logout(&eve).await, 204);
+    assert_eq!(with_ticket(base, &voided).await.err(), Some(401));
+    // Redis holds a ticket's hash, not the ticket.
+    let unused = ticket(base, &app.admin_token).await;
+    let keys: Vec<String> =
+        redis::Commands::keys(&mut app.redis(), app.key("ws:ticket:*")).unwrap();
+    assert_eq!(
+        keys,
+        [app.key(&format!(
+            "ws:ticket:{}",
+            sqljudge::auth::token_hash(&unused)
+        ))]
+    );
+    // The token in the URL still works for existing clients.
+    let token = app.user("ticket_fay").await;
+    let url = format!("{}/ws?token={token}", base.replacen("http", "ws", 1));
+    assert!(tokio_tungstenite::connect_async(url.as_str()).await.is_ok());
+}
+
+#[actix_web::test]
+async fn tickets_work_while_redis_is_down_on_the_instance_that_issued_them() {
+    let mut redis = RedisInstance::start();
+    let app = TestApp::spawn_with(Options {
+        demo: false,
+        redis_url: Some(redis.url()),
+        ..Options::default()
+    })
+    .await;
+    redis.kill();
+    wait_mode(&app, "fallback").await;
+    let issued = ticket(&app.address, &app.admin_token).await;
+    let mut admin = with_ticket(&app.address, &issued).await.unwrap();
+    assert!(next_event(&mut admin, "health", Duration::from_secs(5))
+        .await
+        .is_some());
+    assert_eq!(with_ticket(&app.address, &issued).await.err(), Some(401));
 }

@@ -11,5 +11,6 @@ mod ratelimit;
 mod rejudge;
 mod resilience;
 mod sandbox_attacks;
+mod secrets;
 mod speed_layer;
 mod submissions;

@@ -67,6 +67,7 @@ async fn the_document_covers_the_api_and_matches_real_responses() {
         ("get", "/leaderboard/topic/{topic}"),
         ("get", "/leaderboard/user/{id}"),
         ("get", "/ws"),
+        ("post", "/ws/ticket"),
         ("get", "/health"),
         ("get", "/queue/status"),
         ("get", "/metrics"),
@@ -213,6 +214,13 @@ async fn the_document_covers_the_api_and_matches_real_responses() {
         .await
         .unwrap();
     check(&doc, "post", "/admin/problems/{id}/rejudge", rejudge).await;
+    for token in [Some(token), Some(admin), None] {
+        let mut req = app.client.post(app.url("/ws/ticket"));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        check(&doc, "post", "/ws/ticket", req.send().await.unwrap()).await; // 200, 200, 401
+    }
     let refresh = json!({"refresh_token": tokens["refresh_token"]});
     check(
         &doc,
@@ -230,7 +238,19 @@ async fn the_api_page_is_served_from_the_binary() {
         ..Default::default()
     })
     .await;
-    let res = app.get("/docs/", None).await;
+    // `/docs`, as the README links it, leads to the page.
+    let res = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(app.url("/docs"))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_redirection(), "{}", res.status());
+    assert_eq!(res.headers()["location"], "/docs/");
+    let res = app.get("/docs", None).await;
+    assert_eq!(res.url().path(), "/docs/");
     assert_eq!(res.status(), 200);
     let page = res.text().await.unwrap();
     assert!(page.contains("swagger"), "{page}");

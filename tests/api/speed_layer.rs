@@ -238,3 +238,60 @@ async fn last_seen_is_tracked_in_redis_and_postgres() {
     }
     proxy.set(Mode::Forward);
 }
+
+#[actix_web::test]
+async fn client_input_never_becomes_a_cache_key_of_its_own() {
+    let app = TestApp::spawn().await;
+    let mut redis = app.redis();
+    let mut cache_keys = || -> Vec<String> { redis.keys(app.key("cache:api:*")).unwrap() };
+    // Real topics and pages are still cached.
+    get_until_cache(&app, "/problems?topic=basics", "hit").await;
+    get_until_cache(&app, "/leaderboard/topic/basics", "hit").await;
+    get_until_cache(&app, "/leaderboard/global?limit=5", "hit").await;
+    let before = cache_keys();
+
+    // Malformed topics are refused, however long (64 kB: about the most a URI can hold).
+    let huge = "a".repeat(64_000);
+    for path in [
+        format!("/problems?topic={huge}"),
+        format!("/leaderboard/topic/{}", "b".repeat(4096)),
+        "/problems?topic=Basics".to_string(),
+        "/leaderboard/topic/no%20spaces".to_string(),
+    ] {
+        for _ in 0..if path.len() > 1024 { 100 } else { 1 } {
+            let res = app.get(&path, None).await;
+            assert_eq!(res.status(), 400, "{:.80}", path);
+            let body: Value = res.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "invalid_request");
+        }
+    }
+    // Well-formed names of nothing are answered without a key.
+    for _ in 0..3 {
+        let (cache, list) = x_cache(&app, "/problems?topic=no-such-topic").await;
+        assert_eq!((cache.as_str(), list), ("bypass", json!([])));
+        let res = app.get("/leaderboard/topic/no-such-topic", None).await;
+        assert_eq!(res.status(), 404);
+    }
+    for offset in [1000, 1001, i64::MAX] {
+        let (cache, page) = x_cache(&app, &format!("/leaderboard/global?offset={offset}")).await;
+        assert_eq!(cache, "bypass", "a page past the end");
+        assert_eq!(page["entries"], json!([]));
+    }
+    sleep(300).await; // a store after a miss is asynchronous
+    let after = cache_keys();
+    let new: Vec<&String> = after.iter().filter(|k| !before.contains(k)).collect();
+    assert!(new.is_empty(), "new keys: {new:?}");
+    assert!(after.iter().all(|k| k.len() < 256), "{after:?}");
+    let used: u64 = after
+        .iter()
+        .map(|k| {
+            redis::cmd("MEMORY")
+                .arg("USAGE")
+                .arg(k)
+                .query::<Option<u64>>(&mut app.redis())
+                .unwrap()
+                .unwrap_or(0)
+        })
+        .sum();
+    assert!(used < 64 * 1024, "cached responses take {used} bytes");
+}

@@ -94,6 +94,8 @@ async function main() {
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     const external = [];
     page.on("request", (r) => { if (!r.url().startsWith(base) && !r.url().startsWith(base.replace("http", "ws"))) external.push(r.url()); });
+    const sockets = [];
+    page.on("websocket", (ws) => sockets.push(ws.url()));
     await page.goto(`${base}/admin`);
     await page.waitForSelector("#login:not([hidden])");
     // A wrong token is refused on the page.
@@ -105,6 +107,9 @@ async function main() {
     await page.waitForSelector("#login", { state: "hidden" });
     await page.waitForFunction(() => document.getElementById("mode").textContent === "redis");
     await page.waitForFunction(() => document.getElementById("conn").textContent === "live");
+    // The socket is opened with a single-use ticket, never with the token in its URL.
+    if (!sockets.length || sockets.some((u) => u.includes(adminToken) || !u.includes("ticket=")))
+      throw new Error(`WebSocket URLs: ${sockets.join(", ")}`);
     console.log("dashboard: logged in, mode redis, live");
 
     // A submission appears live, then its verdict.
