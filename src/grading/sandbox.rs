@@ -5,6 +5,13 @@
 //!   per-slot roles (`<prefix>_r<i>` / `<prefix>_w<i>`): there is no privileged session user
 //!   to return to with `RESET ROLE` or `set_config('role', ...)`, and one slot's role can
 //!   neither see another's query text in `pg_stat_activity` nor cancel it.
+//! - Those login roles hold no data privileges: a grading switches (`SET LOCAL ROLE`) to its
+//!   dataset's read or write group, which has rights on that one schema. Datasets are loaded
+//!   by a per-dataset owner login, never a superuser, and their views and functions are made
+//!   to run with the caller's rights.
+//! - Functions that change settings (`set_config`), run query text (`*_to_xml*`, `ts_stat`)
+//!   or write large objects are revoked; per-role memory limits, and the cluster's own
+//!   (`config/sandbox-postgresql.conf`), bound the rest.
 //! - The leading keyword must start a query (or, for writeable problems, a DML statement), and
 //!   the server itself parses the text first (extended-protocol Parse), which refuses a second
 //!   statement however it is hidden.
