@@ -1,5 +1,8 @@
 //! Loading a dataset script (plain SQL or `pg_dump` output of one schema) into the sandbox,
-//! atomically: one transaction on a fresh admin connection, so a failing script changes nothing.
+//! atomically: one transaction on a fresh connection, so a failing script changes nothing.
+//! The script runs logged in as the dataset's owner role, never as a superuser: it can create
+//! and fill its own schema and nothing else (no programs, untrusted extensions, roles, other
+//! datasets), and logging in as the owner leaves no privileged session to `RESET ROLE` to.
 use std::io::Cursor;
 
 use futures_util::SinkExt;
@@ -78,16 +81,24 @@ pub async fn load(
     if parts.is_empty() {
         return Err(DatasetError::Invalid("the dataset script is empty".into()));
     }
-    let client = sandbox.admin_client().await?;
+    sandbox.prepare_dataset(name).await?;
+    let client = sandbox.owner_client(name).await?;
     let fail = |what: &str, e: tokio_postgres::Error| {
         let detail = e
             .as_db_error()
             .map_or_else(|| e.to_string(), |d| d.message().to_string());
         DatasetError::Failed(format!("{what}: {detail}"))
     };
-    let schemas = "SELECT array_agg(nspname::text ORDER BY nspname) FROM pg_namespace";
+    // What a script can create outside its schema: schemas, and trusted extensions (they
+    // install as the bootstrap superuser, into any schema) or publications (CREATE on the
+    // database allows them).
+    let outside = "SELECT coalesce(array_agg(o ORDER BY o), '{}') FROM ( \
+        SELECT 'schema ' || nspname AS o FROM pg_namespace WHERE nspname <> $1 \
+        UNION ALL SELECT 'extension ' || e.extname || ' in schema ' || n.nspname \
+          FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE n.nspname <> $1 \
+        UNION ALL SELECT 'publication ' || pubname FROM pg_publication) x";
     let before: Vec<String> = client
-        .query_one(schemas, &[])
+        .query_one(outside, &[&name])
         .await
         .map_err(SandboxError::from)?
         .get(0);
@@ -135,27 +146,37 @@ pub async fn load(
             }
         }
     }
-    let after: Vec<String> = client
-        .query_one(schemas, &[])
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regnamespace($1) IS NOT NULL",
+            &[&quote_ident(name)],
+        )
         .await
         .map_err(|e| fail("listing schemas", e))?
         .get(0);
-    if !after.iter().any(|s| s == name) {
+    if !exists {
         return Err(DatasetError::Failed(format!(
             "the script dropped schema {name}"
         )));
     }
-    let others: Vec<&String> = after
-        .iter()
-        .filter(|s| *s != name && !before.contains(s))
-        .collect();
+    let after: Vec<String> = client
+        .query_one(outside, &[&name])
+        .await
+        .map_err(|e| fail("listing schemas", e))?
+        .get(0);
+    let others: Vec<&String> = after.iter().filter(|s| !before.contains(s)).collect();
     if !others.is_empty() {
         return Err(DatasetError::Failed(format!(
             "a dataset is one schema named {name}, but the script also creates {others:?}"
         )));
     }
+    let finish = format!(
+        "{}{}",
+        sandbox.neutralize_sql(name),
+        sandbox.grant_sql(name)
+    );
     client
-        .batch_execute(&sandbox.grant_sql(name))
+        .batch_execute(&finish)
         .await
         .map_err(|e| fail("granting access", e))?;
     let tables = client

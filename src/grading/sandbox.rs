@@ -5,6 +5,13 @@
 //!   per-slot roles (`<prefix>_r<i>` / `<prefix>_w<i>`): there is no privileged session user
 //!   to return to with `RESET ROLE` or `set_config('role', ...)`, and one slot's role can
 //!   neither see another's query text in `pg_stat_activity` nor cancel it.
+//! - Those login roles hold no data privileges: a grading switches (`SET LOCAL ROLE`) to its
+//!   dataset's read or write group, which has rights on that one schema. Datasets are loaded
+//!   by a per-dataset owner login, never a superuser, and their views and functions are made
+//!   to run with the caller's rights.
+//! - Functions that change settings (`set_config`), run query text (`*_to_xml*`, `ts_stat`)
+//!   or write large objects are revoked; per-role memory limits, and the cluster's own
+//!   (`config/sandbox-postgresql.conf`), bound the rest.
 //! - The leading keyword must start a query (or, for writeable problems, a DML statement), and
 //!   the server itself parses the text first (extended-protocol Parse), which refuses a second
 //!   statement however it is hidden.
@@ -82,6 +89,24 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// Quotes a string literal for SQL text (standard_conforming_strings is on).
+fn literal(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// Creates `role` if missing and (re)sets its attributes: never privileged, and NOINHERIT,
+/// so a role has no rights but its own until it switches to a group with `SET ROLE`.
+fn ensure_role(sql: &mut String, role: &str, options: &str) {
+    sql.push_str(&format!(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {lit}) \
+         THEN CREATE ROLE {q}; END IF; END $$;\n\
+         ALTER ROLE {q} WITH {options} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION \
+         NOBYPASSRLS NOINHERIT;\n",
+        lit = literal(role),
+        q = quote_ident(role)
+    ));
+}
+
 /// Quotes a `schema.table` name, or a bare table name.
 pub fn quote_qualified(name: &str) -> String {
     name.split('.')
@@ -148,9 +173,30 @@ impl Sandbox {
         format!("{}_{kind}{slot}", self.settings.role_prefix)
     }
 
-    fn group(&self, writeable: bool) -> String {
-        let kind = if writeable { "write" } else { "read" };
+    /// The NOLOGIN role every dataset's read (write) group is granted to and every read (write)
+    /// slot role is a member of: it carries no privileges, only the right to `SET ROLE` to a
+    /// dataset's group.
+    fn umbrella(&self, writeable: bool) -> String {
+        let kind = if writeable { "writers" } else { "readers" };
         format!("{}_{kind}", self.settings.role_prefix)
+    }
+
+    /// A role of one dataset: `o` its owner (loads it), `dr`/`dw` the groups gradings run as.
+    /// Names longer than PostgreSQL's 63 bytes keep a prefix of the dataset name and a hash.
+    fn dataset_role(&self, kind: &str, dataset: &str) -> String {
+        let prefix = &self.settings.role_prefix;
+        let full = format!("{prefix}_{kind}_{dataset}");
+        if full.len() <= 63 {
+            return full;
+        }
+        let hash = &crate::auth::sha256_hex(dataset)[..12];
+        let keep = 63 - prefix.len() - kind.len() - 2 - 1 - hash.len();
+        format!("{prefix}_{kind}_{}_{hash}", &dataset[..keep])
+    }
+
+    /// The role a grading of `dataset` runs as (`SET LOCAL ROLE`).
+    fn grading_role(&self, dataset: &str, writeable: bool) -> String {
+        self.dataset_role(if writeable { "dw" } else { "dr" }, dataset)
     }
 
     /// An admin (privileged) connection to the sandbox database.
@@ -160,8 +206,35 @@ impl Sandbox {
         connect_with(&config).await
     }
 
+    /// A connection logged in as the owner of `dataset` (see `prepare_dataset`).
+    pub async fn owner_client(&self, dataset: &str) -> Result<Client, SandboxError> {
+        let mut config = Config::new();
+        config
+            .host(&self.host)
+            .port(self.port)
+            .dbname(&self.dbname)
+            .user(self.dataset_role("o", dataset))
+            .application_name("sqljudge-dataset")
+            .options("-c client_min_messages=warning");
+        if !self.settings.role_password.is_empty() {
+            config.password(&self.settings.role_password);
+        }
+        connect_with(&config).await
+    }
+
+    /// Runs `sql` in one transaction holding the sandbox's role lock: instances starting or
+    /// loading datasets together must not race on CREATE ROLE.
+    async fn locked(&self, client: &Client, sql: &str) -> Result<(), tokio_postgres::Error> {
+        client
+            .batch_execute(&format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({LOCK_SPACE}, 0);\n{sql}\nCOMMIT;"
+            ))
+            .await
+    }
+
     /// Creates the sandbox database, the roles for `slots` executor slots (plus the reference
-    /// slot, numbered `slots`), and hardens the database. Idempotent.
+    /// slot, numbered `slots`), hardens the database, and brings every dataset schema already
+    /// there (including those of older versions) under the per-dataset role model. Idempotent.
     pub async fn bootstrap(&self, slots: usize) -> Result<(), SandboxError> {
         let mut server = self.admin.clone();
         server.dbname("postgres");
@@ -184,65 +257,94 @@ impl Sandbox {
             }
         }
         let admin = self.admin_client().await?;
-        // Instances starting together must not race on CREATE ROLE.
-        admin
-            .execute("SELECT pg_advisory_lock($1, 0)", &[&LOCK_SPACE])
+        let failed =
+            |e: tokio_postgres::Error| SandboxError::Unavailable(format!("sandbox bootstrap: {e}"));
+        self.locked(&admin, &self.bootstrap_sql(slots))
+            .await
+            .map_err(failed)?;
+        let schemas = admin
+            .query(
+                "SELECT nspname::text FROM pg_namespace WHERE nspname !~ '^pg_' \
+                 AND nspname NOT IN ('public', 'information_schema') ORDER BY 1",
+                &[],
+            )
             .await?;
-        let result = admin.batch_execute(&self.bootstrap_sql(slots)).await;
-        admin
-            .execute("SELECT pg_advisory_unlock($1, 0)", &[&LOCK_SPACE])
-            .await?;
-        result.map_err(|e| SandboxError::Unavailable(format!("sandbox bootstrap: {e}")))
+        for row in schemas {
+            let name: String = row.get(0);
+            if !super::dataset::valid_name(&name) {
+                continue;
+            }
+            let sql = format!(
+                "{}{}{}",
+                self.dataset_roles_sql(&name),
+                self.neutralize_sql(&name),
+                self.grant_sql(&name)
+            );
+            self.locked(&admin, &sql).await.map_err(failed)?;
+        }
+        Ok(())
+    }
+
+    fn password_sql(&self) -> String {
+        if self.settings.role_password.is_empty() {
+            "NULL".to_string()
+        } else {
+            literal(&self.settings.role_password)
+        }
     }
 
     fn bootstrap_sql(&self, slots: usize) -> String {
         let s = &self.settings;
         let mut sql = String::new();
-        let create = |sql: &mut String, role: &str, login: bool| {
-            let literal = role.replace('\'', "''");
-            let login = if login { "LOGIN" } else { "NOLOGIN" };
+        let db = quote_ident(&self.dbname);
+        // Groups of earlier versions could read (write) every dataset.
+        for legacy in ["read", "write"] {
+            let role = format!("{}_{legacy}", s.role_prefix);
             sql.push_str(&format!(
-                "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{literal}') \
-                 THEN CREATE ROLE {q}; END IF; END $$;\n\
-                 ALTER ROLE {q} WITH {login} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION \
-                 NOBYPASSRLS INHERIT;\n",
-                q = quote_ident(role)
+                "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {lit}) THEN \
+                 DROP OWNED BY {q}; DROP ROLE {q}; END IF; END $$;\n",
+                lit = literal(&role),
+                q = quote_ident(&role),
             ));
-        };
-        for writeable in [false, true] {
-            create(&mut sql, &self.group(writeable), false);
         }
-        let password = if s.role_password.is_empty() {
-            "NULL".to_string()
-        } else {
-            format!("'{}'", s.role_password.replace('\'', "''"))
-        };
+        for writeable in [false, true] {
+            ensure_role(&mut sql, &self.umbrella(writeable), "NOLOGIN");
+        }
+        let password = self.password_sql();
         let outer_limit = s.max_time_limit_ms as u64 + s.grace_ms;
         for slot in 0..=slots {
             for writeable in [false, true] {
                 let role = self.role(slot, writeable);
                 let q = quote_ident(&role);
-                create(&mut sql, &role, true);
+                // Two instances may share a slot's role: one connection each.
+                ensure_role(&mut sql, &role, "LOGIN CONNECTION LIMIT 2");
+                // Memory: small per-operation budgets (a sort or hash may use work_mem ×
+                // hash_mem_multiplier, several per plan), no parallel workers (each would get
+                // its own budget, outside the backend), no JIT (compilation memory and time
+                // that statement_timeout sees late). A solution cannot change any of them:
+                // SET is refused and set_config() revoked.
                 sql.push_str(&format!(
                     "ALTER ROLE {q} PASSWORD {password};\n\
-                     GRANT {group} TO {q};\n\
+                     GRANT {umbrella} TO {q};\n\
+                     GRANT CONNECT ON DATABASE {db} TO {q};\n\
                      ALTER ROLE {q} SET statement_timeout = '{outer_limit}ms';\n\
                      ALTER ROLE {q} SET idle_in_transaction_session_timeout = '60s';\n\
                      ALTER ROLE {q} SET temp_file_limit = '256MB';\n\
-                     ALTER ROLE {q} SET work_mem = '16MB';\n\
+                     ALTER ROLE {q} SET work_mem = '8MB';\n\
+                     ALTER ROLE {q} SET hash_mem_multiplier = 1;\n\
+                     ALTER ROLE {q} SET max_parallel_workers_per_gather = 0;\n\
+                     ALTER ROLE {q} SET jit = off;\n\
                      ALTER ROLE {q} SET lc_messages = 'C';\n",
-                    group = quote_ident(&self.group(writeable)),
+                    umbrella = quote_ident(&self.umbrella(writeable)),
                 ));
             }
         }
-        let db = quote_ident(&self.dbname);
-        let (read, write) = (
-            quote_ident(&self.group(false)),
-            quote_ident(&self.group(true)),
-        );
+        // What solutions never need, caught by catalog query so that every overload goes:
+        // backends and locks of others; set_config() (settings, role); functions that run
+        // query text (they would run set_config() out of sight of the keyword check);
+        // large objects and WAL messages (they write even in a READ ONLY transaction).
         sql.push_str(&format!(
             "REVOKE ALL ON DATABASE {db} FROM PUBLIC;\n\
-             GRANT CONNECT ON DATABASE {db} TO {read}, {write};\n\
              REVOKE ALL ON SCHEMA public FROM PUBLIC;\n\
              REVOKE SELECT ON pg_catalog.pg_stat_activity FROM PUBLIC;\n\
              DO $$ DECLARE f regprocedure; BEGIN\n\
@@ -252,23 +354,113 @@ impl Sandbox {
                    OR p.proname LIKE 'pg\\_try\\_advisory%'\n\
                    OR p.proname LIKE 'pg\\_stat\\_get\\_backend%'\n\
                    OR p.proname IN ('pg_cancel_backend', 'pg_terminate_backend',\n\
-                     'pg_stat_get_activity', 'pg_notify', 'pg_blocking_pids'))\n\
+                     'pg_stat_get_activity', 'pg_notify', 'pg_blocking_pids',\n\
+                     'set_config', 'ts_stat', 'pg_logical_emit_message', 'loread', 'lowrite')\n\
+                   OR p.proname LIKE '%\\_to\\_xml%'\n\
+                   OR p.proname LIKE 'lo\\_%'\n\
+                   OR (p.proname = 'ts_rewrite' AND p.proargtypes[1] = 'text'::regtype))\n\
                LOOP EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f); END LOOP;\n\
              END $$;\n"
         ));
         sql
     }
 
-    /// Grants the sandbox groups access to a freshly loaded dataset schema: read for all,
-    /// DML for the write group.
+    /// Ensures the roles of `dataset` (run as the superuser): its owner, a login with rights
+    /// in the sandbox database only, and the read and write groups gradings switch to. A
+    /// schema that exists with another owner (loaded by an earlier version, as the superuser)
+    /// is handed to the owner with everything in it.
+    fn dataset_roles_sql(&self, dataset: &str) -> String {
+        let mut sql = String::new();
+        let db = quote_ident(&self.dbname);
+        for writeable in [false, true] {
+            let group = self.grading_role(dataset, writeable);
+            ensure_role(&mut sql, &group, "NOLOGIN");
+            sql.push_str(&format!(
+                "GRANT {} TO {};\n",
+                quote_ident(&group),
+                quote_ident(&self.umbrella(writeable))
+            ));
+        }
+        let owner = self.dataset_role("o", dataset);
+        let o = quote_ident(&owner);
+        ensure_role(&mut sql, &owner, "LOGIN CONNECTION LIMIT 2");
+        // pg_dump output starts with set_config('search_path', ...): owners may run it,
+        // gradings never.
+        sql.push_str(&format!(
+            "ALTER ROLE {o} PASSWORD {password};\n\
+             ALTER ROLE {o} RESET ALL;\n\
+             ALTER ROLE {o} SET statement_timeout = '300s';\n\
+             ALTER ROLE {o} SET idle_in_transaction_session_timeout = '60s';\n\
+             ALTER ROLE {o} SET temp_file_limit = '1GB';\n\
+             ALTER ROLE {o} SET max_parallel_workers_per_gather = 0;\n\
+             ALTER ROLE {o} SET jit = off;\n\
+             GRANT CONNECT, CREATE ON DATABASE {db} TO {o};\n\
+             GRANT EXECUTE ON FUNCTION pg_catalog.set_config(text, text, boolean) TO {o};\n\
+             DO $$ DECLARE r record; BEGIN\n\
+               IF to_regnamespace({schema}) IS NULL THEN RETURN; END IF;\n\
+               EXECUTE format('ALTER SCHEMA %I OWNER TO %I', {name}, {owner});\n\
+               FOR r IN SELECT c.oid::regclass AS rel FROM pg_class c\n\
+                 WHERE c.relnamespace = {schema}::regnamespace AND c.relowner <> {owner}::regrole\n\
+                   AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')\n\
+                   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass\n\
+                     AND d.objid = c.oid AND d.deptype IN ('a', 'i'))\n\
+               LOOP EXECUTE format('ALTER TABLE %s OWNER TO %I', r.rel, {owner}); END LOOP;\n\
+               FOR r IN SELECT p.oid::regprocedure AS f FROM pg_proc p\n\
+                 WHERE p.pronamespace = {schema}::regnamespace AND p.proowner <> {owner}::regrole\n\
+               LOOP EXECUTE format('ALTER ROUTINE %s OWNER TO %I', r.f, {owner}); END LOOP;\n\
+               FOR r IN SELECT t.oid::regtype AS t, t.typtype FROM pg_type t\n\
+                 WHERE t.typnamespace = {schema}::regnamespace AND t.typowner <> {owner}::regrole\n\
+                   AND t.typtype IN ('c', 'd', 'e', 'r') AND t.typelem = 0\n\
+                   AND (t.typrelid = 0 OR (SELECT relkind FROM pg_class WHERE oid = t.typrelid) = 'c')\n\
+               LOOP EXECUTE format('ALTER %s %s OWNER TO %I',\n\
+                   CASE r.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, r.t, {owner});\n\
+               END LOOP;\n\
+             END $$;\n",
+            password = self.password_sql(),
+            schema = literal(&quote_ident(dataset)),
+            name = literal(dataset),
+            owner = literal(&owner),
+        ));
+        sql
+    }
+
+    /// Ensures `dataset`'s roles and hands an existing schema to its owner (superuser
+    /// connection), before the dataset is loaded on the owner's own connection.
+    pub async fn prepare_dataset(&self, dataset: &str) -> Result<(), SandboxError> {
+        let admin = self.admin_client().await?;
+        self.locked(&admin, &self.dataset_roles_sql(dataset))
+            .await
+            .map_err(|e| SandboxError::Unavailable(format!("preparing dataset roles: {e}")))
+    }
+
+    /// Makes sure nothing in a dataset runs with more rights than the grading role: views
+    /// check privileges as the querying role, SECURITY DEFINER routines become INVOKER.
+    pub fn neutralize_sql(&self, schema: &str) -> String {
+        let schema = literal(&quote_ident(schema));
+        format!(
+            "DO $$ DECLARE r record; BEGIN\n\
+               FOR r IN SELECT c.oid::regclass AS v FROM pg_class c\n\
+                 WHERE c.relnamespace = {schema}::regnamespace AND c.relkind = 'v'\n\
+                   AND NOT coalesce(c.reloptions @> '{{security_invoker=true}}', false)\n\
+               LOOP EXECUTE format('ALTER VIEW %s SET (security_invoker = true)', r.v); END LOOP;\n\
+               FOR r IN SELECT p.oid::regprocedure AS f FROM pg_proc p\n\
+                 WHERE p.pronamespace = {schema}::regnamespace AND p.prosecdef\n\
+               LOOP EXECUTE format('ALTER ROUTINE %s SECURITY INVOKER', r.f); END LOOP;\n\
+             END $$;\n"
+        )
+    }
+
+    /// Grants a dataset's grading groups access to it, and nobody else: read for both,
+    /// DML and sequences for the write group.
     pub fn grant_sql(&self, schema: &str) -> String {
         let q = quote_ident(schema);
         let (read, write) = (
-            quote_ident(&self.group(false)),
-            quote_ident(&self.group(true)),
+            quote_ident(&self.grading_role(schema, false)),
+            quote_ident(&self.grading_role(schema, true)),
         );
         format!(
-            "GRANT USAGE ON SCHEMA {q} TO {read}, {write};\n\
+            "REVOKE ALL ON SCHEMA {q} FROM PUBLIC;\n\
+             GRANT USAGE ON SCHEMA {q} TO {read}, {write};\n\
              GRANT SELECT ON ALL TABLES IN SCHEMA {q} TO {read}, {write};\n\
              GRANT INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {q} TO {write};\n\
              GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA {q} TO {write};\n"
@@ -548,7 +740,9 @@ impl Slot {
         conn.budget
             .reset((settings.max_output_bytes * 2 + settings.max_rows * 64 + 65536) as i64);
         let deadline = Duration::from_millis(spec.time_limit_ms as u64 + settings.grace_ms);
-        let result = tokio::time::timeout(deadline, execute(&conn.client, spec, &settings)).await;
+        let role = self.sandbox.grading_role(spec.dataset, writeable);
+        let result =
+            tokio::time::timeout(deadline, execute(&conn.client, spec, &role, &settings)).await;
         let (pid, exceeded) = (conn.pid, conn.budget.exceeded());
         let output_limit = || {
             Outcome::verdict(
@@ -705,9 +899,13 @@ fn time_limit(ms: u32) -> Outcome {
     )
 }
 
+/// Runs `spec` as `role`, the dataset's grading group: the slot's login role itself has no
+/// privileges, and the one statement that follows cannot switch back (SET is refused,
+/// set_config() revoked).
 async fn execute(
     client: &Client,
     spec: &RunSpec<'_>,
+    role: &str,
     s: &SandboxSettings,
 ) -> Result<ResultSet, ExecError> {
     let mode = if spec.check_table.is_some() {
@@ -718,8 +916,10 @@ async fn execute(
     client
         .batch_execute(&format!(
             "BEGIN ISOLATION LEVEL READ COMMITTED {mode}; \
+             SET LOCAL ROLE {role}; \
              SET LOCAL statement_timeout = {t}; SET LOCAL lock_timeout = {t}; \
              SET LOCAL search_path = {schema}",
+            role = quote_ident(role),
             t = spec.time_limit_ms,
             schema = quote_ident(spec.dataset),
         ))

@@ -530,9 +530,11 @@ impl Drop for TestApp {
                 for db in [format!("sqljudge_t_{id}"), format!("sqljudge_ts_{id}")] {
                     let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)")).execute(&mut conn);
                 }
+                // Every sandbox role (slots, umbrellas, dataset owners and groups) starts with
+                // the prefix; with the database gone they hold nothing that blocks DROP ROLE.
                 let _ = diesel::sql_query(format!(
                     "DO $$ DECLARE r text; BEGIN FOR r IN SELECT rolname FROM pg_roles WHERE rolname LIKE 'sjt\\_{id}\\_%' \
-                     ORDER BY rolname LIKE '%\\_read' OR rolname LIKE '%\\_write' LOOP EXECUTE format('DROP ROLE %I', r); END LOOP; END $$"
+                     LOOP EXECUTE format('DROP ROLE %I', r); END LOOP; END $$"
                 ))
                 .execute(&mut conn);
             }

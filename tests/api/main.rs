@@ -7,6 +7,7 @@ mod leaderboards;
 mod live;
 mod openapi;
 mod outage;
+mod privileges;
 mod ratelimit;
 mod rejudge;
 mod resilience;
