@@ -101,6 +101,8 @@ pub struct SandboxSettings {
     /// How long a grading waits for a backend it terminated to exit before it quarantines
     /// the slot.
     pub backend_exit_wait_ms: u64,
+    /// Connections to the sandbox database at most (superusers aside), and per grading role.
+    pub connection_limit: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

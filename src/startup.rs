@@ -83,7 +83,7 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Application, StartupError> {
         let pool = prepare_platform_db(&settings.database).await?;
         let sandbox = Arc::new(Sandbox::new(settings.sandbox.clone())?);
-        sandbox.bootstrap(settings.executor.workers).await?;
+        sandbox.bootstrap().await?;
         let queue = RedisQueue::connect(&settings.redis).await?;
 
         let health = Arc::new(HealthState::new());

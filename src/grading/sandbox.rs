@@ -1,14 +1,12 @@
 //! The PostgreSQL sandbox that runs solutions.
 //!
 //! Defences, each independent of the others:
-//! - Solutions run in a separate database, on connections that *log in* as unprivileged
-//!   per-slot roles (`<prefix>_r<i>` / `<prefix>_w<i>`): there is no privileged session user
-//!   to return to with `RESET ROLE` or `set_config('role', ...)`, and one slot's role can
-//!   neither see another's query text in `pg_stat_activity` nor cancel it.
-//! - Those login roles hold no data privileges: a grading switches (`SET LOCAL ROLE`) to its
-//!   dataset's read or write group, which has rights on that one schema. Datasets are loaded
-//!   by a per-dataset owner login, never a superuser, and their views and functions are made
-//!   to run with the caller's rights.
+//! - Solutions run in a separate database, on connections that *log in* as the dataset's own
+//!   unprivileged grading role (`<prefix>_dr_<dataset>` to read, `<prefix>_dw_<dataset>` to
+//!   write), a member of nothing: there is no other role to reach with `RESET ROLE`,
+//!   `SET ROLE` (even from a dataset's function) or `set_config('role', ...)`, and its rights
+//!   end at its schema. Datasets are loaded by a per-dataset owner login, never a superuser,
+//!   and their views and functions are made to run with the caller's rights.
 //! - Functions that change settings (`set_config`), run query text (`*_to_xml*`, `ts_stat`)
 //!   or write large objects are revoked; per-role memory limits, and the cluster's own
 //!   (`config/sandbox-postgresql.conf`), bound the rest.
@@ -16,7 +14,8 @@
 //!   the server itself parses the text first (extended-protocol Parse), which refuses a second
 //!   statement however it is hidden.
 //! - Everything runs in a transaction that is always rolled back, read-only for read problems,
-//!   followed by `DISCARD ALL`; any doubt about a connection's state and it is thrown away.
+//!   followed by a reset of the session; any doubt about a connection's state and it is thrown
+//!   away, and the slot opens no other until its backend is gone.
 //! - Time: `statement_timeout` inside, and a deadline outside the session that terminates the
 //!   backend from an admin connection (a solution cannot catch that).
 //! - Output: rows and bytes are counted as they stream, and the socket itself has a byte
@@ -168,19 +167,6 @@ impl Sandbox {
         &self.dbname
     }
 
-    fn role(&self, slot: usize, writeable: bool) -> String {
-        let kind = if writeable { 'w' } else { 'r' };
-        format!("{}_{kind}{slot}", self.settings.role_prefix)
-    }
-
-    /// The NOLOGIN role every dataset's read (write) group is granted to and every read (write)
-    /// slot role is a member of: it carries no privileges, only the right to `SET ROLE` to a
-    /// dataset's group.
-    fn umbrella(&self, writeable: bool) -> String {
-        let kind = if writeable { "writers" } else { "readers" };
-        format!("{}_{kind}", self.settings.role_prefix)
-    }
-
     /// A role of one dataset: `o` its owner (loads it), `dr`/`dw` the groups gradings run as.
     /// Names longer than PostgreSQL's 63 bytes keep a prefix of the dataset name and a hash.
     fn dataset_role(&self, kind: &str, dataset: &str) -> String {
@@ -194,7 +180,7 @@ impl Sandbox {
         format!("{prefix}_{kind}_{}_{hash}", &dataset[..keep])
     }
 
-    /// The role a grading of `dataset` runs as (`SET LOCAL ROLE`).
+    /// The role a grading of `dataset` logs in as.
     fn grading_role(&self, dataset: &str, writeable: bool) -> String {
         self.dataset_role(if writeable { "dw" } else { "dr" }, dataset)
     }
@@ -232,10 +218,9 @@ impl Sandbox {
             .await
     }
 
-    /// Creates the sandbox database, the roles for `slots` executor slots (plus the reference
-    /// slot, numbered `slots`), hardens the database, and brings every dataset schema already
-    /// there (including those of older versions) under the per-dataset role model. Idempotent.
-    pub async fn bootstrap(&self, slots: usize) -> Result<(), SandboxError> {
+    /// Creates the sandbox database, hardens it, and brings every dataset schema already there
+    /// (including those of older versions) under the per-dataset role model. Idempotent.
+    pub async fn bootstrap(&self) -> Result<(), SandboxError> {
         let mut server = self.admin.clone();
         server.dbname("postgres");
         let client = connect_with(&server).await?;
@@ -259,7 +244,7 @@ impl Sandbox {
         let admin = self.admin_client().await?;
         let failed =
             |e: tokio_postgres::Error| SandboxError::Unavailable(format!("sandbox bootstrap: {e}"));
-        self.locked(&admin, &self.bootstrap_sql(slots))
+        self.locked(&admin, &self.bootstrap_sql())
             .await
             .map_err(failed)?;
         let schemas = admin
@@ -293,52 +278,25 @@ impl Sandbox {
         }
     }
 
-    fn bootstrap_sql(&self, slots: usize) -> String {
+    fn bootstrap_sql(&self) -> String {
         let s = &self.settings;
         let mut sql = String::new();
         let db = quote_ident(&self.dbname);
-        // Groups of earlier versions could read (write) every dataset.
-        for legacy in ["read", "write"] {
-            let role = format!("{}_{legacy}", s.role_prefix);
-            sql.push_str(&format!(
-                "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = {lit}) THEN \
-                 DROP OWNED BY {q}; DROP ROLE {q}; END IF; END $$;\n",
-                lit = literal(&role),
-                q = quote_ident(&role),
-            ));
-        }
-        for writeable in [false, true] {
-            ensure_role(&mut sql, &self.umbrella(writeable), "NOLOGIN");
-        }
-        let password = self.password_sql();
-        let outer_limit = s.max_time_limit_ms as u64 + s.grace_ms;
-        for slot in 0..=slots {
-            for writeable in [false, true] {
-                let role = self.role(slot, writeable);
-                let q = quote_ident(&role);
-                // Two instances may share a slot's role: one connection each.
-                ensure_role(&mut sql, &role, "LOGIN CONNECTION LIMIT 2");
-                // Memory: small per-operation budgets (a sort or hash may use work_mem ×
-                // hash_mem_multiplier, several per plan), no parallel workers (each would get
-                // its own budget, outside the backend), no JIT (compilation memory and time
-                // that statement_timeout sees late). A solution cannot change any of them:
-                // SET is refused and set_config() revoked.
-                sql.push_str(&format!(
-                    "ALTER ROLE {q} PASSWORD {password};\n\
-                     GRANT {umbrella} TO {q};\n\
-                     GRANT CONNECT ON DATABASE {db} TO {q};\n\
-                     ALTER ROLE {q} SET statement_timeout = '{outer_limit}ms';\n\
-                     ALTER ROLE {q} SET idle_in_transaction_session_timeout = '60s';\n\
-                     ALTER ROLE {q} SET temp_file_limit = '256MB';\n\
-                     ALTER ROLE {q} SET work_mem = '8MB';\n\
-                     ALTER ROLE {q} SET hash_mem_multiplier = 1;\n\
-                     ALTER ROLE {q} SET max_parallel_workers_per_gather = 0;\n\
-                     ALTER ROLE {q} SET jit = off;\n\
-                     ALTER ROLE {q} SET lc_messages = 'C';\n",
-                    umbrella = quote_ident(&self.umbrella(writeable)),
-                ));
-            }
-        }
+        // Roles of earlier versions: groups that could read (write) every dataset, and slot
+        // logins that could switch to any dataset's group.
+        sql.push_str(&format!(
+            "DO $$ DECLARE r text; BEGIN\n\
+               FOR r IN SELECT rolname FROM pg_roles WHERE rolname ~ {legacy} LOOP\n\
+                 EXECUTE format('DROP OWNED BY %I', r); EXECUTE format('DROP ROLE %I', r);\n\
+               END LOOP;\n\
+             END $$;\n\
+             ALTER DATABASE {db} CONNECTION LIMIT {limit};\n",
+            legacy = literal(&format!(
+                "^{}_([rw][0-9]+|read|write|readers|writers)$",
+                s.role_prefix
+            )),
+            limit = s.connection_limit,
+        ));
         // What solutions never need, caught by catalog query so that every overload goes:
         // backends and locks of others; set_config() (settings, role); functions that run
         // query text (they would run set_config() out of sight of the keyword check);
@@ -372,13 +330,34 @@ impl Sandbox {
     fn dataset_roles_sql(&self, dataset: &str) -> String {
         let mut sql = String::new();
         let db = quote_ident(&self.dbname);
+        let s = &self.settings;
+        let password = self.password_sql();
+        let outer_limit = s.max_time_limit_ms as u64 + s.grace_ms;
         for writeable in [false, true] {
-            let group = self.grading_role(dataset, writeable);
-            ensure_role(&mut sql, &group, "NOLOGIN");
+            let role = self.grading_role(dataset, writeable);
+            let q = quote_ident(&role);
+            ensure_role(
+                &mut sql,
+                &role,
+                &format!("LOGIN CONNECTION LIMIT {}", s.connection_limit),
+            );
+            // Memory: small per-operation budgets (a sort or hash may use work_mem ×
+            // hash_mem_multiplier, several per plan), no parallel workers (each would get its
+            // own budget, outside the backend), no JIT (compilation memory and time that
+            // statement_timeout sees late). A solution cannot change any of them: SET is
+            // refused and set_config() revoked.
             sql.push_str(&format!(
-                "GRANT {} TO {};\n",
-                quote_ident(&group),
-                quote_ident(&self.umbrella(writeable))
+                "ALTER ROLE {q} PASSWORD {password};\n\
+                 ALTER ROLE {q} RESET ALL;\n\
+                 GRANT CONNECT ON DATABASE {db} TO {q};\n\
+                 ALTER ROLE {q} SET statement_timeout = '{outer_limit}ms';\n\
+                 ALTER ROLE {q} SET idle_in_transaction_session_timeout = '60s';\n\
+                 ALTER ROLE {q} SET temp_file_limit = '256MB';\n\
+                 ALTER ROLE {q} SET work_mem = '8MB';\n\
+                 ALTER ROLE {q} SET hash_mem_multiplier = 1;\n\
+                 ALTER ROLE {q} SET max_parallel_workers_per_gather = 0;\n\
+                 ALTER ROLE {q} SET jit = off;\n\
+                 ALTER ROLE {q} SET lc_messages = 'C';\n",
             ));
         }
         let owner = self.dataset_role("o", dataset);
@@ -479,14 +458,10 @@ impl Sandbox {
         }
     }
 
-    async fn connect_role(
-        &self,
-        slot: usize,
-        writeable: bool,
-    ) -> Result<SandboxConn, SandboxError> {
+    async fn connect_role(&self, role: &str) -> Result<SandboxConn, SandboxError> {
         let mut config = Config::new();
         config
-            .user(self.role(slot, writeable))
+            .user(role)
             .dbname(&self.dbname)
             .application_name("sqljudge-sandbox")
             // Fixed output formats: values are compared as this text.
@@ -520,6 +495,7 @@ impl Sandbox {
             client,
             budget,
             pid,
+            role: role.to_string(),
         })
     }
 }
@@ -598,9 +574,13 @@ struct SandboxConn {
     client: Client,
     budget: Arc<Budget>,
     pid: i32,
+    /// The dataset grading role it is logged in as.
+    role: String,
 }
 
 enum ExecError {
+    /// Opening the transaction failed: the solution was not involved.
+    Setup(tokio_postgres::Error),
     Db(tokio_postgres::Error),
     Output(String),
 }
@@ -728,22 +708,25 @@ impl Slot {
         }
         let writeable = spec.check_table.is_some();
         let settings = self.sandbox.settings.clone();
+        let role = self.sandbox.grading_role(spec.dataset, writeable);
         let conn = match if writeable {
             &mut self.write
         } else {
             &mut self.read
         } {
-            Some(conn) if !conn.client.is_closed() => conn,
-            slot => slot.insert(self.sandbox.connect_role(self.index, writeable).await?),
+            Some(conn) if !conn.client.is_closed() && conn.role == role => conn,
+            // Another dataset's connection is idle: closing it ends its backend at once.
+            slot => {
+                *slot = None;
+                slot.insert(self.sandbox.connect_role(&role).await?)
+            }
         };
         // Room for the protocol's own bytes around the values we count ourselves.
         conn.budget
             .reset((settings.max_output_bytes * 2 + settings.max_rows * 64 + 65536) as i64);
         let deadline = Duration::from_millis(spec.time_limit_ms as u64 + settings.grace_ms);
-        let role = self.sandbox.grading_role(spec.dataset, writeable);
-        let result =
-            tokio::time::timeout(deadline, execute(&conn.client, spec, &role, &settings)).await;
-        let (pid, exceeded) = (conn.pid, conn.budget.exceeded());
+        let result = tokio::time::timeout(deadline, execute(&conn.client, spec, &settings)).await;
+        let exceeded = conn.budget.exceeded();
         let output_limit = || {
             Outcome::verdict(
                 Status::OutputLimitExceeded,
@@ -768,6 +751,7 @@ impl Slot {
                 ),
                 None => (Err(SandboxError::Interrupted(e.to_string())), false),
             },
+            Ok(Err(ExecError::Setup(e))) => (Err(SandboxError::Interrupted(e.to_string())), false),
             Ok(Err(ExecError::Output(reason))) => (
                 Ok(Run::Failed(Outcome::verdict(
                     Status::OutputLimitExceeded,
@@ -792,7 +776,7 @@ impl Slot {
                 .is_ok_and(|r| r.is_ok())
         };
         if !clean {
-            self.discard(writeable, pid).await;
+            self.discard(writeable).await;
         }
         verdict
     }
@@ -801,13 +785,15 @@ impl Slot {
     /// computations ignore cancels and terminations for minutes; a slot that went on would
     /// pile up backends until the cluster ran out of connections. The job stays in flight
     /// meanwhile, so the backend counts against its user's fair share.
-    async fn discard(&mut self, writeable: bool, pid: i32) {
-        if writeable {
-            self.write = None
+    async fn discard(&mut self, writeable: bool) {
+        let conn = if writeable {
+            self.write.take()
         } else {
-            self.read = None
+            self.read.take()
+        };
+        if let Some(conn) = conn {
+            lock(&self.state.lingering).push((conn.pid, conn.role));
         }
-        lock(&self.state.lingering).push(pid);
         self.settle(None).await;
     }
 
@@ -823,9 +809,9 @@ impl Slot {
                 self.state.quarantined.store(false, Ordering::Relaxed);
                 return true;
             }
-            let pids = lock(&self.state.lingering).clone();
-            match self.terminate(&pids).await {
-                Ok(alive) => lock(&self.state.lingering).retain(|p| alive.contains(p)),
+            let backends = lock(&self.state.lingering).clone();
+            match self.terminate(&backends).await {
+                Ok(alive) => lock(&self.state.lingering).retain(|(p, _)| alive.contains(p)),
                 Err(e) => {
                     log::warn!(
                         "sandbox slot {}: cannot check its backends: {e}",
@@ -841,7 +827,7 @@ impl Slot {
             }
             if started.elapsed() >= quarantine_after && !self.state.quarantined() {
                 log::warn!(
-                    "sandbox slot {} quarantined: backends {pids:?} ignore termination",
+                    "sandbox slot {} quarantined: backends {backends:?} ignore termination",
                     self.index
                 );
                 self.state.quarantined.store(true, Ordering::Relaxed);
@@ -853,20 +839,17 @@ impl Slot {
         }
     }
 
-    /// Signals those of `pids` that are still this slot's backends; returns them. The role
+    /// Signals those of `backends` (pid, role) that still exist; returns their pids. The role
     /// check keeps a recycled pid of someone else's backend safe.
-    async fn terminate(&mut self, pids: &[i32]) -> Result<Vec<i32>, SandboxError> {
-        let roles = [
-            self.sandbox.role(self.index, false),
-            self.sandbox.role(self.index, true),
-        ];
+    async fn terminate(&mut self, backends: &[(i32, String)]) -> Result<Vec<i32>, SandboxError> {
+        let (pids, roles): (Vec<i32>, Vec<String>) = backends.iter().cloned().unzip();
         let rows = self
             .admin()
             .await?
             .query(
                 "SELECT pid, pg_terminate_backend(pid) FROM (SELECT pid FROM pg_stat_activity \
                  WHERE pid = ANY($1) AND usename = ANY($2) OFFSET 0) a",
-                &[&pids, &&roles[..]],
+                &[&pids, &roles],
             )
             .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
@@ -881,7 +864,7 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// would not die.
 #[derive(Default)]
 pub struct SlotState {
-    lingering: std::sync::Mutex<Vec<i32>>,
+    lingering: std::sync::Mutex<Vec<(i32, String)>>,
     quarantined: AtomicBool,
 }
 
@@ -899,13 +882,9 @@ fn time_limit(ms: u32) -> Outcome {
     )
 }
 
-/// Runs `spec` as `role`, the dataset's grading group: the slot's login role itself has no
-/// privileges, and the one statement that follows cannot switch back (SET is refused,
-/// set_config() revoked).
 async fn execute(
     client: &Client,
     spec: &RunSpec<'_>,
-    role: &str,
     s: &SandboxSettings,
 ) -> Result<ResultSet, ExecError> {
     let mode = if spec.check_table.is_some() {
@@ -916,14 +895,13 @@ async fn execute(
     client
         .batch_execute(&format!(
             "BEGIN ISOLATION LEVEL READ COMMITTED {mode}; \
-             SET LOCAL ROLE {role}; \
              SET LOCAL statement_timeout = {t}; SET LOCAL lock_timeout = {t}; \
              SET LOCAL search_path = {schema}",
-            role = quote_ident(role),
             t = spec.time_limit_ms,
             schema = quote_ident(spec.dataset),
         ))
-        .await?;
+        .await
+        .map_err(ExecError::Setup)?;
     // The server parses the text as one statement or refuses it.
     drop(client.prepare(spec.sql).await?);
     let rows = read_rows(client, spec.sql, s).await?;

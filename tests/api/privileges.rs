@@ -162,6 +162,46 @@ async fn a_solution_reaches_only_its_own_dataset() {
     let uk = app.problem_id("uk-customers").await;
     let purge = app.problem_id("purge-cancelled").await;
     let hire = app.problem_id("hire-jun").await;
+    // A dataset whose own functions try to switch to another dataset's roles (statically,
+    // through dynamic SQL): a grading's login role is a member of nothing, so there is nowhere
+    // to switch to. A function's `SET role` clause is refused when the dataset loads (its owner
+    // is a member of nothing either).
+    let prefix = app.state.settings.sandbox.role_prefix.clone();
+    let switch = format!(
+        "CREATE TABLE t (a int); INSERT INTO t VALUES (1);\n\
+         CREATE FUNCTION peek() RETURNS text LANGUAGE plpgsql AS $$ BEGIN SET LOCAL ROLE \"{prefix}_dr_vault\"; \
+         RETURN (SELECT secret FROM vault.secrets LIMIT 1); END $$;\n\
+         CREATE FUNCTION peek_dynamic(r text) RETURNS text LANGUAGE plpgsql AS $$ DECLARE s text; BEGIN \
+         EXECUTE format('SET ROLE %I', r); EXECUTE 'SELECT secret FROM vault.secrets LIMIT 1' INTO s; RETURN s; END $$;\n\
+         CREATE FUNCTION peek_reset() RETURNS text LANGUAGE plpgsql AS $$ BEGIN RESET ROLE; SET ROLE \"{prefix}_dw_hr\"; \
+         RETURN (SELECT count(*) FROM hr.employees)::text; END $$;\n"
+    );
+    let loaded = app.put_dataset("switcher", &switch).await;
+    assert_eq!(loaded.status(), 201, "{}", loaded.text().await.unwrap());
+    let clause = format!(
+        "CREATE FUNCTION f() RETURNS text LANGUAGE plpgsql SET role = '{prefix}_dr_vault' \
+         AS $$ BEGIN RETURN (SELECT secret FROM vault.secrets LIMIT 1); END $$;"
+    );
+    assert_eq!(app.put_dataset("clause", &clause).await.status(), 422);
+    let switcher = problem(
+        &app,
+        json!({"slug": "switcher", "title": "Switch", "statement": "t", "topic": "basics",
+               "dataset": "switcher", "reference_sql": "SELECT a FROM t"}),
+    )
+    .await;
+    assert_denied(
+        &app,
+        &token,
+        switcher,
+        &[
+            "SELECT peek()",
+            &format!("SELECT peek_dynamic('{prefix}_dr_vault')"),
+            &format!("SELECT peek_dynamic('{prefix}_o_vault')"),
+            &format!("SELECT peek_dynamic('{prefix}_dr_shop')"),
+            "SELECT peek_reset()",
+        ],
+    )
+    .await;
     // Reads of another dataset, however they are spelled.
     assert_denied(
         &app,
@@ -213,8 +253,8 @@ async fn a_solution_reaches_only_its_own_dataset() {
         .await["status"],
         "accepted"
     );
-    // The roles: slot logins hold no privileges and are NOINHERIT; every login role has a
-    // connection limit; nothing the sandbox creates is privileged.
+    // The roles: NOINHERIT and members of nothing; every login role has a connection limit;
+    // nothing the sandbox creates is privileged; a grading role reads its own dataset only.
     let prefix = &app.state.settings.sandbox.role_prefix;
     let like = format!("'{}\\_%'", prefix.replace('_', "\\_"));
     assert_eq!(
@@ -223,7 +263,8 @@ async fn a_solution_reaches_only_its_own_dataset() {
             &format!(
                 "SELECT count(*) AS n FROM pg_roles WHERE rolname LIKE {like} AND (rolinherit \
                  OR rolsuper OR rolcreaterole OR rolcreatedb OR rolbypassrls OR rolreplication \
-                 OR (rolcanlogin AND rolconnlimit NOT BETWEEN 1 AND 2) OR length(rolname) > 63)"
+                 OR (rolcanlogin AND rolconnlimit < 1) OR length(rolname) > 63 \
+                 OR oid IN (SELECT member FROM pg_auth_members))"
             )
         ),
         0
@@ -233,7 +274,8 @@ async fn a_solution_reaches_only_its_own_dataset() {
             &app,
             &format!(
                 "SELECT count(*) AS n FROM pg_roles r, pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace \
-                 WHERE r.rolname ~ '^{prefix}_[rw][0-9]+$' AND s.nspname IN ('shop', 'hr', 'vault') AND c.relkind IN ('r', 'v', 'S') \
+                 WHERE r.rolname ~ '^{prefix}_d[rw]_' AND s.nspname IN ('shop', 'hr', 'vault') AND c.relkind IN ('r', 'v', 'S') \
+                 AND r.rolname NOT IN ('{prefix}_dr_' || s.nspname, '{prefix}_dw_' || s.nspname) \
                  AND has_table_privilege(r.oid, c.oid, 'SELECT')"
             )
         ),
@@ -406,11 +448,12 @@ async fn datasets_loaded_by_earlier_versions_are_adopted() {
         format!("CREATE ROLE \"{prefix}_read\" NOLOGIN"),
         format!("GRANT USAGE ON SCHEMA old TO \"{prefix}_read\""),
         format!("GRANT SELECT ON ALL TABLES IN SCHEMA old TO \"{prefix}_read\""),
+        format!("CREATE ROLE \"{prefix}_r0\" LOGIN"),
         format!("GRANT \"{prefix}_read\" TO \"{prefix}_r0\""),
     ] {
         diesel::sql_query(sql).execute(&mut conn).unwrap();
     }
-    app.state.sandbox.bootstrap(1).await.unwrap();
+    app.state.sandbox.bootstrap().await.unwrap();
     assert_eq!(
         count(
             &app,
@@ -433,7 +476,7 @@ async fn datasets_loaded_by_earlier_versions_are_adopted() {
     assert_eq!(
         count(
             &app,
-            &format!("SELECT count(*) AS n FROM pg_roles WHERE rolname = '{prefix}_read'")
+            &format!("SELECT count(*) AS n FROM pg_roles WHERE rolname IN ('{prefix}_read', '{prefix}_r0')")
         ),
         0
     );
