@@ -350,17 +350,20 @@ async fn the_postgres_fallback_queue_is_just_as_fair() {
     assert_eq!(app.fallback_pending(), 0);
 }
 
-/// About a second of numeric long division per `%`: it checks for interrupts only between
+/// Half a second of numeric long division per `%`: it checks for interrupts only between
 /// operations, so neither a statement timeout nor pg_terminate_backend stops it sooner.
 fn runaway(i: usize) -> String {
     format!(
         "SELECT greatest(a % b, a % b, a % b) IS NULL FROM (SELECT repeat('9', 131000)::numeric AS a, \
          repeat('7', {})::numeric AS b) t",
-        65000 + i
+        20000 + i
     )
 }
 
+// Its runaway statements keep both cores busy: scripts/test runs it alone, after the others,
+// so that it cannot starve their timing.
 #[actix_web::test]
+#[ignore = "CPU-heavy: scripts/test runs it alone"]
 async fn backends_that_ignore_cancels_never_pile_up() {
     let app = TestApp::spawn_with(Options {
         demo: true,
