@@ -7,7 +7,7 @@
 //!     cargo bench --bench flood
 //!
 //! 1. Flood: one account queues FLOOD slow solutions (one second each) at once; meanwhile
-//!    another account submits VICTIM correct solutions one after the other. Its latencies.
+//!    another account submits VICTIM correct solutions, one every 200 ms. Their latencies.
 //! 2. Runaway: one account submits RUNAWAY statements whose numeric long division ignores
 //!    cancels and pg_terminate_backend for about a second per operation, past the time limit.
 //!    Peak sandbox backends (sampled in the sandbox database) against the executors, and the
@@ -21,6 +21,7 @@ use common::{is_final, report, Bench};
 
 const FLOOD: usize = 40;
 const VICTIM: usize = 40;
+const VICTIM_EVERY: Duration = Duration::from_millis(200);
 const RUNAWAY: usize = 12;
 
 /// How many of `jobs` have a final status.
@@ -60,10 +61,15 @@ async fn main() {
         );
         flood.push(bench.submit(&flooder, problem, &sql).await);
     }
-    let mut latencies = Vec::new();
-    for _ in 0..VICTIM {
-        latencies.push(bench.one(&victim, problem).await.1);
-    }
+    // The victim submits at a steady pace while the flood waits, each solution on its own.
+    let latencies = futures_util::future::join_all((0..VICTIM).map(|i| {
+        let (bench, victim) = (&bench, &victim);
+        async move {
+            tokio::time::sleep(VICTIM_EVERY * i as u32).await;
+            bench.one(victim, problem).await.1
+        }
+    }))
+    .await;
     let waiting = FLOOD - graded(&bench, &flooder, &flood).await;
     report(&format!("victim, {FLOOD} queued ahead"), latencies);
     println!("flood: {waiting} of {FLOOD} slow solutions still waiting when the victim was done");
