@@ -344,8 +344,9 @@ impl Sandbox {
             // Memory: small per-operation budgets (a sort or hash may use work_mem ×
             // hash_mem_multiplier, several per plan), no parallel workers (each would get its
             // own budget, outside the backend), no JIT (compilation memory and time that
-            // statement_timeout sees late). A solution cannot change any of them: SET is
-            // refused and set_config() revoked.
+            // statement_timeout sees late). Failing solutions, their text and durations stay
+            // out of a shared cluster's log (it would fill the disk). A solution cannot change
+            // any of them: SET is refused and set_config() revoked.
             sql.push_str(&format!(
                 "ALTER ROLE {q} PASSWORD {password};\n\
                  ALTER ROLE {q} RESET ALL;\n\
@@ -357,6 +358,9 @@ impl Sandbox {
                  ALTER ROLE {q} SET hash_mem_multiplier = 1;\n\
                  ALTER ROLE {q} SET max_parallel_workers_per_gather = 0;\n\
                  ALTER ROLE {q} SET jit = off;\n\
+                 ALTER ROLE {q} SET log_min_messages = fatal;\n\
+                 ALTER ROLE {q} SET log_min_error_statement = panic;\n\
+                 ALTER ROLE {q} SET log_min_duration_statement = -1;\n\
                  ALTER ROLE {q} SET lc_messages = 'C';\n",
             ));
         }

@@ -49,7 +49,7 @@ async fn solutions_cannot_change_settings_or_run_hidden_sql() {
     let settings = "SELECT current_setting('work_mem') = '8MB' AND current_setting('trace_sort') = 'off' \
         AND current_setting('client_encoding') = 'UTF8' AND current_setting('hash_mem_multiplier') = '1' \
         AND current_setting('max_parallel_workers_per_gather') = '0' AND current_setting('jit') = 'off' \
-        AND current_setting('DateStyle') = 'ISO, MDY'";
+        AND current_setting('DateStyle') = 'ISO, MDY' AND current_setting('log_min_error_statement') = 'panic'";
     let probe = problem(
         &app,
         json!({"slug": "probe", "title": "Probe", "statement": "t", "topic": "basics",
