@@ -12,7 +12,7 @@ use std::sync::Arc;
 use actix_web::HttpResponse;
 use serde::Serialize;
 
-use crate::actors::health::{Backend, HealthState, Resync};
+use crate::backends::{Backend, HealthState, Resync};
 use crate::error::ApiError;
 use crate::queue::RedisQueue;
 

@@ -5,7 +5,8 @@ use std::path::Path;
 use crate::catalog::{self, ProblemInput};
 use crate::db;
 use crate::db::models::{Dataset, Problem};
-use crate::startup::{AppState, StartupError};
+use crate::startup::StartupError;
+use crate::state::AppState;
 
 pub async fn load(state: &AppState, dir: &Path) -> Result<(), StartupError> {
     let mut scripts: Vec<_> = std::fs::read_dir(dir.join("datasets"))?

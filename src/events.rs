@@ -13,38 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::broadcast;
 
-use crate::actors::health::{Backend, HealthState};
-use crate::job::{Job, Status, SubmissionResult};
+use crate::backends::{Backend, HealthState};
+use crate::job::{submission_event, SubmissionResult};
 use crate::queue::RedisQueue;
-
-/// `{"type": "submission", ...the result object}`.
-pub fn submission_event(result: &SubmissionResult) -> String {
-    #[derive(Serialize)]
-    struct Tagged<'a> {
-        r#type: &'static str,
-        #[serde(flatten)]
-        result: &'a SubmissionResult,
-    }
-    serde_json::to_string(&Tagged {
-        r#type: "submission",
-        result,
-    })
-    .expect("event serialises")
-}
-
-/// The event of a job reaching `queued` or `running`.
-pub fn progress_event(job: &Job, status: Status) -> String {
-    submission_event(&SubmissionResult::pending(
-        job.job_id,
-        job.user_id,
-        job.problem_id,
-        job.submitted_at,
-        status,
-    ))
-}
 
 /// An event for this instance's connections: the user it concerns (None: admins only).
 #[derive(Debug, Clone)]

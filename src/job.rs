@@ -182,3 +182,29 @@ impl From<&Submission> for SubmissionResult {
         }
     }
 }
+
+/// `{"type": "submission", ...the result object}`.
+pub fn submission_event(result: &SubmissionResult) -> String {
+    #[derive(Serialize)]
+    struct Tagged<'a> {
+        r#type: &'static str,
+        #[serde(flatten)]
+        result: &'a SubmissionResult,
+    }
+    serde_json::to_string(&Tagged {
+        r#type: "submission",
+        result,
+    })
+    .expect("event serialises")
+}
+
+/// The event of a job reaching `queued` or `running`.
+pub fn progress_event(job: &Job, status: Status) -> String {
+    submission_event(&SubmissionResult::pending(
+        job.job_id,
+        job.user_id,
+        job.problem_id,
+        job.submitted_at,
+        status,
+    ))
+}

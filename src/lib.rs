@@ -1,6 +1,7 @@
 //! sqljudge: SQL practice and grading service.
 pub mod actors;
 pub mod auth;
+pub mod backends;
 pub mod cache;
 pub mod catalog;
 pub mod config;
@@ -13,9 +14,11 @@ pub mod http;
 pub mod job;
 pub mod leaderboard;
 pub mod metrics;
+pub mod problems;
 pub mod queue;
 pub mod ratelimit;
 pub mod sessions;
 pub mod startup;
+pub mod state;
 pub mod stats;
 pub mod tickets;

@@ -31,8 +31,8 @@ use redis::{AsyncCommands, AsyncConnectionConfig, Direction, RedisResult, Script
 use uuid::Uuid;
 
 use crate::config::RedisSettings;
-use crate::events::{progress_event, submission_event};
-use crate::job::{Job, Status, SubmissionResult};
+
+use crate::job::{progress_event, submission_event, Job, Status, SubmissionResult};
 
 #[derive(Clone)]
 pub struct Keys {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use redis::Script;
 
-use crate::actors::health::{Backend, HealthState};
+use crate::backends::{Backend, HealthState};
 use crate::config::RateLimitSettings;
 use crate::error::ApiError;
 use crate::queue::RedisQueue;

@@ -17,7 +17,7 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::actors::health::{Backend, HealthState, Resync};
+use crate::backends::{Backend, HealthState, Resync};
 use crate::db::models::{AuthToken, User, ACCESS};
 use crate::db::{self, PgPool};
 use crate::error::ApiError;

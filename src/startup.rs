@@ -11,47 +11,28 @@ use actix_web::{web, App, HttpServer};
 
 use crate::actors::executor::{ExecutorDeps, ExecutorPool};
 use crate::actors::fallback::FallbackActor;
-use crate::actors::health::{HealthMonitor, HealthState};
+use crate::actors::health::HealthMonitor;
 use crate::actors::leaderboard::LeaderboardActor;
 use crate::actors::redis_queue::RedisQueueActor;
 use crate::actors::submission::SubmissionActor;
+use crate::backends::HealthState;
 use crate::cache::ResponseCache;
-use crate::catalog::ProblemCache;
 use crate::config::{DatabaseSettings, Settings};
 use crate::db::models::Problem;
 use crate::db::{self, PgPool};
 use crate::events::EventBus;
-use crate::grading::sandbox::{Sandbox, Slot};
+use crate::grading::sandbox::Sandbox;
 use crate::http;
 use crate::metrics::Metrics;
+use crate::problems::ProblemCache;
 use crate::queue::RedisQueue;
 use crate::ratelimit::RateLimiter;
 use crate::sessions::Sessions;
+use crate::state::AppState;
 use crate::stats::GradingStats;
 use crate::tickets::Tickets;
 
 pub type StartupError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Shared by every HTTP worker.
-pub struct AppState {
-    pub settings: Settings,
-    pub pool: PgPool,
-    pub queue: RedisQueue,
-    pub sandbox: Arc<Sandbox>,
-    /// The slot reference queries run on (problem validation).
-    pub reference: tokio::sync::Mutex<Slot>,
-    pub submissions: Addr<SubmissionActor>,
-    pub health: Arc<HealthState>,
-    pub executors: ExecutorPool,
-    pub problems: Arc<ProblemCache>,
-    pub limiter: RateLimiter,
-    pub cache: ResponseCache,
-    pub sessions: Arc<Sessions>,
-    pub tickets: Tickets,
-    pub events: Arc<EventBus>,
-    pub metrics: Arc<Metrics>,
-    pub stats: Arc<GradingStats>,
-}
 
 pub struct Application {
     port: u16,

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
-use crate::actors::health::{Backend, HealthState};
 use crate::auth::{new_token, token_hash};
+use crate::backends::{Backend, HealthState};
 use crate::error::ApiError;
 use crate::queue::RedisQueue;
 

@@ -11,17 +11,18 @@ use actix::prelude::*;
 use futures_util::FutureExt;
 use redis::aio::MultiplexedConnection;
 
-use super::health::{Backend, HealthState};
 use super::leaderboard::Rescore;
-use crate::catalog::ProblemCache;
+use crate::backends::{Backend, HealthState};
 use crate::config::ExecutorSettings;
 use crate::db::models::{FallbackSubmission, Submission};
 use crate::db::{self, DbError, PgPool};
-use crate::events::{progress_event, EventBus};
+use crate::events::EventBus;
 use crate::grading;
 use crate::grading::sandbox::{Sandbox, SandboxError, Slot, SlotState};
+use crate::job::progress_event;
 use crate::job::{Job, Outcome, Status, SubmissionResult};
 use crate::metrics::Metrics;
+use crate::problems::ProblemCache;
 use crate::queue::{RedisQueue, Unpersisted};
 use crate::stats::GradingStats;
 

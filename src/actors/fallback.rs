@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use uuid::Uuid;
 
-use super::health::{Backend, BackendChanged, HealthState};
+use super::health::BackendChanged;
+use crate::backends::{Backend, HealthState};
 use crate::db::models::{FallbackSubmission, Submission};
 use crate::db::{self, DbError, PgPool};
 use crate::job::Job;

@@ -8,7 +8,8 @@ use std::time::Instant;
 use actix::prelude::*;
 use chrono::Utc;
 
-use super::health::{Backend, BackendChanged, HealthState};
+use super::health::BackendChanged;
+use crate::backends::{Backend, HealthState};
 use crate::cache::{ResponseCache, Scope};
 use crate::db::models::{Problem, Standing};
 use crate::db::{self, PgPool};

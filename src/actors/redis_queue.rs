@@ -10,8 +10,8 @@ use actix::prelude::*;
 use chrono::Utc;
 use uuid::Uuid;
 
-use super::health::HealthState;
 use super::leaderboard::Rescore;
+use crate::backends::HealthState;
 use crate::config::ExecutorSettings;
 use crate::db::{self, models::Submission, PgPool};
 use crate::job::Job;

@@ -11,17 +11,18 @@ use diesel::Connection;
 use uuid::Uuid;
 
 use super::fallback::{FallbackActor, QueueFallback, StoreFallback};
-use super::health::{Backend, HealthState};
 use super::leaderboard::Rescore;
 use super::redis_queue::{Enqueue, RedisQueueActor};
-use crate::catalog::ProblemCache;
+use crate::backends::{Backend, HealthState};
 use crate::db::models::{NewSubmission, Submission};
 use crate::db::{self, DbError, PgPool};
 use crate::error::ApiError;
-use crate::events::{progress_event, EventBus};
+use crate::events::EventBus;
 use crate::grading;
+use crate::job::progress_event;
 use crate::job::{Job, Outcome, Status, SubmissionResult};
 use crate::metrics::Metrics;
+use crate::problems::ProblemCache;
 use crate::queue::RedisQueue;
 
 pub const MAX_REQUEST_ID_CHARS: usize = 128;

@@ -10,7 +10,7 @@ use crate::catalog::{self, ProblemInput};
 use crate::db;
 use crate::db::models::{Dataset, Problem, Submission, TableInfo};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin/datasets", web::get().to(list_datasets))
@@ -271,7 +271,7 @@ pub(crate) async fn rejudge(
         state.queue.enqueue_all(chunk).await.map_err(|e| {
             state
                 .health
-                .report_failure(crate::actors::health::Backend::Redis, &e);
+                .report_failure(crate::backends::Backend::Redis, &e);
             ApiError::Unavailable {
                 message: format!("queueing the rejudge failed part way ({e}); send it again"),
                 retry_after_secs: 5,

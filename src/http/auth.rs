@@ -10,7 +10,7 @@ use crate::db::models::{is_unique_violation, AuthToken, NewUser, User, ACCESS, R
 use crate::db::{self, DbError};
 use crate::error::ApiError;
 use crate::sessions::{Account, Session};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/auth/register", web::post().to(register))

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use crate::auth::{constant_time_eq, token_hash};
 use crate::error::ApiError;
 pub use crate::sessions::Account;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::tickets::Grant;
 
 /// An authenticated caller: a user (with the login the token belongs to), or the holder of

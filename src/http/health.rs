@@ -4,10 +4,10 @@ use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::actors::health::BackendHealth;
+use crate::backends::BackendHealth;
 
 use crate::db::{self, models::FallbackSubmission};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 #[derive(Serialize, ToSchema)]
 pub(crate) struct HealthReport {

@@ -6,14 +6,14 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::page;
-use crate::actors::health::Backend;
+use crate::backends::Backend;
 use crate::cache::Scope;
 use crate::catalog::check_topic;
 use crate::db;
 use crate::db::models::{Problem, RankedRow, User};
 use crate::error::ApiError;
 use crate::leaderboard;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/leaderboard/global", web::get().to(global))

@@ -142,7 +142,7 @@ pub async fn count_requests(
 ) -> Result<ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
     let started = std::time::Instant::now();
     let metrics = req
-        .app_data::<web::Data<crate::startup::AppState>>()
+        .app_data::<web::Data<crate::state::AppState>>()
         .map(|s| s.metrics.clone());
     let method = req.method().to_string();
     let res = next.call(req).await?;

@@ -12,7 +12,7 @@ use crate::db;
 use crate::db::models::{Problem, Submission};
 use crate::error::ApiError;
 use crate::job::SubmissionResult;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     // Fixed paths first: `/problems/submit` is not a problem id.

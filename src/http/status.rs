@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::actors::health::{Backend, BackendHealth};
+use crate::backends::{Backend, BackendHealth};
 use crate::cache::Scope;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::stats::{Latency, Point};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

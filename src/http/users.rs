@@ -10,7 +10,7 @@ use crate::db;
 use crate::db::models::{Submission, User};
 use crate::error::ApiError;
 use crate::job::SubmissionResult;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/users/me", web::get().to(me))

@@ -18,7 +18,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::extract::{authenticate, bearer, redeem, Principal};
 use crate::auth::token_hash;
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::state::AppState;
 use crate::tickets::Grant;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {

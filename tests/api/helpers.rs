@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 use diesel::{Connection, PgConnection, RunQueryDsl};
 use serde_json::{json, Value};
 use sqljudge::config::Settings;
-use sqljudge::startup::{AppState, Application};
+use sqljudge::startup::Application;
+use sqljudge::state::AppState;
 
 pub fn sleep(ms: u64) -> impl std::future::Future<Output = ()> {
     actix_web::rt::time::sleep(Duration::from_millis(ms))

@@ -1,0 +1,42 @@
+//! What every HTTP worker shares: the settings, the backends and the actors' addresses.
+//! Built by `startup`, read by the HTTP layer and the services under it.
+use std::sync::Arc;
+
+use actix::Addr;
+
+use crate::actors::executor::ExecutorPool;
+use crate::actors::submission::SubmissionActor;
+use crate::backends::HealthState;
+use crate::cache::ResponseCache;
+use crate::config::Settings;
+use crate::db::PgPool;
+use crate::events::EventBus;
+use crate::grading::sandbox::{Sandbox, Slot};
+use crate::metrics::Metrics;
+use crate::problems::ProblemCache;
+use crate::queue::RedisQueue;
+use crate::ratelimit::RateLimiter;
+use crate::sessions::Sessions;
+use crate::stats::GradingStats;
+use crate::tickets::Tickets;
+
+/// Shared by every HTTP worker.
+pub struct AppState {
+    pub settings: Settings,
+    pub pool: PgPool,
+    pub queue: RedisQueue,
+    pub sandbox: Arc<Sandbox>,
+    /// The slot reference queries run on (problem validation).
+    pub reference: tokio::sync::Mutex<Slot>,
+    pub submissions: Addr<SubmissionActor>,
+    pub health: Arc<HealthState>,
+    pub executors: ExecutorPool,
+    pub problems: Arc<ProblemCache>,
+    pub limiter: RateLimiter,
+    pub cache: ResponseCache,
+    pub sessions: Arc<Sessions>,
+    pub tickets: Tickets,
+    pub events: Arc<EventBus>,
+    pub metrics: Arc<Metrics>,
+    pub stats: Arc<GradingStats>,
+}
