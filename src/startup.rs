@@ -203,6 +203,7 @@ impl Application {
             App::new()
                 .wrap(ErrorHandlers::new().default_handler(http::json_errors))
                 .wrap(actix_web::middleware::from_fn(http::count_requests))
+                .wrap(actix_web::middleware::from_fn(http::screen_json))
                 // Never `%r`: its query string can carry a token or ticket.
                 .wrap(
                     Logger::new("%{request}xi %s %Dms")

@@ -81,7 +81,20 @@ pub async fn load(
     if parts.is_empty() {
         return Err(DatasetError::Invalid("the dataset script is empty".into()));
     }
-    sandbox.prepare_dataset(name).await?;
+    let existed = sandbox.prepare_dataset(name).await?;
+    let loaded = load_as_owner(sandbox, name, parts).await;
+    if loaded.is_err() && !existed {
+        sandbox.forget_dataset(name).await;
+    }
+    loaded
+}
+
+/// The load itself, on the owner's own connection, in one transaction.
+async fn load_as_owner(
+    sandbox: &Sandbox,
+    name: &str,
+    parts: Vec<ScriptPart>,
+) -> Result<Vec<TableInfo>, DatasetError> {
     let client = sandbox.owner_client(name).await?;
     let fail = |what: &str, e: tokio_postgres::Error| {
         let detail = e

@@ -24,9 +24,10 @@ fn is_ident_char(c: u8) -> bool {
     is_ident_start(c) || c.is_ascii_digit() || c == b'$'
 }
 
-/// PostgreSQL's whitespace: space, tab, newline, carriage return, form feed, vertical tab.
+/// PostgreSQL 15's whitespace: space, tab, newline, carriage return, form feed. (A vertical tab
+/// is an error for it, so it must not vanish into a space: it stays a byte of its own.)
 fn is_space(c: u8) -> bool {
-    matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0c | 0x0b)
+    matches!(c, b' ' | b'\t' | b'\n' | b'\r' | 0x0c)
 }
 
 /// Skips whitespace and comments from `i`; returns where something else starts.
@@ -48,7 +49,13 @@ fn skip_trivia(s: &[u8], mut i: usize) -> usize {
     }
 }
 
-fn skip_block_comment(s: &[u8], mut i: usize) -> usize {
+fn skip_block_comment(s: &[u8], i: usize) -> usize {
+    block_comment(s, i).0
+}
+
+/// Where the (nested) block comment at `i` ends, and whether it is closed there rather than
+/// cut off by the end of the text.
+fn block_comment(s: &[u8], mut i: usize) -> (usize, bool) {
     let mut depth = 0usize;
     while i < s.len() {
         if s[i..].starts_with(b"/*") {
@@ -58,13 +65,35 @@ fn skip_block_comment(s: &[u8], mut i: usize) -> usize {
             depth -= 1;
             i += 2;
             if depth == 0 {
-                return i;
+                return (i, true);
             }
         } else {
             i += 1;
         }
     }
-    i
+    (i, false)
+}
+
+/// Whether a run of whitespace and comments ends in a block comment the end of the text cut
+/// off (the server refuses that text).
+fn cut_off_comment(run: &[u8]) -> bool {
+    let mut i = 0;
+    while i < run.len() {
+        if run[i..].starts_with(b"/*") {
+            let (end, closed) = block_comment(run, i);
+            if !closed {
+                return true;
+            }
+            i = end;
+        } else if run[i..].starts_with(b"--") {
+            while i < run.len() && run[i] != b'\n' && run[i] != b'\r' {
+                i += 1;
+            }
+        } else {
+            i += 1;
+        }
+    }
+    false
 }
 
 /// The tag of a dollar quote starting at `i` (`$$` or `$tag$`), if one starts there.
@@ -224,7 +253,8 @@ pub fn split_script(script: &str) -> Result<Vec<ScriptPart>, String> {
 /// strings, identifiers and dollar quotes are kept byte for byte, and nothing is case-folded.
 /// Two texts with the same normal form must mean the same to the server: so what separates two
 /// string literals is kept as it is (with a newline in it, `'U'` `'K'` is one literal, `'UK'`;
-/// without, a syntax error), and only the server's own whitespace is trimmed.
+/// without, a syntax error), so is an unterminated comment (an error), and only the server's
+/// own whitespace is trimmed.
 pub fn normalize(sql: &str) -> String {
     let s = sql.as_bytes();
     let mut out: Vec<u8> = Vec::with_capacity(s.len());
@@ -232,7 +262,8 @@ pub fn normalize(sql: &str) -> String {
     while i < s.len() {
         let next = skip_trivia(s, i);
         if next > i {
-            if out.last() == Some(&b'\'') && s.get(next) == Some(&b'\'') {
+            let between_strings = out.last() == Some(&b'\'') && s.get(next) == Some(&b'\'');
+            if between_strings || cut_off_comment(&s[i..next]) {
                 out.extend_from_slice(&s[i..next]);
             } else {
                 out.push(b' ');
@@ -328,6 +359,11 @@ mod tests {
             "SELECT E'U' 'K'",
             "\u{2003}SELECT 1",
             "SELECT 1\u{a0}",
+            "SELECT 1 /* cut off",
+            "SELECT 1 /* /* nested */ cut off",
+            "SELECT 1 -- fine\n/* cut off",
+            "SELECT\u{b}1",
+            "SELECT 1\u{b}",
             "SELECT 1",
         ];
         for (i, a) in distinct.iter().enumerate() {
@@ -336,6 +372,10 @@ mod tests {
             }
         }
         assert_eq!(normalize("SELECT 'U'\n'K' ;"), normalize("SELECT 'U'\n'K'"));
+        assert_eq!(
+            normalize("SELECT 1 /* closed */"),
+            normalize("SELECT 1 -- line")
+        );
         assert_eq!(
             normalize("SELECT\n'U' ,\n 'K'"),
             normalize("SELECT 'U' , 'K'")

@@ -5,6 +5,7 @@ mod dashboard;
 pub mod extract;
 mod health;
 mod leaderboard;
+mod nul;
 pub mod openapi;
 mod problems;
 pub mod status;
@@ -18,6 +19,7 @@ use actix_web::middleware::ErrorHandlerResponse;
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 
 use crate::error::ApiError;
+pub use nul::screen_json;
 
 pub fn routes(cfg: &mut web::ServiceConfig, max_json_bytes: usize) {
     cfg.app_data(json_config(max_json_bytes))
@@ -56,6 +58,9 @@ fn json_config(limit: usize) -> web::JsonConfig {
                 }
                 JsonPayloadError::Deserialize(e) if e.is_data() => {
                     ApiError::Invalid(without_value(&e.to_string()))
+                }
+                JsonPayloadError::Payload(e) if e.to_string().contains(nul::NUL_MESSAGE) => {
+                    ApiError::Invalid(nul::NUL_MESSAGE.into())
                 }
                 other => ApiError::MalformedJson(format!("malformed JSON: {other}")),
             }

@@ -104,6 +104,11 @@ struct Count {
     n: i64,
 }
 
+/// `SELECT count(*) AS n ...` (or any query returning a bigint `n`) on `conn`.
+pub fn count(conn: &mut PgConnection, sql: &str) -> i64 {
+    diesel::sql_query(sql).get_result::<Count>(conn).unwrap().n
+}
+
 impl TestApp {
     pub async fn spawn() -> TestApp {
         TestApp::spawn_with(Options::default()).await

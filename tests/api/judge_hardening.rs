@@ -8,17 +8,7 @@ use diesel::RunQueryDsl;
 use serde_json::{json, Value};
 
 use crate::faults::RedisInstance;
-use crate::helpers::{sleep, wait_mode, Options, TestApp};
-
-#[derive(diesel::QueryableByName)]
-struct Count {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
-
-fn count(conn: &mut diesel::PgConnection, sql: &str) -> i64 {
-    diesel::sql_query(sql).get_result::<Count>(conn).unwrap().n
-}
+use crate::helpers::{count, sleep, wait_mode, Options, TestApp};
 
 /// Creates dataset `name` from `script` and a problem on it; returns the problem's id.
 async fn problem(app: &TestApp, name: &str, script: &str, reference: &str, limit_ms: u32) -> i64 {
@@ -194,6 +184,15 @@ async fn user_defined_types_and_undecodable_results_get_verdicts_on_a_reused_con
     );
 }
 
+async fn all_accepted(app: &TestApp, token: &str, jobs: &[uuid::Uuid]) {
+    for id in jobs {
+        let result = app
+            .wait_final(token, &id.to_string(), Duration::from_secs(30))
+            .await;
+        assert_eq!(result["status"], "accepted", "{result}");
+    }
+}
+
 /// Samples, until `done`, how many live jobs of `user_id` are in flight at once (the most).
 async fn most_in_flight(
     app: &TestApp,
@@ -262,12 +261,7 @@ async fn one_account_flooding_the_queue_holds_one_executor_and_others_go_first()
             "victim latency while flooded: p50 {:?}, p95 {:?}, max {:?}",
             latencies[9], latencies[18], latencies[19]
         );
-        for id in &flood {
-            let result = app
-                .wait_final(&flooder, &id.to_string(), Duration::from_secs(30))
-                .await;
-            assert_eq!(result["status"], "accepted", "{result}");
-        }
+        all_accepted(&app, &flooder, &flood).await;
         done.store(true, std::sync::atomic::Ordering::Relaxed);
     };
     let (most, ()) = futures_util::join!(sampler, victim_run);
@@ -337,12 +331,7 @@ async fn the_postgres_fallback_queue_is_just_as_fair() {
             "{} flood jobs graded first",
             recorded.final_rows
         );
-        for id in &flood {
-            let result = app
-                .wait_final(&flooder, &id.to_string(), Duration::from_secs(30))
-                .await;
-            assert_eq!(result["status"], "accepted", "{result}");
-        }
+        all_accepted(&app, &flooder, &flood).await;
         done.store(true, std::sync::atomic::Ordering::Relaxed);
     };
     let (most, ()) = futures_util::join!(sampler, work);

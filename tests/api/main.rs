@@ -9,6 +9,7 @@ mod openapi;
 mod outage;
 mod privileges;
 mod ratelimit;
+mod red_team;
 mod rejudge;
 mod resilience;
 mod sandbox_attacks;

@@ -5,20 +5,7 @@
 use diesel::RunQueryDsl;
 use serde_json::{json, Value};
 
-use crate::helpers::{Options, TestApp};
-
-#[derive(diesel::QueryableByName)]
-struct Count {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
-
-fn count(app: &TestApp, sql: &str) -> i64 {
-    diesel::sql_query(sql)
-        .get_result::<Count>(&mut app.sandbox_db())
-        .unwrap()
-        .n
-}
+use crate::helpers::{count, Options, TestApp};
 
 /// Grades each attack and asserts a permission error (SQLSTATE 42501): not accepted, and not
 /// an infrastructure failure either.
@@ -106,7 +93,10 @@ async fn solutions_cannot_change_settings_or_run_hidden_sql() {
     )
     .await;
     assert_eq!(
-        count(&app, "SELECT count(*) AS n FROM pg_largeobject_metadata"),
+        count(
+            &mut app.sandbox_db(),
+            "SELECT count(*) AS n FROM pg_largeobject_metadata"
+        ),
         0
     );
     // The same executor connection still has every setting it started with.
@@ -219,7 +209,10 @@ async fn a_solution_reaches_only_its_own_dataset() {
     )
     .await;
     // Writes to another dataset from a writeable problem: rows, sequences, row locks.
-    let seq_before = count(&app, "SELECT last_value AS n FROM hr.employees_id_seq");
+    let seq_before = count(
+        &mut app.sandbox_db(),
+        "SELECT last_value AS n FROM hr.employees_id_seq",
+    );
     assert_denied(
         &app,
         &token,
@@ -237,10 +230,19 @@ async fn a_solution_reaches_only_its_own_dataset() {
     )
     .await;
     assert_eq!(
-        count(&app, "SELECT last_value AS n FROM hr.employees_id_seq"),
+        count(
+            &mut app.sandbox_db(),
+            "SELECT last_value AS n FROM hr.employees_id_seq"
+        ),
         seq_before
     );
-    assert_eq!(count(&app, "SELECT count(*) AS n FROM vault.secrets"), 1);
+    assert_eq!(
+        count(
+            &mut app.sandbox_db(),
+            "SELECT count(*) AS n FROM vault.secrets"
+        ),
+        1
+    );
     // The other problems are intact.
     let insert = "INSERT INTO hr.employees (name, department_id, salary, hired_on) VALUES ('Jun', 4, 5000, '2024-09-01')";
     assert_eq!(app.grade(&token, hire, insert).await["status"], "accepted");
@@ -259,7 +261,7 @@ async fn a_solution_reaches_only_its_own_dataset() {
     let like = format!("'{}\\_%'", prefix.replace('_', "\\_"));
     assert_eq!(
         count(
-            &app,
+            &mut app.sandbox_db(),
             &format!(
                 "SELECT count(*) AS n FROM pg_roles WHERE rolname LIKE {like} AND (rolinherit \
                  OR rolsuper OR rolcreaterole OR rolcreatedb OR rolbypassrls OR rolreplication \
@@ -271,7 +273,7 @@ async fn a_solution_reaches_only_its_own_dataset() {
     );
     assert_eq!(
         count(
-            &app,
+            &mut app.sandbox_db(),
             &format!(
                 "SELECT count(*) AS n FROM pg_roles r, pg_class c JOIN pg_namespace s ON s.oid = c.relnamespace \
                  WHERE r.rolname ~ '^{prefix}_d[rw]_' AND s.nspname IN ('shop', 'hr', 'vault') AND c.relkind IN ('r', 'v', 'S') \
@@ -347,23 +349,44 @@ async fn dataset_scripts_run_without_privileges() {
     assert!(!std::path::Path::new(&marker).exists());
     assert_eq!(
         count(
-            &app,
+            &mut app.sandbox_db(),
             "SELECT count(*) AS n FROM pg_namespace WHERE nspname IN ('evil', 'elsewhere')"
         ),
         0
     );
+    // Failed first loads leave no roles behind either.
+    let prefix = &app.state.settings.sandbox.role_prefix;
     assert_eq!(
         count(
-            &app,
+            &mut app.sandbox_db(),
+            &format!(
+                "SELECT count(*) AS n FROM pg_roles WHERE rolname IN \
+                 ('{prefix}_o_evil', '{prefix}_dr_evil', '{prefix}_dw_evil')"
+            )
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &mut app.sandbox_db(),
             "SELECT count(*) AS n FROM pg_extension WHERE extname <> 'plpgsql'"
         ),
         0
     );
-    assert_eq!(count(&app, "SELECT count(*) AS n FROM pg_publication"), 0);
-    assert_eq!(count(&app, "SELECT count(*) AS n FROM victim.t"), 2);
     assert_eq!(
         count(
-            &app,
+            &mut app.sandbox_db(),
+            "SELECT count(*) AS n FROM pg_publication"
+        ),
+        0
+    );
+    assert_eq!(
+        count(&mut app.sandbox_db(), "SELECT count(*) AS n FROM victim.t"),
+        2
+    );
+    assert_eq!(
+        count(
+            &mut app.sandbox_db(),
             "SELECT count(*) AS n FROM pg_roles WHERE rolsuper AND rolname NOT IN ('postgres', 'root')"
         ),
         0
@@ -384,7 +407,7 @@ async fn dataset_scripts_run_without_privileges() {
     assert_eq!(app.put_dataset("neutral", neutral).await.status(), 201);
     assert_eq!(
         count(
-            &app,
+            &mut app.sandbox_db(),
             "SELECT count(*) AS n FROM pg_class WHERE oid = 'neutral.v'::regclass \
              AND reloptions @> '{security_invoker=true}'"
         ),
@@ -392,7 +415,7 @@ async fn dataset_scripts_run_without_privileges() {
     );
     assert_eq!(
         count(
-            &app,
+            &mut app.sandbox_db(),
             "SELECT count(*) AS n FROM pg_proc WHERE pronamespace = 'neutral'::regnamespace AND prosecdef"
         ),
         0
@@ -400,7 +423,7 @@ async fn dataset_scripts_run_without_privileges() {
     let prefix = &app.state.settings.sandbox.role_prefix;
     assert_eq!(
         count(
-            &app,
+            &mut app.sandbox_db(),
             &format!(
                 "SELECT count(*) AS n FROM neutral.loaded_by WHERE who = '{prefix}_o_neutral' AND sess = who"
             )
@@ -456,7 +479,7 @@ async fn datasets_loaded_by_earlier_versions_are_adopted() {
     app.state.sandbox.bootstrap().await.unwrap();
     assert_eq!(
         count(
-            &app,
+            &mut app.sandbox_db(),
             &format!(
                 "SELECT count(*) AS n FROM pg_namespace WHERE nspname = 'old' AND nspowner = '{prefix}_o_old'::regrole"
             )
@@ -465,7 +488,7 @@ async fn datasets_loaded_by_earlier_versions_are_adopted() {
     );
     assert_eq!(
         count(
-            &app,
+            &mut app.sandbox_db(),
             &format!(
                 "SELECT (SELECT count(*) FROM pg_class WHERE relnamespace = 'old'::regnamespace AND relowner <> '{prefix}_o_old'::regrole) \
                  + (SELECT count(*) FROM pg_proc WHERE pronamespace = 'old'::regnamespace AND (prosecdef OR proowner <> '{prefix}_o_old'::regrole)) AS n"
@@ -475,7 +498,7 @@ async fn datasets_loaded_by_earlier_versions_are_adopted() {
     );
     assert_eq!(
         count(
-            &app,
+            &mut app.sandbox_db(),
             &format!("SELECT count(*) AS n FROM pg_roles WHERE rolname IN ('{prefix}_read', '{prefix}_r0')")
         ),
         0

@@ -3,28 +3,19 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use diesel::RunQueryDsl;
 use redis::Commands;
 use serde_json::Value;
 use sqljudge::actors::executor::Restart;
 use sqljudge::db::models::{NewSubmission, Submission};
 use sqljudge::job::Job;
 
-use crate::helpers::{Options, TestApp};
-
-#[derive(diesel::QueryableByName)]
-struct Count {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
+use crate::helpers::{count, Options, TestApp};
 
 fn rows_for(app: &TestApp, table: &str, column: &str, job_id: &str) -> i64 {
-    diesel::sql_query(format!(
-        "SELECT count(*) AS n FROM {table} WHERE {column} = '{job_id}'"
-    ))
-    .get_result::<Count>(&mut app.platform_db())
-    .unwrap()
-    .n
+    count(
+        &mut app.platform_db(),
+        &format!("SELECT count(*) AS n FROM {table} WHERE {column} = '{job_id}'"),
+    )
 }
 
 async fn wait_running(app: &TestApp, job_id: &str) {
@@ -143,10 +134,10 @@ async fn orphaned_and_duplicated_jobs_are_graded_and_recorded_once() {
         assert_eq!(rows_for(&app, "submissions", "id", &id), 1);
     }
     actix_web::rt::time::sleep(Duration::from_millis(500)).await;
-    let solves = diesel::sql_query("SELECT count(*) AS n FROM first_solves")
-        .get_result::<Count>(&mut app.platform_db())
-        .unwrap()
-        .n;
+    let solves = count(
+        &mut app.platform_db(),
+        "SELECT count(*) AS n FROM first_solves",
+    );
     assert_eq!(solves, 1, "one first solve whatever was replayed");
     let graded: Vec<Value> = app
         .get("/users/me/submissions", Some(&token))

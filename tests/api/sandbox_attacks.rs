@@ -3,20 +3,9 @@
 //! untouched.
 use std::time::{Duration, Instant};
 
-use diesel::RunQueryDsl;
 use serde_json::{json, Value};
 
-use crate::helpers::{Options, TestApp};
-
-#[derive(diesel::QueryableByName)]
-struct Count {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
-}
-
-fn count(conn: &mut diesel::PgConnection, sql: &str) -> i64 {
-    diesel::sql_query(sql).get_result::<Count>(conn).unwrap().n
-}
+use crate::helpers::{count, Options, TestApp};
 
 #[actix_web::test]
 async fn hostile_solutions_are_contained() {

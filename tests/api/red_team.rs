@@ -1,0 +1,129 @@
+//! Red-team review of issue #9 ("A judge no account can break"): regressions for what the
+//! review found. Each test states what an attacker did and what must hold instead.
+use serde_json::{json, Value};
+
+use crate::helpers::{Options, TestApp};
+
+/// The verdict cache keys on the normalised text, so two texts that normalise the same must
+/// mean the same to PostgreSQL. An unterminated `/*` comment and a vertical tab (not
+/// whitespace for PostgreSQL 15's lexer) are refused by the server but were folded away by
+/// `normalize`: one learner's refused text poisoned the correct answer for everyone.
+#[actix_web::test]
+async fn a_refused_text_never_poisons_the_verdict_of_a_valid_one() {
+    let app = TestApp::spawn().await;
+    let problem = app.problem_id("no-email").await;
+    let (mallory, victim) = (app.user("mallory").await, app.user("victim").await);
+    let good = "SELECT name FROM customers WHERE email IS NULL";
+    for poison in [
+        format!("{good} /* unterminated"),
+        "SELECT name FROM customers WHERE\u{0b}email IS NULL".to_string(),
+    ] {
+        let refused = app.grade(&mallory, problem, &poison).await;
+        assert_eq!(refused["status"], "sql_error", "{poison:?}: {refused}");
+    }
+    let graded = app.grade(&victim, problem, good).await;
+    assert_eq!(graded["status"], "accepted", "{graded}");
+    let good2 = "SELECT name, price FROM products WHERE stock = 0";
+    let problem2 = app.problem_id("out-of-stock").await;
+    let refused = app
+        .grade(
+            &mallory,
+            problem2,
+            "SELECT name, price FROM products WHERE\u{0b}stock = 0",
+        )
+        .await;
+    assert_eq!(refused["status"], "sql_error", "{refused}");
+    let graded = app.grade(&victim, problem2, good2).await;
+    assert_eq!(graded["status"], "accepted", "{graded}");
+}
+
+/// A NUL character in a string field is invalid input (400), never a 500 from PostgreSQL's
+/// "invalid byte sequence for encoding UTF8: 0x00".
+#[actix_web::test]
+async fn nul_characters_in_fields_are_400_not_500() {
+    let app = TestApp::spawn().await;
+    let token = app.user("nul_user").await;
+    let problem = app.problem_id("no-email").await;
+    let cases: Vec<(&str, Option<&str>, Value)> = vec![
+        (
+            "/auth/login",
+            None,
+            json!({"username": "ab\u{0}c", "password": "password123"}),
+        ),
+        (
+            "/auth/register",
+            None,
+            json!({"username": "nul_two", "email": "a\u{0}@example.org", "password": "password123"}),
+        ),
+        (
+            "/problems/submit",
+            Some(token.as_str()),
+            json!({"problem_id": problem, "sql": "SELECT 1", "request_id": "a\u{0}b"}),
+        ),
+    ];
+    for (path, token, body) in cases {
+        let res = app.post_json(path, token, &body).await;
+        let status = res.status().as_u16();
+        assert!(
+            status < 500,
+            "{path} {body}: {status} {}",
+            res.text().await.unwrap()
+        );
+    }
+}
+
+/// `temp_file_limit` is a per-role limit the solution runs into (SQLSTATE 53400), not an
+/// outage: it must be a verdict, not three counted attempts of 256 MB of temporary files each
+/// ending as internal_error.
+#[actix_web::test]
+async fn running_into_the_temp_file_limit_is_a_verdict() {
+    let app = TestApp::spawn().await;
+    let problem = app.problem_id("no-email").await;
+    let token = app.user("spiller").await;
+    let graded = app
+        .grade(
+            &token,
+            problem,
+            "SELECT count(*)::text FROM (SELECT repeat('x', 100000) || g AS v \
+             FROM generate_series(1, 3000) g ORDER BY v) s",
+        )
+        .await;
+    assert_ne!(graded["status"], "internal_error", "{graded}");
+}
+
+/// `setseed()` changes session state that ROLLBACK, RESET ALL and the DISCARDs keep: the next
+/// grading on the same connection must not see the seed an earlier solution chose.
+#[actix_web::test]
+async fn a_random_seed_does_not_survive_into_the_next_grading() {
+    let app = TestApp::spawn_with(Options {
+        workers: 1,
+        ..Default::default()
+    })
+    .await;
+    let problem = app.problem_id("no-email").await;
+    let token = app.user("seeder").await;
+    let mut seen = Vec::new();
+    for i in 0..2 {
+        let seeded = app
+            .grade(
+                &token,
+                problem,
+                &format!("SELECT setseed(0.5)::text || {i}"),
+            )
+            .await;
+        // Refused (setseed is revoked), or at least without effect on the next grading.
+        assert!(
+            ["wrong_answer", "sql_error"].contains(&seeded["status"].as_str().unwrap()),
+            "{seeded}"
+        );
+        let drawn = app
+            .grade(
+                &token,
+                problem,
+                &format!("SELECT (random() + {i} - {i})::text"),
+            )
+            .await;
+        seen.push(drawn["diff"]["extra_rows"][0][0].clone());
+    }
+    assert_ne!(seen[0], seen[1], "the seed survived the reset: {seen:?}");
+}
