@@ -3,37 +3,9 @@
 use serde::Deserialize;
 
 /// A setting that is or may carry a credential (a token, a password, a URL with a password):
-/// `Debug` shows `"[redacted]"`, and there is no `Display`, so a log of the settings or of an
-/// error that formats them shows no secret. Reading it is an explicit dereference.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("\"[redacted]\"")
-    }
-}
-
-impl std::ops::Deref for Secret {
-    type Target = String;
-    fn deref(&self) -> &String {
-        &self.0
-    }
-}
-
-impl From<String> for Secret {
-    fn from(value: String) -> Secret {
-        Secret(value)
-    }
-}
-
-/// For libraries that take the password as bytes.
-impl AsRef<[u8]> for Secret {
-    fn as_ref(&self) -> &[u8] {
-        self.0.as_bytes()
-    }
-}
+/// `Debug` shows `[REDACTED]`, there is no `Display`, reading it takes an explicit
+/// `expose_secret()`, and it is wiped from memory when dropped.
+pub type Secret = secrecy::SecretString;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {

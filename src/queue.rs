@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::{AsyncCommands, AsyncConnectionConfig, Direction, RedisResult, Script};
+use secrecy::ExposeSecret;
 use uuid::Uuid;
 
 use crate::config::RedisSettings;
@@ -245,7 +246,7 @@ pub struct RedisQueue {
 
 impl RedisQueue {
     pub async fn connect(settings: &RedisSettings) -> RedisResult<RedisQueue> {
-        let client = redis::Client::open(settings.url.as_str())?;
+        let client = redis::Client::open(settings.url.expose_secret())?;
         let timeout = Duration::from_millis(settings.timeout_ms);
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(timeout))

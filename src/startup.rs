@@ -31,6 +31,7 @@ use crate::sessions::Sessions;
 use crate::state::AppState;
 use crate::stats::GradingStats;
 use crate::tickets::Tickets;
+use secrecy::ExposeSecret;
 
 pub type StartupError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -44,9 +45,9 @@ pub struct Application {
 pub async fn prepare_platform_db(settings: &DatabaseSettings) -> Result<PgPool, StartupError> {
     let settings = settings.clone();
     tokio::task::spawn_blocking(move || {
-        db::ensure_database(&settings.url)?;
+        db::ensure_database(settings.url.expose_secret())?;
         let pool = db::pool(
-            &settings.url,
+            settings.url.expose_secret(),
             settings.pool_size,
             Duration::from_millis(settings.checkout_timeout_ms),
         )?;

@@ -36,6 +36,8 @@ use tokio_postgres::config::Host;
 use tokio_postgres::error::{DbError, SqlState};
 use tokio_postgres::{Client, Config, NoTls, SimpleQueryMessage};
 
+use secrecy::ExposeSecret;
+
 use super::compare::ResultSet;
 use super::lexer;
 use crate::config::SandboxSettings;
@@ -126,6 +128,7 @@ impl Sandbox {
     pub fn new(settings: SandboxSettings) -> Result<Sandbox, SandboxError> {
         let admin: Config = settings
             .url
+            .expose_secret()
             .parse()
             .map_err(|e| SandboxError::Config(format!("sandbox.url: {e}")))?;
         let host = match admin.get_hosts().first() {
@@ -202,9 +205,7 @@ impl Sandbox {
             .user(self.dataset_role("o", dataset))
             .application_name("sqljudge-dataset")
             .options("-c client_min_messages=warning");
-        if !self.settings.role_password.is_empty() {
-            config.password(&self.settings.role_password);
-        }
+        self.login_password(&mut config);
         connect_with(&config).await
     }
 
@@ -270,11 +271,20 @@ impl Sandbox {
         Ok(())
     }
 
+    /// The password of the logins the sandbox creates, on a connection config.
+    fn login_password(&self, config: &mut Config) {
+        let password = self.settings.role_password.expose_secret();
+        if !password.is_empty() {
+            config.password(password);
+        }
+    }
+
     fn password_sql(&self) -> String {
-        if self.settings.role_password.is_empty() {
+        let password = self.settings.role_password.expose_secret();
+        if password.is_empty() {
             "NULL".to_string()
         } else {
-            literal(&self.settings.role_password)
+            literal(password)
         }
     }
 
@@ -502,9 +512,7 @@ impl Sandbox {
             .application_name("sqljudge-sandbox")
             // Fixed output formats: values are compared as this text.
             .options("-c DateStyle=ISO,MDY -c TimeZone=UTC -c IntervalStyle=postgres -c extra_float_digits=1 -c bytea_output=hex -c client_min_messages=error");
-        if !self.settings.role_password.is_empty() {
-            config.password(&self.settings.role_password);
-        }
+        self.login_password(&mut config);
         let tcp = tokio::time::timeout(
             Duration::from_secs(5),
             TcpStream::connect((self.host.as_str(), self.port)),

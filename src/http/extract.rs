@@ -2,6 +2,7 @@
 use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpRequest};
 use futures_util::future::LocalBoxFuture;
+use secrecy::ExposeSecret;
 use uuid::Uuid;
 
 use crate::auth::{constant_time_eq, token_hash};
@@ -51,7 +52,7 @@ pub(crate) fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
 }
 
 pub async fn authenticate(state: &AppState, token: String) -> Result<Principal, ApiError> {
-    let admin_token = &state.settings.auth.admin_token;
+    let admin_token = state.settings.auth.admin_token.expose_secret();
     if !admin_token.is_empty() && constant_time_eq(&token, admin_token) {
         return Ok(admin());
     }
@@ -61,7 +62,7 @@ pub async fn authenticate(state: &AppState, token: String) -> Result<Principal, 
 /// The caller a WebSocket ticket was issued to, as of now (a login ended since is refused).
 pub async fn redeem(state: &AppState, grant: Grant) -> Result<Principal, ApiError> {
     match grant {
-        Grant::Admin if !state.settings.auth.admin_token.is_empty() => Ok(admin()),
+        Grant::Admin if !state.settings.auth.admin_token.expose_secret().is_empty() => Ok(admin()),
         Grant::Admin => Err(ApiError::Unauthorized("the admin token is disabled".into())),
         Grant::Session(hash) => session(state, &hash).await,
     }

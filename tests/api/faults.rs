@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -26,8 +27,8 @@ pub fn free_port() -> u16 {
 /// The port of the PostgreSQL server the configuration points at.
 pub fn postgres_port() -> u16 {
     let settings = sqljudge::config::Settings::load().unwrap();
-    let url = settings.database.url;
-    let host = url.rsplit_once('@').map_or(url.as_str(), |(_, h)| h);
+    let url = settings.database.url.expose_secret();
+    let host = url.rsplit_once('@').map_or(url, |(_, h)| h);
     let host = host
         .trim_start_matches("postgres://")
         .trim_start_matches("postgresql://");

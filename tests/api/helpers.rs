@@ -3,6 +3,7 @@
 use std::time::{Duration, Instant};
 
 use diesel::{Connection, PgConnection, RunQueryDsl};
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use sqljudge::config::Settings;
 use sqljudge::startup::Application;
@@ -121,6 +122,7 @@ impl TestApp {
         let server = settings
             .database
             .url
+            .expose_secret()
             .rsplit_once('/')
             .expect("database URL")
             .0
@@ -143,7 +145,7 @@ impl TestApp {
         settings.sandbox.role_prefix = format!("sjt_{id}");
         settings.redis.key_prefix = format!("test:{id}:");
         settings.auth.admin_token = format!("admin-{id}").into();
-        let redis_url = settings.redis.url.to_string();
+        let redis_url = settings.redis.url.expose_secret().to_string();
         settings.executor.workers = options.workers;
         settings.executor.lease_ms = 1000;
         settings.executor.reaper_interval_ms = 200;
@@ -163,8 +165,8 @@ impl TestApp {
         if let Some(tweak) = options.tweak {
             tweak(&mut settings);
         }
-        let sandbox_url = settings.sandbox.url.to_string();
-        let admin_token = settings.auth.admin_token.to_string();
+        let sandbox_url = settings.sandbox.url.expose_secret().to_string();
+        let admin_token = settings.auth.admin_token.expose_secret().to_string();
         let app = Application::build(settings)
             .await
             .expect("application builds");
@@ -378,10 +380,16 @@ impl TestApp {
     pub fn env_for_process(&self, port: u16) -> Vec<(String, String)> {
         let s = &self.state.settings;
         [
-            ("DATABASE_URL", s.database.url.to_string()),
-            ("SQLJUDGE_SANDBOX_URL", s.sandbox.url.to_string()),
-            ("REDIS_URL", s.redis.url.to_string()),
-            ("SQLJUDGE_ADMIN_TOKEN", s.auth.admin_token.to_string()),
+            ("DATABASE_URL", s.database.url.expose_secret().to_string()),
+            (
+                "SQLJUDGE_SANDBOX_URL",
+                s.sandbox.url.expose_secret().to_string(),
+            ),
+            ("REDIS_URL", s.redis.url.expose_secret().to_string()),
+            (
+                "SQLJUDGE_ADMIN_TOKEN",
+                s.auth.admin_token.expose_secret().to_string(),
+            ),
             ("SQLJUDGE_BIND", format!("127.0.0.1:{port}")),
             ("SQLJUDGE__REDIS__KEY_PREFIX", s.redis.key_prefix.clone()),
             (

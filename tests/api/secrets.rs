@@ -1,5 +1,6 @@
 //! No secret in a log, a URL or an error: the access log of a real process, error bodies, and
 //! the settings' `Debug`.
+use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use sqljudge::auth::token_hash;
 use sqljudge::config::Settings;
@@ -26,10 +27,10 @@ fn settings_debug_shows_no_secret() {
         for secret in secrets {
             assert!(!shown.contains(secret), "{secret} in {shown}");
         }
-        assert!(shown.contains("[redacted]") && shown.contains("key_prefix"));
+        assert!(shown.contains("[REDACTED]") && shown.contains("key_prefix"));
     }
     // Still usable where it is needed.
-    assert_eq!(settings.auth.admin_token.as_str(), secrets[4]);
+    assert_eq!(settings.auth.admin_token.expose_secret(), secrets[4]);
 }
 
 async fn ws(url: String) -> Result<(), u16> {
