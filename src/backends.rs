@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::RwLock;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BackendHealth {
@@ -40,7 +40,8 @@ impl BackendHealth {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Redis or Postgres; also where a result was read (`source` in API.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     Redis,

@@ -3,6 +3,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::backends::Backend;
 use crate::db::models::Submission;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -40,6 +41,32 @@ impl Status {
 
     pub fn is_final(self) -> bool {
         !matches!(self, Status::Queued | Status::Running)
+    }
+}
+
+/// Where a submission was queued: Redis (202), the Postgres fallback (201) or nowhere, its
+/// verdict reused from the cache (200). Stored with the submission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Queue {
+    Redis,
+    Postgres,
+    Cache,
+}
+
+impl Queue {
+    pub const ALL: [Queue; 3] = [Queue::Redis, Queue::Postgres, Queue::Cache];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Queue::Redis => "redis",
+            Queue::Postgres => "postgres",
+            Queue::Cache => "cache",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Queue> {
+        Queue::ALL.into_iter().find(|q| q.as_str() == s)
     }
 }
 
@@ -108,7 +135,7 @@ pub struct SubmissionResult {
     pub message: Option<String>,
     pub sqlstate: Option<String>,
     pub diff: Option<serde_json::Value>,
-    pub source: String,
+    pub source: Backend,
     pub submitted_at: DateTime<Utc>,
     pub graded_at: Option<DateTime<Utc>>,
 }
@@ -133,7 +160,7 @@ impl SubmissionResult {
             message: None,
             sqlstate: None,
             diff: None,
-            source: "redis".to_string(),
+            source: Backend::Redis,
             submitted_at,
             graded_at: None,
         }
@@ -176,7 +203,7 @@ impl From<&Submission> for SubmissionResult {
             message: s.message.clone(),
             sqlstate: s.sqlstate.clone(),
             diff: s.diff.clone(),
-            source: "postgres".to_string(),
+            source: Backend::Postgres,
             submitted_at: s.created_at,
             graded_at: s.graded_at,
         }

@@ -19,8 +19,7 @@ use crate::db::{self, DbError, PgPool};
 use crate::events::EventBus;
 use crate::grading;
 use crate::grading::sandbox::{Sandbox, SandboxError, Slot, SlotState};
-use crate::job::progress_event;
-use crate::job::{Job, Outcome, Status, SubmissionResult};
+use crate::job::{progress_event, Job, Outcome, Queue, Status, SubmissionResult};
 use crate::metrics::Metrics;
 use crate::problems::ProblemCache;
 use crate::queue::{RedisQueue, Unpersisted};
@@ -345,7 +344,7 @@ async fn finish(deps: &ExecutorDeps, job: Job, source: Source, outcome: Outcome)
                     });
                 }
                 let mut result = SubmissionResult::graded(&job, &outcome);
-                result.source = "postgres".into();
+                result.source = Backend::Postgres;
                 deps.events.publish_submission(&result).await;
             }
             if let Err(e) = recorded {
@@ -391,7 +390,7 @@ async fn finish(deps: &ExecutorDeps, job: Job, source: Source, outcome: Outcome)
     let recorded = if deps.health.postgres_up() {
         let (j, o) = (job.clone(), outcome.clone());
         db::run(&deps.pool, move |c| {
-            Submission::record_result(c, &j, "redis", &o)
+            Submission::record_result(c, &j, Queue::Redis, &o)
         })
         .await
     } else {
@@ -413,7 +412,7 @@ async fn finish(deps: &ExecutorDeps, job: Job, source: Source, outcome: Outcome)
                 });
             }
             let mut result = SubmissionResult::from(&stored);
-            result.source = "redis".into();
+            result.source = Backend::Redis;
             deps.queue.complete(&item, &result, None).await
         }
         Err(e) if e.is_unavailable() => {

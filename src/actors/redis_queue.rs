@@ -14,7 +14,7 @@ use super::leaderboard::Rescore;
 use crate::backends::HealthState;
 use crate::config::ExecutorSettings;
 use crate::db::{self, models::Submission, PgPool};
-use crate::job::Job;
+use crate::job::{Job, Queue};
 use crate::queue::RedisQueue;
 
 pub struct RedisQueueActor {
@@ -114,7 +114,7 @@ async fn persist(
     for record in waiting {
         let (id, user_id) = (record.job.job_id, record.job.user_id);
         let (_, first_solve) = db::run(pool, move |c| {
-            Submission::record_result(c, &record.job, "redis", &record.outcome)
+            Submission::record_result(c, &record.job, Queue::Redis, &record.outcome)
         })
         .await
         .map_err(|e| e.to_string())?;

@@ -19,8 +19,7 @@ use crate::db::{self, DbError, PgPool};
 use crate::error::ApiError;
 use crate::events::EventBus;
 use crate::grading;
-use crate::job::progress_event;
-use crate::job::{Job, Outcome, Status, SubmissionResult};
+use crate::job::{progress_event, Job, Outcome, Queue, Status, SubmissionResult};
 use crate::metrics::Metrics;
 use crate::problems::ProblemCache;
 use crate::queue::RedisQueue;
@@ -61,7 +60,7 @@ pub struct Submit {
 pub struct Accepted {
     pub job_id: Uuid,
     pub status: Status,
-    pub queue: String,
+    pub queue: Queue,
     pub submitted_at: DateTime<Utc>,
     pub result: Option<SubmissionResult>,
     /// False when an idempotent retry found an earlier submission.
@@ -69,11 +68,11 @@ pub struct Accepted {
 }
 
 impl Accepted {
-    fn new(job: &Job, queue: &str) -> Accepted {
+    fn new(job: &Job, queue: Queue) -> Accepted {
         Accepted {
             job_id: job.job_id,
             status: Status::Queued,
-            queue: queue.into(),
+            queue,
             submitted_at: job.submitted_at,
             result: None,
             created: true,
@@ -84,9 +83,10 @@ impl Accepted {
         Accepted {
             job_id: s.id,
             status: Status::parse(&s.status).unwrap_or(Status::Queued),
-            queue: s.queue.clone(),
+            // Only ever written from a `Queue`.
+            queue: Queue::parse(&s.queue).unwrap_or(Queue::Postgres),
             submitted_at: s.created_at,
-            result: (s.queue == "cache").then(|| SubmissionResult::from(s)),
+            result: (s.queue == Queue::Cache.as_str()).then(|| SubmissionResult::from(s)),
             created: false,
         }
     }
@@ -180,18 +180,18 @@ impl Router {
         }
         let record = job.clone();
         let (stored, created) = db::run(&self.pool, move |c| {
-            Submission::insert_idempotent(c, &NewSubmission::queued(&record, "redis"))
+            Submission::insert_idempotent(c, &NewSubmission::queued(&record, Queue::Redis))
         })
         .await?;
         if !created {
             return Ok(Accepted::existing(&stored));
         }
         if self.enqueue_redis(job).await {
-            return Ok(Accepted::new(job, "redis"));
+            return Ok(Accepted::new(job, Queue::Redis));
         }
         // Redis failed on this request: the row exists, queue it in Postgres too.
         match self.fallback.send(QueueFallback(job.clone())).await {
-            Ok(Ok(())) => Ok(Accepted::new(job, "postgres")),
+            Ok(Ok(())) => Ok(Accepted::new(job, Queue::Postgres)),
             // Still stored as queued: the re-sweep queues it once Redis answers.
             _ => Err(unavailable("neither Redis nor the Postgres queue took it")),
         }
@@ -202,13 +202,15 @@ impl Router {
         let record = job.clone();
         let (stored, created, first_solve) = db::run(&self.pool, move |c| {
             c.transaction(|c| {
-                let (stored, created) =
-                    Submission::insert_idempotent(c, &NewSubmission::queued(&record, "cache"))?;
+                let (stored, created) = Submission::insert_idempotent(
+                    c,
+                    &NewSubmission::queued(&record, Queue::Cache),
+                )?;
                 if !created {
                     return Ok((stored, false, false));
                 }
                 let (stored, first_solve) =
-                    Submission::record_result(c, &record, "cache", &outcome)?;
+                    Submission::record_result(c, &record, Queue::Cache, &outcome)?;
                 Ok((stored, true, first_solve))
             })
         })
@@ -222,7 +224,7 @@ impl Router {
             });
         }
         let mut result = SubmissionResult::from(&stored);
-        result.source = "redis".into();
+        result.source = Backend::Redis;
         let json = serde_json::to_string(&result).expect("result serialises");
         let queue = self.queue.clone();
         actix_web::rt::spawn(async move {
@@ -231,7 +233,7 @@ impl Router {
         Ok(Accepted {
             status: Status::parse(&stored.status).unwrap_or(Status::InternalError),
             result: Some(SubmissionResult::from(&stored)),
-            ..Accepted::new(job, "cache")
+            ..Accepted::new(job, Queue::Cache)
         })
     }
 
@@ -243,7 +245,7 @@ impl Router {
             .map_err(|e| DbError::Task(e.to_string()))?;
         let (stored, created) = stored?;
         Ok(if created {
-            Accepted::new(job, "postgres")
+            Accepted::new(job, Queue::Postgres)
         } else {
             Accepted::existing(&stored)
         })
@@ -265,12 +267,12 @@ impl Router {
                 return Ok(Accepted {
                     job_id: existing,
                     created: false,
-                    ..Accepted::new(&job, "redis")
+                    ..Accepted::new(&job, Queue::Redis)
                 });
             }
         }
         if self.enqueue_redis(&job).await {
-            Ok(Accepted::new(&job, "redis"))
+            Ok(Accepted::new(&job, Queue::Redis))
         } else {
             Err(unavailable("Redis and Postgres are both unreachable"))
         }
@@ -308,12 +310,14 @@ impl Handler<Submit> for SubmissionActor {
             if accepted.created {
                 metrics
                     .submissions
-                    .with_label_values(&[&accepted.queue])
+                    .with_label_values(&[accepted.queue.as_str()])
                     .inc();
                 // Redis-queued jobs announce themselves in the enqueue transaction.
-                match (accepted.queue.as_str(), &accepted.result) {
-                    ("postgres", _) => events.publish(progress_event(&job, Status::Queued)).await,
-                    ("cache", Some(result)) => events.publish_submission(result).await,
+                match (accepted.queue, &accepted.result) {
+                    (Queue::Postgres, _) => {
+                        events.publish(progress_event(&job, Status::Queued)).await
+                    }
+                    (Queue::Cache, Some(result)) => events.publish_submission(result).await,
                     _ => {}
                 }
             }

@@ -6,12 +6,13 @@ use uuid::Uuid;
 
 use super::extract::{AuthUser, Principal};
 use crate::actors::submission::Submit;
+use crate::backends::Backend;
 use crate::cache::Scope;
 use crate::catalog::check_topic;
 use crate::db;
 use crate::db::models::{Problem, Submission};
 use crate::error::ApiError;
-use crate::job::SubmissionResult;
+use crate::job::{Queue, SubmissionResult};
 use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -199,10 +200,10 @@ pub(crate) async fn submit(
             message: format!("submission service unavailable: {e}"),
             retry_after_secs: 1,
         })??;
-    let mut response = match accepted.queue.as_str() {
-        "redis" => HttpResponse::Accepted(),
-        "cache" => HttpResponse::Ok(),
-        _ => HttpResponse::Created(),
+    let mut response = match accepted.queue {
+        Queue::Redis => HttpResponse::Accepted(),
+        Queue::Cache => HttpResponse::Ok(),
+        Queue::Postgres => HttpResponse::Created(),
     };
     let mut body = serde_json::to_value(SubmitAck {
         job_id: accepted.job_id,
@@ -228,8 +229,7 @@ pub(crate) async fn submit(
 pub(crate) struct SubmitAck {
     job_id: Uuid,
     status: crate::job::Status,
-    /// `redis`, `postgres` (the fallback) or `cache`.
-    queue: String,
+    queue: Queue,
     submitted_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -272,7 +272,7 @@ pub(crate) async fn result(
             .await
             .map(|j| j.and_then(|j| serde_json::from_str::<SubmissionResult>(&j).ok()))
         {
-            result.source = "redis".into();
+            result.source = Backend::Redis;
             return answer(result);
         }
     }
@@ -288,7 +288,7 @@ pub(crate) async fn result(
                 // Postgres says pending; Redis knows whether it is running right now.
                 if let Ok(Some(p)) = queue.processing(job_id).await {
                     result.status = p.status;
-                    result.source = "redis".into();
+                    result.source = Backend::Redis;
                 }
             }
             return answer(result);

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use crate::backends::{Backend, BackendHealth};
 use crate::cache::Scope;
 use crate::error::ApiError;
+use crate::job::Queue;
 use crate::state::AppState;
 use crate::stats::{Latency, Point};
 
@@ -135,12 +136,16 @@ pub(crate) async fn status(state: &AppState) -> Result<QueueStatus, ApiError> {
     let verdicts = state.stats.totals();
     let total = state.executors.executors.len();
     let busy = state.executors.busy();
-    let submissions: BTreeMap<String, u64> = ["redis", "postgres", "cache"]
+    let submissions: BTreeMap<String, u64> = Queue::ALL
         .into_iter()
         .map(|q| {
             (
-                q.to_string(),
-                state.metrics.submissions.with_label_values(&[q]).get(),
+                q.as_str().to_string(),
+                state
+                    .metrics
+                    .submissions
+                    .with_label_values(&[q.as_str()])
+                    .get(),
             )
         })
         .collect();

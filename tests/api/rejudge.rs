@@ -2,7 +2,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sqljudge::db::models::{NewSubmission, Submission};
-use sqljudge::job::{Job, Outcome, Status};
+use sqljudge::job::{Job, Outcome, Queue, Status};
 
 use crate::helpers::{Options, TestApp};
 
@@ -157,11 +157,11 @@ async fn live_submissions_go_before_a_large_rejudge() {
                 submitted_at: chrono::Utc::now(),
                 rejudge: false,
             };
-            Submission::insert_idempotent(c, &NewSubmission::queued(&job, "redis"))?;
+            Submission::insert_idempotent(c, &NewSubmission::queued(&job, Queue::Redis))?;
             Submission::record_result(
                 c,
                 &job,
-                "redis",
+                Queue::Redis,
                 &Outcome::verdict(Status::Accepted, "seeded"),
             )?;
         }

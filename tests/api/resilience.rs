@@ -7,7 +7,7 @@ use redis::Commands;
 use serde_json::Value;
 use sqljudge::actors::executor::Restart;
 use sqljudge::db::models::{NewSubmission, Submission};
-use sqljudge::job::Job;
+use sqljudge::job::{Job, Queue};
 
 use crate::helpers::{count, Options, TestApp};
 
@@ -92,7 +92,7 @@ async fn stored_job(app: &TestApp, token: &str, sql: &str, age: chrono::Duration
     };
     let record = job.clone();
     sqljudge::db::run(&app.state.pool, move |c| {
-        Submission::insert_idempotent(c, &NewSubmission::queued(&record, "redis"))
+        Submission::insert_idempotent(c, &NewSubmission::queued(&record, Queue::Redis))
     })
     .await
     .unwrap();

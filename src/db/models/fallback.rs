@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{NewSubmission, Submission};
 use crate::db::schema::fallback_submissions;
-use crate::job::{Job, Outcome};
+use crate::job::{Job, Outcome, Queue};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = fallback_submissions)]
@@ -28,7 +28,7 @@ impl FallbackSubmission {
     pub fn store(conn: &mut PgConnection, job: &Job) -> QueryResult<(Submission, bool)> {
         conn.transaction(|conn| {
             let (stored, created) =
-                Submission::insert_idempotent(conn, &NewSubmission::queued(job, "postgres"))?;
+                Submission::insert_idempotent(conn, &NewSubmission::queued(job, Queue::Postgres))?;
             if created {
                 diesel::insert_into(fallback_submissions::table)
                     .values((
@@ -141,7 +141,7 @@ impl FallbackSubmission {
         outcome: &Outcome,
     ) -> QueryResult<(Submission, bool)> {
         conn.transaction(|conn| {
-            let recorded = Submission::record_result(conn, job, "postgres", outcome)?;
+            let recorded = Submission::record_result(conn, job, Queue::Postgres, outcome)?;
             diesel::delete(fallback_submissions::table.find(job.job_id)).execute(conn)?;
             Ok(recorded)
         })

@@ -4,7 +4,7 @@ use uuid::Uuid;
 
 use super::Standing;
 use crate::db::schema::{fallback_submissions, first_solves, submissions};
-use crate::job::{Job, Outcome, Status};
+use crate::job::{Job, Outcome, Queue, Status};
 
 const PENDING: [&str; 2] = ["queued", "running"];
 
@@ -37,20 +37,20 @@ pub struct NewSubmission<'a> {
     pub problem_id: i64,
     pub sql_query: &'a str,
     pub status: &'a str,
-    pub queue: &'a str,
+    pub queue: &'static str,
     pub request_id: Option<&'a str>,
     pub created_at: DateTime<Utc>,
 }
 
 impl<'a> NewSubmission<'a> {
-    pub fn queued(job: &'a Job, queue: &'a str) -> NewSubmission<'a> {
+    pub fn queued(job: &'a Job, queue: Queue) -> NewSubmission<'a> {
         NewSubmission {
             id: job.job_id,
             user_id: job.user_id,
             problem_id: job.problem_id,
             sql_query: &job.sql,
             status: Status::Queued.as_str(),
-            queue,
+            queue: queue.as_str(),
             request_id: job.request_id.as_deref(),
             created_at: job.submitted_at,
         }
@@ -151,7 +151,7 @@ impl Submission {
     pub fn record_result(
         conn: &mut PgConnection,
         job: &Job,
-        queue: &str,
+        queue: Queue,
         outcome: &Outcome,
     ) -> QueryResult<(Submission, bool)> {
         conn.transaction(|conn| {
@@ -166,7 +166,7 @@ impl Submission {
             )
             .set((
                 Verdict::of(outcome, Utc::now()),
-                submissions::cached.eq(queue == "cache"),
+                submissions::cached.eq(queue == Queue::Cache),
             ))
             .returning(Submission::as_returning())
             .get_result(conn)
