@@ -240,10 +240,13 @@ async fn handle(deps: &ExecutorDeps, slot: &mut Slot, job: Job, source: Source) 
         }
     };
     let outcome = if attempts > deps.settings.max_attempts {
-        Graded::Verdict(Outcome::verdict(
-            Status::InternalError,
-            format!("grading failed {} times", attempts - 1),
-        ))
+        Graded::Verdict(
+            Outcome::verdict(
+                Status::InternalError,
+                format!("grading failed {} times", attempts - 1),
+            ),
+            None,
+        )
     } else {
         // Renew the lease while grading: if this executor dies, the lease lapses within
         // `lease_ms`, however long the problem's time limit.
@@ -276,13 +279,13 @@ async fn handle(deps: &ExecutorDeps, slot: &mut Slot, job: Job, source: Source) 
         }
     };
     match outcome {
-        Graded::Verdict(outcome) => finish(deps, job, source, outcome).await,
+        Graded::Verdict(outcome, cache_key) => finish(deps, job, source, outcome, cache_key).await,
         Graded::Interrupted(reason) if attempts >= deps.settings.max_attempts => {
             let outcome = Outcome::verdict(
                 Status::InternalError,
                 format!("grading was interrupted {attempts} times; last: {reason}"),
             );
-            finish(deps, job, source, outcome).await
+            finish(deps, job, source, outcome, None).await
         }
         Graded::Interrupted(reason) => {
             log::warn!(
@@ -325,8 +328,15 @@ async fn release(deps: &ExecutorDeps, job: &Job, source: &Source, counted: bool)
     }
 }
 
-/// Records the outcome (exactly once) and publishes the result.
-async fn finish(deps: &ExecutorDeps, job: Job, source: Source, outcome: Outcome) {
+/// Records the outcome (exactly once) and publishes the result; a verdict that depends on the
+/// SQL alone is cached under `cache_key`, that of the problem version it was graded against.
+async fn finish(
+    deps: &ExecutorDeps,
+    job: Job,
+    source: Source,
+    outcome: Outcome,
+    cache_key: Option<String>,
+) {
     let latency_ms = (chrono::Utc::now() - job.submitted_at)
         .num_milliseconds()
         .clamp(0, i64::from(u32::MAX)) as u32;
@@ -398,12 +408,9 @@ async fn finish(deps: &ExecutorDeps, job: Job, source: Source, outcome: Outcome)
     };
     let published = match recorded {
         Ok((stored, first_solve)) => {
-            if outcome.is_reusable() {
-                if let Some(problem) = deps.problems.get(job.problem_id) {
-                    let key = grading::fingerprint(&problem, &job.sql);
-                    if let Err(e) = deps.queue.cache_verdict(&key, &outcome).await {
-                        log::debug!("verdict not cached: {e}");
-                    }
+            if let Some(key) = cache_key.filter(|_| outcome.is_reusable()) {
+                if let Err(e) = deps.queue.cache_verdict(&key, &outcome).await {
+                    log::debug!("verdict not cached: {e}");
                 }
             }
             if first_solve {
@@ -444,7 +451,9 @@ async fn finish(deps: &ExecutorDeps, job: Job, source: Source, outcome: Outcome)
 
 /// What became of one try at grading a job.
 enum Graded {
-    Verdict(Outcome),
+    /// With the verdict-cache key of the problem version it was graded against (the problem
+    /// may change while a job is graded).
+    Verdict(Outcome, Option<String>),
     /// The solution never reached the sandbox (it or the platform database is unreachable).
     NotRun,
     /// The run broke after the solution reached the sandbox, for a reason outside it.
@@ -459,10 +468,10 @@ async fn grade(deps: &ExecutorDeps, slot: &mut Slot, job: &Job) -> Graded {
     {
         Ok(Some(problem)) => problem,
         Ok(None) => {
-            return Graded::Verdict(Outcome::verdict(
-                Status::InternalError,
-                "the problem no longer exists",
-            ));
+            return Graded::Verdict(
+                Outcome::verdict(Status::InternalError, "the problem no longer exists"),
+                None,
+            );
         }
         Err(e) => {
             log::warn!("job {}: loading problem: {e}", job.job_id);
@@ -470,7 +479,7 @@ async fn grade(deps: &ExecutorDeps, slot: &mut Slot, job: &Job) -> Graded {
         }
     };
     match grading::grade(slot, &problem, &job.sql).await {
-        Ok(outcome) => Graded::Verdict(outcome),
+        Ok(outcome) => Graded::Verdict(outcome, Some(grading::fingerprint(&problem, &job.sql))),
         Err(SandboxError::Interrupted(reason)) => Graded::Interrupted(reason),
         Err(e) => {
             log::warn!("job {}: sandbox: {e}", job.job_id);

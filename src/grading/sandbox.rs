@@ -178,9 +178,11 @@ impl Sandbox {
         if full.len() <= 63 {
             return full;
         }
+        // '-' never occurs in a dataset name, so a shortened name is never another dataset's
+        // full one.
         let hash = &crate::auth::sha256_hex(dataset)[..12];
         let keep = 63 - prefix.len() - kind.len() - 2 - 1 - hash.len();
-        format!("{prefix}_{kind}_{}_{hash}", &dataset[..keep])
+        format!("{prefix}_{kind}_{}-{hash}", &dataset[..keep])
     }
 
     /// The role a grading of `dataset` logs in as.

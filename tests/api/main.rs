@@ -10,6 +10,7 @@ mod outage;
 mod privileges;
 mod ratelimit;
 mod red_team;
+mod red_team2;
 mod rejudge;
 mod resilience;
 mod sandbox_attacks;
