@@ -12,6 +12,7 @@ pub mod events;
 pub mod grading;
 pub mod http;
 pub mod job;
+pub mod jobs;
 pub mod leaderboard;
 pub mod metrics;
 pub mod problems;

@@ -23,6 +23,7 @@ use crate::db::{self, PgPool};
 use crate::events::EventBus;
 use crate::grading::sandbox::Sandbox;
 use crate::http;
+use crate::jobs::JobSource;
 use crate::metrics::Metrics;
 use crate::problems::ProblemCache;
 use crate::queue::RedisQueue;
@@ -116,14 +117,16 @@ impl Application {
             Supervisor::start(move |_| actor)
         };
         let executors = ExecutorPool::start(ExecutorDeps {
-            leaderboard: leaderboard.clone().recipient(),
-            queue: queue.clone(),
-            pool: pool.clone(),
-            health: health.clone(),
+            jobs: JobSource {
+                queue: queue.clone(),
+                pool: pool.clone(),
+                health: health.clone(),
+                events: events.clone(),
+                leaderboard: leaderboard.clone().recipient(),
+                settings: settings.executor.clone(),
+            },
             problems: problems.clone(),
             sandbox: sandbox.clone(),
-            settings: settings.executor.clone(),
-            events: events.clone(),
             metrics: metrics.clone(),
             stats: stats.clone(),
         });

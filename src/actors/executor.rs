@@ -1,7 +1,8 @@
 //! The executor pool: supervised `ExecutorActor`s, each grading one job at a time on its own
-//! sandbox slot. A job is taken with BLMOVE and leased; an actor that fails (a panic while
-//! grading, or a `Restart` from the watchdog) stops, its supervisor starts it afresh, and the
-//! job it held is handed to another executor by the lease reaper.
+//! sandbox slot. Jobs come leased from the `JobSource` (Redis or the Postgres fallback: the
+//! executor does not know which); an actor that fails (a panic while grading, or a `Restart`
+//! from the watchdog) stops, its supervisor starts it afresh, and the job it held is handed to
+//! another executor when its lease lapses.
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -9,20 +10,13 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use futures_util::FutureExt;
-use redis::aio::MultiplexedConnection;
 
-use super::leaderboard::Rescore;
-use crate::backends::{Backend, HealthState};
-use crate::config::ExecutorSettings;
-use crate::db::models::{FallbackSubmission, Submission};
-use crate::db::{self, DbError, PgPool};
-use crate::events::EventBus;
 use crate::grading;
 use crate::grading::sandbox::{Sandbox, SandboxError, Slot, SlotState};
-use crate::job::{progress_event, Job, Outcome, Queue, Status, SubmissionResult};
+use crate::job::{Job, Outcome, Status};
+use crate::jobs::{Held, JobSource, Taker};
 use crate::metrics::Metrics;
 use crate::problems::ProblemCache;
-use crate::queue::{RedisQueue, Unpersisted};
 use crate::stats::GradingStats;
 
 /// What the health monitor and statistics see of one executor.
@@ -37,14 +31,9 @@ pub struct ExecutorStatus {
 }
 
 pub struct ExecutorDeps {
-    pub leaderboard: Recipient<Rescore>,
-    pub queue: RedisQueue,
-    pub pool: PgPool,
-    pub health: Arc<HealthState>,
+    pub jobs: JobSource,
     pub problems: Arc<ProblemCache>,
     pub sandbox: Arc<Sandbox>,
-    pub settings: ExecutorSettings,
-    pub events: Arc<EventBus>,
     pub metrics: Arc<Metrics>,
     pub stats: Arc<GradingStats>,
 }
@@ -94,8 +83,9 @@ pub struct ExecutorPool {
 impl ExecutorPool {
     pub fn start(deps: ExecutorDeps) -> ExecutorPool {
         let deps = Arc::new(deps);
-        let status: Vec<Arc<ExecutorStatus>> =
-            (0..deps.settings.workers).map(|_| Arc::default()).collect();
+        let status: Vec<Arc<ExecutorStatus>> = (0..deps.jobs.settings.workers)
+            .map(|_| Arc::default())
+            .collect();
         let executors = status
             .iter()
             .enumerate()
@@ -124,89 +114,24 @@ impl ExecutorPool {
     }
 }
 
-/// Where a job came from, which decides how it is leased and completed.
-enum Source {
-    /// Taken from Redis; the raw list item identifies it in the in-flight list.
-    Redis(String),
-    /// Claimed from the Postgres fallback queue (`attempts` counts this claim).
-    Postgres { attempts: u32 },
-}
-
 /// Takes and grades jobs until the actor is stopped or a grading panics (then returns, and
-/// the actor stops). Redis is the source while it is healthy; otherwise the Postgres fallback
-/// queue is.
+/// the actor stops).
 async fn work_loop(index: usize, deps: Arc<ExecutorDeps>, status: Arc<ExecutorStatus>) {
-    let block = Duration::from_secs_f64(deps.settings.dequeue_block_secs);
-    let lease = chrono::Duration::milliseconds(deps.settings.lease_ms as i64);
     let mut slot = deps.sandbox.slot(index, status.slot.clone());
-    let mut conn: Option<MultiplexedConnection> = None;
-    let per_user = deps.settings.per_user_limit;
+    let mut taker = Taker::default();
     loop {
         // A slot whose last backend would not die takes no job until it is gone.
         if !slot.settle(Some(Duration::from_secs(1))).await {
             actix_web::rt::time::sleep(Duration::from_millis(200)).await;
             continue;
         }
-        let (job, source) = if deps.health.redis_up() {
-            let taken = match conn.as_mut() {
-                Some(c) => deps.queue.take(c, block, per_user).await,
-                None => match deps.queue.blocking_connection(block).await {
-                    Ok(c) => {
-                        conn = Some(c);
-                        continue;
-                    }
-                    Err(e) => Err(e),
-                },
-            };
-            let item = match taken {
-                Ok(Some(item)) => item,
-                Ok(None) => continue,
-                Err(e) => {
-                    log::debug!("executor {index}: redis: {e}");
-                    conn = None;
-                    actix_web::rt::time::sleep(Duration::from_millis(200)).await;
-                    continue;
-                }
-            };
-            match serde_json::from_str::<Job>(&item) {
-                Ok(job) => (job, Source::Redis(item)),
-                Err(e) => {
-                    log::error!("dropping a queue item that is not a job ({e}): {item:.200}");
-                    let _ = deps.queue.discard(&item).await;
-                    continue;
-                }
-            }
-        } else {
-            let claimed = db::run(&deps.pool, move |c| {
-                FallbackSubmission::claim(c, 1, lease, Some(per_user))
-            })
-            .await;
-            match claimed.map(|mut v| v.pop()) {
-                Ok(Some(row)) => match row.job() {
-                    Some(job) => (
-                        job,
-                        Source::Postgres {
-                            attempts: row.attempts as u32,
-                        },
-                    ),
-                    None => {
-                        log::error!(
-                            "fallback row {} holds no job; leaving it for inspection",
-                            row.id
-                        );
-                        continue;
-                    }
-                },
-                Ok(None) | Err(_) => {
-                    actix_web::rt::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            }
+        let Some(held) = deps.jobs.take(&mut taker).await else {
+            continue;
         };
         status
             .busy_since_ms
             .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
-        let handled = AssertUnwindSafe(handle(&deps, &mut slot, job, source))
+        let handled = AssertUnwindSafe(handle(&deps, &mut slot, held))
             .catch_unwind()
             .await;
         status.busy_since_ms.store(0, Ordering::Relaxed);
@@ -218,28 +143,10 @@ async fn work_loop(index: usize, deps: Arc<ExecutorDeps>, status: Arc<ExecutorSt
     }
 }
 
-/// Grades one job. Infrastructure failures hand it back; nothing is lost.
-async fn handle(deps: &ExecutorDeps, slot: &mut Slot, job: Job, source: Source) {
-    let lease = Duration::from_millis(deps.settings.lease_ms);
-    let attempts = match &source {
-        Source::Redis(_) => match deps.queue.start(&job, lease).await {
-            Ok(n) => n,
-            Err(e) => {
-                log::warn!(
-                    "job {}: could not lease ({e}); the reaper will requeue it",
-                    job.job_id
-                );
-                return;
-            }
-        },
-        Source::Postgres { attempts } => {
-            deps.events
-                .publish(progress_event(&job, Status::Running))
-                .await;
-            *attempts
-        }
-    };
-    let outcome = if attempts > deps.settings.max_attempts {
+/// Grades one job under its lease. Infrastructure failures hand it back; nothing is lost.
+async fn handle(deps: &ExecutorDeps, slot: &mut Slot, held: Held) {
+    let (attempts, max_attempts) = (held.attempts, deps.jobs.settings.max_attempts);
+    let graded = if attempts > max_attempts {
         Graded::Verdict(
             Outcome::verdict(
                 Status::InternalError,
@@ -250,203 +157,52 @@ async fn handle(deps: &ExecutorDeps, slot: &mut Slot, job: Job, source: Source) 
     } else {
         // Renew the lease while grading: if this executor dies, the lease lapses within
         // `lease_ms`, however long the problem's time limit.
+        let lease = Duration::from_millis(deps.jobs.settings.lease_ms);
         let renew = async {
             loop {
                 actix_web::rt::time::sleep(lease / 3).await;
-                let id = job.job_id;
-                let renewed = match &source {
-                    Source::Redis(_) => {
-                        deps.queue.renew(id, lease).await.map_err(|e| e.to_string())
-                    }
-                    Source::Postgres { .. } => {
-                        let lease = chrono::Duration::milliseconds(lease.as_millis() as i64);
-                        db::run(&deps.pool, move |c| FallbackSubmission::renew(c, id, lease))
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| e.to_string())
-                    }
-                };
-                if let Err(e) = renewed {
-                    log::debug!("job {id}: lease renewal failed: {e}");
-                }
+                deps.jobs.renew(&held).await;
             }
         };
-        let grading = grade(deps, slot, &job);
+        let grading = grade(deps, slot, &held.job);
         futures_util::pin_mut!(renew, grading);
         match futures_util::future::select(grading, renew).await {
-            futures_util::future::Either::Left((outcome, _)) => outcome,
+            futures_util::future::Either::Left((graded, _)) => graded,
             futures_util::future::Either::Right((never, _)) => never,
         }
     };
-    match outcome {
-        Graded::Verdict(outcome, cache_key) => finish(deps, job, source, outcome, cache_key).await,
-        Graded::Interrupted(reason) if attempts >= deps.settings.max_attempts => {
+    match graded {
+        Graded::Verdict(outcome, cache_key) => finish(deps, held, outcome, cache_key).await,
+        Graded::Interrupted(reason) if attempts >= max_attempts => {
             let outcome = Outcome::verdict(
                 Status::InternalError,
                 format!("grading was interrupted {attempts} times; last: {reason}"),
             );
-            finish(deps, job, source, outcome, None).await
+            finish(deps, held, outcome, None).await
         }
         Graded::Interrupted(reason) => {
             log::warn!(
                 "job {}: attempt {attempts} interrupted: {reason}",
-                job.job_id
+                held.job.job_id
             );
-            release(deps, &job, &source, true).await;
+            deps.jobs.release(&held, true).await;
         }
         Graded::NotRun => {
             // The sandbox or platform database is unreachable: put the job back after a pause.
             actix_web::rt::time::sleep(Duration::from_millis(500)).await;
-            release(deps, &job, &source, false).await;
+            deps.jobs.release(&held, false).await;
         }
     }
 }
 
-/// Hands a job back; `counted` when the try was an attempt (see `RedisQueue::release`).
-async fn release(deps: &ExecutorDeps, job: &Job, source: &Source, counted: bool) {
-    let released = match source {
-        Source::Redis(item) => deps
-            .queue
-            .release(item, job, counted)
-            .await
-            .map_err(|e| e.to_string()),
-        Source::Postgres { .. } => {
-            let id = job.job_id;
-            db::run(&deps.pool, move |c| {
-                FallbackSubmission::release(c, &[id], counted)
-            })
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-        }
-    };
-    if let Err(e) = released {
-        log::warn!(
-            "job {}: could not hand back ({e}); its lease will lapse",
-            job.job_id
-        );
-    }
-}
-
-/// Records the outcome (exactly once) and publishes the result; a verdict that depends on the
-/// SQL alone is cached under `cache_key`, that of the problem version it was graded against.
-async fn finish(
-    deps: &ExecutorDeps,
-    job: Job,
-    source: Source,
-    outcome: Outcome,
-    cache_key: Option<String>,
-) {
-    let latency_ms = (chrono::Utc::now() - job.submitted_at)
+/// Counts the verdict, then records and publishes it.
+async fn finish(deps: &ExecutorDeps, held: Held, outcome: Outcome, cache_key: Option<String>) {
+    let latency_ms = (chrono::Utc::now() - held.job.submitted_at)
         .num_milliseconds()
         .clamp(0, i64::from(u32::MAX)) as u32;
     deps.metrics.verdict(outcome.status.as_str(), latency_ms);
     deps.stats.record(outcome.status.as_str(), latency_ms);
-    let item = match source {
-        Source::Postgres { .. } => {
-            let (j, o) = (job.clone(), outcome.clone());
-            let recorded =
-                db::run(&deps.pool, move |c| FallbackSubmission::complete(c, &j, &o)).await;
-            if let Ok((_, first_solve)) = recorded {
-                if first_solve {
-                    deps.leaderboard.do_send(Rescore {
-                        user_id: job.user_id,
-                    });
-                }
-                let mut result = SubmissionResult::graded(&job, &outcome);
-                result.source = Backend::Postgres;
-                deps.events.publish_submission(&result).await;
-            }
-            if let Err(e) = recorded {
-                log::warn!(
-                    "job {}: could not record ({e}); it will be graded again",
-                    job.job_id
-                );
-                release(deps, &job, &Source::Postgres { attempts: 0 }, false).await;
-            }
-            return;
-        }
-        Source::Redis(item) => item,
-    };
-    if job.rejudge {
-        let (j, o) = (job.clone(), outcome.clone());
-        match db::run(&deps.pool, move |c| Submission::record_rejudge(c, &j, &o)).await {
-            Ok(changed) => {
-                if changed {
-                    deps.leaderboard.do_send(Rescore {
-                        user_id: job.user_id,
-                    });
-                }
-                let result = SubmissionResult::graded(&job, &outcome);
-                if let Err(e) = deps.queue.complete(&item, &result, None).await {
-                    log::warn!(
-                        "rejudge {}: recorded, not published to Redis: {e}",
-                        job.job_id
-                    );
-                }
-            }
-            Err(e) => {
-                // A rejudge changes a record Postgres holds: it waits for Postgres.
-                log::warn!(
-                    "rejudge {}: could not record ({e}); it will be graded again",
-                    job.job_id
-                );
-                actix_web::rt::time::sleep(Duration::from_millis(500)).await;
-                release(deps, &job, &Source::Redis(item), false).await;
-            }
-        }
-        return;
-    }
-    let recorded = if deps.health.postgres_up() {
-        let (j, o) = (job.clone(), outcome.clone());
-        db::run(&deps.pool, move |c| {
-            Submission::record_result(c, &j, Queue::Redis, &o)
-        })
-        .await
-    } else {
-        Err(DbError::Task("postgres is down".into()))
-    };
-    let published = match recorded {
-        Ok((stored, first_solve)) => {
-            if let Some(key) = cache_key.filter(|_| outcome.is_reusable()) {
-                if let Err(e) = deps.queue.cache_verdict(&key, &outcome).await {
-                    log::debug!("verdict not cached: {e}");
-                }
-            }
-            if first_solve {
-                deps.leaderboard.do_send(Rescore {
-                    user_id: job.user_id,
-                });
-            }
-            let mut result = SubmissionResult::from(&stored);
-            result.source = Backend::Redis;
-            deps.queue.complete(&item, &result, None).await
-        }
-        Err(e) if e.is_unavailable() => {
-            // Postgres is down: the result waits in Redis and is recorded when it is back.
-            deps.health.report_failure(Backend::Postgres, &e);
-            let result = SubmissionResult::graded(&job, &outcome);
-            deps.queue
-                .complete(
-                    &item,
-                    &result,
-                    Some(&Unpersisted {
-                        job: job.clone(),
-                        outcome,
-                    }),
-                )
-                .await
-        }
-        Err(e) => {
-            log::error!("job {}: recording failed: {e}", job.job_id);
-            release(deps, &job, &Source::Redis(item), false).await;
-            return;
-        }
-    };
-    if let Err(e) = published {
-        // Recorded in Postgres already: a second grading would find it final and change nothing.
-        log::warn!("job {}: result not published to Redis: {e}", job.job_id);
-    }
+    deps.jobs.complete(held, outcome, cache_key).await;
 }
 
 /// What became of one try at grading a job.
@@ -463,7 +219,11 @@ enum Graded {
 async fn grade(deps: &ExecutorDeps, slot: &mut Slot, job: &Job) -> Graded {
     let problem = match deps
         .problems
-        .load(&deps.pool, job.problem_id, deps.health.postgres_up())
+        .load(
+            &deps.jobs.pool,
+            job.problem_id,
+            deps.jobs.health.postgres_up(),
+        )
         .await
     {
         Ok(Some(problem)) => problem,
