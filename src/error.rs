@@ -134,3 +134,28 @@ impl From<crate::db::DbError> for ApiError {
         }
     }
 }
+
+/// The error responses handlers share in the OpenAPI document, one type per status:
+/// `responses((status = 200, ...), responses::Invalid, responses::Unavailable)`.
+pub mod responses {
+    use super::ErrorBody;
+
+    macro_rules! error_response {
+        ($name:ident, $status:literal, $description:literal) => {
+            #[derive(utoipa::IntoResponses)]
+            #[response(status = $status, description = $description)]
+            pub struct $name(#[to_schema] pub ErrorBody);
+        };
+    }
+
+    error_response!(Invalid, 400, "Malformed or invalid input");
+    error_response!(Unauthorized, 401, "No or bad credentials");
+    error_response!(Forbidden, 403, "Not allowed");
+    error_response!(NotFound, 404, "Unknown");
+    error_response!(Conflict, 409, "Conflict");
+    error_response!(TooLarge, 413, "Too large");
+    error_response!(WrongContentType, 415, "Wrong content type");
+    error_response!(Unprocessable, 422, "Semantically invalid");
+    error_response!(RateLimited, 429, "Rate limited (see Retry-After)");
+    error_response!(Unavailable, 503, "Cannot accept work now (see Retry-After)");
+}

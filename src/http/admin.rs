@@ -9,6 +9,7 @@ use super::extract::Admin;
 use crate::catalog::{self, ProblemInput};
 use crate::db;
 use crate::db::models::{Dataset, Problem, Submission, TableInfo};
+use crate::error::responses;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -90,9 +91,9 @@ impl From<Problem> for AdminProblem {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Datasets and their tables", body = [DatasetSummary]),
-        (status = 401, description = "No or bad credentials", body = crate::error::ErrorBody),
-        (status = 403, description = "Not allowed", body = crate::error::ErrorBody),
-        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+        responses::Unauthorized,
+        responses::Forbidden,
+        responses::Unavailable,
     )
 )]
 pub(crate) async fn list_datasets(
@@ -121,13 +122,13 @@ pub(crate) async fn list_datasets(
     responses(
         (status = 201, description = "Created", body = LoadedDatasetBody),
         (status = 200, description = "Replaced", body = LoadedDatasetBody),
-        (status = 400, description = "Malformed or invalid input", body = crate::error::ErrorBody),
-        (status = 401, description = "No or bad credentials", body = crate::error::ErrorBody),
-        (status = 403, description = "Not allowed", body = crate::error::ErrorBody),
-        (status = 413, description = "Too large", body = crate::error::ErrorBody),
-        (status = 415, description = "Wrong content type", body = crate::error::ErrorBody),
-        (status = 422, description = "Semantically invalid", body = crate::error::ErrorBody),
-        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+        responses::Invalid,
+        responses::Unauthorized,
+        responses::Forbidden,
+        responses::TooLarge,
+        responses::WrongContentType,
+        responses::Unprocessable,
+        responses::Unavailable,
     )
 )]
 pub(crate) async fn put_dataset(
@@ -185,13 +186,13 @@ pub(crate) async fn put_dataset(
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created", body = AdminProblem),
-        (status = 400, description = "Malformed or invalid input", body = crate::error::ErrorBody),
-        (status = 401, description = "No or bad credentials", body = crate::error::ErrorBody),
-        (status = 403, description = "Not allowed", body = crate::error::ErrorBody),
-        (status = 409, description = "Conflict", body = crate::error::ErrorBody),
-        (status = 415, description = "Wrong content type", body = crate::error::ErrorBody),
-        (status = 422, description = "Semantically invalid", body = crate::error::ErrorBody),
-        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+        responses::Invalid,
+        responses::Unauthorized,
+        responses::Forbidden,
+        responses::Conflict,
+        responses::WrongContentType,
+        responses::Unprocessable,
+        responses::Unavailable,
     )
 )]
 pub(crate) async fn create_problem(
@@ -212,14 +213,14 @@ pub(crate) async fn create_problem(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Replaced", body = AdminProblem),
-        (status = 400, description = "Malformed or invalid input", body = crate::error::ErrorBody),
-        (status = 401, description = "No or bad credentials", body = crate::error::ErrorBody),
-        (status = 403, description = "Not allowed", body = crate::error::ErrorBody),
-        (status = 404, description = "Unknown", body = crate::error::ErrorBody),
-        (status = 409, description = "Conflict", body = crate::error::ErrorBody),
-        (status = 415, description = "Wrong content type", body = crate::error::ErrorBody),
-        (status = 422, description = "Semantically invalid", body = crate::error::ErrorBody),
-        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+        responses::Invalid,
+        responses::Unauthorized,
+        responses::Forbidden,
+        responses::NotFound,
+        responses::Conflict,
+        responses::WrongContentType,
+        responses::Unprocessable,
+        responses::Unavailable,
     )
 )]
 pub(crate) async fn update_problem(
@@ -241,10 +242,10 @@ pub(crate) async fn update_problem(
     security(("bearer" = [])),
     responses(
         (status = 202, description = "Queued behind live submissions", body = Queued),
-        (status = 401, description = "No or bad credentials", body = crate::error::ErrorBody),
-        (status = 403, description = "Not allowed", body = crate::error::ErrorBody),
-        (status = 404, description = "Unknown", body = crate::error::ErrorBody),
-        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+        responses::Unauthorized,
+        responses::Forbidden,
+        responses::NotFound,
+        responses::Unavailable,
     )
 )]
 pub(crate) async fn rejudge(

@@ -8,6 +8,7 @@ use super::extract::AuthUser;
 use crate::auth::{hash_password, new_token, token_hash, verify_password};
 use crate::db::models::{is_unique_violation, AuthToken, NewUser, User, ACCESS, REFRESH};
 use crate::db::{self, DbError};
+use crate::error::responses;
 use crate::error::ApiError;
 use crate::sessions::{Account, Session};
 use crate::state::AppState;
@@ -102,11 +103,11 @@ async fn limit_client(state: &AppState, req: &HttpRequest) -> Result<(), ApiErro
     request_body = Register,
     responses(
         (status = 201, description = "Registered", body = Registered),
-        (status = 400, description = "Malformed or invalid input", body = crate::error::ErrorBody),
-        (status = 409, description = "Conflict", body = crate::error::ErrorBody),
-        (status = 415, description = "Wrong content type", body = crate::error::ErrorBody),
-        (status = 429, description = "Rate limited (see Retry-After)", body = crate::error::ErrorBody),
-        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+        responses::Invalid,
+        responses::Conflict,
+        responses::WrongContentType,
+        responses::RateLimited,
+        responses::Unavailable,
     )
 )]
 pub(crate) async fn register(
@@ -190,10 +191,10 @@ async fn issue(state: &AppState, user: &User, family: Uuid) -> Result<Tokens, Ap
     request_body = Login,
     responses(
         (status = 200, description = "Logged in", body = Tokens),
-        (status = 400, description = "Malformed or invalid input", body = crate::error::ErrorBody),
-        (status = 401, description = "No or bad credentials", body = crate::error::ErrorBody),
-        (status = 429, description = "Rate limited (see Retry-After)", body = crate::error::ErrorBody),
-        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+        responses::Invalid,
+        responses::Unauthorized,
+        responses::RateLimited,
+        responses::Unavailable,
     )
 )]
 pub(crate) async fn login(
@@ -227,10 +228,10 @@ pub(crate) async fn login(
     request_body = Refresh,
     responses(
         (status = 200, description = "New tokens; the old refresh token stops working", body = Tokens),
-        (status = 400, description = "Malformed or invalid input", body = crate::error::ErrorBody),
-        (status = 401, description = "No or bad credentials", body = crate::error::ErrorBody),
-        (status = 429, description = "Rate limited (see Retry-After)", body = crate::error::ErrorBody),
-        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+        responses::Invalid,
+        responses::Unauthorized,
+        responses::RateLimited,
+        responses::Unavailable,
     )
 )]
 pub(crate) async fn refresh(
@@ -261,8 +262,8 @@ pub(crate) async fn refresh(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "The access and refresh tokens stop working"),
-        (status = 401, description = "No or bad credentials", body = crate::error::ErrorBody),
-        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+        responses::Unauthorized,
+        responses::Unavailable,
     )
 )]
 pub(crate) async fn logout(

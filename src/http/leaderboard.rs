@@ -11,6 +11,7 @@ use crate::cache::Scope;
 use crate::catalog::check_topic;
 use crate::db;
 use crate::db::models::{Problem, RankedRow, User};
+use crate::error::responses;
 use crate::error::ApiError;
 use crate::leaderboard;
 use crate::state::AppState;
@@ -79,8 +80,8 @@ impl Place {
     params(PageQuery),
     responses(
         (status = 200, description = "A page of the global board", body = BoardPage),
-        (status = 400, description = "Malformed or invalid input", body = crate::error::ErrorBody),
-        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+        responses::Invalid,
+        responses::Unavailable,
     )
 )]
 pub(crate) async fn global(
@@ -97,9 +98,9 @@ pub(crate) async fn global(
     params(("topic" = String, Path, description = "Topic"), PageQuery),
     responses(
         (status = 200, description = "A page of one topic's board", body = BoardPage),
-        (status = 400, description = "Malformed or invalid input", body = crate::error::ErrorBody),
-        (status = 404, description = "Unknown", body = crate::error::ErrorBody),
-        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+        responses::Invalid,
+        responses::NotFound,
+        responses::Unavailable,
     )
 )]
 pub(crate) async fn topic(
@@ -200,8 +201,8 @@ async fn board(
     params(("id" = i64, Path, description = "User id")),
     responses(
         (status = 200, description = "A user's places", body = UserStanding),
-        (status = 404, description = "Unknown", body = crate::error::ErrorBody),
-        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+        responses::NotFound,
+        responses::Unavailable,
     )
 )]
 pub(crate) async fn user(

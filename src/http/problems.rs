@@ -11,6 +11,7 @@ use crate::cache::Scope;
 use crate::catalog::check_topic;
 use crate::db;
 use crate::db::models::{Problem, Submission};
+use crate::error::responses;
 use crate::error::ApiError;
 use crate::job::{Queue, SubmissionResult};
 use crate::state::AppState;
@@ -82,8 +83,8 @@ pub(crate) struct ListQuery {
     params(ListQuery),
     responses(
         (status = 200, description = "The catalogue (X-Cache: hit, miss or bypass)", body = [ProblemSummary]),
-        (status = 400, description = "Malformed or invalid input", body = crate::error::ErrorBody),
-        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+        responses::Invalid,
+        responses::Unavailable,
     )
 )]
 pub(crate) async fn list(
@@ -126,8 +127,8 @@ pub(crate) async fn list(
     params(("id" = i64, Path, description = "Problem id")),
     responses(
         (status = 200, description = "One problem", body = ProblemDetail),
-        (status = 404, description = "Unknown", body = crate::error::ErrorBody),
-        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+        responses::NotFound,
+        responses::Unavailable,
     )
 )]
 pub(crate) async fn detail(
@@ -164,14 +165,14 @@ pub(crate) struct SubmitBody {
         (status = 202, description = "Queued in Redis", body = SubmitAck),
         (status = 201, description = "Redis unavailable: stored in the Postgres fallback, graded all the same", body = SubmitAck),
         (status = 200, description = "An identical solution was graded recently: its verdict, with the result fields", body = SubmitAck),
-        (status = 400, description = "Malformed or invalid input", body = crate::error::ErrorBody),
-        (status = 401, description = "No or bad credentials", body = crate::error::ErrorBody),
-        (status = 403, description = "Not allowed", body = crate::error::ErrorBody),
-        (status = 404, description = "Unknown", body = crate::error::ErrorBody),
-        (status = 413, description = "Too large", body = crate::error::ErrorBody),
-        (status = 415, description = "Wrong content type", body = crate::error::ErrorBody),
-        (status = 429, description = "Rate limited (see Retry-After)", body = crate::error::ErrorBody),
-        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+        responses::Invalid,
+        responses::Unauthorized,
+        responses::Forbidden,
+        responses::NotFound,
+        responses::TooLarge,
+        responses::WrongContentType,
+        responses::RateLimited,
+        responses::Unavailable,
     )
 )]
 pub(crate) async fn submit(
@@ -243,9 +244,9 @@ pub(crate) struct SubmitAck {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The submission's state or result", body = SubmissionResult),
-        (status = 401, description = "No or bad credentials", body = crate::error::ErrorBody),
-        (status = 404, description = "Unknown", body = crate::error::ErrorBody),
-        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+        responses::Unauthorized,
+        responses::NotFound,
+        responses::Unavailable,
     )
 )]
 pub(crate) async fn result(

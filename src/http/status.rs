@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 
 use crate::backends::{Backend, BackendHealth};
 use crate::cache::Scope;
+use crate::error::responses;
 use crate::error::ApiError;
 use crate::job::Queue;
 use crate::state::AppState;
@@ -200,7 +201,7 @@ pub(crate) async fn status(state: &AppState) -> Result<QueueStatus, ApiError> {
     tag = "operations",
     responses(
         (status = 200, description = "Detailed statistics", body = QueueStatus),
-        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+        responses::Unavailable,
     )
 )]
 pub(crate) async fn queue_status(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {

@@ -8,6 +8,7 @@ use super::extract::AuthUser;
 use super::page;
 use crate::db;
 use crate::db::models::{Submission, User};
+use crate::error::responses;
 use crate::error::ApiError;
 use crate::job::SubmissionResult;
 use crate::state::AppState;
@@ -24,8 +25,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller's account", body = Profile),
-        (status = 401, description = "No or bad credentials", body = crate::error::ErrorBody),
-        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+        responses::Unauthorized,
+        responses::Unavailable,
     )
 )]
 pub(crate) async fn me(
@@ -91,9 +92,9 @@ pub(crate) struct Item {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Newest first", body = SubmissionList),
-        (status = 400, description = "Malformed or invalid input", body = crate::error::ErrorBody),
-        (status = 401, description = "No or bad credentials", body = crate::error::ErrorBody),
-        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+        responses::Invalid,
+        responses::Unauthorized,
+        responses::Unavailable,
     )
 )]
 pub(crate) async fn my_submissions(

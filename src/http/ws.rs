@@ -17,6 +17,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{authenticate, bearer, redeem, Principal};
 use crate::auth::token_hash;
+use crate::error::responses;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::tickets::Grant;
@@ -50,8 +51,8 @@ pub(crate) struct WsTicket {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "A ticket that opens one WebSocket (GET /ws?ticket=) within expires_in seconds, as the caller", body = WsTicket),
-        (status = 401, description = "No or bad credentials", body = crate::error::ErrorBody),
-        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+        responses::Unauthorized,
+        responses::Unavailable,
     )
 )]
 pub(crate) async fn ticket(
@@ -81,9 +82,9 @@ pub(crate) async fn ticket(
     security(("bearer" = [])),
     responses(
         (status = 101, description = "WebSocket of JSON text frames: {type: submission | health | stats, ...}"),
-        (status = 400, description = "Malformed or invalid input", body = crate::error::ErrorBody),
+        responses::Invalid,
         (status = 401, description = "No or bad credentials, or a used, expired or unknown ticket", body = crate::error::ErrorBody),
-        (status = 503, description = "Cannot accept work now (see Retry-After)", body = crate::error::ErrorBody),
+        responses::Unavailable,
     )
 )]
 pub(crate) async fn connect(
