@@ -6,6 +6,7 @@
 use std::io::Cursor;
 
 use futures_util::SinkExt;
+use tokio_postgres::Client;
 
 use super::lexer::{self, ScriptPart};
 use super::sandbox::{quote_ident, Sandbox, SandboxError};
@@ -89,6 +90,22 @@ pub async fn load(
     loaded
 }
 
+fn failed(what: &str, e: tokio_postgres::Error) -> DatasetError {
+    let detail = e
+        .as_db_error()
+        .map_or_else(|| e.to_string(), |d| d.message().to_string());
+    DatasetError::Failed(format!("{what}: {detail}"))
+}
+
+/// What a script can create outside its schema: schemas, and trusted extensions (they install
+/// as the bootstrap superuser, into any schema) or publications (CREATE on the database allows
+/// them).
+const OUTSIDE: &str = "SELECT coalesce(array_agg(o ORDER BY o), '{}') FROM ( \
+    SELECT 'schema ' || nspname AS o FROM pg_namespace WHERE nspname <> $1 \
+    UNION ALL SELECT 'extension ' || e.extname || ' in schema ' || n.nspname \
+      FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE n.nspname <> $1 \
+    UNION ALL SELECT 'publication ' || pubname FROM pg_publication) x";
+
 /// The load itself, on the owner's own connection, in one transaction.
 async fn load_as_owner(
     sandbox: &Sandbox,
@@ -96,22 +113,8 @@ async fn load_as_owner(
     parts: Vec<ScriptPart>,
 ) -> Result<Vec<TableInfo>, DatasetError> {
     let client = sandbox.owner_client(name).await?;
-    let fail = |what: &str, e: tokio_postgres::Error| {
-        let detail = e
-            .as_db_error()
-            .map_or_else(|| e.to_string(), |d| d.message().to_string());
-        DatasetError::Failed(format!("{what}: {detail}"))
-    };
-    // What a script can create outside its schema: schemas, and trusted extensions (they
-    // install as the bootstrap superuser, into any schema) or publications (CREATE on the
-    // database allows them).
-    let outside = "SELECT coalesce(array_agg(o ORDER BY o), '{}') FROM ( \
-        SELECT 'schema ' || nspname AS o FROM pg_namespace WHERE nspname <> $1 \
-        UNION ALL SELECT 'extension ' || e.extname || ' in schema ' || n.nspname \
-          FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace WHERE n.nspname <> $1 \
-        UNION ALL SELECT 'publication ' || pubname FROM pg_publication) x";
     let before: Vec<String> = client
-        .query_one(outside, &[&name])
+        .query_one(OUTSIDE, &[&name])
         .await
         .map_err(SandboxError::from)?
         .get(0);
@@ -122,67 +125,11 @@ async fn load_as_owner(
              CREATE SCHEMA {q}; SET search_path = {q}"
         ))
         .await
-        .map_err(|e| fail("preparing the schema", e))?;
+        .map_err(|e| failed("preparing the schema", e))?;
     for part in parts {
-        match part {
-            ScriptPart::Sql(statement) => {
-                let first = lexer::leading_words(&statement, 1);
-                if first
-                    .first()
-                    .is_some_and(|w| TRANSACTION_CONTROL.contains(&w.as_str()))
-                {
-                    return Err(DatasetError::Invalid(format!(
-                        "transaction control is not allowed in a dataset script: {}",
-                        preview(&statement)
-                    )));
-                }
-                if created_schema(&statement).as_deref() == Some(name) {
-                    continue; // created above, empty
-                }
-                client
-                    .batch_execute(&statement)
-                    .await
-                    .map_err(|e| fail(&preview(&statement), e))?;
-            }
-            ScriptPart::Copy { statement, data } => {
-                let sink = client
-                    .copy_in::<_, Cursor<Vec<u8>>>(statement.as_str())
-                    .await
-                    .map_err(|e| fail(&preview(&statement), e))?;
-                futures_util::pin_mut!(sink);
-                sink.send(Cursor::new(data.into_bytes()))
-                    .await
-                    .map_err(|e| fail(&preview(&statement), e))?;
-                sink.finish()
-                    .await
-                    .map_err(|e| fail(&preview(&statement), e))?;
-            }
-        }
+        run_part(&client, name, part).await?;
     }
-    let exists: bool = client
-        .query_one(
-            "SELECT to_regnamespace($1) IS NOT NULL",
-            &[&quote_ident(name)],
-        )
-        .await
-        .map_err(|e| fail("listing schemas", e))?
-        .get(0);
-    if !exists {
-        return Err(DatasetError::Failed(format!(
-            "the script dropped schema {name}"
-        )));
-    }
-    let after: Vec<String> = client
-        .query_one(outside, &[&name])
-        .await
-        .map_err(|e| fail("listing schemas", e))?
-        .get(0);
-    let others: Vec<&String> = after.iter().filter(|s| !before.contains(s)).collect();
-    if !others.is_empty() {
-        return Err(DatasetError::Failed(format!(
-            "a dataset is one schema named {name}, but the script also creates {others:?}"
-        )));
-    }
+    check_confined(&client, name, &before).await?;
     let finish = format!(
         "{}{}",
         sandbox.neutralize_sql(name),
@@ -191,7 +138,87 @@ async fn load_as_owner(
     client
         .batch_execute(&finish)
         .await
-        .map_err(|e| fail("granting access", e))?;
+        .map_err(|e| failed("granting access", e))?;
+    let tables = count_rows(&client, name).await?;
+    client
+        .batch_execute("COMMIT")
+        .await
+        .map_err(|e| failed("committing", e))?;
+    Ok(tables)
+}
+
+/// Runs one statement of the script, or one `COPY ... FROM stdin` with its data.
+async fn run_part(client: &Client, name: &str, part: ScriptPart) -> Result<(), DatasetError> {
+    match part {
+        ScriptPart::Sql(statement) => {
+            let first = lexer::leading_words(&statement, 1);
+            if first
+                .first()
+                .is_some_and(|w| TRANSACTION_CONTROL.contains(&w.as_str()))
+            {
+                return Err(DatasetError::Invalid(format!(
+                    "transaction control is not allowed in a dataset script: {}",
+                    preview(&statement)
+                )));
+            }
+            if created_schema(&statement).as_deref() == Some(name) {
+                return Ok(()); // created already, empty
+            }
+            client
+                .batch_execute(&statement)
+                .await
+                .map_err(|e| failed(&preview(&statement), e))
+        }
+        ScriptPart::Copy { statement, data } => {
+            let fail = |e| failed(&preview(&statement), e);
+            let sink = client
+                .copy_in::<_, Cursor<Vec<u8>>>(statement.as_str())
+                .await
+                .map_err(fail)?;
+            futures_util::pin_mut!(sink);
+            sink.send(Cursor::new(data.into_bytes()))
+                .await
+                .map_err(fail)?;
+            sink.finish().await.map(|_| ()).map_err(fail)
+        }
+    }
+}
+
+/// The script kept its schema and created nothing outside it.
+async fn check_confined(
+    client: &Client,
+    name: &str,
+    before: &[String],
+) -> Result<(), DatasetError> {
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regnamespace($1) IS NOT NULL",
+            &[&quote_ident(name)],
+        )
+        .await
+        .map_err(|e| failed("listing schemas", e))?
+        .get(0);
+    if !exists {
+        return Err(DatasetError::Failed(format!(
+            "the script dropped schema {name}"
+        )));
+    }
+    let after: Vec<String> = client
+        .query_one(OUTSIDE, &[&name])
+        .await
+        .map_err(|e| failed("listing schemas", e))?
+        .get(0);
+    let others: Vec<&String> = after.iter().filter(|s| !before.contains(s)).collect();
+    if !others.is_empty() {
+        return Err(DatasetError::Failed(format!(
+            "a dataset is one schema named {name}, but the script also creates {others:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// The dataset's tables with their row counts.
+async fn count_rows(client: &Client, name: &str) -> Result<Vec<TableInfo>, DatasetError> {
     let tables = client
         .query(
             "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -199,22 +226,22 @@ async fn load_as_owner(
             &[&name],
         )
         .await
-        .map_err(|e| fail("listing tables", e))?;
+        .map_err(|e| failed("listing tables", e))?;
     let mut infos = Vec::with_capacity(tables.len());
     for row in tables {
         let table: String = row.get(0);
-        let count = format!("SELECT count(*) FROM {q}.{}", quote_ident(&table));
+        let count = format!(
+            "SELECT count(*) FROM {}.{}",
+            quote_ident(name),
+            quote_ident(&table)
+        );
         let rows: i64 = client
             .query_one(&count, &[])
             .await
-            .map_err(|e| fail("counting rows", e))?
+            .map_err(|e| failed("counting rows", e))?
             .get(0);
         infos.push(TableInfo { name: table, rows });
     }
-    client
-        .batch_execute("COMMIT")
-        .await
-        .map_err(|e| fail("committing", e))?;
     Ok(infos)
 }
 

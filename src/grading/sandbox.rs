@@ -773,40 +773,7 @@ impl Slot {
         let deadline = Duration::from_millis(spec.time_limit_ms as u64 + settings.grace_ms);
         let result = tokio::time::timeout(deadline, execute(&conn.client, spec, &settings)).await;
         let exceeded = conn.budget.exceeded();
-        let output_limit = || {
-            Outcome::verdict(
-                Status::OutputLimitExceeded,
-                format!("the output exceeds {} bytes", settings.max_output_bytes),
-            )
-        };
-        // Whether the connection is still in a known state (it answered): only then is it
-        // reset and kept.
-        let (verdict, answered) = match result {
-            Ok(Ok(rows)) => (Ok(Run::Rows(rows)), true),
-            Ok(Err(ExecError::Db(_))) if exceeded => (Ok(Run::Failed(output_limit())), false),
-            Ok(Err(ExecError::Db(e))) => match e.as_db_error() {
-                Some(db) => (classify(db, spec, &settings).map(Run::Failed), true),
-                // Bytes the driver cannot decode come from the statement (e.g. another
-                // client_encoding): a verdict, not an outage.
-                None if unreadable(&e) => (
-                    Ok(Run::Failed(Outcome::verdict(
-                        Status::SqlError,
-                        format!("the result cannot be read as UTF-8 text ({e})"),
-                    ))),
-                    false,
-                ),
-                None => (Err(SandboxError::Interrupted(e.to_string())), false),
-            },
-            Ok(Err(ExecError::Setup(e))) => (Err(SandboxError::Interrupted(e.to_string())), false),
-            Ok(Err(ExecError::Output(reason))) => (
-                Ok(Run::Failed(Outcome::verdict(
-                    Status::OutputLimitExceeded,
-                    reason,
-                ))),
-                false,
-            ),
-            Err(_elapsed) => (Ok(Run::Failed(time_limit(spec.time_limit_ms))), false),
-        };
+        let (verdict, answered) = conclude(result, exceeded, spec, &settings);
         // Leave the connection as new, or not at all. Not DISCARD ALL: its DEALLOCATE ALL
         // drops the driver's cached type-lookup statements, and the next result with a
         // user-defined type would fail with "prepared statement does not exist".
@@ -1003,6 +970,43 @@ async fn read_rows(
         }
     }
     Ok(result)
+}
+
+/// What a run came to, and whether the connection is still in a known state (it answered):
+/// only then is it reset and kept.
+fn conclude(
+    result: Result<Result<ResultSet, ExecError>, tokio::time::error::Elapsed>,
+    output_exceeded: bool,
+    spec: &RunSpec<'_>,
+    settings: &SandboxSettings,
+) -> (Result<Run, SandboxError>, bool) {
+    let failed = |status, message: String| Ok(Run::Failed(Outcome::verdict(status, message)));
+    match result {
+        Ok(Ok(rows)) => (Ok(Run::Rows(rows)), true),
+        Ok(Err(ExecError::Db(_))) if output_exceeded => (
+            failed(
+                Status::OutputLimitExceeded,
+                format!("the output exceeds {} bytes", settings.max_output_bytes),
+            ),
+            false,
+        ),
+        Ok(Err(ExecError::Db(e))) => match e.as_db_error() {
+            Some(db) => (classify(db, spec, settings).map(Run::Failed), true),
+            // Bytes the driver cannot decode come from the statement (e.g. another
+            // client_encoding): a verdict, not an outage.
+            None if unreadable(&e) => (
+                failed(
+                    Status::SqlError,
+                    format!("the result cannot be read as UTF-8 text ({e})"),
+                ),
+                false,
+            ),
+            None => (Err(SandboxError::Interrupted(e.to_string())), false),
+        },
+        Ok(Err(ExecError::Setup(e))) => (Err(SandboxError::Interrupted(e.to_string())), false),
+        Ok(Err(ExecError::Output(reason))) => (failed(Status::OutputLimitExceeded, reason), false),
+        Err(_elapsed) => (Ok(Run::Failed(time_limit(spec.time_limit_ms))), false),
+    }
 }
 
 /// Whether a driver error (not one the server reported) means the bytes the server sent could
