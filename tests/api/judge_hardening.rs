@@ -339,13 +339,14 @@ async fn the_postgres_fallback_queue_is_just_as_fair() {
     assert_eq!(app.fallback_pending(), 0);
 }
 
-/// Half a second of numeric long division per `%`: it checks for interrupts only between
-/// operations, so neither a statement timeout nor pg_terminate_backend stops it sooner.
+/// More than a second of numeric long division per `%`: it checks for interrupts only between
+/// operations, so neither a statement timeout nor pg_terminate_backend stops it sooner (the
+/// deadline of this test's problem, 200 ms + 500 ms of grace, falls inside the first one).
 fn runaway(i: usize) -> String {
     format!(
-        "SELECT greatest(a % b, a % b, a % b) IS NULL FROM (SELECT repeat('9', 131000)::numeric AS a, \
+        "SELECT greatest(a % b, a % b) IS NULL FROM (SELECT repeat('9', 131000)::numeric AS a, \
          repeat('7', {})::numeric AS b) t",
-        20000 + i
+        65000 + i
     )
 }
 
@@ -359,7 +360,7 @@ async fn backends_that_ignore_cancels_never_pile_up() {
         workers: 4,
         tweak: Some(|s| {
             s.executor.per_user_limit = 2;
-            s.sandbox.backend_exit_wait_ms = 200;
+            s.sandbox.backend_exit_wait_ms = 100;
         }),
         ..Default::default()
     })
