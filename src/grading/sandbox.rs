@@ -823,7 +823,11 @@ impl Slot {
                 return true;
             }
             let backends = lock(&self.state.lingering).clone();
-            match self.terminate(&backends).await {
+            // A hanging sandbox must not hang the slot: it is then as good as unreachable.
+            let checked = tokio::time::timeout(Duration::from_secs(5), self.terminate(&backends))
+                .await
+                .unwrap_or_else(|_| Err(SandboxError::Unavailable("no answer in 5 s".into())));
+            match checked {
                 Ok(alive) => lock(&self.state.lingering).retain(|(p, _)| alive.contains(p)),
                 Err(e) => {
                     log::warn!(

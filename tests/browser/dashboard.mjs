@@ -52,11 +52,13 @@ async function stopped(child) {
 function cleanup() {
   for (const c of children) if (c.exitCode === null) c.kill("SIGKILL");
   try {
-    const sql = `DROP DATABASE IF EXISTS sqljudge_b_${id} WITH (FORCE); DROP DATABASE IF EXISTS sqljudge_bs_${id} WITH (FORCE);`;
-    execFileSync("psql", [`${pg}/postgres`, "-qc", sql], { stdio: "ignore" });
-    execFileSync("psql", [`${pg}/postgres`, "-qc",
-      `DO $$ DECLARE r text; BEGIN FOR r IN SELECT rolname FROM pg_roles WHERE rolname LIKE 'sjb\\_${id}\\_%' ` +
-      `ORDER BY rolname LIKE '%\\_read' OR rolname LIKE '%\\_write' LOOP EXECUTE format('DROP ROLE %I', r); END LOOP; END $$`], { stdio: "ignore" });
+    // One statement per -c: DROP DATABASE cannot run inside the transaction that several
+    // statements of one -c share. The roles go once their databases (and grants) are gone.
+    execFileSync("psql", [`${pg}/postgres`, "-q",
+      "-c", `DROP DATABASE IF EXISTS sqljudge_b_${id} WITH (FORCE)`,
+      "-c", `DROP DATABASE IF EXISTS sqljudge_bs_${id} WITH (FORCE)`,
+      "-c", `DO $$ DECLARE r text; BEGIN FOR r IN SELECT rolname FROM pg_roles WHERE rolname LIKE 'sjb\\_${id}\\_%' ` +
+      `LOOP EXECUTE format('DROP ROLE %I', r); END LOOP; END $$`], { stdio: "ignore" });
   } catch {}
   rmSync(dir, { recursive: true, force: true });
 }
