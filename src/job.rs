@@ -6,7 +6,19 @@ use uuid::Uuid;
 use crate::backends::Backend;
 use crate::db::models::Submission;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    diesel::AsExpression,
+    diesel::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Queued,
@@ -46,7 +58,19 @@ impl Status {
 
 /// Where a submission was queued: Redis (202), the Postgres fallback (201) or nowhere, its
 /// verdict reused from the cache (200). Stored with the submission.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    diesel::AsExpression,
+    diesel::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
 #[serde(rename_all = "lowercase")]
 pub enum Queue {
     Redis,
@@ -196,7 +220,7 @@ impl From<&Submission> for SubmissionResult {
             job_id: s.id,
             user_id: s.user_id,
             problem_id: s.problem_id,
-            status: Status::parse(&s.status).unwrap_or(Status::InternalError),
+            status: s.status,
             rows_returned: s.rows_returned,
             expected_rows: s.expected_rows,
             duration_ms: s.duration_ms,
@@ -235,3 +259,30 @@ pub fn progress_event(job: &Job, status: Status) -> String {
         status,
     ))
 }
+
+/// `Status` and `Queue` are stored as their names (text columns).
+macro_rules! text_column {
+    ($ty:ty) => {
+        impl diesel::serialize::ToSql<diesel::sql_types::Text, diesel::pg::Pg> for $ty {
+            fn to_sql<'b>(
+                &'b self,
+                out: &mut diesel::serialize::Output<'b, '_, diesel::pg::Pg>,
+            ) -> diesel::serialize::Result {
+                use std::io::Write;
+                out.write_all(self.as_str().as_bytes())?;
+                Ok(diesel::serialize::IsNull::No)
+            }
+        }
+
+        impl diesel::deserialize::FromSql<diesel::sql_types::Text, diesel::pg::Pg> for $ty {
+            fn from_sql(bytes: diesel::pg::PgValue<'_>) -> diesel::deserialize::Result<Self> {
+                let text = std::str::from_utf8(bytes.as_bytes())?;
+                <$ty>::parse(text)
+                    .ok_or_else(|| format!("unknown {}: {text}", stringify!($ty)).into())
+            }
+        }
+    };
+}
+
+text_column!(Status);
+text_column!(Queue);

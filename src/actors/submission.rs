@@ -82,11 +82,10 @@ impl Accepted {
     fn existing(s: &Submission) -> Accepted {
         Accepted {
             job_id: s.id,
-            status: Status::parse(&s.status).unwrap_or(Status::Queued),
-            // Only ever written from a `Queue`.
-            queue: Queue::parse(&s.queue).unwrap_or(Queue::Postgres),
+            status: s.status,
+            queue: s.queue,
             submitted_at: s.created_at,
-            result: (s.queue == Queue::Cache.as_str()).then(|| SubmissionResult::from(s)),
+            result: (s.queue == Queue::Cache).then(|| SubmissionResult::from(s)),
             created: false,
         }
     }
@@ -231,7 +230,7 @@ impl Router {
             let _ = queue.publish_result(result.job_id, &json).await;
         });
         Ok(Accepted {
-            status: Status::parse(&stored.status).unwrap_or(Status::InternalError),
+            status: stored.status,
             result: Some(SubmissionResult::from(&stored)),
             ..Accepted::new(job, Queue::Cache)
         })

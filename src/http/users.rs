@@ -81,7 +81,7 @@ pub(crate) struct Item {
     #[serde(flatten)]
     result: SubmissionResult,
     sql: String,
-    queue: String,
+    queue: crate::job::Queue,
 }
 
 #[utoipa::path(

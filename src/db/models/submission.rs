@@ -6,7 +6,7 @@ use super::Standing;
 use crate::db::schema::{fallback_submissions, first_solves, submissions};
 use crate::job::{Job, Outcome, Queue, Status};
 
-const PENDING: [&str; 2] = ["queued", "running"];
+const PENDING: [Status; 2] = [Status::Queued, Status::Running];
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = submissions)]
@@ -15,7 +15,7 @@ pub struct Submission {
     pub user_id: i64,
     pub problem_id: i64,
     pub sql_query: String,
-    pub status: String,
+    pub status: Status,
     pub rows_returned: Option<i32>,
     pub expected_rows: Option<i32>,
     pub duration_ms: Option<i32>,
@@ -23,7 +23,7 @@ pub struct Submission {
     pub sqlstate: Option<String>,
     pub diff: Option<serde_json::Value>,
     pub cached: bool,
-    pub queue: String,
+    pub queue: Queue,
     pub request_id: Option<String>,
     pub created_at: DateTime<Utc>,
     pub graded_at: Option<DateTime<Utc>>,
@@ -36,8 +36,8 @@ pub struct NewSubmission<'a> {
     pub user_id: i64,
     pub problem_id: i64,
     pub sql_query: &'a str,
-    pub status: &'a str,
-    pub queue: &'static str,
+    pub status: Status,
+    pub queue: Queue,
     pub request_id: Option<&'a str>,
     pub created_at: DateTime<Utc>,
 }
@@ -49,8 +49,8 @@ impl<'a> NewSubmission<'a> {
             user_id: job.user_id,
             problem_id: job.problem_id,
             sql_query: &job.sql,
-            status: Status::Queued.as_str(),
-            queue: queue.as_str(),
+            status: Status::Queued,
+            queue,
             request_id: job.request_id.as_deref(),
             created_at: job.submitted_at,
         }
@@ -61,7 +61,7 @@ impl<'a> NewSubmission<'a> {
 #[derive(AsChangeset)]
 #[diesel(table_name = submissions, treat_none_as_null = true)]
 struct Verdict<'a> {
-    status: &'a str,
+    status: Status,
     rows_returned: Option<i32>,
     expected_rows: Option<i32>,
     duration_ms: Option<i32>,
@@ -74,7 +74,7 @@ struct Verdict<'a> {
 impl<'a> Verdict<'a> {
     fn of(outcome: &'a Outcome, graded_at: DateTime<Utc>) -> Verdict<'a> {
         Verdict {
-            status: outcome.status.as_str(),
+            status: outcome.status,
             rows_returned: outcome.rows_returned,
             expected_rows: outcome.expected_rows,
             duration_ms: Some(outcome.duration_ms),
@@ -178,7 +178,7 @@ impl Submission {
                     .select(Submission::as_select())
                     .first(conn)?,
             };
-            let first_solve = stored.status == Status::Accepted.as_str()
+            let first_solve = stored.status == Status::Accepted
                 && diesel::insert_into(first_solves::table)
                     .values((
                         first_solves::user_id.eq(stored.user_id),
@@ -206,7 +206,7 @@ impl Submission {
         outcome: &Outcome,
     ) -> QueryResult<bool> {
         conn.transaction(|conn| {
-            let before: String = submissions::table
+            let before: Status = submissions::table
                 .find(job.job_id)
                 .select(submissions::status)
                 .for_update()
@@ -215,7 +215,7 @@ impl Submission {
             diesel::update(submissions::table.find(job.job_id))
                 .set(Verdict::of(outcome, now))
                 .execute(conn)?;
-            if before == outcome.status.as_str() {
+            if before == outcome.status {
                 return Ok(false); // the first-solve record already agrees with this verdict
             }
             let (user, problem) = (job.user_id, job.problem_id);
@@ -228,7 +228,7 @@ impl Submission {
             let earliest = submissions::table
                 .filter(submissions::user_id.eq(user))
                 .filter(submissions::problem_id.eq(problem))
-                .filter(submissions::status.eq(Status::Accepted.as_str()))
+                .filter(submissions::status.eq(Status::Accepted))
                 .order(submissions::graded_at.asc())
                 .select((submissions::id, submissions::graded_at))
                 .first::<(Uuid, Option<DateTime<Utc>>)>(conn)
