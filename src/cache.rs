@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::backends::{Backend, HealthState, Resync};
 use crate::error::ApiError;
-use crate::queue::RedisQueue;
+use crate::redis::RedisQueue;
 
 /// What a cached response depends on; a write to it invalidates the scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

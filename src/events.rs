@@ -18,7 +18,7 @@ use tokio::sync::broadcast;
 
 use crate::backends::{Backend, HealthState};
 use crate::job::{submission_event, SubmissionResult};
-use crate::queue::RedisQueue;
+use crate::redis::RedisQueue;
 
 /// An event for this instance's connections: the user it concerns (None: admins only).
 #[derive(Debug, Clone)]

@@ -15,7 +15,7 @@ use crate::db::models::{FallbackSubmission, Submission};
 use crate::db::{self, DbError, PgPool};
 use crate::events::EventBus;
 use crate::job::{progress_event, Job, Outcome, Queue, Status, SubmissionResult};
-use crate::queue::{RedisQueue, Unpersisted};
+use crate::redis::{RedisQueue, Unpersisted};
 
 /// A job an executor holds, under a lease of the queue it came from.
 pub struct Held {

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use redis::{AsyncCommands, RedisResult};
 
 use crate::db::models::Standing;
-use crate::queue::RedisQueue;
+use crate::redis::RedisQueue;
 
 const SCALE: f64 = 1e10;
 const LATEST: i64 = 9_999_999_999;

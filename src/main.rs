@@ -61,7 +61,7 @@ async fn main() -> Result<(), StartupError> {
             .ok_or("no such user")?;
             // Logged-in sessions carry the role: drop them from Redis so the next request
             // reads it from Postgres.
-            let dropped = match sqljudge::queue::RedisQueue::connect(&settings.redis).await {
+            let dropped = match sqljudge::redis::RedisQueue::connect(&settings.redis).await {
                 Ok(queue) => queue.drop_sessions(&sessions).await,
                 Err(e) => Err(e),
             };

@@ -10,7 +10,7 @@ use redis::Script;
 use crate::backends::{Backend, HealthState};
 use crate::config::RateLimitSettings;
 use crate::error::ApiError;
-use crate::queue::RedisQueue;
+use crate::redis::RedisQueue;
 
 /// Returns 0 when allowed (and records it), else the milliseconds until it would be.
 const GCRA: &str = r"

@@ -21,7 +21,7 @@ use crate::backends::{Backend, HealthState, Resync};
 use crate::db::models::{AuthToken, User, ACCESS};
 use crate::db::{self, PgPool};
 use crate::error::ApiError;
-use crate::queue::RedisQueue;
+use crate::redis::RedisQueue;
 
 /// The account behind a token.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::auth::{new_token, token_hash};
 use crate::backends::{Backend, HealthState};
 use crate::error::ApiError;
-use crate::queue::RedisQueue;
+use crate::redis::RedisQueue;
 
 /// What a ticket stands for. A session is named by its access token's hash and looked up again
 /// on redemption, so logging out also voids the tickets issued to that login.

@@ -14,7 +14,7 @@ use crate::backends::{Backend, HealthState};
 use crate::db::models::{FallbackSubmission, Submission};
 use crate::db::{self, DbError, PgPool};
 use crate::job::Job;
-use crate::queue::RedisQueue;
+use crate::redis::RedisQueue;
 
 const BATCH: i64 = 200;
 /// How long recovery holds a batch it is moving.

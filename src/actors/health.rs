@@ -12,7 +12,7 @@ use super::executor::{ExecutorPool, Restart};
 use crate::backends::{Backend, HealthState};
 use crate::db::{self, PgPool};
 use crate::events::EventBus;
-use crate::queue::RedisQueue;
+use crate::redis::RedisQueue;
 
 /// Sent to subscribers when a backend goes down or comes back.
 #[derive(Message, Debug, Clone, Copy)]

@@ -14,7 +14,7 @@ use crate::cache::{ResponseCache, Scope};
 use crate::db::models::{Problem, Standing};
 use crate::db::{self, PgPool};
 use crate::leaderboard;
-use crate::queue::RedisQueue;
+use crate::redis::RedisQueue;
 
 pub struct LeaderboardActor {
     pub queue: RedisQueue,

@@ -15,7 +15,7 @@ use crate::backends::HealthState;
 use crate::config::ExecutorSettings;
 use crate::db::{self, models::Submission, PgPool};
 use crate::job::{Job, Queue};
-use crate::queue::RedisQueue;
+use crate::redis::RedisQueue;
 
 pub struct RedisQueueActor {
     queue: RedisQueue,

@@ -22,7 +22,7 @@ use crate::grading;
 use crate::job::{progress_event, Job, Outcome, Queue, Status, SubmissionResult};
 use crate::metrics::Metrics;
 use crate::problems::ProblemCache;
-use crate::queue::RedisQueue;
+use crate::redis::RedisQueue;
 
 pub const MAX_REQUEST_ID_CHARS: usize = 128;
 

@@ -1,0 +1,122 @@
+//! Everything sqljudge keeps in Redis, one file per concern: the job queue (`queue`), results
+//! (`results`), the verdict cache (`verdicts`), sessions, the API response cache
+//! (`responses`) and user activity. The keys (all behind `redis.key_prefix`):
+//!
+//! - `problems:queue` (list): jobs waiting, as JSON; LPUSH in, BLMOVE out from the right.
+//! - `problems:queue:low` (list): background work (rejudges), taken only when the queue is empty.
+//! - `problems:inflight` (list): jobs an executor has taken (moved there atomically).
+//! - `problems:parked:{user_id}` (list) and `problems:parked_users` (set): live jobs of users who
+//!   already have `executor.per_user_limit` jobs in flight, set aside by the taker so that other
+//!   users' jobs go first; a user's oldest parked job returns to the head of the line as soon
+//!   as one of theirs leaves the in-flight list.
+//! - `problems:lease:{job_id}` (string, PX): the taker's lease; a job in flight whose lease is
+//!   gone on two consecutive reaper passes is put back in the queue, behind waiting work.
+//! - `problems:processing:{job_id}` (hash: status, user_id, problem_id, attempts).
+//! - `problems:result:{job_id}` (final result JSON, TTL 300 s by default).
+//! - `problems:unpersisted` (hash job_id -> {job, outcome}): results graded while Postgres
+//!   was down, written to Postgres when it is back.
+//! - `cache:verdict:{problem_id}:{version}:{sha256}` (outcome JSON, 10 min): verdict cache.
+//! - `problems:request:{user_id}:{request_id}` (job id, 24 h): idempotency while Postgres is down.
+//! - `session:{token_hash}` (JSON, TTL = the access token's lifetime): logged-in callers.
+//! - `events` (pub/sub channel): submission events for `/ws` (see `events`).
+//! - `users:last_seen` (sorted set user id -> unix ms): user activity.
+//! - `cache:api:gen`, `cache:api:gen:{scope}` (counters) and
+//!   `cache:api:{gen}.{scope_gen}:{scope}:{key}` (JSON, short TTL): the API response cache;
+//!   bumping a generation invalidates every response under it.
+//!
+//! Grading is at least once; `Submission::record_result` makes the record exactly once.
+mod activity;
+mod keys;
+mod queue;
+mod responses;
+mod results;
+mod sessions;
+mod verdicts;
+
+use std::time::Duration;
+
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use ::redis::{AsyncCommands, AsyncConnectionConfig, RedisResult};
+use secrecy::ExposeSecret;
+
+pub use keys::Keys;
+pub use queue::Processing;
+pub use results::Unpersisted;
+
+use crate::config::RedisSettings;
+
+#[derive(Clone)]
+pub struct RedisQueue {
+    pub keys: Keys,
+    client: redis::Client,
+    conn: ConnectionManager,
+    result_ttl_secs: u64,
+    verdict_ttl_secs: u64,
+}
+
+impl RedisQueue {
+    pub async fn connect(settings: &RedisSettings) -> RedisResult<RedisQueue> {
+        let client = redis::Client::open(settings.url.expose_secret())?;
+        let timeout = Duration::from_millis(settings.timeout_ms);
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(timeout))
+            .set_connection_timeout(Some(timeout))
+            .set_number_of_retries(1);
+        let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
+        Ok(RedisQueue {
+            keys: Keys::new(&settings.key_prefix),
+            client,
+            conn,
+            result_ttl_secs: settings.result_ttl_secs,
+            verdict_ttl_secs: settings.verdict_cache_ttl_secs,
+        })
+    }
+
+    pub fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// A connection of its own for blocking commands, which must not hold up the shared one;
+    /// its response timeout leaves room for the block.
+    pub async fn blocking_connection(&self, block: Duration) -> RedisResult<MultiplexedConnection> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(block + Duration::from_secs(2)));
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+    }
+
+    /// A write, so a Redis that answers but cannot take work (LOADING, READONLY, out of
+    /// memory) counts as down.
+    pub async fn probe(&self) -> RedisResult<()> {
+        let now = chrono::Utc::now().timestamp_millis();
+        self.conn()
+            .pset_ex(format!("{}health:probe", self.keys.prefix()), now, 10_000)
+            .await
+    }
+
+    /// Bytes Redis uses (`INFO memory`), and its `maxmemory` (0: unlimited).
+    pub async fn memory(&self) -> RedisResult<(u64, u64)> {
+        let info: String = redis::cmd("INFO")
+            .arg("memory")
+            .query_async(&mut self.conn())
+            .await?;
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        Ok((field("used_memory"), field("maxmemory")))
+    }
+
+    /// A connection of its own for a subscription (pub/sub connections do not reconnect).
+    pub async fn pubsub(&self) -> RedisResult<redis::aio::PubSub> {
+        self.client.get_async_pubsub().await
+    }
+
+    pub async fn publish_event(&self, json: &str) -> RedisResult<()> {
+        self.conn().publish(self.keys.events(), json).await
+    }
+}

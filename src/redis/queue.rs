@@ -1,0 +1,367 @@
+//! The job queue: waiting, parked and in-flight jobs, leases and their state.
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use ::redis::aio::MultiplexedConnection;
+use ::redis::{AsyncCommands, Direction, RedisResult, Script};
+use uuid::Uuid;
+
+use super::RedisQueue;
+use super::Unpersisted;
+use crate::job::{progress_event, submission_event, Job, Status, SubmissionResult};
+
+/// The state of a job Redis knows as not finished.
+#[derive(Debug, Clone)]
+pub struct Processing {
+    pub status: Status,
+    pub user_id: i64,
+    pub problem_id: i64,
+    pub submitted_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Lua shared by the fair-queue scripts: a job's user, and how many live jobs each user has in
+/// flight. A job's JSON names `user_id` before the solution's text, and any quote inside that
+/// text is escaped, so the first match is the real field.
+const FAIR_PRELUDE: &str = r#"
+local function user_of(job)
+  if string.find(job, '"rejudge":true', 1, true) then return nil end
+  return string.match(job, '"user_id":(%-?%d+)')
+end
+local function running(inflight)
+  local counts = {}
+  for _, job in ipairs(redis.call('LRANGE', inflight, 0, -1)) do
+    local u = user_of(job)
+    if u then counts[u] = (counts[u] or 0) + 1 end
+  end
+  return counts
+end
+"#;
+
+/// Takes the next job into the in-flight list: first gives users below their limit their
+/// oldest parked jobs back (at the head of the line), then takes live jobs oldest first,
+/// parking those of users at their limit, then background work. Returns `{'job', item}`,
+/// `{'more'}` (only parked so far; call again) or `{}`.
+/// KEYS: queue, background queue, in-flight, parked users; ARGV: limit, pops, parked prefix.
+const FAIR_TAKE: &str = r#"
+local limit = tonumber(ARGV[1])
+local counts = running(KEYS[3])
+for _, u in ipairs(redis.call('SMEMBERS', KEYS[4])) do
+  local key = ARGV[3] .. u
+  local free = limit - (counts[u] or 0)
+  if free > 0 then
+    local back = redis.call('LRANGE', key, -free, -1)
+    for _, job in ipairs(back) do redis.call('RPUSH', KEYS[1], job) end
+    redis.call('LTRIM', key, 0, -(#back + 1))
+  end
+  if redis.call('LLEN', key) == 0 then redis.call('SREM', KEYS[4], u) end
+end
+for _ = 1, tonumber(ARGV[2]) do
+  local job = redis.call('RPOP', KEYS[1])
+  if not job then break end
+  local u = user_of(job)
+  if not u or (counts[u] or 0) < limit then
+    redis.call('LPUSH', KEYS[3], job)
+    return {'job', job}
+  end
+  redis.call('LPUSH', ARGV[3] .. u, job)
+  redis.call('SADD', KEYS[4], u)
+end
+if redis.call('LLEN', KEYS[1]) > 0 then return {'more'} end
+local job = redis.call('LMOVE', KEYS[2], KEYS[3], 'RIGHT', 'LEFT')
+if job then return {'job', job} end
+return {}
+"#;
+
+/// Admits a job that a blocking move just put in flight, or parks it when its user is over
+/// the limit (then returns 0). KEYS: in-flight, parked users; ARGV: limit, parked prefix, job.
+const FAIR_ADMIT: &str = r#"
+local u = user_of(ARGV[3])
+if not u or (running(KEYS[1])[u] or 0) <= tonumber(ARGV[1]) then return 1 end
+redis.call('LREM', KEYS[1], 1, ARGV[3])
+redis.call('LPUSH', ARGV[2] .. u, ARGV[3])
+redis.call('SADD', KEYS[2], u)
+return 0
+"#;
+
+/// Live jobs waiting (queued and parked), background jobs waiting, jobs in flight.
+/// KEYS: queue, background queue, in-flight, parked users; ARGV: parked prefix.
+const DEPTHS: &str = r#"
+local live = redis.call('LLEN', KEYS[1])
+for _, u in ipairs(redis.call('SMEMBERS', KEYS[4])) do
+  live = live + redis.call('LLEN', ARGV[1] .. u)
+end
+return {live, redis.call('LLEN', KEYS[2]), redis.call('LLEN', KEYS[3])}
+"#;
+
+static FAIR_TAKE_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{FAIR_PRELUDE}{FAIR_TAKE}")));
+static FAIR_ADMIT_SCRIPT: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&format!("{FAIR_PRELUDE}{FAIR_ADMIT}")));
+
+/// Puts an in-flight job back in the queue, behind waiting work, unless its lease is still held.
+const REQUEUE_IF_NO_LEASE: &str = r"
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
+  redis.call('LPUSH', KEYS[2], ARGV[1])
+  return 1
+end
+return 0";
+
+impl RedisQueue {
+    /// Queues jobs and records them as queued, atomically.
+    pub async fn enqueue_all(&self, jobs: &[Job]) -> RedisResult<()> {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for job in jobs {
+            pipe.hset_multiple(
+                self.keys.processing(job.job_id),
+                &[
+                    ("status", Status::Queued.as_str().to_string()),
+                    ("user_id", job.user_id.to_string()),
+                    ("problem_id", job.problem_id.to_string()),
+                    ("submitted_at", job.submitted_at.to_rfc3339()),
+                ],
+            )
+            .ignore()
+            .lpush(
+                self.keys.queue_for(job),
+                serde_json::to_string(job).expect("job serialises"),
+            )
+            .ignore()
+            .publish(self.keys.events(), progress_event(job, Status::Queued))
+            .ignore();
+            if let Some(request_id) = &job.request_id {
+                pipe.set_ex(
+                    self.keys.request(job.user_id, request_id),
+                    job.job_id.to_string(),
+                    86_400,
+                )
+                .ignore();
+            }
+        }
+        pipe.query_async(&mut self.conn()).await
+    }
+
+    pub async fn enqueue(&self, job: &Job) -> RedisResult<()> {
+        self.enqueue_all(std::slice::from_ref(job)).await
+    }
+
+    /// The job a user's `request_id` already created (within 24 h), if Redis knows it.
+    pub async fn request(&self, user_id: i64, request_id: &str) -> RedisResult<Option<Uuid>> {
+        let id: Option<String> = self
+            .conn()
+            .get(self.keys.request(user_id, request_id))
+            .await?;
+        Ok(id.and_then(|s| s.parse().ok()))
+    }
+
+    /// Waits up to `block` for a job and moves it to the in-flight list. A user never has more
+    /// than `per_user` live jobs in flight while other users' jobs wait.
+    pub async fn take(
+        &self,
+        conn: &mut MultiplexedConnection,
+        block: Duration,
+        per_user: u32,
+    ) -> RedisResult<Option<String>> {
+        let parked = self.keys.parked("");
+        loop {
+            let taken: Vec<String> = FAIR_TAKE_SCRIPT
+                .key(self.keys.queue())
+                .key(self.keys.queue_low())
+                .key(self.keys.inflight())
+                .key(self.keys.parked_users())
+                .arg(per_user)
+                .arg(64)
+                .arg(&parked)
+                .invoke_async(conn)
+                .await?;
+            match taken.first().map(String::as_str) {
+                Some("job") => return Ok(taken.into_iter().nth(1)),
+                Some(_) => continue,
+                None => {}
+            }
+            // Nothing to take: block on live submissions only, so they are never behind
+            // background work; background jobs are picked up within `block`.
+            let next: Option<String> = conn
+                .blmove(
+                    self.keys.queue(),
+                    self.keys.inflight(),
+                    Direction::Right,
+                    Direction::Left,
+                    block.as_secs_f64(),
+                )
+                .await?;
+            let Some(job) = next else { return Ok(None) };
+            let admitted: bool = FAIR_ADMIT_SCRIPT
+                .key(self.keys.inflight())
+                .key(self.keys.parked_users())
+                .arg(per_user)
+                .arg(&parked)
+                .arg(&job)
+                .invoke_async(conn)
+                .await?;
+            if admitted {
+                return Ok(Some(job));
+            }
+        }
+    }
+
+    /// Marks a taken job as running under a lease; returns how many times it was taken.
+    pub async fn start(&self, job: &Job, lease: Duration) -> RedisResult<u32> {
+        let job_id = job.job_id;
+        let (attempts,): (u32,) = redis::pipe()
+            .atomic()
+            .pset_ex(self.keys.lease(job_id), 1, lease.as_millis() as u64)
+            .ignore()
+            .hset(
+                self.keys.processing(job_id),
+                "status",
+                Status::Running.as_str(),
+            )
+            .ignore()
+            .hincr(self.keys.processing(job_id), "attempts", 1)
+            .publish(self.keys.events(), progress_event(job, Status::Running))
+            .ignore()
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(attempts)
+    }
+
+    /// Keeps the lease of a job being graded alive.
+    pub async fn renew(&self, job_id: Uuid, lease: Duration) -> RedisResult<()> {
+        self.conn()
+            .pset_ex(self.keys.lease(job_id), 1, lease.as_millis() as u64)
+            .await
+    }
+
+    /// Publishes the final result and forgets the job's queue state, atomically. `unrecorded`
+    /// keeps the outcome too, when Postgres could not take it yet.
+    pub async fn complete(
+        &self,
+        item: &str,
+        result: &SubmissionResult,
+        unrecorded: Option<&Unpersisted>,
+    ) -> RedisResult<()> {
+        let job_id = result.job_id;
+        let result_json = serde_json::to_string(result).expect("result serialises");
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        if let Some(record) = unrecorded {
+            let json = serde_json::to_string(record).expect("serialises");
+            pipe.hset(self.keys.unpersisted(), job_id.to_string(), json)
+                .ignore();
+        }
+        pipe.set_ex(self.keys.result(job_id), result_json, self.result_ttl_secs)
+            .ignore()
+            .publish(self.keys.events(), submission_event(result))
+            .ignore()
+            .del(&[self.keys.processing(job_id), self.keys.lease(job_id)])
+            .ignore()
+            .lrem(self.keys.inflight(), 1, item)
+            .ignore()
+            .query_async(&mut self.conn())
+            .await
+    }
+
+    /// Hands a taken job back. `counted`: the try was an attempt (the solution reached the
+    /// sandbox), and the job waits behind the jobs waiting now; otherwise (the sandbox was
+    /// unreachable) it keeps its place, next in line.
+    pub async fn release(&self, item: &str, job: &Job, counted: bool) -> RedisResult<()> {
+        let job_id = job.job_id;
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .del(self.keys.lease(job_id))
+            .ignore()
+            .hset(
+                self.keys.processing(job_id),
+                "status",
+                Status::Queued.as_str(),
+            )
+            .ignore()
+            .lrem(self.keys.inflight(), 1, item)
+            .ignore();
+        if counted {
+            pipe.lpush(self.keys.queue_for(job), item).ignore();
+        } else {
+            pipe.rpush(self.keys.queue_for(job), item)
+                .ignore()
+                .hincr(self.keys.processing(job_id), "attempts", -1)
+                .ignore();
+        }
+        pipe.query_async(&mut self.conn()).await
+    }
+
+    /// Drops an item that is not a job at all (never produced by us).
+    pub async fn discard(&self, item: &str) -> RedisResult<()> {
+        self.conn().lrem(self.keys.inflight(), 1, item).await
+    }
+
+    /// Jobs in flight whose lease is missing.
+    pub async fn unleased(&self) -> RedisResult<Vec<(String, Job)>> {
+        let items: Vec<String> = self.conn().lrange(self.keys.inflight(), 0, -1).await?;
+        let mut orphans = Vec::new();
+        for item in items {
+            let Ok(job) = serde_json::from_str::<Job>(&item) else {
+                continue;
+            };
+            let leased: bool = self.conn().exists(self.keys.lease(job.job_id)).await?;
+            if !leased {
+                orphans.push((item, job));
+            }
+        }
+        Ok(orphans)
+    }
+
+    /// Requeues an in-flight job whose lease is (still) missing; true if it was.
+    pub async fn requeue_unleased(&self, item: &str, job: &Job) -> RedisResult<bool> {
+        Script::new(REQUEUE_IF_NO_LEASE)
+            .key(self.keys.inflight())
+            .key(self.keys.queue_for(job))
+            .key(self.keys.lease(job.job_id))
+            .arg(item)
+            .invoke_async(&mut self.conn())
+            .await
+    }
+
+    /// (waiting live, parked included; waiting in the background; in flight)
+    pub async fn depths(&self) -> RedisResult<(u64, u64, u64)> {
+        Script::new(DEPTHS)
+            .key(self.keys.queue())
+            .key(self.keys.queue_low())
+            .key(self.keys.inflight())
+            .key(self.keys.parked_users())
+            .arg(self.keys.parked(""))
+            .invoke_async(&mut self.conn())
+            .await
+    }
+
+    pub async fn processing(&self, job_id: Uuid) -> RedisResult<Option<Processing>> {
+        let fields: std::collections::HashMap<String, String> =
+            self.conn().hgetall(self.keys.processing(job_id)).await?;
+        let field = |name: &str| fields.get(name).and_then(|v| v.parse().ok());
+        let submitted_at = fields
+            .get("submitted_at")
+            .and_then(|v| chrono::DateTime::parse_from_rfc3339(v).ok());
+        let status = fields.get("status").and_then(|s| Status::parse(s));
+        Ok(
+            match (status, field("user_id"), field("problem_id"), submitted_at) {
+                (Some(status), Some(user_id), Some(problem_id), Some(at)) => Some(Processing {
+                    status,
+                    user_id,
+                    problem_id,
+                    submitted_at: at.with_timezone(&chrono::Utc),
+                }),
+                _ => None,
+            },
+        )
+    }
+
+    /// Whether Redis still knows this job (queued, running, or finished recently).
+    pub async fn knows(&self, job_id: Uuid) -> RedisResult<bool> {
+        let n: u32 = self
+            .conn()
+            .exists(&[self.keys.processing(job_id), self.keys.result(job_id)])
+            .await?;
+        Ok(n > 0)
+    }
+}
