@@ -16,7 +16,6 @@ use super::redis_queue::{Enqueue, RedisQueueActor};
 use crate::backends::{Backend, HealthState};
 use crate::db::models::{NewSubmission, Submission};
 use crate::db::{self, DbError, PgPool};
-use crate::error::ApiError;
 use crate::events::EventBus;
 use crate::grading;
 use crate::job::{progress_event, Job, Outcome, Queue, Status, SubmissionResult};
@@ -46,7 +45,7 @@ impl Actor for SubmissionActor {
 impl Supervised for SubmissionActor {}
 
 #[derive(Message)]
-#[rtype(result = "Result<Accepted, ApiError>")]
+#[rtype(result = "Result<Accepted, SubmitError>")]
 pub struct Submit {
     pub user_id: i64,
     pub problem_id: i64,
@@ -91,25 +90,52 @@ impl Accepted {
     }
 }
 
+/// Why a submission was not accepted. The HTTP layer gives each its status; routing falls back
+/// on `Unavailable` alone.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("problem not found")]
+    UnknownProblem,
+    #[error("cannot accept submissions now: {0}")]
+    Unavailable(String),
+    /// A failure nobody expects; it keeps its cause.
+    #[error("recording the submission failed")]
+    Internal(#[source] DbError),
+}
+
+impl From<DbError> for SubmitError {
+    fn from(e: DbError) -> Self {
+        if e.is_unavailable() {
+            SubmitError::Unavailable(e.to_string())
+        } else {
+            SubmitError::Internal(e)
+        }
+    }
+}
+
 impl Submit {
-    fn validate(&self, max_sql_bytes: usize) -> Result<(), ApiError> {
+    fn validate(&self, max_sql_bytes: usize) -> Result<(), SubmitError> {
         if self.sql.len() > max_sql_bytes {
-            return Err(ApiError::PayloadTooLarge(format!(
+            return Err(SubmitError::TooLarge(format!(
                 "sql is {} bytes; the limit is {max_sql_bytes}",
                 self.sql.len()
             )));
         }
         if self.sql.trim().is_empty() {
-            return Err(ApiError::Invalid("sql must not be empty".into()));
+            return Err(SubmitError::Invalid("sql must not be empty".into()));
         }
         if self.sql.contains('\0') {
-            return Err(ApiError::Invalid(
+            return Err(SubmitError::Invalid(
                 "sql must not contain NUL characters".into(),
             ));
         }
         if let Some(id) = &self.request_id {
             if id.is_empty() || id.chars().count() > MAX_REQUEST_ID_CHARS {
-                return Err(ApiError::Invalid(format!(
+                return Err(SubmitError::Invalid(format!(
                     "request_id must be 1 to {MAX_REQUEST_ID_CHARS} characters"
                 )));
             }
@@ -118,11 +144,8 @@ impl Submit {
     }
 }
 
-fn unavailable(what: &str) -> ApiError {
-    ApiError::Unavailable {
-        message: format!("cannot accept submissions now: {what}"),
-        retry_after_secs: 2,
-    }
+fn unavailable(what: &str) -> SubmitError {
+    SubmitError::Unavailable(what.to_string())
 }
 
 /// What the routing needs, cloned out of the actor for the async work.
@@ -152,10 +175,10 @@ impl Router {
         }
     }
 
-    async fn route(self, job: Job) -> Result<Accepted, ApiError> {
+    async fn route(self, job: Job) -> Result<Accepted, SubmitError> {
         if self.health.postgres_up() {
             match self.via_postgres(&job).await {
-                Err(ApiError::Unavailable { message, .. }) => {
+                Err(SubmitError::Unavailable(message)) => {
                     self.health.report_failure(Backend::Postgres, message);
                 }
                 other => return other,
@@ -165,10 +188,10 @@ impl Router {
     }
 
     /// Postgres records the submission first; Redis queues it, or Postgres does.
-    async fn via_postgres(&self, job: &Job) -> Result<Accepted, ApiError> {
+    async fn via_postgres(&self, job: &Job) -> Result<Accepted, SubmitError> {
         let problem = self.problems.load(&self.pool, job.problem_id, true).await?;
         let Some(problem) = problem else {
-            return Err(ApiError::NotFound("problem"));
+            return Err(SubmitError::UnknownProblem);
         };
         if !self.health.redis_up() {
             return self.store_fallback(job).await;
@@ -197,7 +220,7 @@ impl Router {
     }
 
     /// The same solution was graded recently: record the submission with that verdict now.
-    async fn record_cached(&self, job: &Job, outcome: Outcome) -> Result<Accepted, ApiError> {
+    async fn record_cached(&self, job: &Job, outcome: Outcome) -> Result<Accepted, SubmitError> {
         let record = job.clone();
         let (stored, created, first_solve) = db::run(&self.pool, move |c| {
             c.transaction(|c| {
@@ -236,7 +259,7 @@ impl Router {
         })
     }
 
-    async fn store_fallback(&self, job: &Job) -> Result<Accepted, ApiError> {
+    async fn store_fallback(&self, job: &Job) -> Result<Accepted, SubmitError> {
         let stored: Result<(Submission, bool), DbError> = self
             .fallback
             .send(StoreFallback(job.clone()))
@@ -252,7 +275,7 @@ impl Router {
 
     /// Postgres is unreachable: the job in Redis is self-contained; its record is written
     /// when it has been graded and Postgres answers again.
-    async fn redis_only(&self, job: Job) -> Result<Accepted, ApiError> {
+    async fn redis_only(&self, job: Job) -> Result<Accepted, SubmitError> {
         if !self.health.redis_up() {
             return Err(unavailable("Redis and Postgres are both unreachable"));
         }
@@ -279,7 +302,7 @@ impl Router {
 }
 
 impl Handler<Submit> for SubmissionActor {
-    type Result = ResponseFuture<Result<Accepted, ApiError>>;
+    type Result = ResponseFuture<Result<Accepted, SubmitError>>;
 
     fn handle(&mut self, msg: Submit, _: &mut Context<Self>) -> Self::Result {
         let router = Router {

@@ -5,7 +5,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::extract::{AuthUser, Principal};
-use crate::actors::submission::Submit;
+use crate::actors::submission::{Submit, SubmitError};
 use crate::backends::Backend;
 use crate::cache::Scope;
 use crate::catalog::check_topic;
@@ -153,6 +153,21 @@ pub(crate) struct SubmitBody {
     sql: String,
     request_id: Option<String>,
     user_id: Option<i64>,
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        match e {
+            SubmitError::TooLarge(message) => ApiError::PayloadTooLarge(message),
+            SubmitError::Invalid(message) => ApiError::Invalid(message),
+            SubmitError::UnknownProblem => ApiError::NotFound("problem"),
+            SubmitError::Unavailable(_) => ApiError::Unavailable {
+                message: e.to_string(),
+                retry_after_secs: 2,
+            },
+            SubmitError::Internal(ref cause) => ApiError::internal(format!("{e}: {cause}")),
+        }
+    }
 }
 
 #[utoipa::path(
