@@ -78,6 +78,7 @@ impl Handler<Restart> for ExecutorActor {
 pub struct ExecutorPool {
     pub executors: Vec<Addr<ExecutorActor>>,
     pub status: Vec<Arc<ExecutorStatus>>,
+    deps: Arc<ExecutorDeps>,
 }
 
 impl ExecutorPool {
@@ -98,7 +99,27 @@ impl ExecutorPool {
                 })
             })
             .collect();
-        ExecutorPool { executors, status }
+        ExecutorPool {
+            executors,
+            status,
+            deps,
+        }
+    }
+
+    /// Takes one job, if one is waiting (within `dequeue_block_secs`), and grades it to the
+    /// end on `slot`, as an executor would: a one-step run for tests and tools with no
+    /// executors of their own (`executor.workers = 0`). False when nothing was waiting.
+    pub async fn try_execute_task(&self, slot: &mut Slot) -> bool {
+        let Some(held) = self.deps.jobs.take(&mut Taker::default()).await else {
+            return false;
+        };
+        handle(&self.deps, slot, held).await;
+        true
+    }
+
+    /// A sandbox slot of its own for `try_execute_task`.
+    pub fn standalone_slot(&self) -> Slot {
+        self.deps.sandbox.slot(self.status.len(), Arc::default())
     }
 
     pub fn busy(&self) -> usize {

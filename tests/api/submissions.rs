@@ -269,6 +269,52 @@ async fn request_id_makes_submitting_idempotent() {
 }
 
 #[actix_web::test]
+async fn with_no_executors_one_step_grades_what_is_queued() {
+    let app = TestApp::spawn_with(Options {
+        workers: 0,
+        ..Default::default()
+    })
+    .await;
+    let token = app.user("stepper").await;
+    let uk = app.problem_id("uk-customers").await;
+    let mut jobs = Vec::new();
+    for (sql, _) in [
+        (
+            "SELECT name FROM customers WHERE country = 'UK'",
+            "accepted",
+        ),
+        ("SELECT name FROM customers", "wrong_answer"),
+        ("SELECT nope FROM customers", "sql_error"),
+    ] {
+        let res = app.submit(&token, uk, sql).await;
+        assert_eq!(res.status(), 202);
+        let job: Value = res.json().await.unwrap();
+        jobs.push(job["job_id"].as_str().unwrap().to_string());
+    }
+    // Nothing grades them until the test says so.
+    for job in &jobs {
+        let result: Value = app
+            .get(&format!("/problems/result/{job}"), Some(&token))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(result["status"], "queued", "{result}");
+    }
+    assert_eq!(app.run_pending_jobs().await, 3);
+    for (job, expected) in jobs.iter().zip(["accepted", "wrong_answer", "sql_error"]) {
+        let result: Value = app
+            .get(&format!("/problems/result/{job}"), Some(&token))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(result["status"], expected, "{result}");
+    }
+    assert_eq!(app.run_pending_jobs().await, 0);
+}
+
+#[actix_web::test]
 async fn results_come_from_redis_then_postgres() {
     let app = TestApp::spawn().await;
     let token = app.user("reader").await;
