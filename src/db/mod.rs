@@ -93,11 +93,13 @@ pub fn ensure_database(url: &str) -> Result<(), Box<dyn std::error::Error + Send
     let (server, name) = url
         .rsplit_once('/')
         .ok_or("the database URL names no database")?;
-    let name = name.split('?').next().unwrap_or(name);
+    // The connection options (`?sslmode=...`) hold for the server's `postgres` database too.
+    let (name, options) = name.split_once('?').map_or((name, ""), |(n, o)| (n, o));
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(format!("refusing to create database with name {name:?}").into());
     }
-    let mut admin = PgConnection::establish(&format!("{server}/postgres"))?;
+    let query = if options.is_empty() { "" } else { "?" };
+    let mut admin = PgConnection::establish(&format!("{server}/postgres{query}{options}"))?;
     match diesel::sql_query(format!("CREATE DATABASE \"{name}\"")).execute(&mut admin) {
         Ok(_) => Ok(()),
         // Another instance created it between our check and now.

@@ -55,6 +55,10 @@ impl Drop for Process {
     }
 }
 
+/// Tests connect without TLS: libpq's OpenSSL, torn down at exit while another thread of the
+/// test process is still inside it, crashes the process after the tests passed.
+const NO_TLS: &str = "?sslmode=disable";
+
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
@@ -134,14 +138,14 @@ impl TestApp {
         settings.server.http_workers = 2;
         settings.database.url = match options.platform_port {
             Some(port) => format!(
-                "{}:{port}/sqljudge_t_{id}",
+                "{}:{port}/sqljudge_t_{id}{NO_TLS}",
                 server.rsplit_once(':').expect("server port").0
             ),
-            None => format!("{server}/sqljudge_t_{id}"),
+            None => format!("{server}/sqljudge_t_{id}{NO_TLS}"),
         }
         .into();
         settings.database.pool_size = 6;
-        settings.sandbox.url = format!("{server}/sqljudge_ts_{id}").into();
+        settings.sandbox.url = format!("{server}/sqljudge_ts_{id}{NO_TLS}").into();
         settings.sandbox.role_prefix = format!("sjt_{id}");
         settings.redis.key_prefix = format!("test:{id}:");
         settings.auth.admin_token = format!("admin-{id}").into();
@@ -380,7 +384,7 @@ impl TestApp {
 
     /// A synchronous connection to this test's platform database.
     pub fn platform_db(&self) -> PgConnection {
-        PgConnection::establish(&format!("{}/sqljudge_t_{}", self.server, self.id)).unwrap()
+        PgConnection::establish(&format!("{}/sqljudge_t_{}{NO_TLS}", self.server, self.id)).unwrap()
     }
 
     /// An admin connection to this test's sandbox database.
@@ -552,7 +556,7 @@ impl Drop for TestApp {
             (self.id.clone(), self.server.clone(), self.redis_url.clone());
         // Own thread: this may run inside the test's runtime.
         let _ = std::thread::spawn(move || {
-            if let Ok(mut conn) = PgConnection::establish(&format!("{server}/postgres")) {
+            if let Ok(mut conn) = PgConnection::establish(&format!("{server}/postgres{NO_TLS}")) {
                 for db in [format!("sqljudge_t_{id}"), format!("sqljudge_ts_{id}")] {
                     let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)")).execute(&mut conn);
                 }
