@@ -286,15 +286,20 @@ impl TestApp {
         .await
     }
 
+    /// A submission's result as its submitter reads it.
+    pub async fn result(&self, token: &str, job_id: &str) -> Value {
+        let res = self
+            .get(&format!("/problems/result/{job_id}"), Some(token))
+            .await;
+        assert_eq!(res.status(), 200);
+        res.json().await.unwrap()
+    }
+
     /// Polls the result until it is final (or fails the test after `within`).
     pub async fn wait_final(&self, token: &str, job_id: &str, within: Duration) -> Value {
         let started = Instant::now();
         loop {
-            let res = self
-                .get(&format!("/problems/result/{job_id}"), Some(token))
-                .await;
-            assert_eq!(res.status(), 200);
-            let body: Value = res.json().await.unwrap();
+            let body = self.result(token, job_id).await;
             let status = body["status"].as_str().unwrap();
             if status != "queued" && status != "running" {
                 return body;

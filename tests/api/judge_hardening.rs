@@ -31,14 +31,6 @@ async fn queued(app: &TestApp, token: &str, problem_id: i64, sql: &str) -> Strin
         .to_string()
 }
 
-async fn status_of(app: &TestApp, token: &str, job: &str) -> Value {
-    app.get(&format!("/problems/result/{job}"), Some(token))
-        .await
-        .json()
-        .await
-        .unwrap()
-}
-
 /// Terminates sandbox backends running a statement that contains `marker`; how many.
 fn terminate_running(app: &TestApp, marker: &str) -> i64 {
     count(
@@ -74,7 +66,7 @@ async fn interrupted_gradings_are_counted_retried_behind_waiting_work_then_end_w
     let mut others = Vec::new();
     let started = Instant::now();
     loop {
-        let result = status_of(&app, &victim, &job).await;
+        let result = app.result(&victim, &job).await;
         let status = result["status"].as_str().unwrap().to_string();
         if status != "queued" && status != "running" {
             // Every try reached the sandbox and was broken by an operator: counted, then a

@@ -277,15 +277,16 @@ async fn with_no_executors_one_step_grades_what_is_queued() {
     .await;
     let token = app.user("stepper").await;
     let uk = app.problem_id("uk-customers").await;
-    let mut jobs = Vec::new();
-    for (sql, _) in [
+    let solutions = [
         (
             "SELECT name FROM customers WHERE country = 'UK'",
             "accepted",
         ),
         ("SELECT name FROM customers", "wrong_answer"),
         ("SELECT nope FROM customers", "sql_error"),
-    ] {
+    ];
+    let mut jobs = Vec::new();
+    for (sql, _) in solutions {
         let res = app.submit(&token, uk, sql).await;
         assert_eq!(res.status(), 202);
         let job: Value = res.json().await.unwrap();
@@ -293,23 +294,12 @@ async fn with_no_executors_one_step_grades_what_is_queued() {
     }
     // Nothing grades them until the test says so.
     for job in &jobs {
-        let result: Value = app
-            .get(&format!("/problems/result/{job}"), Some(&token))
-            .await
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(result["status"], "queued", "{result}");
+        assert_eq!(app.result(&token, job).await["status"], "queued");
     }
     assert_eq!(app.run_pending_jobs().await, 3);
-    for (job, expected) in jobs.iter().zip(["accepted", "wrong_answer", "sql_error"]) {
-        let result: Value = app
-            .get(&format!("/problems/result/{job}"), Some(&token))
-            .await
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(result["status"], expected, "{result}");
+    for (job, (sql, expected)) in jobs.iter().zip(solutions) {
+        let result = app.result(&token, job).await;
+        assert_eq!(result["status"], expected, "{sql}: {result}");
     }
     assert_eq!(app.run_pending_jobs().await, 0);
 }
