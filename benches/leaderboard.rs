@@ -92,9 +92,7 @@ async fn main() {
         .await
         .unwrap();
     let read = started.elapsed();
-    sqljudge::leaderboard::replace_all(&app.state.queue, &standings)
-        .await
-        .unwrap();
+    app.state.queue.replace_boards(&standings).await.unwrap();
     println!(
         "rebuild from Postgres: {} standings read in {:.2} s, boards written in {:.2} s; Redis memory +{} MiB",
         standings.len(),

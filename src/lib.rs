@@ -13,7 +13,6 @@ pub mod grading;
 pub mod http;
 pub mod job;
 pub mod jobs;
-pub mod leaderboard;
 pub mod metrics;
 pub mod problems;
 pub mod ratelimit;

@@ -5,26 +5,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use redis::Script;
-
 use crate::backends::{Backend, HealthState};
 use crate::config::RateLimitSettings;
 use crate::error::ApiError;
 use crate::redis::RedisQueue;
-
-/// Returns 0 when allowed (and records it), else the milliseconds until it would be.
-const GCRA: &str = r"
-local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
-local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local allow_at = tat - tolerance
-if now < allow_at then return allow_at - now end
-local new_tat = tat + interval
-redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now + 1000)
-return 0";
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limit {
@@ -81,12 +65,9 @@ impl RateLimiter {
         }
         let key = format!("ratelimit:{}:{subject}", limit.name);
         let wait_ms = if self.health.redis_up() {
-            let redis_key = format!("{}{key}", self.queue.keys.prefix());
-            let verdict: redis::RedisResult<u64> = Script::new(GCRA)
-                .key(redis_key)
-                .arg(limit.interval_ms)
-                .arg(limit.tolerance_ms)
-                .invoke_async(&mut self.queue.conn())
+            let verdict = self
+                .queue
+                .gcra(&key, limit.interval_ms, limit.tolerance_ms)
                 .await;
             match verdict {
                 Ok(wait) => wait,

@@ -10,7 +10,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{new_token, token_hash};
@@ -59,12 +58,11 @@ impl Tickets {
         let hash = token_hash(&ticket);
         if self.health.redis_up() {
             let json = serde_json::to_string(&grant).map_err(ApiError::internal)?;
-            let stored: redis::RedisResult<()> = self
+            match self
                 .queue
-                .conn()
-                .set_ex(self.queue.keys.ws_ticket(&hash), json, self.ttl.as_secs())
-                .await;
-            match stored {
+                .store_ticket(&hash, &json, self.ttl.as_secs())
+                .await
+            {
                 Ok(()) => return Ok(ticket),
                 Err(e) => self.health.report_failure(Backend::Redis, e),
             }
@@ -98,11 +96,7 @@ impl Tickets {
         if !self.health.redis_up() {
             return None;
         }
-        let taken: redis::RedisResult<Option<String>> = redis::cmd("GETDEL")
-            .arg(self.queue.keys.ws_ticket(&hash))
-            .query_async(&mut self.queue.conn())
-            .await;
-        match taken {
+        match self.queue.take_ticket(&hash).await {
             Ok(found) => found.and_then(|json| serde_json::from_str(&json).ok()),
             Err(e) => {
                 self.health.report_failure(Backend::Redis, e);

@@ -13,7 +13,6 @@ use crate::backends::{Backend, HealthState};
 use crate::cache::{ResponseCache, Scope};
 use crate::db::models::{Problem, Standing};
 use crate::db::{self, PgPool};
-use crate::leaderboard;
 use crate::redis::RedisQueue;
 
 pub struct LeaderboardActor {
@@ -46,12 +45,10 @@ impl LeaderboardActor {
             let standings = db::run(&pool, Standing::all)
                 .await
                 .map_err(|e| e.to_string())?;
-            let boards = leaderboard::replace_all(&queue, &standings)
-                .await
-                .map_err(|e| {
-                    health.report_failure(Backend::Redis, &e);
-                    e.to_string()
-                })?;
+            let boards = queue.replace_boards(&standings).await.map_err(|e| {
+                health.report_failure(Backend::Redis, &e);
+                e.to_string()
+            })?;
             // Solves recorded while the snapshot was being written: set them again.
             let since = snapshot_at - chrono::Duration::seconds(5);
             for user_id in db::run(&pool, move |c| Standing::changed_since(c, since))
@@ -84,7 +81,8 @@ async fn rescore(queue: &RedisQueue, pool: &PgPool, user_id: i64) -> Result<(), 
     })
     .await
     .map_err(|e| e.to_string())?;
-    leaderboard::set_user(queue, user_id, &standings, &topics)
+    queue
+        .set_standings(user_id, &standings, &topics)
         .await
         .map_err(|e| e.to_string())
 }

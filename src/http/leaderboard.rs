@@ -13,7 +13,6 @@ use crate::db;
 use crate::db::models::{Problem, RankedRow, User};
 use crate::error::responses;
 use crate::error::ApiError;
-use crate::leaderboard;
 use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -148,7 +147,7 @@ async fn board(
     offset: i64,
 ) -> Result<BoardPage, ApiError> {
     if state.health.redis_up() {
-        match leaderboard::page(&state.queue, topic, limit, offset).await {
+        match state.queue.board_page(topic, limit, offset).await {
             Ok((rows, total)) => {
                 let ids: Vec<i64> = rows.iter().map(|(id, _)| *id).collect();
                 // Names are Postgres's; while it is down the board still answers, without them.
@@ -229,7 +228,7 @@ async fn user_places(state: &AppState, user_id: i64) -> Result<UserStanding, Api
         .collect();
     let mut places = None;
     if state.health.redis_up() {
-        match leaderboard::user(&state.queue, user_id, &boards).await {
+        match state.queue.board_places(user_id, &boards).await {
             Ok(found) => places = Some(found),
             Err(e) => state.health.report_failure(Backend::Redis, e),
         }

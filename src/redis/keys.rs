@@ -83,6 +83,10 @@ impl Keys {
     pub fn verdict(&self, fingerprint: &str) -> String {
         format!("{}cache:verdict:{fingerprint}", self.prefix)
     }
+    /// A rate limit's state: `ratelimit:{name}:{subject}`.
+    pub fn rate_limit(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
     /// `leaderboard:global`, or `leaderboard:topic:{topic}`.
     pub fn board(&self, topic: Option<&str>) -> String {
         match topic {

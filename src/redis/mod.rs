@@ -1,6 +1,7 @@
 //! Everything sqljudge keeps in Redis, one file per concern: the job queue (`queue`), results
 //! (`results`), the verdict cache (`verdicts`), sessions, the API response cache
-//! (`responses`) and user activity. The keys (all behind `redis.key_prefix`):
+//! (`responses`), user activity, leaderboards (`leaderboards`), rate limits (`ratelimits`) and
+//! the events channel. The keys (all behind `redis.key_prefix`):
 //!
 //! - `problems:queue` (list): jobs waiting, as JSON; LPUSH in, BLMOVE out from the right.
 //! - `problems:queue:low` (list): background work (rejudges), taken only when the queue is empty.
@@ -20,6 +21,9 @@
 //! - `session:{token_hash}` (JSON, TTL = the access token's lifetime): logged-in callers.
 //! - `events` (pub/sub channel): submission events for `/ws` (see `events`).
 //! - `users:last_seen` (sorted set user id -> unix ms): user activity.
+//! - `leaderboard:global`, `leaderboard:topic:{topic}` (sorted sets, see `leaderboards`).
+//! - `ratelimit:{name}:{subject}` (string, PX): a GCRA limit's theoretical arrival time.
+//! - `ws:ticket:{sha256}` (JSON, short TTL): single-use WebSocket tickets.
 //! - `cache:api:gen`, `cache:api:gen:{scope}` (counters) and
 //!   `cache:api:{gen}.{scope_gen}:{scope}:{key}` (JSON, short TTL): the API response cache;
 //!   bumping a generation invalidates every response under it.
@@ -27,7 +31,9 @@
 //! Grading is at least once; `Submission::record_result` makes the record exactly once.
 mod activity;
 mod keys;
+mod leaderboards;
 mod queue;
+mod ratelimits;
 mod responses;
 mod results;
 mod sessions;
@@ -72,7 +78,7 @@ impl RedisQueue {
         })
     }
 
-    pub fn conn(&self) -> ConnectionManager {
+    fn conn(&self) -> ConnectionManager {
         self.conn.clone()
     }
 

@@ -1,4 +1,4 @@
-//! Sessions of logged-in callers.
+//! Sessions of logged-in callers, and their single-use WebSocket tickets.
 
 use ::redis::{AsyncCommands, RedisResult};
 
@@ -31,5 +31,25 @@ impl RedisQueue {
             return Ok(());
         }
         self.conn().del(keys).await
+    }
+
+    /// Stores a WebSocket ticket's grant (by the ticket's hash) for `ttl_secs`.
+    pub async fn store_ticket(
+        &self,
+        ticket_hash: &str,
+        json: &str,
+        ttl_secs: u64,
+    ) -> RedisResult<()> {
+        self.conn()
+            .set_ex(self.keys.ws_ticket(ticket_hash), json, ttl_secs.max(1))
+            .await
+    }
+
+    /// Takes a WebSocket ticket's grant: it is gone once read.
+    pub async fn take_ticket(&self, ticket_hash: &str) -> RedisResult<Option<String>> {
+        redis::cmd("GETDEL")
+            .arg(self.keys.ws_ticket(ticket_hash))
+            .query_async(&mut self.conn())
+            .await
     }
 }
