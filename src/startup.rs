@@ -14,7 +14,7 @@ use crate::actors::fallback::FallbackActor;
 use crate::actors::health::HealthMonitor;
 use crate::actors::leaderboard::LeaderboardActor;
 use crate::actors::redis_queue::RedisQueueActor;
-use crate::actors::submission::SubmissionActor;
+use crate::actors::submission::{Routes, SubmissionActor};
 use crate::backends::HealthState;
 use crate::cache::ResponseCache;
 use crate::config::{DatabaseSettings, Settings};
@@ -130,6 +130,23 @@ impl Application {
             metrics: metrics.clone(),
             stats: stats.clone(),
         });
+        let submissions = {
+            let actor = SubmissionActor {
+                leaderboard: leaderboard.clone().recipient(),
+                pool: pool.clone(),
+                queue: queue.clone(),
+                redis_queue: redis_queue.clone(),
+                fallback: fallback.clone(),
+                health: health.clone(),
+                problems: problems.clone(),
+                max_sql_bytes: settings.sandbox.max_sql_bytes,
+                events: events.clone(),
+                metrics: metrics.clone(),
+                routes: Routes::from_health(&health),
+            };
+            Supervisor::start(move |_| actor)
+        };
+
         {
             let monitor = HealthMonitor {
                 state: health.clone(),
@@ -138,6 +155,8 @@ impl Application {
                 executors: executors.clone(),
                 interval: Duration::from_millis(settings.health.interval_ms),
                 subscribers: vec![
+                    submissions.clone().recipient(),
+                    redis_queue.clone().recipient(),
                     fallback.clone().recipient(),
                     leaderboard.clone().recipient(),
                 ],
@@ -148,26 +167,10 @@ impl Application {
                     + 10_000) as i64,
                 probing: false,
                 events: events.clone(),
-                announced: None,
+                announced: Some((health.redis().since, health.postgres().since)),
             };
             Supervisor::start(move |_| monitor);
         }
-        let submissions = {
-            let actor = SubmissionActor {
-                leaderboard: leaderboard.clone().recipient(),
-                pool: pool.clone(),
-                queue: queue.clone(),
-                redis_queue,
-                fallback,
-                health: health.clone(),
-                problems: problems.clone(),
-                max_sql_bytes: settings.sandbox.max_sql_bytes,
-                events: events.clone(),
-                metrics: metrics.clone(),
-            };
-            Supervisor::start(move |_| actor)
-        };
-
         let listener = TcpListener::bind(&settings.server.bind)?;
         let port = listener.local_addr()?.port();
         let limiter = RateLimiter::new(queue.clone(), health.clone(), &settings.rate_limit);

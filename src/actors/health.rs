@@ -72,24 +72,41 @@ impl HealthMonitor {
             probe
                 .into_actor(self)
                 .map(move |(redis, postgres), act, _| {
-                    for (backend, probe) in [(Backend::Redis, redis), (Backend::Postgres, postgres)]
-                    {
-                        let up = probe.is_ok();
-                        // A flip either way, also back up after a request reported a failure.
-                        if act.state.record_since(backend, probe, started) {
-                            for subscriber in &act.subscribers {
-                                subscriber.do_send(BackendChanged { backend, up });
-                            }
-                        }
-                    }
-                    let flips = Some((act.state.redis().since, act.state.postgres().since));
-                    if act.announced != flips {
-                        act.announced = flips;
-                        act.events.local(None, act.state.event_json());
-                    }
+                    act.state.record_since(Backend::Redis, redis, started);
+                    act.state.record_since(Backend::Postgres, postgres, started);
+                    act.announce();
                     act.probing = false;
                 }),
         );
+    }
+
+    /// Tells subscribers and admin connections of every flip since the last tick: the probe's
+    /// and those that requests reported meanwhile.
+    fn announce(&mut self) {
+        let (redis, postgres) = (self.state.redis(), self.state.postgres());
+        let now = (redis.since, postgres.since);
+        let before = self.announced.replace(now);
+        if before == Some(now) {
+            return;
+        }
+        for (backend, health, changed) in [
+            (Backend::Redis, &redis, before.is_none_or(|b| b.0 != now.0)),
+            (
+                Backend::Postgres,
+                &postgres,
+                before.is_none_or(|b| b.1 != now.1),
+            ),
+        ] {
+            if changed {
+                for subscriber in &self.subscribers {
+                    subscriber.do_send(BackendChanged {
+                        backend,
+                        up: health.up,
+                    });
+                }
+            }
+        }
+        self.events.local(None, self.state.event_json());
     }
 
     fn restart_stuck_executors(&self) {

@@ -1,7 +1,8 @@
 //! `RedisQueueActor` owns the Redis queue: it enqueues, hands back jobs whose executor
 //! vanished (lease reaper), re-queues submissions Postgres holds as pending but Redis has
 //! forgotten (e.g. after a Redis restart, or a crash between the two writes of a submit), and
-//! records in Postgres the results graded while Postgres was down.
+//! records in Postgres the results graded while Postgres was down. It sweeps on an interval and
+//! as soon as the HealthMonitor says a backend came back.
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use actix::prelude::*;
 use chrono::Utc;
 use uuid::Uuid;
 
+use super::health::BackendChanged;
 use super::leaderboard::Rescore;
 use crate::backends::HealthState;
 use crate::config::ExecutorSettings;
@@ -182,5 +184,15 @@ impl Handler<Enqueue> for RedisQueueActor {
     fn handle(&mut self, Enqueue(job): Enqueue, _: &mut Context<Self>) -> Self::Result {
         let queue = self.queue.clone();
         Box::pin(async move { queue.enqueue(&job).await })
+    }
+}
+
+impl Handler<BackendChanged> for RedisQueueActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: BackendChanged, ctx: &mut Context<Self>) {
+        if msg.up {
+            self.sweep(ctx);
+        }
     }
 }

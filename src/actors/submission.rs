@@ -3,6 +3,11 @@
 //! - Redis down (or failing on this very request): Postgres, through the `FallbackActor`;
 //! - Postgres down: Redis alone carries the job until it is graded and recorded;
 //! - both down: 503, and nothing was acknowledged.
+//!
+//! The actor owns that decision (`Routes`): it learns of flips from the HealthMonitor's
+//! `BackendChanged` and of failures from its own requests, which it also reports to the shared
+//! health state for everyone else.
+use std::cell::Cell;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -11,6 +16,7 @@ use diesel::Connection;
 use uuid::Uuid;
 
 use super::fallback::{FallbackActor, QueueFallback, StoreFallback};
+use super::health::BackendChanged;
 use super::leaderboard::Rescore;
 use super::redis_queue::{Enqueue, RedisQueueActor};
 use crate::backends::{Backend, HealthState};
@@ -36,10 +42,48 @@ pub struct SubmissionActor {
     pub max_sql_bytes: usize,
     pub events: Arc<EventBus>,
     pub metrics: Arc<Metrics>,
+    /// Where submissions go now.
+    pub routes: Routes,
+}
+
+/// Which backends the SubmissionActor sends submissions to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Routes {
+    pub redis: bool,
+    pub postgres: bool,
+}
+
+impl Routes {
+    /// What the shared health state says now (at start, before any message).
+    pub fn from_health(health: &HealthState) -> Routes {
+        Routes {
+            redis: health.redis_up(),
+            postgres: health.postgres_up(),
+        }
+    }
+
+    fn set(&mut self, backend: Backend, up: bool) {
+        match backend {
+            Backend::Redis => self.redis = up,
+            Backend::Postgres => self.postgres = up,
+        }
+    }
 }
 
 impl Actor for SubmissionActor {
     type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Context<Self>) {
+        self.routes = Routes::from_health(&self.health);
+    }
+}
+
+impl Handler<BackendChanged> for SubmissionActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: BackendChanged, _: &mut Context<Self>) {
+        self.routes.set(msg.backend, msg.up);
+    }
 }
 
 impl Supervised for SubmissionActor {}
@@ -81,7 +125,7 @@ impl Accepted {
     fn existing(s: &Submission) -> Accepted {
         Accepted {
             job_id: s.id,
-            status: s.status,
+            status: s.outcome.status,
             queue: s.queue,
             submitted_at: s.created_at,
             result: (s.queue == Queue::Cache).then(|| SubmissionResult::from(s)),
@@ -148,8 +192,7 @@ fn unavailable(what: &str) -> SubmitError {
     SubmitError::Unavailable(what.to_string())
 }
 
-/// What the routing needs, cloned out of the actor for the async work.
-#[derive(Clone)]
+/// One submission's routing: what it needs, cloned out of the actor, and what it learns.
 struct Router {
     leaderboard: Recipient<Rescore>,
     pool: PgPool,
@@ -158,14 +201,29 @@ struct Router {
     fallback: Addr<FallbackActor>,
     health: Arc<HealthState>,
     problems: Arc<ProblemCache>,
+    /// The actor's routes when this submission arrived, less what failed on the way.
+    routes: Cell<Routes>,
+    /// The backends that failed on this submission, for the actor to learn of.
+    failed: Cell<[bool; 2]>,
 }
 
 impl Router {
+    /// A backend failed on this request: route around it from now on, here and everywhere.
+    fn fail(&self, backend: Backend, error: impl std::fmt::Display) {
+        self.health.report_failure(backend, error);
+        let mut routes = self.routes.get();
+        routes.set(backend, false);
+        self.routes.set(routes);
+        let mut failed = self.failed.get();
+        failed[backend as usize] = true;
+        self.failed.set(failed);
+    }
+
     async fn enqueue_redis(&self, job: &Job) -> bool {
         match self.redis_queue.send(Enqueue(job.clone())).await {
             Ok(Ok(())) => true,
             Ok(Err(e)) => {
-                self.health.report_failure(Backend::Redis, e);
+                self.fail(Backend::Redis, e);
                 false
             }
             Err(e) => {
@@ -175,11 +233,11 @@ impl Router {
         }
     }
 
-    async fn route(self, job: Job) -> Result<Accepted, SubmitError> {
-        if self.health.postgres_up() {
+    async fn route(&self, job: Job) -> Result<Accepted, SubmitError> {
+        if self.routes.get().postgres {
             match self.via_postgres(&job).await {
                 Err(SubmitError::Unavailable(message)) => {
-                    self.health.report_failure(Backend::Postgres, message);
+                    self.fail(Backend::Postgres, message);
                 }
                 other => return other,
             }
@@ -193,7 +251,7 @@ impl Router {
         let Some(problem) = problem else {
             return Err(SubmitError::UnknownProblem);
         };
-        if !self.health.redis_up() {
+        if !self.routes.get().redis {
             return self.store_fallback(job).await;
         }
         let fingerprint = grading::fingerprint(&problem, &job.sql);
@@ -253,7 +311,7 @@ impl Router {
             let _ = queue.publish_result(result.job_id, &json).await;
         });
         Ok(Accepted {
-            status: stored.status,
+            status: stored.outcome.status,
             result: Some(SubmissionResult::from(&stored)),
             ..Accepted::new(job, Queue::Cache)
         })
@@ -276,7 +334,7 @@ impl Router {
     /// Postgres is unreachable: the job in Redis is self-contained; its record is written
     /// when it has been graded and Postgres answers again.
     async fn redis_only(&self, job: Job) -> Result<Accepted, SubmitError> {
-        if !self.health.redis_up() {
+        if !self.routes.get().redis {
             return Err(unavailable("Redis and Postgres are both unreachable"));
         }
         if self.problems.get(job.problem_id).is_none() {
@@ -301,8 +359,22 @@ impl Router {
     }
 }
 
+/// Counts a new submission and tells `/ws` it is queued (or already graded, from the verdict
+/// cache). Redis-queued jobs announce themselves in the enqueue transaction.
+async fn announce(events: &EventBus, metrics: &Metrics, job: &Job, accepted: &Accepted) {
+    metrics
+        .submissions
+        .with_label_values(&[accepted.queue.as_str()])
+        .inc();
+    match (accepted.queue, &accepted.result) {
+        (Queue::Postgres, _) => events.publish(progress_event(job, Status::Queued)).await,
+        (Queue::Cache, Some(result)) => events.publish_submission(result).await,
+        _ => {}
+    }
+}
+
 impl Handler<Submit> for SubmissionActor {
-    type Result = ResponseFuture<Result<Accepted, SubmitError>>;
+    type Result = ResponseActFuture<Self, Result<Accepted, SubmitError>>;
 
     fn handle(&mut self, msg: Submit, _: &mut Context<Self>) -> Self::Result {
         let router = Router {
@@ -313,11 +385,15 @@ impl Handler<Submit> for SubmissionActor {
             fallback: self.fallback.clone(),
             health: self.health.clone(),
             problems: self.problems.clone(),
+            routes: Cell::new(self.routes),
+            failed: Cell::new([false; 2]),
         };
         let max = self.max_sql_bytes;
         let (events, metrics) = (self.events.clone(), self.metrics.clone());
-        Box::pin(async move {
-            msg.validate(max)?;
+        let work = async move {
+            if let Err(e) = msg.validate(max) {
+                return (Err(e), router.failed.get());
+            }
             let job = Job {
                 job_id: Uuid::new_v4(),
                 user_id: msg.user_id,
@@ -328,22 +404,20 @@ impl Handler<Submit> for SubmissionActor {
                 submitted_at: Utc::now().trunc_subsecs(6),
                 rejudge: false,
             };
-            let accepted = router.route(job.clone()).await?;
-            if accepted.created {
-                metrics
-                    .submissions
-                    .with_label_values(&[accepted.queue.as_str()])
-                    .inc();
-                // Redis-queued jobs announce themselves in the enqueue transaction.
-                match (accepted.queue, &accepted.result) {
-                    (Queue::Postgres, _) => {
-                        events.publish(progress_event(&job, Status::Queued)).await
-                    }
-                    (Queue::Cache, Some(result)) => events.publish_submission(result).await,
-                    _ => {}
+            let accepted = router.route(job.clone()).await;
+            if let Some(accepted) = accepted.as_ref().ok().filter(|a| a.created) {
+                announce(&events, &metrics, &job, accepted).await;
+            }
+            (accepted, router.failed.get())
+        };
+        // Concurrent submissions run side by side; each teaches the actor what failed.
+        Box::pin(work.into_actor(self).map(|(accepted, failed), act, _| {
+            for backend in [Backend::Redis, Backend::Postgres] {
+                if failed[backend as usize] {
+                    act.routes.set(backend, false);
                 }
             }
-            Ok(accepted)
-        })
+            accepted
+        }))
     }
 }
