@@ -3,7 +3,9 @@
 use serde::Deserialize;
 
 use crate::cache::Scope;
-use crate::db::models::{is_unique_violation, Dataset, NewProblem, Problem, TableInfo};
+use crate::db::models::{
+    is_unique_violation, Dataset, NewProblem, Problem, ProblemFields, TableInfo,
+};
 use crate::db::{self, DbError};
 use crate::error::ApiError;
 use crate::grading::dataset::{self, DatasetError};
@@ -14,17 +16,9 @@ use crate::state::AppState;
 /// A problem as an admin writes it (`POST /admin/problems`, `PUT /admin/problems/{id}`).
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct ProblemInput {
-    pub slug: String,
-    pub title: String,
-    pub statement: String,
-    pub topic: String,
-    pub dataset: String,
-    pub reference_sql: String,
-    #[serde(default)]
-    pub ordered: bool,
-    #[serde(default)]
-    pub writeable: bool,
-    pub check_table: Option<String>,
+    #[serde(flatten)]
+    pub fields: ProblemFields,
+    /// The settings' default when absent.
     pub time_limit_ms: Option<u32>,
 }
 
@@ -62,28 +56,28 @@ fn is_slug(s: &str, max: usize) -> bool {
 
 impl ProblemInput {
     fn validate(&self, state: &AppState) -> Result<(), ApiError> {
-        let s = &state.settings.sandbox;
+        let (f, s) = (&self.fields, &state.settings.sandbox);
         let invalid = |m: &str| Err(ApiError::Invalid(m.to_string()));
-        if !is_slug(&self.slug, 64) {
+        if !is_slug(&f.slug, 64) {
             return invalid("slug must be 1-64 characters of [a-z0-9_-]");
         }
-        check_topic(&self.topic)?;
-        if self.title.trim().is_empty() || self.title.len() > 200 {
+        check_topic(&f.topic)?;
+        if f.title.trim().is_empty() || f.title.len() > 200 {
             return invalid("title must be 1-200 bytes");
         }
-        if self.statement.trim().is_empty() || self.statement.len() > 65536 {
+        if f.statement.trim().is_empty() || f.statement.len() > 65536 {
             return invalid("statement must be 1-65536 bytes");
         }
-        if self.reference_sql.trim().is_empty() {
+        if f.reference_sql.trim().is_empty() {
             return invalid("reference_sql must not be empty");
         }
-        if self.reference_sql.len() > s.max_sql_bytes {
+        if f.reference_sql.len() > s.max_sql_bytes {
             return Err(ApiError::PayloadTooLarge(format!(
                 "reference_sql exceeds {} bytes",
                 s.max_sql_bytes
             )));
         }
-        if !dataset::valid_name(&self.dataset) {
+        if !dataset::valid_name(&f.dataset) {
             return invalid("dataset is not a valid dataset name");
         }
         if let Some(t) = self.time_limit_ms {
@@ -94,11 +88,11 @@ impl ProblemInput {
                 )));
             }
         }
-        match (&self.check_table, self.writeable) {
+        match (&f.check_table, f.writeable) {
             (None, true) => invalid("a writeable problem needs check_table"),
             (Some(_), false) => invalid("check_table is only for writeable problems"),
             (Some(table), true) => match table.split_once('.') {
-                Some((schema, name)) if schema == self.dataset && is_identifier(name) => Ok(()),
+                Some((schema, name)) if schema == f.dataset && is_identifier(name) => Ok(()),
                 _ => invalid("check_table must be \"<dataset>.<table>\" of the problem's dataset"),
             },
             (None, false) => Ok(()),
@@ -134,31 +128,23 @@ pub async fn save_problem(
     input: ProblemInput,
 ) -> Result<Problem, ApiError> {
     input.validate(state)?;
-    let name = input.dataset.clone();
+    let name = input.fields.dataset.clone();
     if !db::run(&state.pool, move |c| Dataset::exists(c, &name)).await? {
         return Err(ApiError::Unprocessable(format!(
             "unknown dataset {:?}",
-            input.dataset
+            input.fields.dataset
         )));
     }
     let time_limit_ms = input.time_limit(state);
     let spec = RunSpec {
-        dataset: &input.dataset,
-        sql: &input.reference_sql,
+        dataset: &input.fields.dataset,
+        sql: &input.fields.reference_sql,
         time_limit_ms,
-        check_table: input.check_table.as_deref(),
+        check_table: input.fields.check_table.as_deref(),
     };
     let (expected_columns, expected_rows) = to_json_rows(&reference_result(state, &spec).await?);
     let new = NewProblem {
-        slug: input.slug,
-        title: input.title,
-        statement: input.statement,
-        topic: input.topic,
-        dataset: input.dataset,
-        reference_sql: input.reference_sql,
-        ordered: input.ordered,
-        writeable: input.writeable,
-        check_table: input.check_table,
+        fields: input.fields,
         time_limit_ms: time_limit_ms as i32,
         expected_columns,
         expected_rows,
@@ -225,7 +211,7 @@ pub async fn load_dataset(
     let problems = db::run(&state.pool, move |c| Problem::list_by_dataset(c, &owned)).await?;
     let mut broken_problems = Vec::new();
     for problem in problems {
-        let spec = crate::grading::spec(&problem, &problem.reference_sql);
+        let spec = crate::grading::spec(&problem, &problem.fields.reference_sql);
         match reference_result(state, &spec).await {
             Ok(rs) => {
                 let (columns, rows) = to_json_rows(&rs);
@@ -237,9 +223,9 @@ pub async fn load_dataset(
             Err(ApiError::Unprocessable(reason)) => {
                 log::warn!(
                     "problem {} no longer validates on dataset {name}: {reason}",
-                    problem.slug
+                    problem.fields.slug
                 );
-                broken_problems.push(problem.slug);
+                broken_problems.push(problem.fields.slug);
             }
             Err(e) => return Err(e),
         }

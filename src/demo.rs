@@ -37,9 +37,9 @@ pub async fn load(state: &AppState, dir: &Path) -> Result<(), StartupError> {
         serde_json::from_str(&std::fs::read_to_string(dir.join("problems.json"))?)?;
     let count = problems.len();
     for input in problems {
-        let slug = input.slug.clone();
+        let slug = input.fields.slug.clone();
         let existing = db::run(&state.pool, move |c| Problem::find_by_slug(c, &slug)).await?;
-        let slug = input.slug.clone();
+        let slug = input.fields.slug.clone();
         catalog::save_problem(state, existing.map(|p| p.id), input)
             .await
             .map_err(|e| format!("demo problem {slug}: {e}"))?;

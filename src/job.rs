@@ -88,13 +88,25 @@ pub struct Job {
     pub rejudge: bool,
 }
 
-/// What grading concluded about one solution.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What grading concluded about one solution: the verdict fields of a submission's record and
+/// of the API's result object.
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    diesel::Queryable,
+    diesel::Selectable,
+    diesel::AsChangeset,
+)]
+#[diesel(table_name = crate::db::schema::submissions, treat_none_as_null = true)]
 pub struct Outcome {
     pub status: Status,
     pub rows_returned: Option<i32>,
     pub expected_rows: Option<i32>,
-    pub duration_ms: i32,
+    pub duration_ms: Option<i32>,
     pub message: Option<String>,
     pub sqlstate: Option<String>,
     pub diff: Option<serde_json::Value>,
@@ -118,7 +130,7 @@ impl Outcome {
             status,
             rows_returned: None,
             expected_rows: None,
-            duration_ms: 0,
+            duration_ms: Some(0),
             message: Some(message.into()),
             sqlstate: None,
             diff: None,
@@ -132,16 +144,26 @@ pub struct SubmissionResult {
     pub job_id: Uuid,
     pub user_id: i64,
     pub problem_id: i64,
-    pub status: Status,
-    pub rows_returned: Option<i32>,
-    pub expected_rows: Option<i32>,
-    pub duration_ms: Option<i32>,
-    pub message: Option<String>,
-    pub sqlstate: Option<String>,
-    pub diff: Option<serde_json::Value>,
+    #[serde(flatten)]
+    pub outcome: Outcome,
     pub source: Backend,
     pub submitted_at: DateTime<Utc>,
     pub graded_at: Option<DateTime<Utc>>,
+}
+
+impl Outcome {
+    /// No verdict yet: queued or running.
+    pub fn pending(status: Status) -> Outcome {
+        Outcome {
+            status,
+            rows_returned: None,
+            expected_rows: None,
+            duration_ms: None,
+            message: None,
+            sqlstate: None,
+            diff: None,
+        }
+    }
 }
 
 impl SubmissionResult {
@@ -157,39 +179,23 @@ impl SubmissionResult {
             job_id,
             user_id,
             problem_id,
-            status,
-            rows_returned: None,
-            expected_rows: None,
-            duration_ms: None,
-            message: None,
-            sqlstate: None,
-            diff: None,
+            outcome: Outcome::pending(status),
             source: Backend::Redis,
             submitted_at,
             graded_at: None,
         }
     }
-}
 
-impl SubmissionResult {
     /// A graded job not (yet) recorded in Postgres.
     pub fn graded(job: &Job, outcome: &Outcome) -> SubmissionResult {
         SubmissionResult {
-            status: outcome.status,
-            rows_returned: outcome.rows_returned,
-            expected_rows: outcome.expected_rows,
-            duration_ms: Some(outcome.duration_ms),
-            message: outcome.message.clone(),
-            sqlstate: outcome.sqlstate.clone(),
-            diff: outcome.diff.clone(),
+            job_id: job.job_id,
+            user_id: job.user_id,
+            problem_id: job.problem_id,
+            outcome: outcome.clone(),
+            source: Backend::Redis,
+            submitted_at: job.submitted_at,
             graded_at: Some(chrono::Utc::now()),
-            ..SubmissionResult::pending(
-                job.job_id,
-                job.user_id,
-                job.problem_id,
-                job.submitted_at,
-                outcome.status,
-            )
         }
     }
 }
@@ -200,13 +206,7 @@ impl From<&Submission> for SubmissionResult {
             job_id: s.id,
             user_id: s.user_id,
             problem_id: s.problem_id,
-            status: s.status,
-            rows_returned: s.rows_returned,
-            expected_rows: s.expected_rows,
-            duration_ms: s.duration_ms,
-            message: s.message.clone(),
-            sqlstate: s.sqlstate.clone(),
-            diff: s.diff.clone(),
+            outcome: s.outcome.clone(),
             source: Backend::Postgres,
             submitted_at: s.created_at,
             graded_at: s.graded_at,

@@ -34,10 +34,14 @@ pub fn expected_of(problem: &Problem) -> ResultSet {
 
 pub fn spec<'a>(problem: &'a Problem, sql: &'a str) -> RunSpec<'a> {
     RunSpec {
-        dataset: &problem.dataset,
+        dataset: &problem.fields.dataset,
         sql,
         time_limit_ms: problem.time_limit_ms as u32,
-        check_table: problem.check_table.as_deref().filter(|_| problem.writeable),
+        check_table: problem
+            .fields
+            .check_table
+            .as_deref()
+            .filter(|_| problem.fields.writeable),
     }
 }
 
@@ -52,7 +56,7 @@ pub async fn grade(slot: &mut Slot, problem: &Problem, sql: &str) -> Result<Outc
         Run::Failed(outcome) => outcome,
         Run::Rows(got) => {
             // Table contents have no order: writeable problems compare as multisets.
-            let ordered = problem.ordered && !problem.writeable;
+            let ordered = problem.fields.ordered && !problem.fields.writeable;
             let diff = compare(&expected, &got, ordered);
             Outcome {
                 status: if diff.is_some() {
@@ -62,7 +66,7 @@ pub async fn grade(slot: &mut Slot, problem: &Problem, sql: &str) -> Result<Outc
                 },
                 rows_returned: Some(got.rows.len() as i32),
                 expected_rows: None,
-                duration_ms,
+                duration_ms: Some(duration_ms),
                 message: diff
                     .as_ref()
                     .map(|_| "the result differs from the expected one".to_string()),
@@ -71,7 +75,7 @@ pub async fn grade(slot: &mut Slot, problem: &Problem, sql: &str) -> Result<Outc
             }
         }
     };
-    outcome.duration_ms = duration_ms;
+    outcome.duration_ms = Some(duration_ms);
     outcome.expected_rows = Some(expected.rows.len() as i32);
     Ok(outcome)
 }

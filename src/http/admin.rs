@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use super::extract::Admin;
 use crate::catalog::{self, ProblemInput};
 use crate::db;
-use crate::db::models::{Dataset, Problem, Submission, TableInfo};
+use crate::db::models::{Dataset, Problem, ProblemFields, Submission, TableInfo};
 use crate::error::responses;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -46,15 +46,8 @@ pub(crate) struct Queued {
 #[derive(Serialize, ToSchema)]
 pub(crate) struct AdminProblem {
     id: i64,
-    slug: String,
-    title: String,
-    statement: String,
-    topic: String,
-    dataset: String,
-    reference_sql: String,
-    ordered: bool,
-    writeable: bool,
-    check_table: Option<String>,
+    #[serde(flatten)]
+    fields: ProblemFields,
     time_limit_ms: i32,
     expected_columns: serde_json::Value,
     expected_row_count: usize,
@@ -67,15 +60,7 @@ impl From<Problem> for AdminProblem {
         AdminProblem {
             expected_row_count: p.expected_rows.as_array().map_or(0, Vec::len),
             id: p.id,
-            slug: p.slug,
-            title: p.title,
-            statement: p.statement,
-            topic: p.topic,
-            dataset: p.dataset,
-            reference_sql: p.reference_sql,
-            ordered: p.ordered,
-            writeable: p.writeable,
-            check_table: p.check_table,
+            fields: p.fields,
             time_limit_ms: p.time_limit_ms,
             expected_columns: p.expected_columns,
             created_at: p.created_at,

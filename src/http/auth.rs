@@ -1,5 +1,8 @@
 //! Accounts: register, login, refresh (rotating), logout.
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{HttpServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{from_fn, Next};
+use actix_web::{web, FromRequest, Handler, HttpResponse, Responder};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -14,10 +17,40 @@ use crate::sessions::{Account, Session};
 use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/auth/register", web::post().to(register))
-        .route("/auth/login", web::post().to(login))
-        .route("/auth/refresh", web::post().to(refresh))
+    cfg.service(limited("/auth/register", register))
+        .service(limited("/auth/login", login))
+        .service(limited("/auth/refresh", refresh))
         .route("/auth/logout", web::post().to(logout));
+}
+
+/// A `POST` route whose every request, well-formed or not, first counts against its client
+/// IP's limit.
+fn limited<F, Args>(path: &str, handler: F) -> impl HttpServiceFactory
+where
+    F: Handler<Args>,
+    Args: FromRequest + 'static,
+    F::Output: Responder + 'static,
+{
+    web::resource(path)
+        .wrap(from_fn(limit_client))
+        .route(web::post().to(handler))
+}
+
+async fn limit_client(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .cloned()
+        .expect("AppState is registered");
+    let ip = req
+        .peer_addr()
+        .map_or_else(|| "unknown".to_string(), |a| a.ip().to_string());
+    if let Err(e) = state.limiter.check(state.limiter.auth, &ip).await {
+        return Ok(req.error_response(e).map_into_right_body());
+    }
+    Ok(next.call(req).await?.map_into_left_body())
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -88,14 +121,6 @@ fn validate(body: &Register) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Counts an `/auth/*` request against its client IP's limit.
-async fn limit_client(state: &AppState, req: &HttpRequest) -> Result<(), ApiError> {
-    let ip = req
-        .peer_addr()
-        .map_or_else(|| "unknown".to_string(), |a| a.ip().to_string());
-    state.limiter.check(state.limiter.auth, &ip).await
-}
-
 #[utoipa::path(
     post,
     path = "/auth/register",
@@ -112,10 +137,8 @@ async fn limit_client(state: &AppState, req: &HttpRequest) -> Result<(), ApiErro
 )]
 pub(crate) async fn register(
     state: web::Data<AppState>,
-    req: HttpRequest,
     body: web::Json<Register>,
 ) -> Result<HttpResponse, ApiError> {
-    limit_client(&state, &req).await?;
     validate(&body)?;
     let password = body.password.clone();
     let hash = web::block(move || hash_password(&password))
@@ -199,10 +222,8 @@ async fn issue(state: &AppState, user: &User, family: Uuid) -> Result<Tokens, Ap
 )]
 pub(crate) async fn login(
     state: web::Data<AppState>,
-    req: HttpRequest,
     body: web::Json<Login>,
 ) -> Result<HttpResponse, ApiError> {
-    limit_client(&state, &req).await?;
     let Login { username, password } = body.into_inner();
     let user = db::run(&state.pool, move |c| User::find_by_username(c, &username)).await?;
     let invalid = || ApiError::Unauthorized("invalid username or password".into());
@@ -236,10 +257,8 @@ pub(crate) async fn login(
 )]
 pub(crate) async fn refresh(
     state: web::Data<AppState>,
-    req: HttpRequest,
     body: web::Json<Refresh>,
 ) -> Result<HttpResponse, ApiError> {
-    limit_client(&state, &req).await?;
     let hash = token_hash(&body.refresh_token);
     let used = db::run(&state.pool, move |c| {
         let Some((token, user)) = AuthToken::find_active(c, &hash, REFRESH)? else {

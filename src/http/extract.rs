@@ -106,23 +106,30 @@ impl FromRequest for Principal {
     }
 }
 
+/// Authenticates the caller, then `allow` decides what this endpoint makes of them.
+fn require<T: 'static>(
+    req: &HttpRequest,
+    payload: &mut Payload,
+    allow: fn(Principal) -> Result<T, ApiError>,
+) -> LocalBoxFuture<'static, Result<T, ApiError>> {
+    let principal = Principal::from_request(req, payload);
+    Box::pin(async move { allow(principal.await?) })
+}
+
 impl FromRequest for AuthUser {
     type Error = ApiError;
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let principal = Principal::from_request(req, payload);
-        Box::pin(async move {
-            match principal.await? {
-                Principal {
-                    user: Some(user),
-                    family: Some(family),
-                    ..
-                } => Ok(AuthUser { user, family }),
-                _ => Err(ApiError::Unauthorized(
-                    "this endpoint needs a user's token".into(),
-                )),
-            }
+        require(req, payload, |principal| match principal {
+            Principal {
+                user: Some(user),
+                family: Some(family),
+                ..
+            } => Ok(AuthUser { user, family }),
+            _ => Err(ApiError::Unauthorized(
+                "this endpoint needs a user's token".into(),
+            )),
         })
     }
 }
@@ -132,9 +139,8 @@ impl FromRequest for Admin {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let principal = Principal::from_request(req, payload);
-        Box::pin(async move {
-            if principal.await?.is_admin {
+        require(req, payload, |principal| {
+            if principal.is_admin {
                 Ok(Admin)
             } else {
                 Err(ApiError::Forbidden("admin only".into()))

@@ -39,12 +39,12 @@ impl From<&Problem> for ProblemSummary {
     fn from(p: &Problem) -> Self {
         ProblemSummary {
             id: p.id,
-            slug: p.slug.clone(),
-            title: p.title.clone(),
-            topic: p.topic.clone(),
-            dataset: p.dataset.clone(),
-            ordered: p.ordered,
-            writeable: p.writeable,
+            slug: p.fields.slug.clone(),
+            title: p.fields.title.clone(),
+            topic: p.fields.topic.clone(),
+            dataset: p.fields.dataset.clone(),
+            ordered: p.fields.ordered,
+            writeable: p.fields.writeable,
         }
     }
 }
@@ -63,10 +63,10 @@ impl From<&Problem> for ProblemDetail {
     fn from(p: &Problem) -> Self {
         ProblemDetail {
             summary: p.into(),
-            statement: p.statement.clone(),
+            statement: p.fields.statement.clone(),
             expected_columns: p.expected_column_names(),
             time_limit_ms: p.time_limit_ms,
-            check_table: p.check_table.clone(),
+            check_table: p.fields.check_table.clone(),
         }
     }
 }
@@ -300,10 +300,10 @@ pub(crate) async fn result(
     let postgres_error = match stored {
         Ok(Some(stored)) => {
             let mut result = SubmissionResult::from(&stored);
-            if !result.status.is_final() && redis_up {
+            if !result.outcome.status.is_final() && redis_up {
                 // Postgres says pending; Redis knows whether it is running right now.
                 if let Ok(Some(p)) = queue.processing(job_id).await {
-                    result.status = p.status;
+                    result.outcome.status = p.status;
                     result.source = Backend::Redis;
                 }
             }

@@ -9,7 +9,7 @@ mod user;
 
 pub use dataset::{Dataset, TableInfo};
 pub use fallback::FallbackSubmission;
-pub use problem::{NewProblem, Problem};
+pub use problem::{NewProblem, Problem, ProblemFields};
 pub use standing::{RankedRow, Standing};
 pub use submission::{NewSubmission, Submission};
 pub use token::{AuthToken, ACCESS, REFRESH};

@@ -1,21 +1,44 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use serde::{Deserialize, Serialize};
 
 use crate::db::schema::problems;
 
-#[derive(Debug, Clone, Queryable, Selectable)]
+/// What an author writes about a problem, as stored and as the admin API takes and shows it
+/// (the time limit aside: it has a default the settings give).
+#[derive(
+    Debug,
+    Clone,
+    Queryable,
+    Selectable,
+    Insertable,
+    AsChangeset,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[diesel(table_name = problems)]
-pub struct Problem {
-    pub id: i64,
+#[diesel(treat_none_as_null = true)]
+pub struct ProblemFields {
     pub slug: String,
     pub title: String,
     pub statement: String,
     pub topic: String,
     pub dataset: String,
     pub reference_sql: String,
+    #[serde(default)]
     pub ordered: bool,
+    #[serde(default)]
     pub writeable: bool,
     pub check_table: Option<String>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = problems)]
+pub struct Problem {
+    pub id: i64,
+    #[diesel(embed)]
+    pub fields: ProblemFields,
     pub time_limit_ms: i32,
     pub expected_columns: serde_json::Value,
     pub expected_rows: serde_json::Value,
@@ -23,19 +46,12 @@ pub struct Problem {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A problem to create or replace: its fields, time limit and reference result.
 #[derive(Debug, Clone, Insertable, AsChangeset)]
 #[diesel(table_name = problems)]
-#[diesel(treat_none_as_null = true)]
 pub struct NewProblem {
-    pub slug: String,
-    pub title: String,
-    pub statement: String,
-    pub topic: String,
-    pub dataset: String,
-    pub reference_sql: String,
-    pub ordered: bool,
-    pub writeable: bool,
-    pub check_table: Option<String>,
+    #[diesel(embed)]
+    pub fields: ProblemFields,
     pub time_limit_ms: i32,
     pub expected_columns: serde_json::Value,
     pub expected_rows: serde_json::Value,

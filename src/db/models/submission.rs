@@ -15,13 +15,8 @@ pub struct Submission {
     pub user_id: i64,
     pub problem_id: i64,
     pub sql_query: String,
-    pub status: Status,
-    pub rows_returned: Option<i32>,
-    pub expected_rows: Option<i32>,
-    pub duration_ms: Option<i32>,
-    pub message: Option<String>,
-    pub sqlstate: Option<String>,
-    pub diff: Option<serde_json::Value>,
+    #[diesel(embed)]
+    pub outcome: Outcome,
     pub cached: bool,
     pub queue: Queue,
     pub request_id: Option<String>,
@@ -53,35 +48,6 @@ impl<'a> NewSubmission<'a> {
             queue,
             request_id: job.request_id.as_deref(),
             created_at: job.submitted_at,
-        }
-    }
-}
-
-/// The columns a grading outcome writes.
-#[derive(AsChangeset)]
-#[diesel(table_name = submissions, treat_none_as_null = true)]
-struct Verdict<'a> {
-    status: Status,
-    rows_returned: Option<i32>,
-    expected_rows: Option<i32>,
-    duration_ms: Option<i32>,
-    message: Option<&'a str>,
-    sqlstate: Option<&'a str>,
-    diff: Option<&'a serde_json::Value>,
-    graded_at: DateTime<Utc>,
-}
-
-impl<'a> Verdict<'a> {
-    fn of(outcome: &'a Outcome, graded_at: DateTime<Utc>) -> Verdict<'a> {
-        Verdict {
-            status: outcome.status,
-            rows_returned: outcome.rows_returned,
-            expected_rows: outcome.expected_rows,
-            duration_ms: Some(outcome.duration_ms),
-            message: outcome.message.as_deref(),
-            sqlstate: outcome.sqlstate.as_deref(),
-            diff: outcome.diff.as_ref(),
-            graded_at,
         }
     }
 }
@@ -165,7 +131,8 @@ impl Submission {
                     .filter(submissions::status.eq_any(PENDING)),
             )
             .set((
-                Verdict::of(outcome, Utc::now()),
+                outcome,
+                submissions::graded_at.eq(Utc::now()),
                 submissions::cached.eq(queue == Queue::Cache),
             ))
             .returning(Submission::as_returning())
@@ -178,7 +145,7 @@ impl Submission {
                     .select(Submission::as_select())
                     .first(conn)?,
             };
-            let first_solve = stored.status == Status::Accepted
+            let first_solve = stored.outcome.status == Status::Accepted
                 && diesel::insert_into(first_solves::table)
                     .values((
                         first_solves::user_id.eq(stored.user_id),
@@ -213,7 +180,7 @@ impl Submission {
                 .first(conn)?;
             let now = Utc::now();
             diesel::update(submissions::table.find(job.job_id))
-                .set(Verdict::of(outcome, now))
+                .set((outcome, submissions::graded_at.eq(now)))
                 .execute(conn)?;
             if before == outcome.status {
                 return Ok(false); // the first-solve record already agrees with this verdict
