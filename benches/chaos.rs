@@ -3,18 +3,14 @@
 //! the tests (it starts its own Redis and proxies):
 //!
 //!     cargo bench --bench chaos
-#[path = "../tests/api/faults.rs"]
-mod faults;
-#[path = "../tests/api/helpers.rs"]
-#[allow(dead_code)]
-mod helpers;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use faults::{check_invariants, run_load, Mode, Proxy, RedisInstance};
-use helpers::{Options, TestApp};
+use sqljudge_testkit::app::{Options, TestApp};
+use sqljudge_testkit::faults::{
+    check_invariants, postgres_port, run_load, Mode, Proxy, RedisInstance,
+};
 
 const FAULT: Duration = Duration::from_secs(2);
 
@@ -53,7 +49,7 @@ async fn until(app: &TestApp, backend: &str, up: bool) -> Duration {
 async fn scenario(fault: Fault, rounds: usize) {
     let mut redis = RedisInstance::start();
     let redis_proxy = Proxy::start(redis.port);
-    let pg_proxy = Proxy::start(faults::postgres_port());
+    let pg_proxy = Proxy::start(postgres_port());
     let app = TestApp::spawn_with(Options {
         redis_url: Some(format!("redis://127.0.0.1:{}", redis_proxy.port)),
         platform_port: Some(pg_proxy.port),

@@ -12,12 +12,10 @@
 //!    cancels and pg_terminate_backend for about a second per operation, past the time limit.
 //!    Peak sandbox backends (sampled in the sandbox database) against the executors, and the
 //!    backends still running once every verdict is out.
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{is_final, report, Bench};
+use sqljudge_testkit::bench::{is_final, report, Bench};
 
 const FLOOD: usize = 40;
 const VICTIM: usize = 40;

@@ -6,17 +6,11 @@
 //! Prints the seed and rebuild times, Redis memory for the boards, and endpoint latencies for
 //! pages at the top, middle and bottom of the board and for user lookups, from Redis and from
 //! the Postgres fallback.
-#[path = "../tests/api/faults.rs"]
-mod faults;
-#[path = "../tests/api/helpers.rs"]
-#[allow(dead_code)]
-mod helpers;
-
 use std::time::{Duration, Instant};
 
 use diesel::RunQueryDsl;
-use helpers::TestApp;
 use sqljudge::db::models::{RankedRow, Standing};
+use sqljudge_testkit::app::TestApp;
 
 fn report(name: &str, mut samples: Vec<Duration>) {
     samples.sort();

@@ -7,12 +7,10 @@
 //! Stores REJUDGE_SUBMISSIONS (default 10,000) submissions of `out-of-stock`, measures live
 //! `uk-customers` submissions (submit -> final status, one at a time) with the queues idle, then
 //! rejudges `out-of-stock` and measures the same while the rejudge drains.
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{report, Bench};
 use serde_json::Value;
+use sqljudge_testkit::bench::{report, Bench};
 
 const LIVE: usize = 100;
 const FILLERS: usize = 16;

@@ -6,11 +6,9 @@
 //!
 //! Sequential: one submission at a time, polling the result every 2 ms, so each figure is the
 //! time a user waits. Concurrent: CLIENTS users submitting at once, for throughput.
-mod common;
-
 use std::time::Instant;
 
-use common::{report, Bench};
+use sqljudge_testkit::bench::{report, Bench};
 
 const SEQUENTIAL: usize = 200;
 const CLIENTS: usize = 16;

@@ -8,13 +8,11 @@
 //! point it at a second instance to measure the fan-out through Redis). For each of 200
 //! submissions, one at a time: submit -> `queued` event, and submit -> final event, beside
 //! submit -> final status by polling the result (2 ms interval) for comparison.
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{report, solution, Bench};
 use futures_util::StreamExt;
 use serde_json::Value;
+use sqljudge_testkit::bench::{report, solution, Bench};
 use tokio_tungstenite::tungstenite::Message;
 
 const N: usize = 200;

@@ -1,10 +1,9 @@
 use serde_json::{json, Value};
-
-use crate::helpers::TestApp;
+use sqljudge_testkit::app::{Options, TestApp};
 
 #[actix_web::test]
 async fn register_login_me_refresh_logout() {
-    let app = TestApp::spawn_with(crate::helpers::Options {
+    let app = TestApp::spawn_with(Options {
         demo: false,
         workers: 1,
         ..Default::default()
@@ -74,7 +73,7 @@ async fn register_login_me_refresh_logout() {
 
 #[actix_web::test]
 async fn registration_and_login_errors() {
-    let app = TestApp::spawn_with(crate::helpers::Options {
+    let app = TestApp::spawn_with(Options {
         demo: false,
         workers: 1,
         ..Default::default()
@@ -167,7 +166,7 @@ async fn registration_and_login_errors() {
 
 #[actix_web::test]
 async fn health_reports_both_backends() {
-    let app = TestApp::spawn_with(crate::helpers::Options {
+    let app = TestApp::spawn_with(Options {
         demo: false,
         workers: 1,
         ..Default::default()

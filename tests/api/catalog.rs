@@ -1,6 +1,5 @@
 use serde_json::{json, Value};
-
-use crate::helpers::TestApp;
+use sqljudge_testkit::app::{Options, TestApp};
 
 #[actix_web::test]
 async fn demo_catalogue_is_listed_and_filtered() {
@@ -45,7 +44,7 @@ ALTER TABLE ONLY zoo.animals ADD CONSTRAINT animals_pkey PRIMARY KEY (id);\n";
 
 #[actix_web::test]
 async fn datasets_load_atomically_from_pg_dump() {
-    let app = TestApp::spawn_with(crate::helpers::Options {
+    let app = TestApp::spawn_with(Options {
         demo: false,
         workers: 1,
         ..Default::default()
@@ -121,7 +120,7 @@ async fn datasets_load_atomically_from_pg_dump() {
 
 #[actix_web::test]
 async fn problems_are_validated_by_running_the_reference() {
-    let app = TestApp::spawn_with(crate::helpers::Options {
+    let app = TestApp::spawn_with(Options {
         demo: false,
         workers: 1,
         ..Default::default()

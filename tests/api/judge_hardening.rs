@@ -6,9 +6,8 @@ use std::time::{Duration, Instant};
 
 use diesel::RunQueryDsl;
 use serde_json::{json, Value};
-
-use crate::faults::RedisInstance;
-use crate::helpers::{count, sleep, wait_mode, Options, TestApp};
+use sqljudge_testkit::app::{count, sleep, wait_mode, Options, TestApp};
+use sqljudge_testkit::faults::RedisInstance;
 
 /// Creates dataset `name` from `script` and a problem on it; returns the problem's id.
 async fn problem(app: &TestApp, name: &str, script: &str, reference: &str, limit_ms: u32) -> i64 {

@@ -1,9 +1,8 @@
 use std::time::Duration;
 
 use serde_json::Value;
-
-use crate::faults::RedisInstance;
-use crate::helpers::{Options, TestApp};
+use sqljudge_testkit::app::{Options, TestApp};
+use sqljudge_testkit::faults::RedisInstance;
 
 const UK: &str = "SELECT name FROM customers WHERE country = 'UK'";
 const OUT_OF_STOCK: &str = "SELECT name, price FROM products WHERE stock = 0";

@@ -4,10 +4,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::Value;
+use sqljudge_testkit::app::{sleep, wait_mode, Options, TestApp};
+use sqljudge_testkit::faults::{free_port, RedisInstance};
 use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest, Message};
-
-use crate::faults::{free_port, RedisInstance};
-use crate::helpers::{sleep, wait_mode, Options, TestApp};
 
 const UK: &str = "SELECT name FROM customers WHERE country = 'UK'";
 
@@ -71,7 +70,7 @@ async fn statuses_of(socket: &mut Socket, job_id: &str) -> Vec<String> {
 async fn events_reach_a_socket_on_another_instance_in_order() {
     let app = TestApp::spawn().await;
     let port = free_port();
-    let mut other = app.process(port);
+    let mut other = app.process(env!("CARGO_BIN_EXE_sqljudge"), port);
     let other_url = format!("http://127.0.0.1:{port}");
     app.wait_ready(&other_url).await;
 
@@ -291,7 +290,7 @@ async fn metrics_and_queue_status_move_with_traffic() {
 
 #[actix_web::test]
 async fn events_flow_locally_during_a_redis_outage_and_across_instances_after_it() {
-    use crate::faults::{app_behind_redis_proxy, Mode};
+    use sqljudge_testkit::faults::{app_behind_redis_proxy, Mode};
     let (proxy, app) = app_behind_redis_proxy().await;
     let token = app.user("outage_fay").await;
     let uk = app.problem_id("uk-customers").await;
@@ -325,7 +324,7 @@ async fn events_flow_locally_during_a_redis_outage_and_across_instances_after_it
     // Started only now: during the outage it could have graded the fallback job, whose
     // events then stay on that instance.
     let port = free_port();
-    let mut other = app.process(port);
+    let mut other = app.process(env!("CARGO_BIN_EXE_sqljudge"), port);
     let other_url = format!("http://127.0.0.1:{port}");
     app.wait_ready(&other_url).await;
     // Submitted to the other instance: it reaches this socket through the subscription

@@ -1,7 +1,5 @@
 mod accounts;
 mod catalog;
-mod faults;
-mod helpers;
 mod judge_hardening;
 mod leaderboards;
 mod live;

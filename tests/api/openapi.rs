@@ -1,8 +1,7 @@
 //! `/openapi.json` covers every endpoint of API.md, and real responses validate against the
 //! schemas it declares for them; `/docs` is served without anything from elsewhere.
 use serde_json::{json, Value};
-
-use crate::helpers::TestApp;
+use sqljudge_testkit::app::{Options, TestApp};
 
 /// The schema the document declares for `method path` answering `status`.
 fn schema(doc: &Value, method: &str, path: &str, status: u16) -> Value {
@@ -233,7 +232,7 @@ async fn the_document_covers_the_api_and_matches_real_responses() {
 
 #[actix_web::test]
 async fn the_api_page_is_served_from_the_binary() {
-    let app = TestApp::spawn_with(crate::helpers::Options {
+    let app = TestApp::spawn_with(Options {
         demo: false,
         ..Default::default()
     })

@@ -5,12 +5,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-
-use crate::faults::{
+use sqljudge_testkit::app::{sleep, wait_mode, Options, TestApp};
+use sqljudge_testkit::faults::{
     check_invariants, free_port, leaderboard_mismatches, postgres_port, run_load, Mode, Proxy,
     RedisInstance,
 };
-use crate::helpers::{sleep, wait_mode, Options, TestApp};
 
 #[actix_web::test]
 async fn redis_killed_and_restarted_under_load() {
@@ -275,7 +274,7 @@ async fn service_killed_and_restarted_under_load() {
     // A second instance as a real process on the same databases and Redis prefix, killed
     // with SIGKILL while it takes submissions, then started again.
     let port = free_port();
-    let spawn = || app.process(port);
+    let spawn = || app.process(env!("CARGO_BIN_EXE_sqljudge"), port);
     let mut process = spawn();
     let external = format!("http://127.0.0.1:{port}");
     app.wait_ready(&external).await;

@@ -4,8 +4,7 @@
 //! with more rights than the grading role.
 use diesel::RunQueryDsl;
 use serde_json::{json, Value};
-
-use crate::helpers::{count, Options, TestApp};
+use sqljudge_testkit::app::{count, Options, TestApp};
 
 /// Grades each attack and asserts a permission error (SQLSTATE 42501): not accepted, and not
 /// an infrastructure failure either.

@@ -2,9 +2,8 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use sqljudge::config::RateLimitSettings;
-
-use crate::faults::RedisInstance;
-use crate::helpers::{Options, TestApp};
+use sqljudge_testkit::app::{Options, TestApp};
+use sqljudge_testkit::faults::RedisInstance;
 
 async fn submit_status(
     app: &TestApp,

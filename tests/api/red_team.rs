@@ -1,8 +1,7 @@
 //! Red-team review of issue #9 ("A judge no account can break"): regressions for what the
 //! review found. Each test states what an attacker did and what must hold instead.
 use serde_json::{json, Value};
-
-use crate::helpers::{Options, TestApp};
+use sqljudge_testkit::app::{Options, TestApp};
 
 /// The verdict cache keys on the normalised text, so two texts that normalise the same must
 /// mean the same to PostgreSQL. An unterminated `/*` comment and a vertical tab (not

@@ -3,8 +3,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-
-use crate::helpers::TestApp;
+use sqljudge_testkit::app::TestApp;
 
 /// A verdict is cached under the problem version current when grading *finishes*, not the
 /// one it was graded against: a solution accepted by the old reference while an admin fixes

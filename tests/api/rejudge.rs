@@ -3,8 +3,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use sqljudge::db::models::{NewSubmission, Submission};
 use sqljudge::job::{Job, Outcome, Queue, Status};
-
-use crate::helpers::{Options, TestApp};
+use sqljudge_testkit::app::{Options, TestApp};
 
 const UK: &str = "SELECT name FROM customers WHERE country = 'UK'";
 

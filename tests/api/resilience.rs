@@ -8,8 +8,7 @@ use serde_json::Value;
 use sqljudge::actors::executor::Restart;
 use sqljudge::db::models::{NewSubmission, Submission};
 use sqljudge::job::{Job, Queue};
-
-use crate::helpers::{count, Options, TestApp};
+use sqljudge_testkit::app::{count, Options, TestApp};
 
 fn rows_for(app: &TestApp, table: &str, column: &str, job_id: &str) -> i64 {
     count(

@@ -4,8 +4,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-
-use crate::helpers::{count, Options, TestApp};
+use sqljudge_testkit::app::{count, Options, TestApp};
 
 #[actix_web::test]
 async fn hostile_solutions_are_contained() {

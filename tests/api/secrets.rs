@@ -4,9 +4,8 @@ use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use sqljudge::auth::token_hash;
 use sqljudge::config::Settings;
-
-use crate::faults::free_port;
-use crate::helpers::TestApp;
+use sqljudge_testkit::app::TestApp;
+use sqljudge_testkit::faults::free_port;
 
 #[test]
 fn settings_debug_shows_no_secret() {
@@ -48,7 +47,7 @@ async fn no_token_ticket_or_password_reaches_the_log_or_an_error() {
     let log_path = std::env::temp_dir().join(format!("sqljudge-secrets-{port}.log"));
     let log = std::fs::File::create(&log_path).unwrap();
     // Debug: what an operator chasing a problem would turn on.
-    let process = app.process_logging(port, "debug", log);
+    let process = app.process_logging(env!("CARGO_BIN_EXE_sqljudge"), port, "debug", log);
     let base = format!("http://127.0.0.1:{port}");
     let ws_base = base.replacen("http", "ws", 1);
     app.wait_ready(&base).await;

@@ -4,9 +4,8 @@ use std::time::{Duration, Instant};
 
 use redis::Commands;
 use serde_json::{json, Value};
-
-use crate::faults::{app_behind_redis_proxy, Mode};
-use crate::helpers::{sleep, wait_mode, TestApp};
+use sqljudge_testkit::app::{sleep, wait_mode, TestApp};
+use sqljudge_testkit::faults::{app_behind_redis_proxy, Mode};
 
 const UK: &str = "SELECT name FROM customers WHERE country = 'UK'";
 

@@ -2,8 +2,7 @@ use std::time::Duration;
 
 use diesel::RunQueryDsl;
 use serde_json::{json, Value};
-
-use crate::helpers::{Options, TestApp};
+use sqljudge_testkit::app::{Options, TestApp};
 
 #[actix_web::test]
 async fn every_verdict_with_its_details() {

@@ -1,7 +1,6 @@
 //! Fault injection for the outage tests and the chaos run (`benches/chaos.rs`): a Redis the
 //! test owns, a TCP proxy that can hang or cut connections, a steady submission load, and the
 //! invariants every scenario must keep.
-#![allow(dead_code)] // shared with benches/chaos.rs, which uses a different subset
 
 use std::collections::HashMap;
 use std::net::TcpListener;
@@ -14,7 +13,7 @@ use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::helpers::{Options, TestApp};
+use crate::app::{Options, TestApp};
 
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -1,5 +1,6 @@
 //! `TestApp`: the real service on a free port, against the machine's PostgreSQL and Redis,
 //! with its own platform database, sandbox database, sandbox roles and Redis key prefix.
+use std::ffi::OsStr;
 use std::time::{Duration, Instant};
 
 use diesel::{Connection, PgConnection, RunQueryDsl};
@@ -54,6 +55,10 @@ impl Drop for Process {
         let _ = self.0.wait();
     }
 }
+
+/// The sqljudge package's directory (the parent of this crate's), where a second instance's
+/// process finds `config/`.
+const PACKAGE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 /// Tests connect without TLS: libpq's OpenSSL, torn down at exit while another thread of the
 /// test process is still inside it, crashes the process after the tests passed.
@@ -460,23 +465,25 @@ impl TestApp {
         .collect()
     }
 
-    /// `sqljudge serve` as a second process of this app on `port` (its output discarded),
-    /// killed when dropped, so a failing test leaves none behind.
-    pub fn process(&self, port: u16) -> Process {
-        self.process_logging(port, "info", std::process::Stdio::null())
+    /// `sqljudge serve` (the binary `bin`: `env!("CARGO_BIN_EXE_sqljudge")` in a test or bench
+    /// of the sqljudge package) as a second process of this app on `port` (its output
+    /// discarded), killed when dropped, so a failing test leaves none behind.
+    pub fn process(&self, bin: impl AsRef<OsStr>, port: u16) -> Process {
+        self.process_logging(bin, port, "info", std::process::Stdio::null())
     }
 
     /// The same, logging at `level` (`RUST_LOG`) to `log`.
     pub fn process_logging(
         &self,
+        bin: impl AsRef<OsStr>,
         port: u16,
         level: &str,
         log: impl Into<std::process::Stdio>,
     ) -> Process {
         Process(
-            std::process::Command::new(env!("CARGO_BIN_EXE_sqljudge"))
+            std::process::Command::new(bin)
                 .arg("serve")
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .current_dir(PACKAGE_DIR)
                 .envs(self.env_for_process(port))
                 .env("RUST_LOG", level)
                 .stdout(std::process::Stdio::null())
