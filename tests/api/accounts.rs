@@ -5,7 +5,7 @@ use sqljudge_testkit::app::{Options, TestApp};
 async fn register_login_me_refresh_logout() {
     let app = TestApp::spawn_with(Options {
         demo: false,
-        workers: 1,
+        workers: 0,
         ..Default::default()
     })
     .await;
@@ -75,7 +75,7 @@ async fn register_login_me_refresh_logout() {
 async fn registration_and_login_errors() {
     let app = TestApp::spawn_with(Options {
         demo: false,
-        workers: 1,
+        workers: 0,
         ..Default::default()
     })
     .await;
@@ -168,7 +168,7 @@ async fn registration_and_login_errors() {
 async fn health_reports_both_backends() {
     let app = TestApp::spawn_with(Options {
         demo: false,
-        workers: 1,
+        workers: 0,
         ..Default::default()
     })
     .await;

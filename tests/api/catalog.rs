@@ -46,7 +46,7 @@ ALTER TABLE ONLY zoo.animals ADD CONSTRAINT animals_pkey PRIMARY KEY (id);\n";
 async fn datasets_load_atomically_from_pg_dump() {
     let app = TestApp::spawn_with(Options {
         demo: false,
-        workers: 1,
+        workers: 0,
         ..Default::default()
     })
     .await;
@@ -122,7 +122,7 @@ async fn datasets_load_atomically_from_pg_dump() {
 async fn problems_are_validated_by_running_the_reference() {
     let app = TestApp::spawn_with(Options {
         demo: false,
-        workers: 1,
+        workers: 0,
         ..Default::default()
     })
     .await;

@@ -25,7 +25,7 @@ async fn problem(app: &TestApp, body: Value) -> i64 {
 #[actix_web::test]
 async fn solutions_cannot_change_settings_or_run_hidden_sql() {
     let app = TestApp::spawn_with(Options {
-        workers: 1,
+        workers: 0,
         ..Default::default()
     })
     .await;
@@ -123,7 +123,7 @@ CREATE VIEW open_secrets AS SELECT secret FROM secrets;\n";
 #[actix_web::test]
 async fn a_solution_reaches_only_its_own_dataset() {
     let app = TestApp::spawn_with(Options {
-        workers: 1,
+        workers: 0,
         ..Default::default()
     })
     .await;
@@ -288,7 +288,7 @@ async fn a_solution_reaches_only_its_own_dataset() {
 async fn dataset_scripts_run_without_privileges() {
     let app = TestApp::spawn_with(Options {
         demo: false,
-        workers: 1,
+        workers: 0,
         ..Default::default()
     })
     .await;
@@ -446,7 +446,7 @@ async fn dataset_scripts_run_without_privileges() {
 async fn datasets_loaded_by_earlier_versions_are_adopted() {
     let app = TestApp::spawn_with(Options {
         demo: false,
-        workers: 1,
+        workers: 0,
         ..Default::default()
     })
     .await;

@@ -95,7 +95,7 @@ async fn running_into_the_temp_file_limit_is_a_verdict() {
 #[actix_web::test]
 async fn a_random_seed_does_not_survive_into_the_next_grading() {
     let app = TestApp::spawn_with(Options {
-        workers: 1,
+        workers: 0,
         ..Default::default()
     })
     .await;

@@ -10,7 +10,7 @@ use sqljudge_testkit::app::{count, Options, TestApp};
 async fn hostile_solutions_are_contained() {
     let app = TestApp::spawn_with(Options {
         demo: true,
-        workers: 1,
+        workers: 0,
         ..Default::default()
     })
     .await;
@@ -150,7 +150,7 @@ EXCEPTION WHEN query_canceled THEN NULL;\n    END;\n  END LOOP;\nEND $$;\n";
 async fn a_solution_that_swallows_cancels_is_stopped_from_outside() {
     let app = TestApp::spawn_with(Options {
         demo: false,
-        workers: 1,
+        workers: 0,
         ..Default::default()
     })
     .await;
