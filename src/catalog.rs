@@ -88,6 +88,15 @@ impl ProblemInput {
                 )));
             }
         }
+        if let Some(key) = &f.order_key {
+            let mut seen = std::collections::HashSet::new();
+            if !f.ordered || f.writeable {
+                return invalid("order_key is only for ordered problems that are not writeable");
+            }
+            if key.is_empty() || key.iter().any(|&c| c < 1 || !seen.insert(c)) {
+                return invalid("order_key must list distinct 1-based column positions");
+            }
+        }
         match (&f.check_table, f.writeable) {
             (None, true) => invalid("a writeable problem needs check_table"),
             (Some(_), false) => invalid("check_table is only for writeable problems"),
@@ -142,7 +151,20 @@ pub async fn save_problem(
         time_limit_ms,
         check_table: input.fields.check_table.as_deref(),
     };
-    let (expected_columns, expected_rows) = to_json_rows(&reference_result(state, &spec).await?);
+    let reference = reference_result(state, &spec).await?;
+    let columns = reference.columns.len();
+    if let Some(&beyond) = input
+        .fields
+        .order_key
+        .iter()
+        .flatten()
+        .find(|&&c| c as usize > columns)
+    {
+        return Err(ApiError::Unprocessable(format!(
+            "order_key names column {beyond}; the reference returns {columns}"
+        )));
+    }
+    let (expected_columns, expected_rows) = to_json_rows(&reference);
     let new = NewProblem {
         fields: input.fields,
         time_limit_ms: time_limit_ms as i32,

@@ -46,6 +46,97 @@ impl Status {
     }
 }
 
+/// Why a result is a `wrong_answer`: the first of these that applies (API.md v1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[derive(diesel::AsExpression, diesel::FromSqlRow)]
+#[diesel(sql_type = diesel::sql_types::Text)]
+pub enum Reason {
+    /// Another number of columns.
+    ColumnCount,
+    /// The same rows in another order (ordered problems).
+    Order,
+    /// The same distinct rows, counted differently.
+    Duplicates,
+    /// Equal if NULL and '' were the same.
+    NullVsEmpty,
+    /// Equal as numbers, written differently.
+    NumericFormat,
+    /// Another number of rows.
+    RowCount,
+    /// Other values.
+    Values,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::ColumnCount => "column_count",
+            Reason::Order => "order",
+            Reason::Duplicates => "duplicates",
+            Reason::NullVsEmpty => "null_vs_empty",
+            Reason::NumericFormat => "numeric_format",
+            Reason::RowCount => "row_count",
+            Reason::Values => "values",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Reason> {
+        serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+    }
+}
+
+/// The first test a solution failed (0 is the sample), stored as its index.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema, diesel::AsExpression, diesel::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::SmallInt)]
+pub struct FailedTest {
+    pub index: i16,
+}
+
+/// `{index, hidden}` in the API, as API.md writes it.
+#[derive(Serialize, Deserialize)]
+struct FailedTestJson {
+    index: i16,
+    hidden: bool,
+}
+
+impl Serialize for FailedTest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        FailedTestJson {
+            index: self.index,
+            hidden: self.index > 0,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for FailedTest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        FailedTestJson::deserialize(d).map(|t| FailedTest { index: t.index })
+    }
+}
+
+impl diesel::serialize::ToSql<diesel::sql_types::SmallInt, diesel::pg::Pg> for FailedTest {
+    fn to_sql<'b>(
+        &'b self,
+        out: &mut diesel::serialize::Output<'b, '_, diesel::pg::Pg>,
+    ) -> diesel::serialize::Result {
+        <i16 as diesel::serialize::ToSql<diesel::sql_types::SmallInt, diesel::pg::Pg>>::to_sql(
+            &self.index,
+            &mut out.reborrow(),
+        )
+    }
+}
+
+impl diesel::deserialize::FromSql<diesel::sql_types::SmallInt, diesel::pg::Pg> for FailedTest {
+    fn from_sql(bytes: diesel::pg::PgValue<'_>) -> diesel::deserialize::Result<Self> {
+        <i16 as diesel::deserialize::FromSql<diesel::sql_types::SmallInt, diesel::pg::Pg>>::from_sql(bytes)
+            .map(|index| FailedTest { index })
+    }
+}
+
 /// Where a submission was queued: Redis (202), the Postgres fallback (201) or nowhere, its
 /// verdict reused from the cache (200). Stored with the submission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -110,6 +201,12 @@ pub struct Outcome {
     pub message: Option<String>,
     pub sqlstate: Option<String>,
     pub diff: Option<serde_json::Value>,
+    /// For `wrong_answer`: why.
+    #[serde(default)]
+    pub reason: Option<Reason>,
+    /// The first failing test when results were compared and differ.
+    #[serde(default)]
+    pub failed_test: Option<FailedTest>,
 }
 
 impl Outcome {
@@ -134,6 +231,8 @@ impl Outcome {
             message: Some(message.into()),
             sqlstate: None,
             diff: None,
+            reason: None,
+            failed_test: None,
         }
     }
 }
@@ -162,6 +261,8 @@ impl Outcome {
             message: None,
             sqlstate: None,
             diff: None,
+            reason: None,
+            failed_test: None,
         }
     }
 }
@@ -266,3 +367,4 @@ macro_rules! text_column {
 
 text_column!(Status);
 text_column!(Queue);
+text_column!(Reason);

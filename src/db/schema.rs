@@ -58,6 +58,7 @@ diesel::table! {
         expected_rows -> Jsonb,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        order_key -> Nullable<Array<Int2>>,
     }
 }
 
@@ -90,6 +91,8 @@ diesel::table! {
         request_id -> Nullable<Text>,
         created_at -> Timestamptz,
         graded_at -> Nullable<Timestamptz>,
+        reason -> Nullable<Text>,
+        failed_test -> Nullable<Int2>,
     }
 }
 

@@ -248,6 +248,150 @@ pub fn split_script(script: &str) -> Result<Vec<ScriptPart>, String> {
     }
 }
 
+/// A token of a statement, for finding its clauses.
+#[derive(Debug, Clone, PartialEq)]
+enum Token {
+    /// An unquoted word (keyword or identifier), lower-cased as the server folds it.
+    Word(String),
+    /// A quoted identifier, unquoted.
+    Quoted(String),
+    /// Anything else: a number, a string, an operator or punctuation, as written.
+    Other(String),
+}
+
+/// The tokens of `sql` outside any parentheses (a subquery's or a function call's clauses are
+/// not the statement's own), with comments dropped.
+fn top_level_tokens(sql: &str) -> Vec<Token> {
+    let s = sql.as_bytes();
+    let (mut tokens, mut depth, mut i) = (Vec::new(), 0usize, 0);
+    loop {
+        i = skip_trivia(s, i);
+        if i >= s.len() {
+            return tokens;
+        }
+        let start = i;
+        let token = match s[i] {
+            b'(' => {
+                depth += 1;
+                i += 1;
+                // A call or a subquery stands as one opaque token where it starts.
+                (depth == 1).then(|| Token::Other("(".into()))
+            }
+            b')' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+                None
+            }
+            b'"' => {
+                i = skip_quoted(s, i, b'"', false);
+                let inner = sql.get(start + 1..i - 1).unwrap_or_default();
+                Some(Token::Quoted(inner.replace("\"\"", "\"")))
+            }
+            c if is_ident_start(c) => {
+                while i < s.len() && is_ident_char(s[i]) {
+                    i += 1;
+                }
+                if i < s.len() && s[i] == b'\'' {
+                    // A prefixed string (E'...', B'...', U&'...'): one token.
+                    i = skip_token(s, i);
+                    Some(Token::Other(sql[start..i].to_string()))
+                } else {
+                    Some(Token::Word(sql[start..i].to_ascii_lowercase()))
+                }
+            }
+            c if c.is_ascii_digit() => {
+                while i < s.len() && (s[i].is_ascii_alphanumeric() || s[i] == b'.') {
+                    i += 1;
+                }
+                Some(Token::Other(sql[start..i].to_string()))
+            }
+            _ => {
+                i = skip_token(s, i);
+                Some(Token::Other(sql[start..i].to_string()))
+            }
+        };
+        if depth > 1 || (depth == 1 && token != Some(Token::Other("(".into()))) {
+            continue;
+        }
+        if let Some(token) = token {
+            tokens.push(token);
+        }
+    }
+}
+
+fn is_word(token: &Token, word: &str) -> bool {
+    matches!(token, Token::Word(w) if w == word)
+}
+
+/// The sort key of a query: the output columns (1-based) its last top-level `ORDER BY` sorts
+/// by, when every item names one: by position, by output name or alias, or as
+/// `table.column` whose column is an output name. `None` when there is no such clause or an
+/// item is an expression of something else (then the whole order is the key).
+pub fn order_key(sql: &str, columns: &[String]) -> Option<Vec<usize>> {
+    let tokens = top_level_tokens(sql);
+    let by = tokens
+        .windows(2)
+        .rposition(|w| is_word(&w[0], "order") && is_word(&w[1], "by"))?;
+    let clause = tokens[by + 2..]
+        .iter()
+        .take_while(|t| {
+            !["limit", "offset", "fetch", "for"]
+                .iter()
+                .any(|w| is_word(t, w))
+                && **t != Token::Other(";".into())
+        })
+        .cloned()
+        .collect::<Vec<_>>();
+    let mut key = Vec::new();
+    for item in clause.split(|t| *t == Token::Other(",".into())) {
+        key.push(output_column(sort_expression(item), columns)?);
+    }
+    (!key.is_empty()).then_some(key)
+}
+
+/// An `ORDER BY` item without its direction, `NULLS FIRST|LAST` or `USING op`.
+fn sort_expression(item: &[Token]) -> &[Token] {
+    let mut end = item.len();
+    if let Some(using) = item.iter().position(|t| is_word(t, "using")) {
+        end = using;
+    }
+    while end > 0 {
+        let last = &item[end - 1];
+        if ["asc", "desc", "first", "last"]
+            .iter()
+            .any(|w| is_word(last, w))
+        {
+            end -= 1;
+            if end > 0 && is_word(&item[end - 1], "nulls") {
+                end -= 1;
+            }
+        } else {
+            break;
+        }
+    }
+    &item[..end]
+}
+
+/// The output column (1-based) a sort expression names, if it names exactly one.
+fn output_column(expression: &[Token], columns: &[String]) -> Option<usize> {
+    let name = match expression {
+        [Token::Other(n)] => {
+            return n
+                .parse::<usize>()
+                .ok()
+                .filter(|&n| (1..=columns.len()).contains(&n))
+        }
+        [.., Token::Other(dot), Token::Word(name) | Token::Quoted(name)] if dot == "." => name,
+        [Token::Word(name) | Token::Quoted(name)] => name,
+        _ => return None,
+    };
+    let mut matching = columns.iter().enumerate().filter(|(_, c)| *c == name);
+    match (matching.next(), matching.next()) {
+        (Some((i, _)), None) => Some(i + 1),
+        _ => None,
+    }
+}
+
 /// The statement with insignificant differences removed, for recognising the same solution:
 /// whitespace and comments outside quoted text become one space, trailing `;` go. Quoted
 /// strings, identifiers and dollar quotes are kept byte for byte, and nothing is case-folded.
@@ -398,5 +542,63 @@ mod tests {
             ]
         );
         assert!(split_script("COPY t FROM stdin;\n1\n").is_err());
+    }
+
+    #[test]
+    fn order_key_maps_the_final_order_by_to_output_columns() {
+        let cols = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let c = cols(&["surname", "firstname", "Total", "joindate"]);
+        assert_eq!(
+            order_key("SELECT surname, firstname FROM cd.members m ORDER BY m.surname, firstname DESC NULLS LAST", &c),
+            Some(vec![1, 2])
+        );
+        assert_eq!(
+            order_key("select 1 order by 2 using <, \"Total\" asc", &c),
+            Some(vec![2, 3])
+        );
+        assert_eq!(
+            order_key("SELECT * FROM t ORDER BY joindate LIMIT 3", &c),
+            Some(vec![4])
+        );
+        // Not the statement's own clause, or not an output column: no key (strict order).
+        assert_eq!(
+            order_key("SELECT * FROM (SELECT * FROM t ORDER BY surname) s", &c),
+            None
+        );
+        assert_eq!(
+            order_key("SELECT rank() OVER (ORDER BY surname) FROM t", &c),
+            None
+        );
+        assert_eq!(
+            order_key("SELECT * FROM t ORDER BY lower(surname)", &c),
+            None
+        );
+        assert_eq!(order_key("SELECT * FROM t ORDER BY total", &c), None);
+        assert_eq!(order_key("SELECT * FROM t ORDER BY 5", &c), None);
+        assert_eq!(
+            order_key("SELECT * FROM t ORDER BY surname || 'x'", &c),
+            None
+        );
+        assert_eq!(
+            order_key("SELECT 'order by surname' FROM t -- order by surname", &c),
+            None
+        );
+        assert_eq!(
+            order_key("SELECT * FROM t ORDER BY surname COLLATE \"C\"", &c),
+            None
+        );
+        // Two output columns of that name: ambiguous.
+        assert_eq!(
+            order_key("SELECT * FROM t ORDER BY a", &cols(&["a", "a"])),
+            None
+        );
+        // The last top-level ORDER BY of a union is the statement's.
+        assert_eq!(
+            order_key(
+                "SELECT surname FROM a UNION (SELECT surname FROM b ORDER BY 1) ORDER BY firstname",
+                &c
+            ),
+            Some(vec![2])
+        );
     }
 }

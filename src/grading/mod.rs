@@ -6,11 +6,11 @@ pub mod sandbox;
 
 use std::time::Instant;
 
-use compare::{compare, ResultSet, Row};
+use compare::{compare, Order, ResultSet, Row};
 use sandbox::{Run, RunSpec, SandboxError, Slot};
 
 use crate::db::models::Problem;
-use crate::job::{Outcome, Status};
+use crate::job::{FailedTest, Outcome, Status};
 
 /// What identifies "the same solution to the same problem" for the verdict cache: the
 /// problem and its version (any change to it or its dataset bumps `updated_at`), and the
@@ -29,6 +29,17 @@ pub fn expected_of(problem: &Problem) -> ResultSet {
     ResultSet {
         columns: problem.expected_column_names(),
         rows: serde_json::from_value::<Vec<Row>>(problem.expected_rows.clone()).unwrap_or_default(),
+    }
+}
+
+/// The sort key of an ordered problem's result (0-based columns): the author's `order_key`,
+/// else what the reference's `ORDER BY` sorts by; `None` when neither says (then rows must come
+/// in exactly the reference's order).
+pub fn sort_key(problem: &Problem, columns: &[String]) -> Option<Vec<usize>> {
+    match &problem.fields.order_key {
+        Some(key) => Some(key.iter().map(|&c| c as usize - 1).collect()),
+        None => lexer::order_key(&problem.fields.reference_sql, columns)
+            .map(|key| key.into_iter().map(|c| c - 1).collect()),
     }
 }
 
@@ -55,11 +66,16 @@ pub async fn grade(slot: &mut Slot, problem: &Problem, sql: &str) -> Result<Outc
     let mut outcome = match run {
         Run::Failed(outcome) => outcome,
         Run::Rows(got) => {
-            // Table contents have no order: writeable problems compare as multisets.
-            let ordered = problem.fields.ordered && !problem.fields.writeable;
-            let diff = compare(&expected, &got, ordered);
+            let key = sort_key(problem, &expected.columns);
+            let order = match (&key, problem.fields.ordered && !problem.fields.writeable) {
+                // Table contents have no order: writeable problems compare as multisets.
+                (_, false) => Order::Any,
+                (Some(key), true) => Order::Key(key),
+                (None, true) => Order::Exact,
+            };
+            let mismatch = compare(&expected, &got, order);
             Outcome {
-                status: if diff.is_some() {
+                status: if mismatch.is_some() {
                     Status::WrongAnswer
                 } else {
                     Status::Accepted
@@ -67,11 +83,13 @@ pub async fn grade(slot: &mut Slot, problem: &Problem, sql: &str) -> Result<Outc
                 rows_returned: Some(got.rows.len() as i32),
                 expected_rows: None,
                 duration_ms: Some(duration_ms),
-                message: diff
+                message: mismatch
                     .as_ref()
                     .map(|_| "the result differs from the expected one".to_string()),
                 sqlstate: None,
-                diff: diff.map(|d| serde_json::to_value(d).expect("diff serialises")),
+                reason: mismatch.as_ref().map(|m| m.reason),
+                failed_test: mismatch.as_ref().map(|_| FailedTest { index: 0 }),
+                diff: mismatch.map(|m| serde_json::to_value(m.diff).expect("diff serialises")),
             }
         }
     };

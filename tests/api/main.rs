@@ -7,6 +7,7 @@ mod openapi;
 mod outage;
 mod privileges;
 mod ratelimit;
+mod reasons;
 mod red_team;
 mod red_team2;
 mod rejudge;

@@ -31,6 +31,10 @@ pub struct ProblemFields {
     #[serde(default)]
     pub writeable: bool,
     pub check_table: Option<String>,
+    /// Ordered problems: the 1-based output columns of the sort key; rows that tie on it may
+    /// come in any order. When absent, the reference's `ORDER BY` gives it.
+    #[serde(default)]
+    pub order_key: Option<Vec<i16>>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]

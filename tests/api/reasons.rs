@@ -1,0 +1,163 @@
+//! Wrong answers say why (API.md v1.1 `reason`, `failed_test`), and ordered problems accept
+//! any order among rows that tie on the sort key.
+use serde_json::{json, Value};
+use sqljudge_testkit::app::{Options, TestApp};
+
+const SCORES: &str = "CREATE SCHEMA ties;
+CREATE TABLE ties.scores (name text PRIMARY KEY, score integer, note text);
+INSERT INTO ties.scores VALUES ('a', 1, ''), ('b', 2, NULL), ('c', 2, 'x'), ('d', 3, 'y'), ('e', 2, 'z');";
+
+/// Creates an ordered problem on `ties`; the problem object.
+async fn problem(app: &TestApp, slug: &str, reference: &str, extra: Value) -> Value {
+    let mut body = json!({
+        "slug": slug, "title": slug, "statement": "Scores.", "topic": "ordering",
+        "dataset": "ties", "reference_sql": reference, "ordered": true,
+    });
+    body.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    let res = app.create_problem(&body).await;
+    let status = res.status();
+    let created: Value = res.json().await.unwrap();
+    assert_eq!(status, 201, "{created}");
+    created
+}
+
+#[actix_web::test]
+async fn ties_on_the_sort_key_are_free_and_wrong_answers_name_their_reason() {
+    let app = TestApp::spawn_with(Options {
+        demo: false,
+        workers: 0,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(app.put_dataset("ties", SCORES).await.status(), 201);
+    let token = app.user("tie").await;
+    let by_score = problem(
+        &app,
+        "by-score",
+        "SELECT name, score FROM ties.scores ORDER BY score",
+        json!({}),
+    )
+    .await["id"]
+        .as_i64()
+        .unwrap();
+
+    // b, c and e tie on the score: any order of them is right.
+    for order in ["score, name", "score, name DESC", "2, note NULLS FIRST"] {
+        let sql = format!("SELECT name, score FROM ties.scores ORDER BY {order}");
+        let result = app.grade(&token, by_score, &sql).await;
+        assert_eq!(result["status"], "accepted", "{sql}: {result}");
+        assert_eq!(result["reason"], Value::Null);
+        assert_eq!(result["failed_test"], Value::Null);
+    }
+
+    // Each wrong answer names the first reason of the contract's list that applies.
+    let cases = [
+        ("SELECT name, score FROM ties.scores ORDER BY score DESC", "order"),
+        ("SELECT name FROM ties.scores ORDER BY score", "column_count"),
+        (
+            "SELECT name, score FROM ties.scores UNION ALL SELECT name, score FROM ties.scores WHERE name = 'a' ORDER BY score",
+            "duplicates",
+        ),
+        (
+            "SELECT name, score::numeric(4,1) FROM ties.scores ORDER BY score",
+            "numeric_format",
+        ),
+        (
+            "SELECT name, score FROM ties.scores WHERE score > 1 ORDER BY score",
+            "row_count",
+        ),
+        ("SELECT upper(name), score FROM ties.scores ORDER BY score", "values"),
+    ];
+    for (sql, reason) in cases {
+        let result = app.grade(&token, by_score, sql).await;
+        assert_eq!(result["status"], "wrong_answer", "{sql}: {result}");
+        assert_eq!(result["reason"], reason, "{sql}: {result}");
+        assert_eq!(result["failed_test"], json!({"index": 0, "hidden": false}));
+    }
+    let notes = problem(
+        &app,
+        "notes",
+        "SELECT name, note FROM ties.scores ORDER BY name",
+        json!({}),
+    )
+    .await["id"]
+        .as_i64()
+        .unwrap();
+    let result = app
+        .grade(
+            &token,
+            notes,
+            "SELECT name, coalesce(note, '') FROM ties.scores ORDER BY name",
+        )
+        .await;
+    assert_eq!(result["reason"], "null_vs_empty", "{result}");
+
+    // The reference orders fully, but the author says only the score matters.
+    let keyed = problem(
+        &app,
+        "keyed",
+        "SELECT name, score FROM ties.scores ORDER BY score, name",
+        json!({"order_key": [2]}),
+    )
+    .await;
+    assert_eq!(keyed["order_key"], json!([2]), "{keyed}");
+    let keyed = keyed["id"].as_i64().unwrap();
+    let sql = "SELECT name, score FROM ties.scores ORDER BY score, name DESC";
+    assert_eq!(app.grade(&token, keyed, sql).await["status"], "accepted");
+    // Without an order_key the reference's full ORDER BY is the key.
+    let strict = problem(
+        &app,
+        "strict",
+        "SELECT name, score FROM ties.scores ORDER BY score, name",
+        json!({}),
+    )
+    .await["id"]
+        .as_i64()
+        .unwrap();
+    let result = app.grade(&token, strict, sql).await;
+    assert_eq!(
+        (&result["status"], &result["reason"]),
+        (&json!("wrong_answer"), &json!("order"))
+    );
+}
+
+#[actix_web::test]
+async fn order_keys_are_validated() {
+    let app = TestApp::spawn_with(Options {
+        demo: false,
+        workers: 0,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(app.put_dataset("ties", SCORES).await.status(), 201);
+    let base = json!({
+        "slug": "k", "title": "k", "statement": "s", "topic": "ordering", "dataset": "ties",
+        "reference_sql": "SELECT name, score FROM ties.scores ORDER BY score", "ordered": true,
+    });
+    let with = |extra: Value| {
+        let mut body = base.clone();
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        body
+    };
+    for (extra, status) in [
+        (json!({"order_key": [3]}), 422),
+        (json!({"order_key": [0]}), 400),
+        (json!({"order_key": [1, 1]}), 400),
+        (json!({"order_key": []}), 400),
+        (json!({"order_key": [1], "ordered": false}), 400),
+        (json!({"order_key": ["1"]}), 400),
+        (json!({"order_key": [1, 2]}), 201),
+    ] {
+        let res = app.create_problem(&with(extra.clone())).await;
+        let code = res.status().as_u16();
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(code, status, "{extra}: {body}");
+        if status != 201 {
+            assert!(body["error"]["message"].is_string(), "{body}");
+        }
+    }
+}
