@@ -38,6 +38,8 @@ pub struct ServerSettings {
     pub http_workers: usize,
     pub max_json_bytes: usize,
     pub max_dataset_bytes: usize,
+    /// After SIGTERM: how long requests and gradings under way may take to finish.
+    pub shutdown_grace_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

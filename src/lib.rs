@@ -18,6 +18,7 @@ pub mod problems;
 pub mod ratelimit;
 pub mod redis;
 pub mod sessions;
+pub mod shutdown;
 pub mod startup;
 pub mod state;
 pub mod stats;

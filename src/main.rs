@@ -41,7 +41,7 @@ async fn main() -> Result<(), StartupError> {
                 sqljudge::demo::load(&app.state(), &dir).await?;
             }
             log::info!("sqljudge listening on port {}", app.port());
-            app.run_until_stopped().await?;
+            app.run_until_terminated().await?;
         }
         Command::Migrate => {
             prepare_platform_db(&settings.database).await?;

@@ -29,6 +29,7 @@ use crate::problems::ProblemCache;
 use crate::ratelimit::RateLimiter;
 use crate::redis::RedisQueue;
 use crate::sessions::Sessions;
+use crate::shutdown::Shutdown;
 use crate::state::AppState;
 use crate::stats::GradingStats;
 use crate::tickets::Tickets;
@@ -116,6 +117,9 @@ impl Application {
             );
             Supervisor::start(move |_| actor)
         };
+        let shutdown = Arc::new(Shutdown::new(Duration::from_secs(
+            settings.server.shutdown_grace_secs,
+        )));
         let executors = ExecutorPool::start(ExecutorDeps {
             jobs: JobSource {
                 queue: queue.clone(),
@@ -129,6 +133,7 @@ impl Application {
             sandbox: sandbox.clone(),
             metrics: metrics.clone(),
             stats: stats.clone(),
+            shutdown: shutdown.clone(),
         });
         let submissions = {
             let actor = SubmissionActor {
@@ -198,6 +203,7 @@ impl Application {
             events,
             metrics,
             stats,
+            shutdown,
         });
         http::status::start_stats_events(
             state.clone(),
@@ -219,7 +225,10 @@ impl Application {
                 .app_data(data.clone())
                 .configure(|cfg| http::routes(cfg, max_json))
         })
-        .listen(listener)?;
+        .listen(listener)?
+        // Signals are ours (`run_until_stopped`): gradings must stop before HTTP is gone.
+        .disable_signals()
+        .shutdown_timeout(state.settings.server.shutdown_grace_secs);
         if workers > 0 {
             server = server.workers(workers);
         }
@@ -238,7 +247,70 @@ impl Application {
         self.state.clone()
     }
 
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+    /// Serves until SIGTERM or Ctrl-C, then shuts down gracefully (see `shutdown`).
+    pub async fn run_until_terminated(self) -> std::io::Result<()> {
+        let (handle, state) = (self.server.handle(), self.state.clone());
+        actix_web::rt::spawn(async move {
+            termination().await;
+            log::warn!(
+                "shutting down: draining for up to {} s",
+                state.shutdown.grace.as_secs()
+            );
+            state.shutdown.begin();
+            handle.stop(true).await;
+        });
+        self.run_until_stopped().await
     }
+
+    /// Serves until the server is stopped (no signal handlers: for tests and tools), then
+    /// drains as after SIGTERM.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await?;
+        drain(&self.state).await;
+        Ok(())
+    }
+}
+
+/// SIGTERM or SIGINT.
+async fn termination() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            log::error!("cannot listen for signals; stop the process with SIGKILL");
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// After HTTP stopped: lets gradings finish within the grace period, hands back the rest and
+/// writes out what waits in memory.
+async fn drain(state: &AppState) {
+    state.shutdown.begin();
+    let deadline = state.shutdown.deadline().expect("draining has a deadline");
+    let idle = || state.executors.settled();
+    while !idle() && std::time::Instant::now() < deadline {
+        actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+    }
+    if !idle() {
+        state.shutdown.abandon();
+        // Handing back is a Redis or Postgres round trip or two.
+        let handed_back = std::time::Instant::now() + Duration::from_secs(2);
+        while !idle() && std::time::Instant::now() < handed_back {
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    state.sessions.flush_last_seen().await;
+    log::warn!(
+        "shut down ({} gradings still under way)",
+        state.executors.busy()
+    );
 }

@@ -17,6 +17,7 @@ use crate::problems::ProblemCache;
 use crate::ratelimit::RateLimiter;
 use crate::redis::RedisQueue;
 use crate::sessions::Sessions;
+use crate::shutdown::Shutdown;
 use crate::stats::GradingStats;
 use crate::tickets::Tickets;
 
@@ -39,4 +40,5 @@ pub struct AppState {
     pub events: Arc<EventBus>,
     pub metrics: Arc<Metrics>,
     pub stats: Arc<GradingStats>,
+    pub shutdown: Arc<Shutdown>,
 }

@@ -2,9 +2,10 @@
 //! sandbox slot. Jobs come leased from the `JobSource` (Redis or the Postgres fallback: the
 //! executor does not know which); an actor that fails (a panic while grading, or a `Restart`
 //! from the watchdog) stops, its supervisor starts it afresh, and the job it held is handed to
-//! another executor when its lease lapses.
+//! another executor when its lease lapses. While the process shuts down, executors take no new
+//! job, and hand back at once the ones whose grading outlasts the grace period.
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use crate::job::{Job, Outcome, Status};
 use crate::jobs::{Held, JobSource, Taker};
 use crate::metrics::Metrics;
 use crate::problems::ProblemCache;
+use crate::shutdown::Shutdown;
 use crate::stats::GradingStats;
 
 /// What the health monitor and statistics see of one executor.
@@ -24,6 +26,8 @@ use crate::stats::GradingStats;
 pub struct ExecutorStatus {
     /// Unix ms when the current job started; 0 when idle.
     pub busy_since_ms: AtomicI64,
+    /// Waiting for a job: one may arrive (and must be handed back while shutting down).
+    pub taking: AtomicBool,
     pub processed: AtomicU64,
     pub restarts: AtomicU64,
     /// The sandbox slot's memory of backends that would not die (outlives restarts).
@@ -36,6 +40,7 @@ pub struct ExecutorDeps {
     pub sandbox: Arc<Sandbox>,
     pub metrics: Arc<Metrics>,
     pub stats: Arc<GradingStats>,
+    pub shutdown: Arc<Shutdown>,
 }
 
 pub struct ExecutorActor {
@@ -122,6 +127,11 @@ impl ExecutorPool {
         self.deps.sandbox.slot(self.status.len(), Arc::default())
     }
 
+    /// No executor is grading or waiting for a job.
+    pub fn settled(&self) -> bool {
+        self.busy() == 0 && !self.status.iter().any(|s| s.taking.load(Ordering::Relaxed))
+    }
+
     pub fn busy(&self) -> usize {
         self.status
             .iter()
@@ -141,17 +151,30 @@ async fn work_loop(index: usize, deps: Arc<ExecutorDeps>, status: Arc<ExecutorSt
     let mut slot = deps.sandbox.slot(index, status.slot.clone());
     let mut taker = Taker::default();
     loop {
+        if deps.shutdown.draining() {
+            return std::future::pending().await;
+        }
         // A slot whose last backend would not die takes no job until it is gone.
         if !slot.settle(Some(Duration::from_secs(1))).await {
             actix_web::rt::time::sleep(Duration::from_millis(200)).await;
             continue;
         }
-        let Some(held) = deps.jobs.take(&mut taker).await else {
+        status.taking.store(true, Ordering::Relaxed);
+        let held = deps.jobs.take(&mut taker).await;
+        if let (Some(held), true) = (&held, deps.shutdown.draining()) {
+            // Taken while the shutdown began: another instance grades it.
+            deps.jobs.release(held, false).await;
+        }
+        let held = held.filter(|_| !deps.shutdown.draining());
+        if held.is_some() {
+            status
+                .busy_since_ms
+                .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+        }
+        status.taking.store(false, Ordering::Relaxed);
+        let Some(held) = held else {
             continue;
         };
-        status
-            .busy_since_ms
-            .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
         let handled = AssertUnwindSafe(handle(&deps, &mut slot, held))
             .catch_unwind()
             .await;
@@ -186,10 +209,10 @@ async fn handle(deps: &ExecutorDeps, slot: &mut Slot, held: Held) {
             }
         };
         let grading = grade(deps, slot, &held.job);
-        futures_util::pin_mut!(renew, grading);
-        match futures_util::future::select(grading, renew).await {
-            futures_util::future::Either::Left((graded, _)) => graded,
-            futures_util::future::Either::Right((never, _)) => never,
+        tokio::select! {
+            graded = grading => graded,
+            never = renew => never,
+            () = deps.shutdown.abandoned() => Graded::Abandoned,
         }
     };
     match graded {
@@ -207,6 +230,13 @@ async fn handle(deps: &ExecutorDeps, slot: &mut Slot, held: Held) {
                 held.job.job_id
             );
             deps.jobs.release(&held, true).await;
+        }
+        Graded::Abandoned => {
+            log::warn!(
+                "job {}: still grading when the shutdown's grace ended; handed back",
+                held.job.job_id
+            );
+            deps.jobs.release(&held, false).await;
         }
         Graded::NotRun => {
             // The sandbox or platform database is unreachable: put the job back after a pause.
@@ -235,6 +265,8 @@ enum Graded {
     NotRun,
     /// The run broke after the solution reached the sandbox, for a reason outside it.
     Interrupted(String),
+    /// The process is shutting down and the grace period is over.
+    Abandoned,
 }
 
 async fn grade(deps: &ExecutorDeps, slot: &mut Slot, job: &Job) -> Graded {

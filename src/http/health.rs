@@ -1,4 +1,5 @@
-//! `GET /health`: backends, routing mode and queue depths.
+//! `GET /health`: backends, routing mode and queue depths; `/health/live` and `/health/ready`
+//! for orchestrators.
 
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
@@ -54,7 +55,9 @@ pub(crate) async fn fallback_backlog(state: &AppState) -> Option<i64> {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health", web::get().to(health));
+    cfg.route("/health", web::get().to(health))
+        .route("/health/live", web::get().to(live))
+        .route("/health/ready", web::get().to(ready));
 }
 
 #[utoipa::path(
@@ -107,5 +110,57 @@ pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
         HttpResponse::ServiceUnavailable()
             .insert_header((actix_web::http::header::RETRY_AFTER, "2"))
             .json(body)
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Readiness {
+    ready: bool,
+    /// Why not, when not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The process is alive and answering (a liveness probe)", body = Readiness),
+    )
+)]
+pub(crate) async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(Readiness {
+        ready: true,
+        reason: None,
+    })
+}
+
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    tag = "operations",
+    responses(
+        (status = 200, description = "Taking submissions: send traffic here (a readiness probe)", body = Readiness),
+        (status = 503, description = "Shutting down, or neither Redis nor Postgres can take submissions", body = Readiness),
+    )
+)]
+pub(crate) async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let reason = if state.shutdown.draining() {
+        Some("shutting down")
+    } else if !state.health.redis_up() && !state.health.postgres_up() {
+        Some("neither Redis nor Postgres is reachable")
+    } else {
+        None
+    };
+    let body = Readiness {
+        ready: reason.is_none(),
+        reason,
+    };
+    match reason {
+        None => HttpResponse::Ok().json(body),
+        Some(_) => HttpResponse::ServiceUnavailable()
+            .insert_header((actix_web::http::header::RETRY_AFTER, "2"))
+            .json(body),
     }
 }

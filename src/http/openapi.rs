@@ -22,7 +22,7 @@ use super::{admin, auth, dashboard, health, leaderboard, problems, status, users
         admin::list_datasets, admin::put_dataset, admin::create_problem, admin::update_problem,
         admin::rejudge,
         leaderboard::global, leaderboard::topic, leaderboard::user,
-        health::health, status::queue_status, status::metrics, dashboard::page, ws::connect,
+        health::health, health::live, health::ready, status::queue_status, status::metrics, dashboard::page, ws::connect,
         ws::ticket,
     ),
     modifiers(&BearerAuth)

@@ -174,11 +174,12 @@ async fn serve(
                 Err(RecvError::Lagged(_)) => break "client too slow",
                 Err(RecvError::Closed) => break "server shutting down",
             },
+            () = state.shutdown.started() => break "server shutting down",
         }
     };
     let code = match reason {
         "client too slow" => CloseCode::Policy,
-        "heartbeat timeout" => CloseCode::Away,
+        "heartbeat timeout" | "server shutting down" => CloseCode::Away,
         _ => CloseCode::Error,
     };
     let _ = actix_web::rt::time::timeout(

@@ -488,12 +488,24 @@ impl TestApp {
         level: &str,
         log: impl Into<std::process::Stdio>,
     ) -> Process {
+        self.process_with(bin, port, &[("RUST_LOG", level)], log)
+    }
+
+    /// The same, with `env` set over this app's settings (e.g. `SQLJUDGE__EXECUTOR__WORKERS`).
+    pub fn process_with(
+        &self,
+        bin: impl AsRef<OsStr>,
+        port: u16,
+        env: &[(&str, &str)],
+        log: impl Into<std::process::Stdio>,
+    ) -> Process {
         Process(
             std::process::Command::new(bin)
                 .arg("serve")
                 .current_dir(PACKAGE_DIR)
                 .envs(self.env_for_process(port))
-                .env("RUST_LOG", level)
+                .env("RUST_LOG", "info")
+                .envs(env.iter().copied())
                 .stdout(std::process::Stdio::null())
                 .stderr(log)
                 .spawn()

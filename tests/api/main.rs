@@ -12,6 +12,7 @@ mod red_team;
 mod red_team2;
 mod rejudge;
 mod resilience;
+mod restarts;
 mod sandbox_attacks;
 mod secrets;
 mod speed_layer;

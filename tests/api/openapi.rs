@@ -68,6 +68,8 @@ async fn the_document_covers_the_api_and_matches_real_responses() {
         ("get", "/ws"),
         ("post", "/ws/ticket"),
         ("get", "/health"),
+        ("get", "/health/live"),
+        ("get", "/health/ready"),
         ("get", "/queue/status"),
         ("get", "/metrics"),
         ("get", "/admin"),
@@ -178,6 +180,8 @@ async fn the_document_covers_the_api_and_matches_real_responses() {
             None,
         ),
         ("/health", "/health".to_string(), None),
+        ("/health/live", "/health/live".to_string(), None),
+        ("/health/ready", "/health/ready".to_string(), None),
         ("/queue/status", "/queue/status".to_string(), None),
         (
             "/admin/datasets",
