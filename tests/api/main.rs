@@ -11,6 +11,7 @@ mod red_team;
 mod red_team2;
 mod rejudge;
 mod resilience;
+mod run;
 mod sandbox_attacks;
 mod secrets;
 mod speed_layer;
