@@ -89,6 +89,8 @@ pub struct ExecutorSettings {
     pub dequeue_block_secs: f64,
     /// Live jobs of one user graded at the same time, at most, while others' jobs wait.
     pub per_user_limit: u32,
+    /// Sandbox slots of their own for `POST /problems/{id}/run`, beside the executors'.
+    pub run_slots: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -104,6 +106,8 @@ pub struct RateLimitSettings {
     pub enabled: bool,
     pub submit_per_minute: u32,
     pub submit_burst: u32,
+    pub run_per_minute: u32,
+    pub run_burst: u32,
     pub auth_per_minute: u32,
     pub auth_burst: u32,
 }

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod problems;
 pub mod ratelimit;
 pub mod redis;
+pub mod runs;
 pub mod sessions;
 pub mod shutdown;
 pub mod startup;

@@ -22,6 +22,7 @@ pub struct Metrics {
     pub backend_up: IntGaugeVec,
     pub db_connections: IntGaugeVec,
     pub executors: IntGaugeVec,
+    pub run_slots: IntGaugeVec,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -128,6 +129,17 @@ impl Metrics {
                 &r,
                 IntGaugeVec::new(Opts::new("executors", "Executors by state"), &["state"])
                     .expect("metric"),
+            ),
+            run_slots: register(
+                &r,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "run_slots",
+                        "Sandbox slots of POST /problems/{id}/run by state",
+                    ),
+                    &["state"],
+                )
+                .expect("metric"),
             ),
             registry: r,
         }

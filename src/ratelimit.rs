@@ -34,6 +34,7 @@ pub struct RateLimiter {
     queue: RedisQueue,
     health: Arc<HealthState>,
     pub submit: Limit,
+    pub run: Limit,
     pub auth: Limit,
     enabled: bool,
     /// Theoretical arrival times (ms since the epoch) while Redis is unavailable.
@@ -52,6 +53,7 @@ impl RateLimiter {
             queue,
             health,
             submit: Limit::new("submit", settings.submit_per_minute, settings.submit_burst),
+            run: Limit::new("run", settings.run_per_minute, settings.run_burst),
             auth: Limit::new("auth", settings.auth_per_minute, settings.auth_burst),
             enabled: settings.enabled,
             local: Mutex::new(HashMap::new()),

@@ -28,6 +28,7 @@ use crate::metrics::Metrics;
 use crate::problems::ProblemCache;
 use crate::ratelimit::RateLimiter;
 use crate::redis::RedisQueue;
+use crate::runs::RunSlots;
 use crate::sessions::Sessions;
 use crate::shutdown::Shutdown;
 use crate::state::AppState;
@@ -184,11 +185,17 @@ impl Application {
             health.clone(),
             settings.websocket.ticket_ttl_secs,
         );
+        // Slot indexes: the executors' 0..workers, then the reference runner's, then runs'.
         let state = web::Data::new(AppState {
             limiter,
             reference: tokio::sync::Mutex::new(
                 sandbox.slot(settings.executor.workers, Default::default()),
             ),
+            runs: Arc::new(RunSlots::new(
+                &sandbox,
+                settings.executor.workers + 1,
+                settings.executor.run_slots,
+            )),
             settings,
             pool,
             queue,

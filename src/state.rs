@@ -16,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::problems::ProblemCache;
 use crate::ratelimit::RateLimiter;
 use crate::redis::RedisQueue;
+use crate::runs::RunSlots;
 use crate::sessions::Sessions;
 use crate::shutdown::Shutdown;
 use crate::stats::GradingStats;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub sandbox: Arc<Sandbox>,
     /// The slot reference queries run on (problem validation).
     pub reference: tokio::sync::Mutex<Slot>,
+    /// The slots of `POST /problems/{id}/run`.
+    pub runs: Arc<RunSlots>,
     pub submissions: Addr<SubmissionActor>,
     pub health: Arc<HealthState>,
     pub executors: ExecutorPool,

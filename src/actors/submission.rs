@@ -161,22 +161,28 @@ impl From<DbError> for SubmitError {
     }
 }
 
+/// What a statement must be to be graded or run: not empty, within `max_sql_bytes`, no NUL.
+pub fn check_sql(sql: &str, max_sql_bytes: usize) -> Result<(), SubmitError> {
+    if sql.len() > max_sql_bytes {
+        return Err(SubmitError::TooLarge(format!(
+            "sql is {} bytes; the limit is {max_sql_bytes}",
+            sql.len()
+        )));
+    }
+    if sql.trim().is_empty() {
+        return Err(SubmitError::Invalid("sql must not be empty".into()));
+    }
+    if sql.contains('\0') {
+        return Err(SubmitError::Invalid(
+            "sql must not contain NUL characters".into(),
+        ));
+    }
+    Ok(())
+}
+
 impl Submit {
     fn validate(&self, max_sql_bytes: usize) -> Result<(), SubmitError> {
-        if self.sql.len() > max_sql_bytes {
-            return Err(SubmitError::TooLarge(format!(
-                "sql is {} bytes; the limit is {max_sql_bytes}",
-                self.sql.len()
-            )));
-        }
-        if self.sql.trim().is_empty() {
-            return Err(SubmitError::Invalid("sql must not be empty".into()));
-        }
-        if self.sql.contains('\0') {
-            return Err(SubmitError::Invalid(
-                "sql must not contain NUL characters".into(),
-            ));
-        }
+        check_sql(&self.sql, max_sql_bytes)?;
         if let Some(id) = &self.request_id {
             if id.is_empty() || id.chars().count() > MAX_REQUEST_ID_CHARS {
                 return Err(SubmitError::Invalid(format!(

@@ -56,12 +56,26 @@ pub fn spec<'a>(problem: &'a Problem, sql: &'a str) -> RunSpec<'a> {
     }
 }
 
+/// Runs `sql` as a solution of `problem`, under every rule and limit of the sandbox: what it
+/// returned (for writeable problems, the check table after it) and how long it took, in ms.
+/// Grading and `POST /problems/{id}/run` alike.
+pub async fn execute(
+    slot: &mut Slot,
+    problem: &Problem,
+    sql: &str,
+) -> Result<(Run, i32), SandboxError> {
+    let started = Instant::now();
+    let run = slot.run(&spec(problem, sql)).await?;
+    Ok((
+        run,
+        started.elapsed().as_millis().min(i32::MAX as u128) as i32,
+    ))
+}
+
 /// Grades `sql` as a solution of `problem`. `Err` means the sandbox itself failed and the job
 /// should be retried; every verdict about the SQL is an `Ok`.
 pub async fn grade(slot: &mut Slot, problem: &Problem, sql: &str) -> Result<Outcome, SandboxError> {
-    let started = Instant::now();
-    let run = slot.run(&spec(problem, sql)).await?;
-    let duration_ms = started.elapsed().as_millis().min(i32::MAX as u128) as i32;
+    let (run, duration_ms) = execute(slot, problem, sql).await?;
     let expected = expected_of(problem);
     let mut outcome = match run {
         Run::Failed(outcome) => outcome,

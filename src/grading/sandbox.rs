@@ -688,6 +688,11 @@ impl Slot {
         run
     }
 
+    /// Waiting for a backend that ignores termination to exit: it would answer `Unavailable`.
+    pub fn quarantined(&self) -> bool {
+        self.state.quarantined()
+    }
+
     async fn admin(&mut self) -> Result<&Client, SandboxError> {
         if self.admin.as_ref().is_none_or(|c| c.is_closed()) {
             self.admin = Some(self.sandbox.admin_client().await?);

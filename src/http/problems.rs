@@ -5,7 +5,7 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::extract::{AuthUser, Principal};
-use crate::actors::submission::{Submit, SubmitError};
+use crate::actors::submission::{check_sql, Submit, SubmitError};
 use crate::backends::Backend;
 use crate::cache::Scope;
 use crate::catalog::check_topic;
@@ -13,7 +13,9 @@ use crate::db;
 use crate::db::models::{Problem, Submission};
 use crate::error::responses;
 use crate::error::ApiError;
-use crate::job::{Queue, SubmissionResult};
+use crate::grading::sandbox::{Run, SandboxError};
+use crate::job::{Outcome, Queue, Status, SubmissionResult};
+use crate::runs::RunError;
 use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -21,7 +23,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/problems", web::get().to(list))
         .route("/problems/submit", web::post().to(submit))
         .route("/problems/result/{job_id}", web::get().to(result))
-        .route("/problems/{id}", web::get().to(detail));
+        .route("/problems/{id}", web::get().to(detail))
+        .route("/problems/{id}/run", web::post().to(run));
 }
 
 #[derive(Serialize, ToSchema)]
@@ -247,6 +250,168 @@ pub(crate) struct SubmitAck {
     status: crate::job::Status,
     queue: Queue,
     submitted_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub(crate) struct RunBody {
+    sql: String,
+}
+
+/// Rows a run answers with at most (API.md).
+const RUN_ROWS: usize = 200;
+
+/// What a run returned, or the verdict that stopped it.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum RunAnswer {
+    Rows(RunRows),
+    Stopped(RunStopped),
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum RunOk {
+    Ok,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct RunRows {
+    status: RunOk,
+    columns: Vec<String>,
+    /// The first 200 rows, values as PostgreSQL's text output; for a writeable problem, the
+    /// contents of `check_table` after the statement (rolled back).
+    rows: Vec<Vec<Option<String>>>,
+    /// Every row there was, beyond the 200 too.
+    row_count: usize,
+    truncated: bool,
+    duration_ms: i32,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum RunStop {
+    SqlError,
+    TimeLimitExceeded,
+    OutputLimitExceeded,
+    Rejected,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct RunStopped {
+    status: RunStop,
+    #[schema(required = true)]
+    message: Option<String>,
+    /// The database error's code, for `sql_error`.
+    #[schema(required = true)]
+    sqlstate: Option<String>,
+}
+
+impl RunAnswer {
+    fn new(run: Run, duration_ms: i32) -> Result<RunAnswer, ApiError> {
+        Ok(match run {
+            Run::Rows(mut result) => {
+                let row_count = result.rows.len();
+                result.rows.truncate(RUN_ROWS);
+                RunAnswer::Rows(RunRows {
+                    status: RunOk::Ok,
+                    columns: result.columns,
+                    rows: result.rows,
+                    row_count,
+                    truncated: row_count > RUN_ROWS,
+                    duration_ms,
+                })
+            }
+            Run::Failed(Outcome {
+                status,
+                message,
+                sqlstate,
+                ..
+            }) => RunAnswer::Stopped(RunStopped {
+                status: match status {
+                    Status::SqlError => RunStop::SqlError,
+                    Status::TimeLimitExceeded => RunStop::TimeLimitExceeded,
+                    Status::OutputLimitExceeded => RunStop::OutputLimitExceeded,
+                    Status::Rejected => RunStop::Rejected,
+                    other => {
+                        return Err(ApiError::internal(format!(
+                            "the sandbox stopped a run with {other:?}"
+                        )))
+                    }
+                },
+                message,
+                sqlstate,
+            }),
+        })
+    }
+}
+
+/// Runs a statement on the problem's sample as a submission would be graded, and answers with
+/// what it returned: nothing is recorded, cached or counted.
+#[utoipa::path(
+    post,
+    path = "/problems/{id}/run",
+    tag = "submissions",
+    params(("id" = i64, Path, description = "Problem id")),
+    request_body = RunBody,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "What the statement returned (`status: ok`, at most 200 rows), or the verdict that stopped it", body = RunAnswer),
+        responses::Invalid,
+        responses::Unauthorized,
+        responses::NotFound,
+        responses::TooLarge,
+        responses::WrongContentType,
+        responses::RateLimited,
+        responses::Unavailable,
+    )
+)]
+pub(crate) async fn run(
+    state: web::Data<AppState>,
+    caller: AuthUser,
+    id: web::Path<i64>,
+    body: web::Json<RunBody>,
+) -> Result<HttpResponse, ApiError> {
+    state
+        .limiter
+        .check(state.limiter.run, &caller.user.id.to_string())
+        .await?;
+    let sql = body.into_inner().sql;
+    check_sql(&sql, state.settings.sandbox.max_sql_bytes)?;
+    let problem = state
+        .problems
+        .load(&state.pool, id.into_inner(), state.health.postgres_up())
+        .await?
+        .ok_or(ApiError::NotFound("problem"))?;
+    // A run ends within its time limit: as good a time as any to try again.
+    let retry_after_secs = (problem.time_limit_ms.max(0) as u64).div_ceil(1000).max(1);
+    let (run, duration_ms) = state
+        .runs
+        .run(caller.user.id, problem, sql)
+        .await
+        .map_err(|e| run_error(e, retry_after_secs))?;
+    Ok(HttpResponse::Ok().json(RunAnswer::new(run, duration_ms)?))
+}
+
+fn run_error(e: RunError, retry_after_secs: u64) -> ApiError {
+    let unavailable = |message: &str| ApiError::Unavailable {
+        message: message.to_string(),
+        retry_after_secs,
+    };
+    match e {
+        RunError::Busy => ApiError::RateLimited { retry_after_secs },
+        RunError::NoSlot => unavailable("every run slot is busy: try again"),
+        // The details are the operator's, not the caller's.
+        RunError::Sandbox(e) => {
+            log::warn!("run: {e}");
+            unavailable(match e {
+                SandboxError::Interrupted(_) => {
+                    "the run was interrupted by the server, not by the statement: try again"
+                }
+                _ => "the sandbox is unavailable: try again",
+            })
+        }
+        RunError::Aborted(_) => ApiError::internal(e),
+    }
 }
 
 /// Redis's final result first; then Postgres; then what only Redis knows (submissions

@@ -80,6 +80,8 @@ pub(crate) struct QueueStatus {
     /// The last five minutes, per second.
     series: Vec<Point>,
     executors: ExecutorCounts,
+    /// This instance's sandbox slots for `POST /problems/{id}/run`.
+    run_slots: RunSlotCounts,
     fallback: FallbackCounts,
     redis_memory: RedisMemory,
     active_users_5m: Option<i64>,
@@ -107,6 +109,12 @@ struct ExecutorCounts {
     idle: usize,
     /// Waiting for a sandbox backend that ignores termination to exit; they take no job.
     quarantined: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+struct RunSlotCounts {
+    total: usize,
+    busy: usize,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -187,6 +195,10 @@ pub(crate) async fn status(state: &AppState) -> Result<QueueStatus, ApiError> {
             idle: total.saturating_sub(busy),
             quarantined: state.executors.quarantined(),
         },
+        run_slots: RunSlotCounts {
+            total: state.runs.total(),
+            busy: state.runs.busy(),
+        },
         redis_memory: RedisMemory {
             used_bytes: shared.redis_memory_bytes,
             max_bytes: shared.redis_maxmemory_bytes,
@@ -252,6 +264,11 @@ pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     m.executors
         .with_label_values(&["idle"])
         .set(total.saturating_sub(busy) as i64);
+    let (total, busy) = (state.runs.total(), state.runs.busy());
+    m.run_slots.with_label_values(&["busy"]).set(busy as i64);
+    m.run_slots
+        .with_label_values(&["idle"])
+        .set((total - busy) as i64);
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(m.render())

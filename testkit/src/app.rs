@@ -168,6 +168,8 @@ impl TestApp {
                 enabled: true,
                 submit_per_minute: 1_000_000,
                 submit_burst: 100_000,
+                run_per_minute: 1_000_000,
+                run_burst: 100_000,
                 auth_per_minute: 1_000_000,
                 auth_burst: 100_000,
             });
@@ -290,6 +292,16 @@ impl TestApp {
             "/problems/submit",
             Some(token),
             &json!({"problem_id": problem_id, "sql": sql}),
+        )
+        .await
+    }
+
+    /// `POST /problems/{id}/run`.
+    pub async fn run(&self, token: &str, problem_id: i64, sql: &str) -> reqwest::Response {
+        self.post_json(
+            &format!("/problems/{problem_id}/run"),
+            Some(token),
+            &json!({ "sql": sql }),
         )
         .await
     }
@@ -435,6 +447,10 @@ impl TestApp {
                 s.executor.workers.to_string(),
             ),
             (
+                "SQLJUDGE__EXECUTOR__RUN_SLOTS",
+                s.executor.run_slots.to_string(),
+            ),
+            (
                 "SQLJUDGE__EXECUTOR__LEASE_MS",
                 s.executor.lease_ms.to_string(),
             ),
@@ -458,6 +474,14 @@ impl TestApp {
             (
                 "SQLJUDGE__RATE_LIMIT__SUBMIT_BURST",
                 s.rate_limit.submit_burst.to_string(),
+            ),
+            (
+                "SQLJUDGE__RATE_LIMIT__RUN_PER_MINUTE",
+                s.rate_limit.run_per_minute.to_string(),
+            ),
+            (
+                "SQLJUDGE__RATE_LIMIT__RUN_BURST",
+                s.rate_limit.run_burst.to_string(),
             ),
             (
                 "SQLJUDGE__RATE_LIMIT__AUTH_PER_MINUTE",

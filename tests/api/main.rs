@@ -13,6 +13,7 @@ mod red_team2;
 mod rejudge;
 mod resilience;
 mod restarts;
+mod run;
 mod sandbox_attacks;
 mod secrets;
 mod speed_layer;

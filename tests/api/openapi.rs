@@ -62,6 +62,7 @@ async fn the_document_covers_the_api_and_matches_real_responses() {
         ("get", "/problems/{id}"),
         ("post", "/problems/submit"),
         ("get", "/problems/result/{job_id}"),
+        ("post", "/problems/{id}/run"),
         ("get", "/leaderboard/global"),
         ("get", "/leaderboard/topic/{topic}"),
         ("get", "/leaderboard/user/{id}"),
@@ -147,6 +148,31 @@ async fn the_document_covers_the_api_and_matches_real_responses() {
         app.submit(token, uk, sql).await,
     )
     .await;
+    // Runs: rows, a verdict, and errors.
+    for (problem, sql) in [
+        (uk, sql),
+        (uk, "SELECT nope"),
+        (uk, "SELECT 1; SELECT 2"),
+        (uk, ""),
+        (99999999, "SELECT 1"),
+    ] {
+        check(
+            &doc,
+            "post",
+            "/problems/{id}/run",
+            app.run(token, problem, sql).await,
+        )
+        .await;
+    }
+    let unauthorised = app
+        .post_json(&format!("/problems/{uk}/run"), None, &json!({"sql": sql}))
+        .await;
+    check(&doc, "post", "/problems/{id}/run", unauthorised).await;
+    // The answer's schema constrains: rows need their fields, verdicts are those of a run.
+    let answers =
+        jsonschema::validator_for(&schema(&doc, "post", "/problems/{id}/run", 200)).unwrap();
+    assert!(!answers.is_valid(&json!({"status": "ok", "message": "x", "sqlstate": null})));
+    assert!(!answers.is_valid(&json!({"status": "accepted", "message": "x", "sqlstate": null})));
     let me = app.user_id(token).await;
     let admin = app.admin_token.as_str();
     for (template, url, token) in [

@@ -32,6 +32,8 @@ async fn submissions_per_user_and_auth_per_client_are_limited_with_or_without_re
         enabled: true,
         submit_per_minute: 6,
         submit_burst: 3,
+        run_per_minute: 6,
+        run_burst: 3,
         auth_per_minute: 6,
         auth_burst: 4,
     };
