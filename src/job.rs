@@ -86,6 +86,32 @@ impl Reason {
     }
 }
 
+/// What a problem's results tell the solver (API.md v1.1 `feedback`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[derive(diesel::AsExpression, diesel::FromSqlRow)]
+#[diesel(sql_type = diesel::sql_types::Text)]
+pub enum Feedback {
+    /// The diff on the sample, the reason, the database's messages.
+    #[default]
+    Full,
+    /// The status and the failed test only (contests).
+    Verdict,
+}
+
+impl Feedback {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Feedback::Full => "full",
+            Feedback::Verdict => "verdict",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Feedback> {
+        serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+    }
+}
+
 /// The first test a solution failed (0 is the sample), stored as its index.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema, diesel::AsExpression, diesel::FromSqlRow,
@@ -251,6 +277,20 @@ pub struct SubmissionResult {
 }
 
 impl Outcome {
+    /// What `feedback` lets the solver see: with `verdict`, the status and the failed test
+    /// (and the time taken) alone.
+    pub fn shown(self, feedback: Feedback) -> Outcome {
+        match feedback {
+            Feedback::Full => self,
+            Feedback::Verdict => Outcome {
+                status: self.status,
+                duration_ms: self.duration_ms,
+                failed_test: self.failed_test,
+                ..Outcome::pending(self.status)
+            },
+        }
+    }
+
     /// No verdict yet: queued or running.
     pub fn pending(status: Status) -> Outcome {
         Outcome {
@@ -368,3 +408,4 @@ macro_rules! text_column {
 text_column!(Status);
 text_column!(Queue);
 text_column!(Reason);
+text_column!(Feedback);

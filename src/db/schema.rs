@@ -59,6 +59,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         order_key -> Nullable<Array<Int2>>,
+        feedback -> Text,
     }
 }
 

@@ -109,7 +109,7 @@ pub async fn grade(slot: &mut Slot, problem: &Problem, sql: &str) -> Result<Outc
     };
     outcome.duration_ms = Some(duration_ms);
     outcome.expected_rows = Some(expected.rows.len() as i32);
-    Ok(outcome)
+    Ok(outcome.shown(problem.fields.feedback))
 }
 
 /// Runs a problem's reference to obtain its expected result. `Ok(Err(reason))` when the

@@ -14,7 +14,7 @@ use crate::db::models::{Problem, Submission};
 use crate::error::responses;
 use crate::error::ApiError;
 use crate::grading::sandbox::{Run, SandboxError};
-use crate::job::{Outcome, Queue, Status, SubmissionResult};
+use crate::job::{Feedback, Outcome, Queue, Status, SubmissionResult};
 use crate::runs::RunError;
 use crate::state::AppState;
 
@@ -60,6 +60,8 @@ pub struct ProblemDetail {
     expected_columns: Vec<String>,
     time_limit_ms: i32,
     check_table: Option<String>,
+    /// `full` or `verdict`: what results will tell.
+    feedback: Feedback,
 }
 
 impl From<&Problem> for ProblemDetail {
@@ -70,6 +72,7 @@ impl From<&Problem> for ProblemDetail {
             expected_columns: p.expected_column_names(),
             time_limit_ms: p.time_limit_ms,
             check_table: p.fields.check_table.clone(),
+            feedback: p.fields.feedback,
         }
     }
 }

@@ -161,3 +161,74 @@ async fn order_keys_are_validated() {
         }
     }
 }
+
+#[actix_web::test]
+async fn verdict_feedback_tells_only_the_status_and_the_failed_test() {
+    let app = TestApp::spawn_with(Options {
+        demo: false,
+        workers: 0,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(app.put_dataset("ties", SCORES).await.status(), 201);
+    let token = app.user("contestant").await;
+    let contest = problem(
+        &app,
+        "contest",
+        "SELECT name, score FROM ties.scores ORDER BY score",
+        json!({"feedback": "verdict"}),
+    )
+    .await;
+    assert_eq!(contest["feedback"], "verdict", "{contest}");
+    let id = contest["id"].as_i64().unwrap();
+    let public: Value = app
+        .get(&format!("/problems/{id}"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(public["feedback"], "verdict", "{public}");
+    let wrong = app
+        .grade(
+            &token,
+            id,
+            "SELECT name, score FROM ties.scores ORDER BY score DESC",
+        )
+        .await;
+    assert_eq!(wrong["status"], "wrong_answer", "{wrong}");
+    assert_eq!(wrong["failed_test"], json!({"index": 0, "hidden": false}));
+    for hidden in [
+        "diff",
+        "reason",
+        "message",
+        "rows_returned",
+        "expected_rows",
+        "sqlstate",
+    ] {
+        assert_eq!(wrong[hidden], Value::Null, "{hidden} shown: {wrong}");
+    }
+    let error = app
+        .grade(&token, id, "SELECT secret_column FROM ties.scores")
+        .await;
+    assert_eq!(error["status"], "sql_error", "{error}");
+    assert_eq!(
+        (&error["message"], &error["sqlstate"]),
+        (&Value::Null, &Value::Null)
+    );
+    let right = app
+        .grade(
+            &token,
+            id,
+            "SELECT name, score FROM ties.scores ORDER BY 2, 1",
+        )
+        .await;
+    assert_eq!(right["status"], "accepted", "{right}");
+
+    let res = app
+        .create_problem(&json!({
+            "slug": "bad-feedback", "title": "t", "statement": "s", "topic": "ordering",
+            "dataset": "ties", "reference_sql": "SELECT 1", "feedback": "hints",
+        }))
+        .await;
+    assert_eq!(res.status(), 400);
+}

@@ -3,6 +3,7 @@ use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::db::schema::problems;
+use crate::job::Feedback;
 
 /// What an author writes about a problem, as stored and as the admin API takes and shows it
 /// (the time limit aside: it has a default the settings give).
@@ -35,6 +36,9 @@ pub struct ProblemFields {
     /// come in any order. When absent, the reference's `ORDER BY` gives it.
     #[serde(default)]
     pub order_key: Option<Vec<i16>>,
+    /// `full` (default) or `verdict`: what a result tells the solver.
+    #[serde(default)]
+    pub feedback: Feedback,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
