@@ -47,6 +47,8 @@ pub struct DatabaseSettings {
     pub url: Secret,
     pub pool_size: u32,
     pub checkout_timeout_ms: u64,
+    /// The most a submission waits on Postgres before routing around it.
+    pub request_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

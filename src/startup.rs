@@ -149,6 +149,7 @@ impl Application {
                 events: events.clone(),
                 metrics: metrics.clone(),
                 routes: Routes::from_health(&health),
+                postgres_within: Duration::from_millis(settings.database.request_timeout_ms),
             };
             Supervisor::start(move |_| actor)
         };
@@ -235,7 +236,7 @@ impl Application {
         .listen(listener)?
         // Signals are ours (`run_until_stopped`): gradings must stop before HTTP is gone.
         .disable_signals()
-        .shutdown_timeout(state.settings.server.shutdown_grace_secs);
+        .shutdown_timeout(HTTP_STOP_SECS);
         if workers > 0 {
             server = server.workers(workers);
         }
@@ -254,7 +255,9 @@ impl Application {
         self.state.clone()
     }
 
-    /// Serves until SIGTERM or Ctrl-C, then shuts down gracefully (see `shutdown`).
+    /// Serves until SIGTERM or Ctrl-C, then shuts down gracefully (see `shutdown`): HTTP keeps
+    /// answering (`/health/ready` with 503, for the load balancer to notice) while the gradings
+    /// under way finish or are handed back, then stops.
     pub async fn run_until_terminated(self) -> std::io::Result<()> {
         let (handle, state) = (self.server.handle(), self.state.clone());
         actix_web::rt::spawn(async move {
@@ -263,7 +266,7 @@ impl Application {
                 "shutting down: draining for up to {} s",
                 state.shutdown.grace.as_secs()
             );
-            state.shutdown.begin();
+            drain(&state).await;
             handle.stop(true).await;
         });
         self.run_until_stopped().await
@@ -274,9 +277,13 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await?;
         drain(&self.state).await;
+        self.state.sessions.flush_last_seen().await;
         Ok(())
     }
 }
+
+/// After the drain, how long HTTP requests under way get to finish.
+const HTTP_STOP_SECS: u64 = 5;
 
 /// SIGTERM or SIGINT.
 async fn termination() {
@@ -298,8 +305,8 @@ async fn termination() {
     }
 }
 
-/// After HTTP stopped: lets gradings finish within the grace period, hands back the rest and
-/// writes out what waits in memory.
+/// Lets gradings finish within the grace period and hands back the rest (at once when they
+/// are done already).
 async fn drain(state: &AppState) {
     state.shutdown.begin();
     let deadline = state.shutdown.deadline().expect("draining has a deadline");
@@ -315,9 +322,8 @@ async fn drain(state: &AppState) {
             actix_web::rt::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    state.sessions.flush_last_seen().await;
-    log::warn!(
-        "shut down ({} gradings still under way)",
+    log::info!(
+        "drained ({} gradings still under way)",
         state.executors.busy()
     );
 }

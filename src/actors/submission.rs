@@ -9,6 +9,7 @@
 //! health state for everyone else.
 use std::cell::Cell;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use chrono::{DateTime, SubsecRound, Utc};
@@ -44,6 +45,8 @@ pub struct SubmissionActor {
     pub metrics: Arc<Metrics>,
     /// Where submissions go now.
     pub routes: Routes,
+    /// The most a submission waits on Postgres before routing around it.
+    pub postgres_within: Duration,
 }
 
 /// Which backends the SubmissionActor sends submissions to.
@@ -211,9 +214,25 @@ struct Router {
     routes: Cell<Routes>,
     /// The backends that failed on this submission, for the actor to learn of.
     failed: Cell<[bool; 2]>,
+    /// How much longer this submission may wait on Postgres (time on Redis does not count).
+    postgres_left: Cell<Duration>,
 }
 
 impl Router {
+    /// Waits for `work` on Postgres within what is left of this submission's time for it: a
+    /// Postgres that hangs or refuses costs a submission `database.request_timeout_ms` at most.
+    /// (Work cut short may still complete; every write here is idempotent.)
+    async fn on_postgres<T>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, DbError>>,
+    ) -> Result<T, DbError> {
+        let (left, started) = (self.postgres_left.get(), Instant::now());
+        let result = actix_web::rt::time::timeout(left, work).await;
+        self.postgres_left
+            .set(left.saturating_sub(started.elapsed()));
+        result.unwrap_or(Err(DbError::Timeout(left.as_millis())))
+    }
+
     /// A backend failed on this request: route around it from now on, here and everywhere.
     fn fail(&self, backend: Backend, error: impl std::fmt::Display) {
         self.health.report_failure(backend, error);
@@ -253,7 +272,9 @@ impl Router {
 
     /// Postgres records the submission first; Redis queues it, or Postgres does.
     async fn via_postgres(&self, job: &Job) -> Result<Accepted, SubmitError> {
-        let problem = self.problems.load(&self.pool, job.problem_id, true).await?;
+        let problem = self
+            .on_postgres(self.problems.load(&self.pool, job.problem_id, true))
+            .await?;
         let Some(problem) = problem else {
             return Err(SubmitError::UnknownProblem);
         };
@@ -265,10 +286,11 @@ impl Router {
             return self.record_cached(job, outcome).await;
         }
         let record = job.clone();
-        let (stored, created) = db::run(&self.pool, move |c| {
-            Submission::insert_idempotent(c, &NewSubmission::queued(&record, Queue::Redis))
-        })
-        .await?;
+        let (stored, created) = self
+            .on_postgres(db::run(&self.pool, move |c| {
+                Submission::insert_idempotent(c, &NewSubmission::queued(&record, Queue::Redis))
+            }))
+            .await?;
         if !created {
             return Ok(Accepted::existing(&stored));
         }
@@ -276,8 +298,12 @@ impl Router {
             return Ok(Accepted::new(job, Queue::Redis));
         }
         // Redis failed on this request: the row exists, queue it in Postgres too.
-        match self.fallback.send(QueueFallback(job.clone())).await {
-            Ok(Ok(())) => Ok(Accepted::new(job, Queue::Postgres)),
+        let queued = self.on_postgres(async {
+            (self.fallback.send(QueueFallback(job.clone())).await)
+                .map_err(|e| DbError::Task(e.to_string()))?
+        });
+        match queued.await {
+            Ok(()) => Ok(Accepted::new(job, Queue::Postgres)),
             // Still stored as queued: the re-sweep queues it once Redis answers.
             _ => Err(unavailable("neither Redis nor the Postgres queue took it")),
         }
@@ -286,21 +312,22 @@ impl Router {
     /// The same solution was graded recently: record the submission with that verdict now.
     async fn record_cached(&self, job: &Job, outcome: Outcome) -> Result<Accepted, SubmitError> {
         let record = job.clone();
-        let (stored, created, first_solve) = db::run(&self.pool, move |c| {
-            c.transaction(|c| {
-                let (stored, created) = Submission::insert_idempotent(
-                    c,
-                    &NewSubmission::queued(&record, Queue::Cache),
-                )?;
-                if !created {
-                    return Ok((stored, false, false));
-                }
-                let (stored, first_solve) =
-                    Submission::record_result(c, &record, Queue::Cache, &outcome)?;
-                Ok((stored, true, first_solve))
-            })
-        })
-        .await?;
+        let (stored, created, first_solve) = self
+            .on_postgres(db::run(&self.pool, move |c| {
+                c.transaction(|c| {
+                    let (stored, created) = Submission::insert_idempotent(
+                        c,
+                        &NewSubmission::queued(&record, Queue::Cache),
+                    )?;
+                    if !created {
+                        return Ok((stored, false, false));
+                    }
+                    let (stored, first_solve) =
+                        Submission::record_result(c, &record, Queue::Cache, &outcome)?;
+                    Ok((stored, true, first_solve))
+                })
+            }))
+            .await?;
         if !created {
             return Ok(Accepted::existing(&stored));
         }
@@ -324,12 +351,12 @@ impl Router {
     }
 
     async fn store_fallback(&self, job: &Job) -> Result<Accepted, SubmitError> {
-        let stored: Result<(Submission, bool), DbError> = self
-            .fallback
-            .send(StoreFallback(job.clone()))
-            .await
-            .map_err(|e| DbError::Task(e.to_string()))?;
-        let (stored, created) = stored?;
+        let (stored, created) = self
+            .on_postgres(async {
+                (self.fallback.send(StoreFallback(job.clone())).await)
+                    .map_err(|e| DbError::Task(e.to_string()))?
+            })
+            .await?;
         Ok(if created {
             Accepted::new(job, Queue::Postgres)
         } else {
@@ -393,6 +420,7 @@ impl Handler<Submit> for SubmissionActor {
             problems: self.problems.clone(),
             routes: Cell::new(self.routes),
             failed: Cell::new([false; 2]),
+            postgres_left: Cell::new(self.postgres_within),
         };
         let max = self.max_sql_bytes;
         let (events, metrics) = (self.events.clone(), self.metrics.clone());

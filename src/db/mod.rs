@@ -23,6 +23,8 @@ pub enum DbError {
     Query(#[from] diesel::result::Error),
     #[error("database task failed: {0}")]
     Task(String),
+    #[error("database did not answer within {0} ms")]
+    Timeout(u128),
 }
 
 impl DbError {
@@ -30,7 +32,7 @@ impl DbError {
     pub fn is_unavailable(&self) -> bool {
         use diesel::result::{DatabaseErrorKind, Error};
         match self {
-            DbError::Pool(_) | DbError::Task(_) => true,
+            DbError::Pool(_) | DbError::Task(_) | DbError::Timeout(_) => true,
             DbError::Query(Error::DatabaseError(kind, _)) => {
                 matches!(
                     kind,

@@ -193,7 +193,9 @@ fn canonical_number(text: &str) -> Option<String> {
     let digits = format!("{int}{frac}");
     let significant = digits.trim_start_matches('0');
     // The value is 0.<significant> × 10^point.
-    let point = int.len() as i64 + exponent - (digits.len() - significant.len()) as i64;
+    let point = (int.len() as i64)
+        .checked_add(exponent)?
+        .checked_sub((digits.len() - significant.len()) as i64)?;
     let significant = significant.trim_end_matches('0');
     if significant.is_empty() {
         return Some("0".into());
@@ -353,6 +355,14 @@ mod tests {
         assert_eq!(reason(&one(&["1", "2"]), &one(&["1"])), Reason::RowCount);
         assert_eq!(reason(&one(&["1", "2"]), &one(&["1", "3"])), Reason::Values);
         assert_eq!(reason(&one(&["a"]), &one(&["A"])), Reason::Values);
+        // Exponents at the edge of i64: compared as text, not an overflow.
+        assert_eq!(
+            reason(
+                &one(&["1e9223372036854775807"]),
+                &one(&["1e-9223372036854775808"])
+            ),
+            Reason::Values
+        );
     }
 
     #[test]

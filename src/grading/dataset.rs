@@ -87,7 +87,9 @@ pub async fn load(
     if loaded.is_err() && !existed {
         sandbox.forget_dataset(name).await;
     }
-    loaded
+    let tables = loaded?;
+    sandbox.record_sequences(name).await?;
+    Ok(tables)
 }
 
 fn failed(what: &str, e: tokio_postgres::Error) -> DatasetError {

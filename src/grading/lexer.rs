@@ -372,7 +372,10 @@ fn sort_expression(item: &[Token]) -> &[Token] {
     &item[..end]
 }
 
-/// The output column (1-based) a sort expression names, if it names exactly one.
+/// The output column (1-based) a sort expression names, if it names exactly one: a position,
+/// or a bare name (which the server, too, takes for an output column first). A qualified name
+/// (`t.col`) is an input column, which an output column of the same name need not be (a
+/// self-join's `b.name` and `e.name`, an alias over another expression): not mapped.
 fn output_column(expression: &[Token], columns: &[String]) -> Option<usize> {
     let name = match expression {
         [Token::Other(n)] => {
@@ -381,7 +384,6 @@ fn output_column(expression: &[Token], columns: &[String]) -> Option<usize> {
                 .ok()
                 .filter(|&n| (1..=columns.len()).contains(&n))
         }
-        [.., Token::Other(dot), Token::Word(name) | Token::Quoted(name)] if dot == "." => name,
         [Token::Word(name) | Token::Quoted(name)] => name,
         _ => return None,
     };
@@ -549,9 +551,23 @@ mod tests {
         let cols = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
         let c = cols(&["surname", "firstname", "Total", "joindate"]);
         assert_eq!(
-            order_key("SELECT surname, firstname FROM cd.members m ORDER BY m.surname, firstname DESC NULLS LAST", &c),
+            order_key("SELECT surname, firstname FROM cd.members m ORDER BY surname, firstname DESC NULLS LAST", &c),
             Some(vec![1, 2])
         );
+        // Qualified names are input columns: the output column of that name may be another
+        // (a self-join, an alias over an expression, `x.price * x.qty`).
+        for clause in [
+            "m.surname",
+            "b.surname, e.surname",
+            "t.price * t.joindate",
+            "surname COLLATE pg_catalog.\"C\"",
+        ] {
+            assert_eq!(
+                order_key(&format!("SELECT * FROM t ORDER BY {clause}"), &c),
+                None,
+                "{clause}"
+            );
+        }
         assert_eq!(
             order_key("select 1 order by 2 using <, \"Total\" asc", &c),
             Some(vec![2, 3])

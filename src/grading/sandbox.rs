@@ -85,6 +85,36 @@ const WRITE_KEYWORDS: [&str; 4] = ["INSERT", "UPDATE", "DELETE", "MERGE"];
 /// First key of the two-int advisory locks the sandbox takes.
 const LOCK_SPACE: i32 = 0x534a; // "SJ"
 
+/// The sandbox's own bookkeeping (see `bootstrap_sql`).
+const META: &str = "\"sqljudge-meta\"";
+
+/// Records where a dataset's sequences stand now (`$1`: the dataset), for those not recorded.
+fn record_sequences_sql() -> String {
+    format!(
+        "INSERT INTO {META}.sequences SELECT $1::text, \
+           format('%I.%I', schemaname, sequencename), last_value, start_value \
+         FROM pg_sequences WHERE schemaname = $1::text \
+         ON CONFLICT (dataset, sequence) DO NOTHING"
+    )
+}
+
+/// Sets sequences to recorded positions: `nextval()` is not undone by ROLLBACK (nor by a
+/// backend that died).
+async fn put_back(
+    admin: &Client,
+    sequences: &[(String, Option<i64>, i64)],
+) -> Result<(), tokio_postgres::Error> {
+    for (name, last, start) in sequences {
+        admin
+            .execute(
+                "SELECT setval($1::text::regclass, $2, $3)",
+                &[name, &last.unwrap_or(*start), &last.is_some()],
+            )
+            .await?;
+    }
+    Ok(())
+}
+
 /// Quotes an identifier for SQL text.
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -333,6 +363,16 @@ impl Sandbox {
                LOOP EXECUTE format('REVOKE EXECUTE ON FUNCTION %s FROM PUBLIC', f); END LOOP;\n\
              END $$;\n"
         ));
+        // Where each dataset's sequences stood when it was loaded: writeable gradings put them
+        // back there, whatever an interrupted one (kill -9, a shutdown) left. Not a valid
+        // dataset name, so no script can create or replace it; no role but ours can read it.
+        sql.push_str(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {META};\n\
+             REVOKE ALL ON SCHEMA {META} FROM PUBLIC;\n\
+             CREATE TABLE IF NOT EXISTS {META}.sequences (dataset text NOT NULL, \
+               sequence text NOT NULL, last_value bigint, start_value bigint NOT NULL, \
+               PRIMARY KEY (dataset, sequence));\n"
+        ));
         sql
     }
 
@@ -440,6 +480,19 @@ impl Sandbox {
 
     /// Drops the roles of a dataset whose first load failed, so that failed uploads leave
     /// nothing behind.
+    /// After a load: where the dataset's sequences stand is where gradings put them back.
+    pub async fn record_sequences(&self, dataset: &str) -> Result<(), SandboxError> {
+        let admin = self.admin_client().await?;
+        admin
+            .execute(
+                &format!("DELETE FROM {META}.sequences WHERE dataset = $1"),
+                &[&dataset],
+            )
+            .await?;
+        admin.execute(&record_sequences_sql(), &[&dataset]).await?;
+        Ok(())
+    }
+
     pub async fn forget_dataset(&self, dataset: &str) {
         let roles: Vec<String> = ["o", "dr", "dw"]
             .iter()
@@ -700,7 +753,9 @@ impl Slot {
         Ok(self.admin.as_ref().expect("just connected"))
     }
 
-    /// Takes the dataset's write turn and notes its sequences' positions.
+    /// Takes the dataset's write turn and puts its sequences where they stood when it was
+    /// loaded (datasets loaded before that was recorded: where they stand now); returns those
+    /// positions, to put them back there after the run.
     async fn lock_dataset(
         &mut self,
         dataset: &str,
@@ -712,17 +767,22 @@ impl Slot {
                 &[&LOCK_SPACE, &dataset],
             )
             .await?;
+        admin.execute(&record_sequences_sql(), &[&dataset]).await?;
         let rows = admin
             .query(
-                "SELECT format('%I.%I', schemaname, sequencename), last_value, start_value \
-                 FROM pg_sequences WHERE schemaname = $1",
+                &format!(
+                    "SELECT sequence, last_value, start_value FROM {META}.sequences \
+                     WHERE dataset = $1"
+                ),
                 &[&dataset],
             )
             .await?;
-        Ok(rows
+        let sequences: Vec<_> = rows
             .iter()
             .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect())
+            .collect();
+        put_back(admin, &sequences).await?;
+        Ok(sequences)
     }
 
     async fn restore_and_unlock(
@@ -731,15 +791,7 @@ impl Slot {
         sequences: &[(String, Option<i64>, i64)],
     ) -> Result<(), SandboxError> {
         let admin = self.admin().await?;
-        for (name, last, start) in sequences {
-            // nextval() is not undone by ROLLBACK: put each sequence back where it was.
-            admin
-                .execute(
-                    "SELECT setval($1::text::regclass, $2, $3)",
-                    &[name, &last.unwrap_or(*start), &last.is_some()],
-                )
-                .await?;
-        }
+        put_back(admin, sequences).await?;
         admin
             .execute(
                 "SELECT pg_advisory_unlock($1, hashtext($2))",

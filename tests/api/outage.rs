@@ -305,3 +305,72 @@ async fn service_killed_and_restarted_under_load() {
     assert_eq!(outcome.duplicated, 0);
     assert_eq!(outcome.miscounted, 0, "{outcome:?}");
 }
+
+/// A Postgres that hangs or refuses costs a submission at most `database.request_timeout_ms`
+/// (250 ms), and only the first: routing goes around it at once. Before, a hang cost 5 s and a
+/// refusal 2 s.
+#[actix_web::test]
+async fn a_stalled_postgres_costs_a_submission_at_most_its_timeout() {
+    let pg_proxy = Proxy::start(postgres_port());
+    let app = TestApp::spawn_with(Options {
+        platform_port: Some(pg_proxy.port),
+        ..Options::default()
+    })
+    .await;
+    let token = app.user("stalled").await;
+    let uk = app.problem_id("uk-customers").await;
+    let mut acked = Vec::new();
+    for (round, mode) in [Mode::Hang, Mode::Refuse].into_iter().enumerate() {
+        let sql = |n: usize| {
+            format!("SELECT name FROM customers WHERE country = 'UK' AND {round}{n} >= 0")
+        };
+        assert_eq!(app.grade(&token, uk, &sql(0)).await["status"], "accepted");
+        pg_proxy.set(mode);
+        let mut worst = Duration::ZERO;
+        for n in 1..=5 {
+            let started = Instant::now();
+            let res = app.submit(&token, uk, &sql(n)).await;
+            worst = worst.max(started.elapsed());
+            assert_eq!(res.status(), 202, "round {round}");
+            let job: Value = res.json().await.unwrap();
+            acked.push(job["job_id"].as_str().unwrap().to_string());
+        }
+        assert!(
+            worst < Duration::from_millis(600),
+            "round {round}: a submission took {worst:?} while Postgres stalled"
+        );
+        pg_proxy.set(Mode::Forward);
+        let started = Instant::now();
+        while app
+            .get("/health", None)
+            .await
+            .json::<Value>()
+            .await
+            .unwrap()["postgres"]["up"]
+            != true
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "postgres never back"
+            );
+            sleep(50).await;
+        }
+    }
+    // Graded from Redis meanwhile; recorded once when Postgres answers again.
+    let ids: Vec<uuid::Uuid> = acked.iter().map(|j| j.parse().unwrap()).collect();
+    let started = Instant::now();
+    loop {
+        let recorded = app.count_submissions(&ids);
+        if recorded.final_rows == ids.len() {
+            assert_eq!(recorded.rows, ids.len());
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{} of {} recorded",
+            recorded.final_rows,
+            ids.len()
+        );
+        sleep(100).await;
+    }
+}

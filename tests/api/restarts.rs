@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use diesel::RunQueryDsl;
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use sqljudge_testkit::app::{sleep, Options, Process, TestApp};
@@ -28,13 +29,21 @@ fn start(app: &TestApp, port: u16) -> Process {
 }
 
 /// Sends SIGTERM and waits for the exit: how long it took, and whether it exited cleanly.
-async fn terminate(process: &mut Process) -> (Duration, bool) {
+/// Meanwhile the instance answers `/health/ready` with 503 (for a balancer to notice).
+async fn terminate(app: &TestApp, base: &str, process: &mut Process) -> (Duration, bool) {
     let started = Instant::now();
     let sent = std::process::Command::new("kill")
         .args(["-TERM", &process.id().to_string()])
         .status()
         .unwrap();
     assert!(sent.success());
+    let ready = app
+        .client
+        .get(format!("{base}/health/ready"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503, "ready while draining");
     loop {
         if let Some(status) = process.try_wait().unwrap() {
             return (started.elapsed(), status.success());
@@ -153,7 +162,7 @@ async fn rolling_restarts_lose_nothing_and_hand_back_at_once() {
         // The balancer stops sending here, then the orchestrator stops the instance.
         route.store(other, Ordering::Relaxed);
         sleep(200).await;
-        let (took, clean) = terminate(&mut instances[i]).await;
+        let (took, clean) = terminate(&app, &bases[i], &mut instances[i]).await;
         assert!(clean, "instance {i} exited with an error");
         assert!(
             took < Duration::from_secs(GRACE_SECS) + Duration::from_millis(2500),
@@ -212,4 +221,52 @@ async fn rolling_restarts_lose_nothing_and_hand_back_at_once() {
         report.acked.len(),
         report.statuses
     );
+}
+
+/// A writeable grading cut short (kill -9, or abandoned at shutdown) may leave the dataset's
+/// sequences advanced: `nextval()` ignores ROLLBACK. Gradings start from where the sequences
+/// stood when the dataset was loaded, so the drift never turns right answers wrong.
+#[actix_web::test]
+async fn sequences_advanced_by_an_interrupted_grading_are_put_back() {
+    let app = TestApp::spawn_with(Options {
+        demo: false,
+        workers: 0,
+        ..Default::default()
+    })
+    .await;
+    let script = "CREATE SCHEMA seqs; CREATE TABLE seqs.t (id serial PRIMARY KEY, v text); \
+                  INSERT INTO seqs.t (v) VALUES ('a'), ('b');";
+    assert_eq!(app.put_dataset("seqs", script).await.status(), 201);
+    let res = app
+        .create_problem(&json!({
+            "slug": "add-one", "title": "Add one", "statement": "Add 'new'.", "topic": "dml",
+            "dataset": "seqs", "writeable": true, "check_table": "seqs.t",
+            "reference_sql": "INSERT INTO seqs.t (v) VALUES ('new')",
+        }))
+        .await;
+    let problem: Value = res.json().await.unwrap();
+    let id = problem["id"].as_i64().unwrap();
+    let token = app.user("writer").await;
+    let sql = "INSERT INTO seqs.t (v) VALUES ('new')";
+    assert_eq!(app.grade(&token, id, sql).await["status"], "accepted");
+    // What a grading that died between nextval() and its ROLLBACK leaves behind.
+    let mut sandbox = app.sandbox_db();
+    for _ in 0..3 {
+        diesel::sql_query("SELECT nextval('seqs.t_id_seq')")
+            .execute(&mut sandbox)
+            .unwrap();
+    }
+    let again = app.grade(&token, id, &format!("{sql} RETURNING id")).await;
+    assert_eq!(again["status"], "accepted", "{again}");
+    let run: Value = app
+        .post_json(
+            &format!("/problems/{id}/run"),
+            Some(&token),
+            &json!({"sql": sql}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(run["rows"][2], json!(["3", "new"]), "{run}");
 }
