@@ -29,8 +29,28 @@ enum Command {
     },
 }
 
+/// Allocations of 1 MiB or more get memory of their own, returned to the system when freed.
+/// glibc otherwise raises that threshold to the largest block freed so far: after a password
+/// hash (19 MiB) every thread's arena kept 19 MiB, and 24 concurrent logins held 637 MiB; now
+/// the peak is what runs at once (71 MiB) and it falls back to 32 MiB.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn return_large_blocks() {
+    // SAFETY: mallopt only sets an allocator parameter; called before any other thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn return_large_blocks() {}
+
+fn main() -> Result<(), StartupError> {
+    return_large_blocks();
+    run()
+}
+
 #[actix_web::main]
-async fn main() -> Result<(), StartupError> {
+async fn run() -> Result<(), StartupError> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
     let settings = Settings::load()?;

@@ -15,6 +15,7 @@ use crate::actors::health::HealthMonitor;
 use crate::actors::leaderboard::LeaderboardActor;
 use crate::actors::redis_queue::RedisQueueActor;
 use crate::actors::submission::{Routes, SubmissionActor};
+use crate::auth::Passwords;
 use crate::backends::HealthState;
 use crate::cache::ResponseCache;
 use crate::config::{DatabaseSettings, Settings};
@@ -212,6 +213,8 @@ impl Application {
             metrics,
             stats,
             shutdown,
+            // One thread a core: hashing is CPU-bound, more would only hold more memory.
+            passwords: Passwords::new(std::thread::available_parallelism().map_or(2, usize::from))?,
         });
         http::status::start_stats_events(
             state.clone(),

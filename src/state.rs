@@ -6,6 +6,7 @@ use actix::Addr;
 
 use crate::actors::executor::ExecutorPool;
 use crate::actors::submission::SubmissionActor;
+use crate::auth::Passwords;
 use crate::backends::HealthState;
 use crate::cache::ResponseCache;
 use crate::config::Settings;
@@ -44,4 +45,5 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub stats: Arc<GradingStats>,
     pub shutdown: Arc<Shutdown>,
+    pub passwords: Passwords,
 }

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::extract::AuthUser;
-use crate::auth::{hash_password, new_token, token_hash, verify_password};
+use crate::auth::{new_token, token_hash};
 use crate::db::models::{is_unique_violation, AuthToken, NewUser, User, ACCESS, REFRESH};
 use crate::db::{self, DbError};
 use crate::error::responses;
@@ -34,6 +34,14 @@ where
     web::resource(path)
         .wrap(from_fn(limit_client))
         .route(web::post().to(handler))
+}
+
+/// Too many password checks wait already.
+fn busy() -> ApiError {
+    ApiError::Unavailable {
+        message: "too many logins at once; retry shortly".into(),
+        retry_after_secs: 1,
+    }
 }
 
 async fn limit_client(
@@ -141,9 +149,11 @@ pub(crate) async fn register(
 ) -> Result<HttpResponse, ApiError> {
     validate(&body)?;
     let password = body.password.clone();
-    let hash = web::block(move || hash_password(&password))
+    let hash = state
+        .passwords
+        .hash(password)
         .await
-        .map_err(ApiError::internal)?
+        .ok_or_else(busy)?
         .map_err(ApiError::internal)?;
     let body = body.into_inner();
     let created = db::run(&state.pool, move |c| {
@@ -227,17 +237,12 @@ pub(crate) async fn login(
     let Login { username, password } = body.into_inner();
     let user = db::run(&state.pool, move |c| User::find_by_username(c, &username)).await?;
     let invalid = || ApiError::Unauthorized("invalid username or password".into());
-    // Verify even for an unknown user, so timing does not reveal which usernames exist.
     let hash = user.as_ref().map(|u| u.password_hash.clone());
-    let verified = web::block(move || match hash {
-        Some(hash) => verify_password(&password, &hash),
-        None => {
-            let _ = hash_password(&password);
-            false
-        }
-    })
-    .await
-    .map_err(ApiError::internal)?;
+    let verified = state
+        .passwords
+        .verify(password, hash)
+        .await
+        .ok_or_else(busy)?;
     let user = user.filter(|_| verified).ok_or_else(invalid)?;
     Ok(HttpResponse::Ok().json(issue(&state, &user, Uuid::new_v4()).await?))
 }
