@@ -554,6 +554,27 @@ impl TestApp {
         }
     }
 
+    /// Waits (at most `within`) until every one of `job_ids` has a final record, and checks
+    /// that none is recorded twice.
+    pub async fn wait_recorded_once(&self, job_ids: &[String], within: Duration) {
+        let ids: Vec<uuid::Uuid> = job_ids.iter().map(|j| j.parse().unwrap()).collect();
+        let started = Instant::now();
+        loop {
+            let recorded = self.count_submissions(&ids);
+            if recorded.final_rows == ids.len() {
+                assert_eq!(recorded.rows, ids.len(), "recorded twice");
+                return;
+            }
+            assert!(
+                started.elapsed() < within,
+                "{} of {} recorded",
+                recorded.final_rows,
+                ids.len()
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub fn count_submissions(&self, ids: &[uuid::Uuid]) -> Recorded {
         let count = |sql: &str| {
             diesel::sql_query(sql)

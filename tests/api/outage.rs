@@ -246,22 +246,8 @@ async fn postgres_cut_off_then_both_down() {
     redis_proxy.set(Mode::Forward);
     pg_proxy.set(Mode::Forward);
     wait_mode(&app, "redis").await;
-    let ids: Vec<uuid::Uuid> = during.iter().map(|j| j.parse().unwrap()).collect();
-    let started = Instant::now();
-    loop {
-        let recorded = app.count_submissions(&ids);
-        if recorded.final_rows == ids.len() {
-            assert_eq!(recorded.rows, ids.len());
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "{} of {} recorded",
-            recorded.final_rows,
-            ids.len()
-        );
-        sleep(100).await;
-    }
+    app.wait_recorded_once(&during, Duration::from_secs(20))
+        .await;
     assert_eq!(
         leaderboard_mismatches(&app, Duration::from_secs(10)).await,
         0
@@ -357,20 +343,6 @@ async fn a_stalled_postgres_costs_a_submission_at_most_its_timeout() {
         }
     }
     // Graded from Redis meanwhile; recorded once when Postgres answers again.
-    let ids: Vec<uuid::Uuid> = acked.iter().map(|j| j.parse().unwrap()).collect();
-    let started = Instant::now();
-    loop {
-        let recorded = app.count_submissions(&ids);
-        if recorded.final_rows == ids.len() {
-            assert_eq!(recorded.rows, ids.len());
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{} of {} recorded",
-            recorded.final_rows,
-            ids.len()
-        );
-        sleep(100).await;
-    }
+    app.wait_recorded_once(&acked, Duration::from_secs(30))
+        .await;
 }

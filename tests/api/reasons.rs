@@ -7,6 +7,18 @@ const SCORES: &str = "CREATE SCHEMA ties;
 CREATE TABLE ties.scores (name text PRIMARY KEY, score integer, note text);
 INSERT INTO ties.scores VALUES ('a', 1, ''), ('b', 2, NULL), ('c', 2, 'x'), ('d', 3, 'y'), ('e', 2, 'z');";
 
+/// An app of its own (grading in the test's task) with the `ties` dataset.
+async fn with_scores() -> TestApp {
+    let app = TestApp::spawn_with(Options {
+        demo: false,
+        workers: 0,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(app.put_dataset("ties", SCORES).await.status(), 201);
+    app
+}
+
 /// Creates an ordered problem on `ties`; the problem object.
 async fn problem(app: &TestApp, slug: &str, reference: &str, extra: Value) -> Value {
     let mut body = json!({
@@ -25,13 +37,7 @@ async fn problem(app: &TestApp, slug: &str, reference: &str, extra: Value) -> Va
 
 #[actix_web::test]
 async fn ties_on_the_sort_key_are_free_and_wrong_answers_name_their_reason() {
-    let app = TestApp::spawn_with(Options {
-        demo: false,
-        workers: 0,
-        ..Default::default()
-    })
-    .await;
-    assert_eq!(app.put_dataset("ties", SCORES).await.status(), 201);
+    let app = with_scores().await;
     let token = app.user("tie").await;
     let by_score = problem(
         &app,
@@ -125,13 +131,7 @@ async fn ties_on_the_sort_key_are_free_and_wrong_answers_name_their_reason() {
 
 #[actix_web::test]
 async fn order_keys_are_validated() {
-    let app = TestApp::spawn_with(Options {
-        demo: false,
-        workers: 0,
-        ..Default::default()
-    })
-    .await;
-    assert_eq!(app.put_dataset("ties", SCORES).await.status(), 201);
+    let app = with_scores().await;
     let base = json!({
         "slug": "k", "title": "k", "statement": "s", "topic": "ordering", "dataset": "ties",
         "reference_sql": "SELECT name, score FROM ties.scores ORDER BY score", "ordered": true,
@@ -164,13 +164,7 @@ async fn order_keys_are_validated() {
 
 #[actix_web::test]
 async fn verdict_feedback_tells_only_the_status_and_the_failed_test() {
-    let app = TestApp::spawn_with(Options {
-        demo: false,
-        workers: 0,
-        ..Default::default()
-    })
-    .await;
-    assert_eq!(app.put_dataset("ties", SCORES).await.status(), 201);
+    let app = with_scores().await;
     let token = app.user("contestant").await;
     let contest = problem(
         &app,
