@@ -4,14 +4,20 @@ use serde::Deserialize;
 
 use crate::cache::Scope;
 use crate::db::models::{
-    is_unique_violation, Dataset, NewProblem, Problem, ProblemFields, TableInfo,
+    is_unique_violation, Dataset, DatasetTest, HiddenTest, NewProblem, Problem, ProblemFields,
+    TableInfo,
 };
 use crate::db::{self, DbError};
 use crate::error::ApiError;
+use crate::grading::compare::{compare, ResultSet};
 use crate::grading::dataset::{self, DatasetError};
 use crate::grading::sandbox::{RunSpec, SandboxError};
-use crate::grading::{compare::ResultSet, run_reference};
+use crate::grading::{generated, order_of, run_reference, spec_for};
+use crate::job::TestData;
 use crate::state::AppState;
+
+/// Hidden tests a dataset may have uploaded, numbered 1 to this.
+pub const MAX_UPLOADED_TESTS: i16 = 20;
 
 /// A problem as an admin writes it (`POST /admin/problems`, `PUT /admin/problems/{id}`).
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -26,6 +32,15 @@ fn unavailable(e: SandboxError) -> ApiError {
     ApiError::Unavailable {
         message: e.to_string(),
         retry_after_secs: 2,
+    }
+}
+
+fn dataset_error(e: DatasetError) -> ApiError {
+    match e {
+        DatasetError::Invalid(m) => ApiError::Invalid(m),
+        DatasetError::Failed(m) => ApiError::Unprocessable(format!("the script failed: {m}")),
+        DatasetError::Shape(m) => ApiError::Unprocessable(m),
+        DatasetError::Sandbox(e) => unavailable(e),
     }
 }
 
@@ -88,6 +103,9 @@ impl ProblemInput {
                 )));
             }
         }
+        if !(0..=10).contains(&f.generated_tests) {
+            return invalid("generated_tests must be 0-10");
+        }
         if let Some(key) = &f.order_key {
             let mut seen = std::collections::HashSet::new();
             if !f.ordered || f.writeable {
@@ -123,6 +141,68 @@ async fn reference_result(state: &AppState, spec: &RunSpec<'_>) -> Result<Result
         .map_err(ApiError::Unprocessable)
 }
 
+/// The reference's results on every test of a problem with these fields: the sample's, and
+/// each hidden test's (uploaded ones, then generated ones). A 422 when it fails on the sample
+/// or an uploaded test; generated tests on which it fails, or whose result the sample's would
+/// pass, are replaced by spares or dropped.
+async fn reference_results(
+    state: &AppState,
+    fields: &ProblemFields,
+    time_limit_ms: u32,
+) -> Result<(ResultSet, Vec<HiddenTest>), ApiError> {
+    let on = |data| spec_for(fields, time_limit_ms, &fields.reference_sql, data);
+    let sample = reference_result(state, &on(TestData::Sample)).await?;
+    let order = order_of(fields, &sample.columns);
+    let name = fields.dataset.clone();
+    let uploaded = db::run(&state.pool, move |c| DatasetTest::numbers(c, &name)).await?;
+    let mut hidden = Vec::new();
+    for n in uploaded {
+        let data = TestData::Uploaded(n);
+        let rows = match reference_result(state, &on(data)).await {
+            Ok(rs) => rs.rows,
+            Err(ApiError::Unprocessable(m)) => {
+                return Err(ApiError::Unprocessable(format!("on hidden test {n}: {m}")))
+            }
+            Err(e) => return Err(e),
+        };
+        hidden.push(HiddenTest { data, rows });
+    }
+    if fields.generated_tests == 0 {
+        return Ok((sample, hidden));
+    }
+    let name = fields.dataset.clone();
+    let Some((script, sha)) = db::run(&state.pool, move |c| Dataset::script(c, &name)).await?
+    else {
+        log::warn!(
+            "dataset {} was loaded before its script was kept: load it again to generate tests",
+            fields.dataset
+        );
+        return Ok((sample, hidden));
+    };
+    let mut wanted = fields.generated_tests;
+    for j in 1..=fields.generated_tests + generated::SPARE {
+        if wanted == 0 {
+            break;
+        }
+        generated::ensure(&state.sandbox, &fields.dataset, j, &script, &sha)
+            .await
+            .map_err(dataset_error)?;
+        let data = TestData::Generated(j);
+        match reference_result(state, &on(data)).await {
+            Ok(rs) if compare(&sample, &rs, &order).is_some() => {
+                hidden.push(HiddenTest {
+                    data,
+                    rows: rs.rows,
+                });
+                wanted -= 1;
+            }
+            Ok(_) | Err(ApiError::Unprocessable(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((sample, hidden))
+}
+
 fn to_json_rows(rs: &ResultSet) -> (serde_json::Value, serde_json::Value) {
     (
         serde_json::to_value(&rs.columns).expect("columns serialise"),
@@ -145,13 +225,7 @@ pub async fn save_problem(
         )));
     }
     let time_limit_ms = input.time_limit(state);
-    let spec = RunSpec {
-        dataset: &input.fields.dataset,
-        sql: &input.fields.reference_sql,
-        time_limit_ms,
-        check_table: input.fields.check_table.as_deref(),
-    };
-    let reference = reference_result(state, &spec).await?;
+    let (reference, hidden) = reference_results(state, &input.fields, time_limit_ms).await?;
     let columns = reference.columns.len();
     if let Some(&beyond) = input
         .fields
@@ -170,6 +244,7 @@ pub async fn save_problem(
         time_limit_ms: time_limit_ms as i32,
         expected_columns,
         expected_rows,
+        hidden_tests: serde_json::to_value(hidden).expect("tests serialise"),
     };
     let saved = db::run(&state.pool, move |c| match id {
         None => Problem::create(c, &new).map(Some),
@@ -217,45 +292,156 @@ pub async fn load_dataset(
     let tables = dataset::load(&state.sandbox, name, script)
         .await
         .map_err(|e| match e {
-            DatasetError::Invalid(m) => ApiError::Invalid(m),
             DatasetError::Failed(m) => {
                 ApiError::Unprocessable(format!("the dataset script failed: {m}"))
             }
-            DatasetError::Sandbox(e) => unavailable(e),
+            e => dataset_error(e),
         })?;
     let sha = crate::auth::sha256_hex(script);
-    let (owned, infos) = (name.to_string(), tables.clone());
+    let (owned, script, infos) = (name.to_string(), script.to_string(), tables.clone());
     let replaced = db::run(&state.pool, move |c| {
-        Dataset::upsert(c, &owned, &sha, &infos)
+        Dataset::upsert(c, &owned, &script, &sha, &infos)
     })
     .await?;
-    let owned = name.to_string();
-    let problems = db::run(&state.pool, move |c| Problem::list_by_dataset(c, &owned)).await?;
-    let mut broken_problems = Vec::new();
-    for problem in problems {
-        let spec = crate::grading::spec(&problem, &problem.fields.reference_sql);
-        match reference_result(state, &spec).await {
-            Ok(rs) => {
-                let (columns, rows) = to_json_rows(&rs);
-                db::run(&state.pool, move |c| {
-                    Problem::set_expected(c, problem.id, &columns, &rows)
-                })
-                .await?;
-            }
-            Err(ApiError::Unprocessable(reason)) => {
-                log::warn!(
-                    "problem {} no longer validates on dataset {name}: {reason}",
-                    problem.fields.slug
-                );
-                broken_problems.push(problem.fields.slug);
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    state.cache.invalidate(&[Scope::Problems]).await;
+    let broken_problems = refresh_problems(state, name)
+        .await?
+        .into_iter()
+        .map(|(slug, _)| slug)
+        .collect();
     Ok(LoadedDataset {
         replaced,
         tables,
         broken_problems,
     })
+}
+
+/// Runs the reference of every problem on `dataset` again, on all its tests, and stores the
+/// results (a new version of each). Problems whose reference fails keep their old results;
+/// they are returned (slug, why).
+async fn refresh_problems(
+    state: &AppState,
+    dataset: &str,
+) -> Result<Vec<(String, String)>, ApiError> {
+    let owned = dataset.to_string();
+    let problems = db::run(&state.pool, move |c| Problem::list_by_dataset(c, &owned)).await?;
+    let mut broken = Vec::new();
+    for problem in problems {
+        let limit = problem.time_limit_ms as u32;
+        match reference_results(state, &problem.fields, limit).await {
+            Ok((rs, hidden)) => {
+                let (columns, rows) = to_json_rows(&rs);
+                let hidden = serde_json::to_value(hidden).expect("tests serialise");
+                db::run(&state.pool, move |c| {
+                    Problem::set_expected(c, problem.id, &columns, &rows, &hidden)
+                })
+                .await?;
+            }
+            Err(ApiError::Unprocessable(reason)) => {
+                log::warn!(
+                    "problem {} no longer validates on dataset {dataset}: {reason}",
+                    problem.fields.slug
+                );
+                broken.push((problem.fields.slug, reason));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    state.cache.invalidate(&[Scope::Problems]).await;
+    Ok(broken)
+}
+
+/// What uploading a hidden test did.
+pub struct LoadedTest {
+    pub replaced: bool,
+    pub tables: Vec<TableInfo>,
+}
+
+fn check_test_number(n: i16) -> Result<(), ApiError> {
+    if (1..=MAX_UPLOADED_TESTS).contains(&n) {
+        Ok(())
+    } else {
+        Err(ApiError::Invalid(format!(
+            "hidden tests are numbered 1-{MAX_UPLOADED_TESTS}"
+        )))
+    }
+}
+
+async fn require_dataset(state: &AppState, name: &str) -> Result<(), ApiError> {
+    let owned = name.to_string();
+    if dataset::valid_name(name)
+        && db::run(&state.pool, move |c| Dataset::exists(c, &owned)).await?
+    {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound("dataset"))
+    }
+}
+
+/// Loads (or replaces) uploaded hidden test `n` of a dataset. Refused (422), and the test left
+/// as it was, when its tables or columns are not the sample's or a problem's reference fails
+/// on it.
+pub async fn put_test(
+    state: &AppState,
+    name: &str,
+    n: i16,
+    script: &str,
+) -> Result<LoadedTest, ApiError> {
+    check_test_number(n)?;
+    require_dataset(state, name).await?;
+    let data = TestData::Uploaded(n);
+    let owned = name.to_string();
+    let previous = db::run(&state.pool, move |c| DatasetTest::script(c, &owned, n)).await?;
+    let tables = dataset::load_test(&state.sandbox, name, data, script, true)
+        .await
+        .map_err(dataset_error)?;
+    let (owned, text, infos) = (name.to_string(), script.to_string(), tables.clone());
+    let replaced = db::run(&state.pool, move |c| {
+        DatasetTest::upsert(c, &owned, n, &text, &infos)
+    })
+    .await?;
+    let broken = refresh_problems(state, name).await?;
+    if let Some((slug, why)) = broken.into_iter().next() {
+        // Put the test back as it was, and the problems' results with it.
+        match previous {
+            Some(old) => {
+                let tables = dataset::load_test(&state.sandbox, name, data, &old, false)
+                    .await
+                    .map_err(dataset_error)?;
+                let owned = name.to_string();
+                db::run(&state.pool, move |c| {
+                    DatasetTest::upsert(c, &owned, n, &old, &tables)
+                })
+                .await?;
+            }
+            None => {
+                remove_test(state, name, n).await?;
+            }
+        }
+        refresh_problems(state, name).await?;
+        return Err(ApiError::Unprocessable(format!(
+            "the reference of problem {slug} fails: {why}"
+        )));
+    }
+    Ok(LoadedTest { replaced, tables })
+}
+
+async fn remove_test(state: &AppState, name: &str, n: i16) -> Result<bool, ApiError> {
+    state
+        .sandbox
+        .drop_test(name, TestData::Uploaded(n))
+        .await
+        .map_err(unavailable)?;
+    let owned = name.to_string();
+    Ok(db::run(&state.pool, move |c| DatasetTest::delete(c, &owned, n)).await?)
+}
+
+/// Removes uploaded hidden test `n` of a dataset (404 when it has none).
+pub async fn delete_test(state: &AppState, name: &str, n: i16) -> Result<(), ApiError> {
+    check_test_number(n)?;
+    require_dataset(state, name).await?;
+    if !remove_test(state, name, n).await? {
+        return Err(ApiError::NotFound("test"));
+    }
+    refresh_problems(state, name).await?;
+    Ok(())
 }

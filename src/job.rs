@@ -163,6 +163,56 @@ impl diesel::deserialize::FromSql<diesel::sql_types::SmallInt, diesel::pg::Pg> f
     }
 }
 
+/// A result row: each value as PostgreSQL's text output, or NULL.
+pub type Row = Vec<Option<String>>;
+
+/// Where a test's rows live: the sample (the problem's dataset), a hidden test uploaded for
+/// the dataset (`PUT /admin/datasets/{name}/tests/{n}`) or one generated from the sample.
+/// Each is a sandbox database of its own holding the dataset's schema under the same name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TestData {
+    Sample,
+    Uploaded(i16),
+    Generated(i16),
+}
+
+impl TestData {
+    /// How it is written in stored problems and in sandbox database names: "", "u3", "g2".
+    pub fn tag(self) -> String {
+        match self {
+            TestData::Sample => String::new(),
+            TestData::Uploaded(n) => format!("u{n}"),
+            TestData::Generated(n) => format!("g{n}"),
+        }
+    }
+
+    pub fn parse(tag: &str) -> Option<TestData> {
+        let number = |s: &str| s.parse::<i16>().ok().filter(|n| (1..=99).contains(n));
+        match tag.split_at_checked(1)? {
+            ("u", n) => number(n).map(TestData::Uploaded),
+            ("g", n) => number(n).map(TestData::Generated),
+            _ => None,
+        }
+    }
+}
+
+impl Serialize for TestData {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.tag().serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for TestData {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let tag = String::deserialize(d)?;
+        if tag.is_empty() {
+            return Ok(TestData::Sample);
+        }
+        TestData::parse(&tag)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown test {tag:?}")))
+    }
+}
+
 /// Where a submission was queued: Redis (202), the Postgres fallback (201) or nowhere, its
 /// verdict reused from the cache (200). Stored with the submission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -233,6 +283,10 @@ pub struct Outcome {
     /// The first failing test when results were compared and differ.
     #[serde(default)]
     pub failed_test: Option<FailedTest>,
+    /// For `wrong_answer` on a hidden test: a small subset of its rows on which the solution
+    /// and the reference still differ, with both results (API.md v1.1).
+    #[serde(default)]
+    pub counterexample: Option<serde_json::Value>,
 }
 
 impl Outcome {
@@ -259,6 +313,7 @@ impl Outcome {
             diff: None,
             reason: None,
             failed_test: None,
+            counterexample: None,
         }
     }
 }
@@ -303,6 +358,7 @@ impl Outcome {
             diff: None,
             reason: None,
             failed_test: None,
+            counterexample: None,
         }
     }
 }

@@ -98,7 +98,7 @@ impl RunSlots {
         // A task of its own: a client that hangs up does not cut the run short, so the slot is
         // always left clean, and the user's turn lasts as long as their backend does.
         actix_web::rt::spawn(async move {
-            let ran = grading::execute(&mut slot, &problem, &sql).await;
+            let ran = grading::execute(&mut slot, &grading::spec(&problem, &sql)).await;
             lease.give_back(slot);
             ran
         })

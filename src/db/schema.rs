@@ -19,6 +19,19 @@ diesel::table! {
         tables -> Jsonb,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        script -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    dataset_tests (dataset, test) {
+        dataset -> Text,
+        test -> Int2,
+        script -> Text,
+        script_sha256 -> Text,
+        tables -> Jsonb,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
     }
 }
 
@@ -60,6 +73,8 @@ diesel::table! {
         updated_at -> Timestamptz,
         order_key -> Nullable<Array<Int2>>,
         feedback -> Text,
+        generated_tests -> Int2,
+        hidden_tests -> Jsonb,
     }
 }
 
@@ -94,6 +109,7 @@ diesel::table! {
         graded_at -> Nullable<Timestamptz>,
         reason -> Nullable<Text>,
         failed_test -> Nullable<Int2>,
+        counterexample -> Nullable<Jsonb>,
     }
 }
 
@@ -110,6 +126,7 @@ diesel::table! {
 }
 
 diesel::joinable!(auth_tokens -> users (user_id));
+diesel::joinable!(dataset_tests -> datasets (dataset));
 diesel::joinable!(first_solves -> problems (problem_id));
 diesel::joinable!(first_solves -> submissions (submission_id));
 diesel::joinable!(first_solves -> users (user_id));
@@ -120,6 +137,7 @@ diesel::joinable!(submissions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     auth_tokens,
+    dataset_tests,
     datasets,
     fallback_submissions,
     first_solves,

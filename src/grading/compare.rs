@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::job::Reason;
 
-pub type Row = Vec<Option<String>>;
+pub use crate::job::Row;
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ResultSet {
@@ -47,15 +47,15 @@ fn clip(row: &Row) -> Row {
 }
 
 /// How the order of rows counts.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Order<'a> {
+#[derive(Debug, Clone, PartialEq)]
+pub enum Order {
     /// Not at all: the rows are a multiset (duplicates counted).
     Any,
     /// Row by row.
     Exact,
     /// The expected order, except that rows equal on these columns (0-based), the sort key,
     /// may come in any order among themselves.
-    Key(&'a [usize]),
+    Key(Vec<usize>),
 }
 
 /// How a result differs from the expected one.
@@ -66,7 +66,7 @@ pub struct Mismatch {
 }
 
 /// `None` when `got` matches `expected`; otherwise what differs and why.
-pub fn compare(expected: &ResultSet, got: &ResultSet, order: Order) -> Option<Mismatch> {
+pub fn compare(expected: &ResultSet, got: &ResultSet, order: &Order) -> Option<Mismatch> {
     let (want, have) = (expected.columns.len(), got.columns.len());
     if want != have {
         return Some(Mismatch {
@@ -117,11 +117,11 @@ fn same_multiset(a: &[Row], b: &[Row]) -> bool {
 }
 
 /// Where `got` first breaks the order (`None` when order does not count or it holds).
-fn first_out_of_order(expected: &[Row], got: &[Row], order: Order) -> Option<usize> {
+fn first_out_of_order(expected: &[Row], got: &[Row], order: &Order) -> Option<usize> {
     let key = match order {
         Order::Any => return None,
         Order::Exact => &[][..],
-        Order::Key(key) => key,
+        Order::Key(key) => key.as_slice(),
     };
     // Runs of expected rows equal on the key (with no key, each row is its own run): at those
     // places `got` must hold the same rows, in any order.
@@ -246,9 +246,9 @@ mod tests {
     fn multiset_ignores_order_but_counts_duplicates() {
         let a = rs(1, &[&[Some("1")], &[Some("2")], &[Some("2")]]);
         let b = rs(1, &[&[Some("2")], &[Some("1")], &[Some("2")]]);
-        assert_eq!(compare(&a, &b, Order::Any), None);
+        assert_eq!(compare(&a, &b, &Order::Any), None);
         let c = rs(1, &[&[Some("2")], &[Some("1")], &[Some("1")]]);
-        let m = compare(&a, &c, Order::Any).unwrap();
+        let m = compare(&a, &c, &Order::Any).unwrap();
         assert_eq!(m.diff.missing_rows, vec![vec![Some("2".to_string())]]);
         assert_eq!(m.diff.extra_rows, vec![vec![Some("1".to_string())]]);
         assert_eq!(m.reason, Reason::Duplicates);
@@ -258,21 +258,21 @@ mod tests {
     fn ordered_reports_first_mismatch() {
         let a = rs(1, &[&[Some("1")], &[Some("2")]]);
         let b = rs(1, &[&[Some("2")], &[Some("1")]]);
-        let m = compare(&a, &b, Order::Exact).unwrap();
+        let m = compare(&a, &b, &Order::Exact).unwrap();
         assert_eq!(m.diff.first_mismatch_at, Some(0));
         assert_eq!(m.reason, Reason::Order);
         assert!(m.diff.missing_rows.is_empty() && m.diff.extra_rows.is_empty());
-        assert_eq!(compare(&a, &a, Order::Exact), None);
+        assert_eq!(compare(&a, &a, &Order::Exact), None);
         let short = rs(1, &[&[Some("1")]]);
         assert_eq!(
-            compare(&a, &short, Order::Exact)
+            compare(&a, &short, &Order::Exact)
                 .unwrap()
                 .diff
                 .first_mismatch_at,
             Some(1)
         );
         assert_eq!(
-            compare(&short, &a, Order::Exact)
+            compare(&short, &a, &Order::Exact)
                 .unwrap()
                 .diff
                 .first_mismatch_at,
@@ -300,8 +300,8 @@ mod tests {
             row("1", "b"),
             row("2", "d"),
         ]);
-        assert_eq!(compare(&expected, &swapped, Order::Key(&[0])), None);
-        assert!(compare(&expected, &swapped, Order::Exact).is_some());
+        assert_eq!(compare(&expected, &swapped, &Order::Key(vec![0])), None);
+        assert!(compare(&expected, &swapped, &Order::Exact).is_some());
         // Rows of different keys may not trade places.
         let wrong = rs2(vec![
             row("1", "b"),
@@ -309,15 +309,15 @@ mod tests {
             row("1", "c"),
             row("2", "d"),
         ]);
-        let m = compare(&expected, &wrong, Order::Key(&[0])).unwrap();
+        let m = compare(&expected, &wrong, &Order::Key(vec![0])).unwrap();
         assert_eq!(
             (m.reason, m.diff.first_mismatch_at),
             (Reason::Order, Some(0))
         );
         // A key of every column is the exact order.
-        assert!(compare(&expected, &swapped, Order::Key(&[0, 1])).is_some());
+        assert!(compare(&expected, &swapped, &Order::Key(vec![0, 1])).is_some());
         let missing = rs2(vec![row("0", "a"), row("1", "c"), row("2", "d")]);
-        let m = compare(&expected, &missing, Order::Key(&[0])).unwrap();
+        let m = compare(&expected, &missing, &Order::Key(vec![0])).unwrap();
         assert_eq!(
             (m.reason, m.diff.first_mismatch_at),
             (Reason::RowCount, Some(2))
@@ -326,7 +326,7 @@ mod tests {
 
     #[test]
     fn reasons_come_in_the_contract_order() {
-        let reason = |a: &ResultSet, b: &ResultSet| compare(a, b, Order::Any).unwrap().reason;
+        let reason = |a: &ResultSet, b: &ResultSet| compare(a, b, &Order::Any).unwrap().reason;
         assert_eq!(
             reason(&one(&["1"]), &rs(2, &[&[Some("1"), None]])),
             Reason::ColumnCount
@@ -369,8 +369,8 @@ mod tests {
     fn null_is_not_empty_string_and_column_count_matters() {
         let a = rs(1, &[&[None]]);
         let b = rs(1, &[&[Some("")]]);
-        assert!(compare(&a, &b, Order::Any).is_some());
-        let m = compare(&a, &rs(2, &[&[None, None]]), Order::Any).unwrap();
+        assert!(compare(&a, &b, &Order::Any).is_some());
+        let m = compare(&a, &rs(2, &[&[None, None]]), &Order::Any).unwrap();
         assert_eq!(
             m.diff.column_count,
             Some(ColumnCount {

@@ -11,6 +11,7 @@ use tokio_postgres::Client;
 use super::lexer::{self, ScriptPart};
 use super::sandbox::{quote_ident, Sandbox, SandboxError};
 use crate::db::models::TableInfo;
+use crate::job::TestData;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
@@ -18,6 +19,9 @@ pub enum DatasetError {
     Invalid(String),
     #[error("{0}")]
     Failed(String),
+    /// A hidden test's tables or columns are not the sample's.
+    #[error("{0}")]
+    Shape(String),
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
 }
@@ -83,13 +87,84 @@ pub async fn load(
         return Err(DatasetError::Invalid("the dataset script is empty".into()));
     }
     let existed = sandbox.prepare_dataset(name).await?;
-    let loaded = load_as_owner(sandbox, name, parts).await;
+    let loaded = load_as_owner(sandbox, name, TestData::Sample, parts, None).await;
     if loaded.is_err() && !existed {
         sandbox.forget_dataset(name).await;
     }
     let tables = loaded?;
-    sandbox.record_sequences(name).await?;
+    sandbox.record_sequences(name, TestData::Sample).await?;
     Ok(tables)
+}
+
+/// Replaces the rows of hidden test `data` of dataset `name` with what `script` creates, in
+/// the test's own database. With `same_shape`, the load is refused (and changes nothing)
+/// unless its tables and columns are the sample's.
+pub async fn load_test(
+    sandbox: &Sandbox,
+    name: &str,
+    data: TestData,
+    script: &str,
+    same_shape: bool,
+) -> Result<Vec<TableInfo>, DatasetError> {
+    let parts = lexer::split_script(script).map_err(DatasetError::Invalid)?;
+    if parts.is_empty() {
+        return Err(DatasetError::Invalid("the test script is empty".into()));
+    }
+    let sample = match same_shape {
+        true => Some(shape(&sandbox.admin_client().await?, name).await?),
+        false => None,
+    };
+    sandbox.prepare_test(name, data).await?;
+    let tables = load_as_owner(sandbox, name, data, parts, sample).await?;
+    sandbox.record_sequences(name, data).await?;
+    Ok(tables)
+}
+
+/// Tables (and views) of a schema with their columns and types, in order.
+const SHAPE: &str = "SELECT c.relname::text, a.attname::text,       tn.nspname::text || '.' || t.typname::text || '(' || a.atttypmod || ')'     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace     JOIN pg_attribute a ON a.attrelid = c.oid JOIN pg_type t ON t.oid = a.atttypid     JOIN pg_namespace tn ON tn.oid = t.typnamespace     WHERE n.nspname = $1 AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND NOT c.relispartition       AND a.attnum > 0 AND NOT a.attisdropped ORDER BY 1, a.attnum";
+
+async fn shape(client: &Client, name: &str) -> Result<Shape, DatasetError> {
+    Ok(client
+        .query(SHAPE, &[&name])
+        .await
+        .map_err(|e| failed("listing columns", e))?
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
+}
+
+type Shape = Vec<(String, String, String)>;
+
+/// Why a test's tables and columns are not the sample's, in words, if they are not.
+fn shape_difference(sample: &Shape, test: &Shape) -> Option<String> {
+    if sample == test {
+        return None;
+    }
+    let tables = |cols: &Shape| {
+        let mut names: Vec<String> = cols.iter().map(|c| c.0.clone()).collect();
+        names.dedup();
+        names
+    };
+    let columns = |cols: &Shape, table: &str| -> Vec<String> {
+        cols.iter()
+            .filter(|c| c.0 == table)
+            .map(|c| format!("{} {}", c.1, c.2))
+            .collect()
+    };
+    let (ours, theirs) = (tables(sample), tables(test));
+    if ours != theirs {
+        return Some(format!(
+            "a hidden test must have the sample's tables {ours:?}; this one has {theirs:?}"
+        ));
+    }
+    let table = ours
+        .iter()
+        .find(|t| columns(sample, t) != columns(test, t))?;
+    Some(format!(
+        "table {table} must have the sample's columns {:?}; this test has {:?}",
+        columns(sample, table),
+        columns(test, table)
+    ))
 }
 
 fn failed(what: &str, e: tokio_postgres::Error) -> DatasetError {
@@ -112,9 +187,11 @@ const OUTSIDE: &str = "SELECT coalesce(array_agg(o ORDER BY o), '{}') FROM ( \
 async fn load_as_owner(
     sandbox: &Sandbox,
     name: &str,
+    data: TestData,
     parts: Vec<ScriptPart>,
+    same_shape_as: Option<Shape>,
 ) -> Result<Vec<TableInfo>, DatasetError> {
-    let client = sandbox.owner_client(name).await?;
+    let client = sandbox.owner_client(name, data).await?;
     let before: Vec<String> = client
         .query_one(OUTSIDE, &[&name])
         .await
@@ -132,6 +209,11 @@ async fn load_as_owner(
         run_part(&client, name, part).await?;
     }
     check_confined(&client, name, &before).await?;
+    if let Some(sample) = same_shape_as {
+        if let Some(why) = shape_difference(&sample, &shape(&client, name).await?) {
+            return Err(DatasetError::Shape(why));
+        }
+    }
     let finish = format!(
         "{}{}",
         sandbox.neutralize_sql(name),

@@ -1,6 +1,8 @@
 //! Grading: run a solution in the sandbox and compare it with the problem's reference result.
 pub mod compare;
+pub mod counterexample;
 pub mod dataset;
+pub mod generated;
 pub mod lexer;
 pub mod sandbox;
 
@@ -9,12 +11,12 @@ use std::time::Instant;
 use compare::{compare, Order, ResultSet, Row};
 use sandbox::{Run, RunSpec, SandboxError, Slot};
 
-use crate::db::models::Problem;
-use crate::job::{FailedTest, Outcome, Status};
+use crate::db::models::{Problem, ProblemFields};
+use crate::job::{FailedTest, Feedback, Outcome, Status, TestData};
 
 /// What identifies "the same solution to the same problem" for the verdict cache: the
-/// problem and its version (any change to it or its dataset bumps `updated_at`), and the
-/// normalised statement.
+/// problem and its version (any change to it, its dataset or its tests bumps `updated_at`),
+/// and the normalised statement.
 pub fn fingerprint(problem: &Problem, sql: &str) -> String {
     format!(
         "{}:{}:{}",
@@ -35,81 +37,139 @@ pub fn expected_of(problem: &Problem) -> ResultSet {
 /// The sort key of an ordered problem's result (0-based columns): the author's `order_key`,
 /// else what the reference's `ORDER BY` sorts by; `None` when neither says (then rows must come
 /// in exactly the reference's order).
-pub fn sort_key(problem: &Problem, columns: &[String]) -> Option<Vec<usize>> {
-    match &problem.fields.order_key {
+fn sort_key(fields: &ProblemFields, columns: &[String]) -> Option<Vec<usize>> {
+    match &fields.order_key {
         Some(key) => Some(key.iter().map(|&c| c as usize - 1).collect()),
-        None => lexer::order_key(&problem.fields.reference_sql, columns)
+        None => lexer::order_key(&fields.reference_sql, columns)
             .map(|key| key.into_iter().map(|c| c - 1).collect()),
     }
 }
 
-pub fn spec<'a>(problem: &'a Problem, sql: &'a str) -> RunSpec<'a> {
-    RunSpec {
-        dataset: &problem.fields.dataset,
-        sql,
-        time_limit_ms: problem.time_limit_ms as u32,
-        check_table: problem
-            .fields
-            .check_table
-            .as_deref()
-            .filter(|_| problem.fields.writeable),
+/// How a problem's results are compared (`columns`: the reference's).
+pub fn order_of(fields: &ProblemFields, columns: &[String]) -> Order {
+    // Table contents have no order: writeable problems compare as multisets.
+    if !fields.ordered || fields.writeable {
+        return Order::Any;
     }
+    match sort_key(fields, columns) {
+        Some(key) => Order::Key(key),
+        None => Order::Exact,
+    }
+}
+
+/// `sql` run as a solution of a problem with these fields, on the data of one of its tests.
+pub fn spec_for<'a>(
+    fields: &'a ProblemFields,
+    time_limit_ms: u32,
+    sql: &'a str,
+    data: TestData,
+) -> RunSpec<'a> {
+    RunSpec {
+        dataset: &fields.dataset,
+        data,
+        sql,
+        time_limit_ms,
+        check_table: fields.check_table.as_deref().filter(|_| fields.writeable),
+        prelude: None,
+    }
+}
+
+/// `sql` run as a solution of `problem` on its sample.
+pub fn spec<'a>(problem: &'a Problem, sql: &'a str) -> RunSpec<'a> {
+    spec_for(
+        &problem.fields,
+        problem.time_limit_ms as u32,
+        sql,
+        TestData::Sample,
+    )
 }
 
 /// Runs `sql` as a solution of `problem`, under every rule and limit of the sandbox: what it
 /// returned (for writeable problems, the check table after it) and how long it took, in ms.
 /// Grading and `POST /problems/{id}/run` alike.
-pub async fn execute(
-    slot: &mut Slot,
-    problem: &Problem,
-    sql: &str,
-) -> Result<(Run, i32), SandboxError> {
+pub async fn execute(slot: &mut Slot, spec: &RunSpec<'_>) -> Result<(Run, i32), SandboxError> {
     let started = Instant::now();
-    let run = slot.run(&spec(problem, sql)).await?;
+    let run = slot.run(spec).await?;
     Ok((
         run,
         started.elapsed().as_millis().min(i32::MAX as u128) as i32,
     ))
 }
 
-/// Grades `sql` as a solution of `problem`. `Err` means the sandbox itself failed and the job
-/// should be retried; every verdict about the SQL is an `Ok`.
+/// Grades `sql` as a solution of `problem`: on the sample, then on each hidden test, up to
+/// the first that fails. `Err` means the sandbox itself failed and the job should be retried;
+/// every verdict about the SQL is an `Ok`.
 pub async fn grade(slot: &mut Slot, problem: &Problem, sql: &str) -> Result<Outcome, SandboxError> {
-    let (run, duration_ms) = execute(slot, problem, sql).await?;
     let expected = expected_of(problem);
-    let mut outcome = match run {
-        Run::Failed(outcome) => outcome,
-        Run::Rows(got) => {
-            let key = sort_key(problem, &expected.columns);
-            let order = match (&key, problem.fields.ordered && !problem.fields.writeable) {
-                // Table contents have no order: writeable problems compare as multisets.
-                (_, false) => Order::Any,
-                (Some(key), true) => Order::Key(key),
-                (None, true) => Order::Exact,
+    let order = order_of(&problem.fields, &expected.columns);
+    let (run, mut duration_ms) = execute(slot, &spec(problem, sql)).await?;
+    let mut outcome = judge(run, &expected, &order, 0);
+    let on_sample = (outcome.rows_returned, expected.rows.len() as i32);
+    if outcome.status == Status::Accepted {
+        for (i, test) in problem.hidden().into_iter().enumerate() {
+            let index = i as i16 + 1;
+            let spec = spec_for(
+                &problem.fields,
+                problem.time_limit_ms as u32,
+                sql,
+                test.data,
+            );
+            let (run, ms) = execute(slot, &spec).await?;
+            duration_ms = duration_ms.saturating_add(ms);
+            let expected = ResultSet {
+                columns: expected.columns.clone(),
+                rows: test.rows,
             };
-            let mismatch = compare(&expected, &got, order);
-            Outcome {
-                status: if mismatch.is_some() {
-                    Status::WrongAnswer
-                } else {
-                    Status::Accepted
-                },
-                rows_returned: Some(got.rows.len() as i32),
-                expected_rows: None,
-                duration_ms: Some(duration_ms),
-                message: mismatch
-                    .as_ref()
-                    .map(|_| "the result differs from the expected one".to_string()),
-                sqlstate: None,
-                reason: mismatch.as_ref().map(|m| m.reason),
-                failed_test: mismatch.as_ref().map(|_| FailedTest { index: 0 }),
-                diff: mismatch.map(|m| serde_json::to_value(m.diff).expect("diff serialises")),
+            let verdict = judge(run, &expected, &order, index);
+            if verdict.status == Status::Accepted {
+                continue;
             }
+            // A hidden test's rows are shown only in a counterexample: no diff, and the
+            // counts are the sample's.
+            outcome = Outcome {
+                diff: None,
+                failed_test: Some(FailedTest { index }),
+                ..verdict
+            };
+            if let (Status::WrongAnswer, Feedback::Full) = (outcome.status, problem.fields.feedback)
+            {
+                outcome.counterexample =
+                    counterexample::find(slot, problem, sql, test.data, &order).await?;
+            }
+            if let Some(message) = &mut outcome.message {
+                *message = format!("hidden test {index}: {message}");
+            }
+            break;
         }
-    };
+    }
+    outcome.rows_returned = on_sample.0;
     outcome.duration_ms = Some(duration_ms);
-    outcome.expected_rows = Some(expected.rows.len() as i32);
+    outcome.expected_rows = Some(on_sample.1);
     Ok(outcome.shown(problem.fields.feedback))
+}
+
+/// The verdict on one test's run (`index`: the test's).
+fn judge(run: Run, expected: &ResultSet, order: &Order, index: i16) -> Outcome {
+    let got = match run {
+        Run::Failed(outcome) => return outcome,
+        Run::Rows(got) => got,
+    };
+    let mismatch = compare(expected, &got, order);
+    Outcome {
+        status: if mismatch.is_some() {
+            Status::WrongAnswer
+        } else {
+            Status::Accepted
+        },
+        rows_returned: Some(got.rows.len() as i32),
+        message: mismatch
+            .as_ref()
+            .map(|_| "the result differs from the expected one".to_string()),
+        reason: mismatch.as_ref().map(|m| m.reason),
+        failed_test: mismatch.as_ref().map(|_| FailedTest { index }),
+        diff: mismatch.map(|m| serde_json::to_value(m.diff).expect("diff serialises")),
+        ..Outcome::pending(Status::Accepted)
+    }
 }
 
 /// Runs a problem's reference to obtain its expected result. `Ok(Err(reason))` when the

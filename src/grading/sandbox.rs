@@ -41,7 +41,7 @@ use secrecy::ExposeSecret;
 use super::compare::ResultSet;
 use super::lexer;
 use crate::config::SandboxSettings;
-use crate::job::{Outcome, Status};
+use crate::job::{Outcome, Status, TestData};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -64,12 +64,17 @@ impl From<tokio_postgres::Error> for SandboxError {
     }
 }
 
-/// What to run: a solution or reference against a dataset. `check_table` makes it writeable.
+/// What to run: a solution or reference against a dataset's sample or one of its hidden
+/// tests. `check_table` makes it writeable.
 pub struct RunSpec<'a> {
     pub dataset: &'a str,
+    pub data: TestData,
     pub sql: &'a str,
     pub time_limit_ms: u32,
     pub check_table: Option<&'a str>,
+    /// Statements of ours (deleting rows, for a counterexample) run first in the statement's
+    /// transaction, with the write role's rights; a read-only statement then runs read-only.
+    pub prelude: Option<&'a str>,
 }
 
 /// The rows a statement produced (the check table's contents for writeable problems), or
@@ -83,10 +88,10 @@ pub enum Run {
 const READ_KEYWORDS: [&str; 4] = ["SELECT", "WITH", "VALUES", "TABLE"];
 const WRITE_KEYWORDS: [&str; 4] = ["INSERT", "UPDATE", "DELETE", "MERGE"];
 /// First key of the two-int advisory locks the sandbox takes.
-const LOCK_SPACE: i32 = 0x534a; // "SJ"
+pub(super) const LOCK_SPACE: i32 = 0x534a; // "SJ"
 
 /// The sandbox's own bookkeeping (see `bootstrap_sql`).
-const META: &str = "\"sqljudge-meta\"";
+pub(super) const META: &str = "\"sqljudge-meta\"";
 
 /// Records where a dataset's sequences stand now (`$1`: the dataset), for those not recorded.
 fn record_sequences_sql() -> String {
@@ -220,20 +225,44 @@ impl Sandbox {
         self.dataset_role(if writeable { "dw" } else { "dr" }, dataset)
     }
 
+    /// The database that holds a test's data: the sandbox database for samples, one beside it
+    /// per hidden test (`<db>_u3`, `<db>_g2`), with every dataset's schema under its own name.
+    pub fn database_of(&self, data: TestData) -> String {
+        match data {
+            TestData::Sample => self.dbname.clone(),
+            other => format!("{}_{}", self.dbname, other.tag()),
+        }
+    }
+
     /// An admin (privileged) connection to the sandbox database.
     pub async fn admin_client(&self) -> Result<Client, SandboxError> {
+        self.admin_client_on(&self.dbname).await
+    }
+
+    /// An admin connection to one of the sandbox's databases.
+    async fn admin_client_on(&self, db: &str) -> Result<Client, SandboxError> {
         let mut config = self.admin.clone();
-        config.options("-c client_min_messages=warning");
+        config.dbname(db).options("-c client_min_messages=warning");
         connect_with(&config).await
     }
 
-    /// A connection logged in as the owner of `dataset` (see `prepare_dataset`).
-    pub async fn owner_client(&self, dataset: &str) -> Result<Client, SandboxError> {
+    /// An admin connection to a test's database.
+    pub async fn admin_client_for(&self, data: TestData) -> Result<Client, SandboxError> {
+        self.admin_client_on(&self.database_of(data)).await
+    }
+
+    /// A connection logged in as the owner of `dataset` (see `prepare_dataset`) to the
+    /// database of `data`.
+    pub async fn owner_client(
+        &self,
+        dataset: &str,
+        data: TestData,
+    ) -> Result<Client, SandboxError> {
         let mut config = Config::new();
         config
             .host(&self.host)
             .port(self.port)
-            .dbname(&self.dbname)
+            .dbname(self.database_of(data))
             .user(self.dataset_role("o", dataset))
             .application_name("sqljudge-dataset")
             .options("-c client_min_messages=warning");
@@ -254,32 +283,36 @@ impl Sandbox {
     /// Creates the sandbox database, hardens it, and brings every dataset schema already there
     /// (including those of older versions) under the per-dataset role model. Idempotent.
     pub async fn bootstrap(&self) -> Result<(), SandboxError> {
-        let mut server = self.admin.clone();
-        server.dbname("postgres");
-        let client = connect_with(&server).await?;
-        let exists = client
-            .query_opt(
-                "SELECT 1 FROM pg_database WHERE datname = $1",
-                &[&self.dbname],
-            )
-            .await?
-            .is_some();
-        if !exists {
-            if let Err(e) = client
-                .batch_execute(&format!("CREATE DATABASE {}", quote_ident(&self.dbname)))
-                .await
-            {
-                if e.code() != Some(&SqlState::DUPLICATE_DATABASE) {
-                    return Err(e.into());
-                }
-            }
-        }
+        let server = self.server_client().await?;
+        create_database(&server, &self.dbname).await?;
         let admin = self.admin_client().await?;
         let failed =
             |e: tokio_postgres::Error| SandboxError::Unavailable(format!("sandbox bootstrap: {e}"));
-        self.locked(&admin, &self.bootstrap_sql())
-            .await
-            .map_err(failed)?;
+        self.locked(
+            &admin,
+            &format!("{}{}", self.legacy_sql(), self.harden_sql(&self.dbname)),
+        )
+        .await
+        .map_err(failed)?;
+        // The hidden tests' databases: every hardening applies to each (functions and their
+        // rights are per database).
+        let pattern = format!("{}\\_%", self.dbname.replace('_', "\\_"));
+        let tests = server
+            .query(
+                "SELECT datname::text FROM pg_database WHERE datname LIKE $1 ORDER BY 1",
+                &[&pattern],
+            )
+            .await?;
+        for row in tests {
+            let db: String = row.get(0);
+            let tag = db.trim_start_matches(&format!("{}_", self.dbname));
+            if TestData::parse(tag).is_some() {
+                let admin = self.admin_client_on(&db).await?;
+                self.locked(&admin, &self.harden_sql(&db))
+                    .await
+                    .map_err(failed)?;
+            }
+        }
         let schemas = admin
             .query(
                 "SELECT nspname::text FROM pg_namespace WHERE nspname !~ '^pg_' \
@@ -320,24 +353,36 @@ impl Sandbox {
         }
     }
 
-    fn bootstrap_sql(&self) -> String {
-        let s = &self.settings;
-        let mut sql = String::new();
-        let db = quote_ident(&self.dbname);
-        // Roles of earlier versions: groups that could read (write) every dataset, and slot
-        // logins that could switch to any dataset's group.
-        sql.push_str(&format!(
+    /// A connection to the cluster's maintenance database, to create databases.
+    async fn server_client(&self) -> Result<Client, SandboxError> {
+        let mut server = self.admin.clone();
+        server.dbname("postgres");
+        connect_with(&server).await
+    }
+
+    /// Roles of earlier versions: groups that could read (write) every dataset, and slot
+    /// logins that could switch to any dataset's group.
+    fn legacy_sql(&self) -> String {
+        format!(
             "DO $$ DECLARE r text; BEGIN\n\
                FOR r IN SELECT rolname FROM pg_roles WHERE rolname ~ {legacy} LOOP\n\
                  EXECUTE format('DROP OWNED BY %I', r); EXECUTE format('DROP ROLE %I', r);\n\
                END LOOP;\n\
-             END $$;\n\
-             ALTER DATABASE {db} CONNECTION LIMIT {limit};\n",
+             END $$;\n",
             legacy = literal(&format!(
                 "^{}_([rw][0-9]+|read|write|readers|writers)$",
-                s.role_prefix
+                self.settings.role_prefix
             )),
-            limit = s.connection_limit,
+        )
+    }
+
+    /// Hardens one of the sandbox's databases (run on a connection to it).
+    fn harden_sql(&self, db: &str) -> String {
+        let mut sql = String::new();
+        let db = quote_ident(db);
+        sql.push_str(&format!(
+            "ALTER DATABASE {db} CONNECTION LIMIT {limit};\n",
+            limit = self.settings.connection_limit,
         ));
         // What solutions never need, caught by catalog query so that every overload goes:
         // backends and locks of others; set_config() (settings, role); functions that run
@@ -371,7 +416,9 @@ impl Sandbox {
              REVOKE ALL ON SCHEMA {META} FROM PUBLIC;\n\
              CREATE TABLE IF NOT EXISTS {META}.sequences (dataset text NOT NULL, \
                sequence text NOT NULL, last_value bigint, start_value bigint NOT NULL, \
-               PRIMARY KEY (dataset, sequence));\n"
+               PRIMARY KEY (dataset, sequence));\n\
+             CREATE TABLE IF NOT EXISTS {META}.variants (dataset text NOT NULL, \
+               variant smallint NOT NULL, source text NOT NULL, PRIMARY KEY (dataset, variant));\n"
         ));
         sql
     }
@@ -460,6 +507,75 @@ impl Sandbox {
         sql
     }
 
+    /// Makes the database of a hidden test ready for `dataset` to be loaded into it: created and
+    /// hardened when missing, and open to the dataset's roles. Returns whether the dataset's
+    /// schema was there already.
+    pub async fn prepare_test(&self, dataset: &str, data: TestData) -> Result<bool, SandboxError> {
+        let db = self.database_of(data);
+        let failed = |e: tokio_postgres::Error| {
+            SandboxError::Unavailable(format!("preparing test database {}: {e}", data.tag()))
+        };
+        let created = create_database(&self.server_client().await?, &db).await?;
+        let test = self.admin_client_on(&db).await?;
+        if created {
+            self.locked(&test, &self.harden_sql(&db))
+                .await
+                .map_err(failed)?;
+        }
+        let roles: Vec<String> = ["o", "dr", "dw"]
+            .iter()
+            .map(|kind| quote_ident(&self.dataset_role(kind, dataset)))
+            .collect();
+        let admin = self.admin_client().await?;
+        self.locked(
+            &admin,
+            &format!(
+                "GRANT CONNECT ON DATABASE {} TO {};\nGRANT CREATE ON DATABASE {0} TO {};",
+                quote_ident(&db),
+                roles.join(", "),
+                roles[0]
+            ),
+        )
+        .await
+        .map_err(failed)?;
+        // Rights on functions are the database's own: as in the sample's (see
+        // `dataset_roles_sql`), owners may run pg_dump's set_config().
+        self.locked(
+            &test,
+            &format!(
+                "GRANT EXECUTE ON FUNCTION pg_catalog.set_config(text, text, boolean) TO {};",
+                roles[0]
+            ),
+        )
+        .await
+        .map_err(failed)?;
+        Ok(test
+            .query_one(
+                "SELECT to_regnamespace($1) IS NOT NULL",
+                &[&quote_ident(dataset)],
+            )
+            .await?
+            .get(0))
+    }
+
+    /// Removes a dataset's rows from a hidden test's database.
+    pub async fn drop_test(&self, dataset: &str, data: TestData) -> Result<(), SandboxError> {
+        let admin = self.admin_client_for(data).await?;
+        admin
+            .batch_execute(&format!(
+                "SET lock_timeout = '30s'; DROP SCHEMA IF EXISTS {} CASCADE",
+                quote_ident(dataset)
+            ))
+            .await?;
+        admin
+            .execute(
+                &format!("DELETE FROM {META}.sequences WHERE dataset = $1"),
+                &[&dataset],
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Ensures `dataset`'s roles and hands an existing schema to its owner (superuser
     /// connection), before the dataset is loaded on the owner's own connection.
     /// Returns whether the dataset existed already.
@@ -478,11 +594,13 @@ impl Sandbox {
         Ok(existed)
     }
 
-    /// Drops the roles of a dataset whose first load failed, so that failed uploads leave
-    /// nothing behind.
     /// After a load: where the dataset's sequences stand is where gradings put them back.
-    pub async fn record_sequences(&self, dataset: &str) -> Result<(), SandboxError> {
-        let admin = self.admin_client().await?;
+    pub async fn record_sequences(
+        &self,
+        dataset: &str,
+        data: TestData,
+    ) -> Result<(), SandboxError> {
+        let admin = self.admin_client_for(data).await?;
         admin
             .execute(
                 &format!("DELETE FROM {META}.sequences WHERE dataset = $1"),
@@ -493,6 +611,8 @@ impl Sandbox {
         Ok(())
     }
 
+    /// Drops the roles of a dataset whose first load failed, so that failed uploads leave
+    /// nothing behind.
     pub async fn forget_dataset(&self, dataset: &str) {
         let roles: Vec<String> = ["o", "dr", "dw"]
             .iter()
@@ -553,17 +673,16 @@ impl Sandbox {
             sandbox: self.clone(),
             index,
             state,
-            read: None,
-            write: None,
-            admin: None,
+            idle: Vec::new(),
+            admins: Vec::new(),
         }
     }
 
-    async fn connect_role(&self, role: &str) -> Result<SandboxConn, SandboxError> {
+    async fn connect_role(&self, role: &str, db: &str) -> Result<SandboxConn, SandboxError> {
         let mut config = Config::new();
         config
             .user(role)
-            .dbname(&self.dbname)
+            .dbname(db)
             .application_name("sqljudge-sandbox")
             // Fixed output formats: values are compared as this text.
             .options("-c DateStyle=ISO,MDY -c TimeZone=UTC -c IntervalStyle=postgres -c extra_float_digits=1 -c bytea_output=hex -c client_min_messages=error");
@@ -595,7 +714,28 @@ impl Sandbox {
             budget,
             pid,
             role: role.to_string(),
+            db: db.to_string(),
         })
+    }
+}
+
+/// Creates database `db` when missing (on a connection to another one); true when it did.
+async fn create_database(server: &Client, db: &str) -> Result<bool, SandboxError> {
+    let exists = server
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&db])
+        .await?
+        .is_some();
+    if exists {
+        return Ok(false);
+    }
+    match server
+        .batch_execute(&format!("CREATE DATABASE {}", quote_ident(db)))
+        .await
+    {
+        Ok(()) => Ok(true),
+        // Another instance created it meanwhile.
+        Err(e) if e.code() == Some(&SqlState::DUPLICATE_DATABASE) => Ok(false),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -675,11 +815,15 @@ struct SandboxConn {
     pid: i32,
     /// The dataset grading role it is logged in as.
     role: String,
+    /// The database (sample or hidden test) it is connected to.
+    db: String,
 }
 
 enum ExecError {
     /// Opening the transaction failed: the solution was not involved.
     Setup(tokio_postgres::Error),
+    /// Our prelude failed (the rows it removes break a constraint): the run says nothing.
+    Prelude(tokio_postgres::Error),
     Db(tokio_postgres::Error),
     Output(String),
 }
@@ -690,14 +834,20 @@ impl From<tokio_postgres::Error> for ExecError {
     }
 }
 
-/// One executor's connections. Not shared: an executor grades one job at a time.
+/// Idle grading connections a slot keeps (by role and database): a grading goes through its
+/// tests one after the other, each in its own database, and the next one reuses them.
+const IDLE_CONNECTIONS: usize = 6;
+
+/// One executor's connections. Not shared: an executor grades one job at a time, one test
+/// after the other.
 pub struct Slot {
     sandbox: Arc<Sandbox>,
     index: usize,
     state: Arc<SlotState>,
-    read: Option<SandboxConn>,
-    write: Option<SandboxConn>,
-    admin: Option<Client>,
+    /// Least recently used first.
+    idle: Vec<SandboxConn>,
+    /// Privileged connections, by database: write turns, sequences, terminating backends.
+    admins: Vec<(String, Client)>,
 }
 
 impl Slot {
@@ -728,17 +878,23 @@ impl Slot {
             }
             Some(_) => {}
         }
-        if !writeable {
+        if !writeable && spec.prelude.is_none() {
             return self.run_on_role(spec).await;
         }
-        let sequences = self.lock_dataset(spec.dataset).await?;
+        // Rows that change, even in a transaction rolled back, hold locks: one at a time.
+        let db = self.sandbox.database_of(spec.data);
+        let sequences = self.lock_dataset(&db, spec.dataset).await?;
         let run = self.run_on_role(spec).await;
-        let restored = self.restore_and_unlock(spec.dataset, &sequences).await;
+        let restored = self.restore_and_unlock(&db, spec.dataset, &sequences).await;
         if restored.is_err() {
-            self.admin = None; // closing the session releases the lock
+            self.admins.retain(|(d, _)| *d != db); // closing the session releases the lock
         }
         restored?;
         run
+    }
+
+    pub fn sandbox(&self) -> &Arc<Sandbox> {
+        &self.sandbox
     }
 
     /// Waiting for a backend that ignores termination to exit: it would answer `Unavailable`.
@@ -746,11 +902,18 @@ impl Slot {
         self.state.quarantined()
     }
 
-    async fn admin(&mut self) -> Result<&Client, SandboxError> {
-        if self.admin.as_ref().is_none_or(|c| c.is_closed()) {
-            self.admin = Some(self.sandbox.admin_client().await?);
-        }
-        Ok(self.admin.as_ref().expect("just connected"))
+    /// The slot's admin connection to database `db`.
+    async fn admin(&mut self, db: &str) -> Result<&Client, SandboxError> {
+        self.admins.retain(|(_, c)| !c.is_closed());
+        let at = match self.admins.iter().position(|(d, _)| d == db) {
+            Some(at) => at,
+            None => {
+                let client = self.sandbox.admin_client_on(db).await?;
+                self.admins.push((db.to_string(), client));
+                self.admins.len() - 1
+            }
+        };
+        Ok(&self.admins[at].1)
     }
 
     /// Takes the dataset's write turn and puts its sequences where they stood when it was
@@ -758,9 +921,10 @@ impl Slot {
     /// positions, to put them back there after the run.
     async fn lock_dataset(
         &mut self,
+        db: &str,
         dataset: &str,
     ) -> Result<Vec<(String, Option<i64>, i64)>, SandboxError> {
-        let admin = self.admin().await?;
+        let admin = self.admin(db).await?;
         admin
             .execute(
                 "SELECT pg_advisory_lock($1, hashtext($2))",
@@ -787,10 +951,11 @@ impl Slot {
 
     async fn restore_and_unlock(
         &mut self,
+        db: &str,
         dataset: &str,
         sequences: &[(String, Option<i64>, i64)],
     ) -> Result<(), SandboxError> {
-        let admin = self.admin().await?;
+        let admin = self.admin(db).await?;
         put_back(admin, sequences).await?;
         admin
             .execute(
@@ -809,19 +974,19 @@ impl Slot {
                 self.index
             )));
         }
-        let writeable = spec.check_table.is_some();
+        let writes = spec.check_table.is_some() || spec.prelude.is_some();
         let settings = self.sandbox.settings.clone();
-        let role = self.sandbox.grading_role(spec.dataset, writeable);
-        let conn = match if writeable {
-            &mut self.write
-        } else {
-            &mut self.read
-        } {
-            Some(conn) if !conn.client.is_closed() && conn.role == role => conn,
-            // Another dataset's connection is idle: closing it ends its backend at once.
-            slot => {
-                *slot = None;
-                slot.insert(self.sandbox.connect_role(&role).await?)
+        let role = self.sandbox.grading_role(spec.dataset, writes);
+        let db = self.sandbox.database_of(spec.data);
+        self.idle.retain(|c| !c.client.is_closed());
+        let conn = match self.idle.iter().position(|c| c.role == role && c.db == db) {
+            Some(at) => self.idle.remove(at),
+            None => {
+                // Closing the least recently used connection ends its backend at once.
+                if self.idle.len() >= IDLE_CONNECTIONS {
+                    self.idle.remove(0);
+                }
+                self.sandbox.connect_role(&role, &db).await?
             }
         };
         // Room for the protocol's own bytes around the values we count ourselves.
@@ -835,9 +1000,7 @@ impl Slot {
         // drops the driver's cached type-lookup statements, and the next result with a
         // user-defined type would fail with "prepared statement does not exist".
         let clean = answered && {
-            let conn = if writeable { &self.write } else { &self.read };
-            let client = &conn.as_ref().expect("connection in use").client;
-            let reset = client.batch_execute(
+            let reset = conn.client.batch_execute(
                 "ROLLBACK; CLOSE ALL; RESET ALL; UNLISTEN *; DISCARD PLANS; DISCARD TEMP; \
                  DISCARD SEQUENCES",
             );
@@ -845,8 +1008,10 @@ impl Slot {
                 .await
                 .is_ok_and(|r| r.is_ok())
         };
-        if !clean {
-            self.discard(writeable).await;
+        if clean {
+            self.idle.push(conn);
+        } else {
+            self.discard(conn).await;
         }
         verdict
     }
@@ -855,15 +1020,9 @@ impl Slot {
     /// computations ignore cancels and terminations for minutes; a slot that went on would
     /// pile up backends until the cluster ran out of connections. The job stays in flight
     /// meanwhile, so the backend counts against its user's fair share.
-    async fn discard(&mut self, writeable: bool) {
-        let conn = if writeable {
-            self.write.take()
-        } else {
-            self.read.take()
-        };
-        if let Some(conn) = conn {
-            lock(&self.state.lingering).push((conn.pid, conn.role));
-        }
+    async fn discard(&mut self, conn: SandboxConn) {
+        let SandboxConn { pid, role, .. } = conn;
+        lock(&self.state.lingering).push((pid, role));
         self.settle(None).await;
     }
 
@@ -891,7 +1050,7 @@ impl Slot {
                         "sandbox slot {}: cannot check its backends: {e}",
                         self.index
                     );
-                    self.admin = None;
+                    self.admins.clear();
                     self.state.quarantined.store(true, Ordering::Relaxed);
                     return false;
                 }
@@ -917,8 +1076,9 @@ impl Slot {
     /// check keeps a recycled pid of someone else's backend safe.
     async fn terminate(&mut self, backends: &[(i32, String)]) -> Result<Vec<i32>, SandboxError> {
         let (pids, roles): (Vec<i32>, Vec<String>) = backends.iter().cloned().unzip();
+        let db = self.sandbox.dbname.clone();
         let rows = self
-            .admin()
+            .admin(&db)
             .await?
             .query(
                 "SELECT pid, pg_terminate_backend(pid) FROM (SELECT pid FROM pg_stat_activity \
@@ -961,7 +1121,7 @@ async fn execute(
     spec: &RunSpec<'_>,
     s: &SandboxSettings,
 ) -> Result<ResultSet, ExecError> {
-    let mode = if spec.check_table.is_some() {
+    let mode = if spec.check_table.is_some() || spec.prelude.is_some() {
         "READ WRITE"
     } else {
         "READ ONLY"
@@ -976,6 +1136,18 @@ async fn execute(
         ))
         .await
         .map_err(ExecError::Setup)?;
+    if let Some(prelude) = spec.prelude {
+        client
+            .batch_execute(prelude)
+            .await
+            .map_err(ExecError::Prelude)?;
+        if spec.check_table.is_none() {
+            client
+                .batch_execute("SET TRANSACTION READ ONLY")
+                .await
+                .map_err(ExecError::Setup)?;
+        }
+    }
     // The server parses the text as one statement or refuses it.
     drop(client.prepare(spec.sql).await?);
     let rows = read_rows(client, spec.sql, s).await?;
@@ -1065,6 +1237,10 @@ fn conclude(
             None => (Err(SandboxError::Interrupted(e.to_string())), false),
         },
         Ok(Err(ExecError::Setup(e))) => (Err(SandboxError::Interrupted(e.to_string())), false),
+        Ok(Err(ExecError::Prelude(e))) => (
+            failed(Status::InternalError, format!("removing rows failed: {e}")),
+            true,
+        ),
         Ok(Err(ExecError::Output(reason))) => (failed(Status::OutputLimitExceeded, reason), false),
         Err(_elapsed) => (Ok(Run::Failed(time_limit(spec.time_limit_ms))), false),
     }

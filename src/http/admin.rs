@@ -8,7 +8,9 @@ use utoipa::ToSchema;
 use super::extract::Admin;
 use crate::catalog::{self, ProblemInput};
 use crate::db;
-use crate::db::models::{Dataset, Problem, ProblemFields, Submission, TableInfo};
+use crate::db::models::{
+    Dataset, DatasetTest, Problem, ProblemFields, Submission, TableInfo, TestCounts,
+};
 use crate::error::responses;
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -16,6 +18,11 @@ use crate::state::AppState;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/admin/datasets", web::get().to(list_datasets))
         .route("/admin/datasets/{name}", web::put().to(put_dataset))
+        .route("/admin/datasets/{name}/tests/{n}", web::put().to(put_test))
+        .route(
+            "/admin/datasets/{name}/tests/{n}",
+            web::delete().to(delete_test),
+        )
         .route("/admin/problems", web::post().to(create_problem))
         .route("/admin/problems/{id}", web::put().to(update_problem))
         .route("/admin/problems/{id}/rejudge", web::post().to(rejudge));
@@ -25,7 +32,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 pub(crate) struct DatasetSummary {
     name: String,
     tables: Vec<TableInfo>,
+    /// Its uploaded hidden tests.
+    tests: Vec<TestSummary>,
     updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct TestSummary {
+    test: i16,
+    tables: Vec<TableInfo>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct LoadedTestBody {
+    name: String,
+    test: i16,
+    tables: Vec<TableInfo>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -51,6 +73,7 @@ pub(crate) struct AdminProblem {
     time_limit_ms: i32,
     expected_columns: serde_json::Value,
     expected_row_count: usize,
+    tests: TestCounts,
     created_at: chrono::DateTime<chrono::Utc>,
     updated_at: chrono::DateTime<chrono::Utc>,
 }
@@ -59,6 +82,7 @@ impl From<Problem> for AdminProblem {
     fn from(p: Problem) -> Self {
         AdminProblem {
             expected_row_count: p.expected_rows.as_array().map_or(0, Vec::len),
+            tests: p.tests(),
             id: p.id,
             fields: p.fields,
             time_limit_ms: p.time_limit_ms,
@@ -85,12 +109,23 @@ pub(crate) async fn list_datasets(
     _: Admin,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let datasets = db::run(&state.pool, Dataset::list).await?;
+    let (datasets, tests) = db::run(&state.pool, |c| {
+        Ok((Dataset::list(c)?, DatasetTest::list(c)?))
+    })
+    .await?;
     let body: Vec<DatasetSummary> = datasets
         .iter()
         .map(|d| DatasetSummary {
             name: d.name.clone(),
             tables: d.table_infos(),
+            tests: tests
+                .iter()
+                .filter(|t| t.dataset == d.name)
+                .map(|t| TestSummary {
+                    test: t.test,
+                    tables: t.table_infos(),
+                })
+                .collect(),
             updated_at: d.updated_at,
         })
         .collect();
@@ -121,8 +156,28 @@ pub(crate) async fn put_dataset(
     state: web::Data<AppState>,
     req: HttpRequest,
     name: web::Path<String>,
-    mut payload: web::Payload,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
+    let script = read_script(&state, &req, payload).await?;
+    let loaded = catalog::load_dataset(&state, &name, &script).await?;
+    let body = LoadedDatasetBody {
+        name: name.into_inner(),
+        tables: loaded.tables,
+        broken_problems: loaded.broken_problems,
+    };
+    Ok(if loaded.replaced {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::Created().json(body)
+    })
+}
+
+/// A dataset or test script from a request body: SQL text within the size limit.
+async fn read_script(
+    state: &AppState,
+    req: &HttpRequest,
+    mut payload: web::Payload,
+) -> Result<String, ApiError> {
     let content_type = req
         .headers()
         .get(CONTENT_TYPE)
@@ -134,7 +189,7 @@ pub(crate) async fn put_dataset(
         Some("application/sql" | "text/plain")
     ) {
         return Err(ApiError::UnsupportedMediaType(
-            "send the dataset script as application/sql or text/plain".into(),
+            "send the script as application/sql or text/plain".into(),
         ));
     }
     let limit = state.settings.server.max_dataset_bytes;
@@ -143,24 +198,93 @@ pub(crate) async fn put_dataset(
         let chunk = chunk.map_err(|e| ApiError::Invalid(format!("reading the body: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(ApiError::PayloadTooLarge(format!(
-                "dataset scripts are limited to {limit} bytes"
+                "scripts are limited to {limit} bytes"
             )));
         }
         body.extend_from_slice(&chunk);
     }
-    let script = std::str::from_utf8(&body)
-        .map_err(|_| ApiError::Invalid("the script is not UTF-8".into()))?;
-    let loaded = catalog::load_dataset(&state, &name, script).await?;
-    let body = LoadedDatasetBody {
-        name: name.into_inner(),
+    String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::Invalid("the script is not UTF-8".into()))
+}
+
+/// The test number of a `/tests/{n}` path (400 when it is not a number).
+fn test_number(raw: &str) -> Result<i16, ApiError> {
+    raw.parse()
+        .map_err(|_| ApiError::Invalid("the test number must be 1-20".into()))
+}
+
+#[utoipa::path(
+    put,
+    path = "/admin/datasets/{name}/tests/{n}",
+    tag = "admin",
+    params(
+        ("name" = String, Path, description = "Dataset name"),
+        ("n" = i16, Path, description = "Hidden test number, 1-20"),
+    ),
+    request_body(content = String, content_type = "application/sql", description = "A script creating schema {name} with other rows in the sample's tables"),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = LoadedTestBody),
+        (status = 200, description = "Replaced", body = LoadedTestBody),
+        responses::Invalid,
+        responses::Unauthorized,
+        responses::Forbidden,
+        responses::NotFound,
+        responses::TooLarge,
+        responses::WrongContentType,
+        responses::Unprocessable,
+        responses::Unavailable,
+    )
+)]
+pub(crate) async fn put_test(
+    _: Admin,
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let (name, n) = path.into_inner();
+    let n = test_number(&n)?;
+    let script = read_script(&state, &req, payload).await?;
+    let loaded = catalog::put_test(&state, &name, n, &script).await?;
+    let body = LoadedTestBody {
+        name,
+        test: n,
         tables: loaded.tables,
-        broken_problems: loaded.broken_problems,
     };
     Ok(if loaded.replaced {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::Created().json(body)
     })
+}
+
+#[utoipa::path(
+    delete,
+    path = "/admin/datasets/{name}/tests/{n}",
+    tag = "admin",
+    params(
+        ("name" = String, Path, description = "Dataset name"),
+        ("n" = i16, Path, description = "Hidden test number, 1-20"),
+    ),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "Removed; the dataset's problems were graded on the rest"),
+        responses::Invalid,
+        responses::Unauthorized,
+        responses::Forbidden,
+        responses::NotFound,
+        responses::Unavailable,
+    )
+)]
+pub(crate) async fn delete_test(
+    _: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, ApiError> {
+    let (name, n) = path.into_inner();
+    catalog::delete_test(&state, &name, test_number(&n)?).await?;
+    Ok(HttpResponse::NoContent().finish())
 }
 
 #[utoipa::path(

@@ -10,7 +10,7 @@ use crate::backends::Backend;
 use crate::cache::Scope;
 use crate::catalog::check_topic;
 use crate::db;
-use crate::db::models::{Problem, Submission};
+use crate::db::models::{Problem, Submission, TestCounts};
 use crate::error::responses;
 use crate::error::ApiError;
 use crate::grading::sandbox::{Run, SandboxError};
@@ -62,6 +62,8 @@ pub struct ProblemDetail {
     check_table: Option<String>,
     /// `full` or `verdict`: what results will tell.
     feedback: Feedback,
+    /// The sample and how many hidden tests solutions are graded on.
+    tests: TestCounts,
 }
 
 impl From<&Problem> for ProblemDetail {
@@ -73,6 +75,7 @@ impl From<&Problem> for ProblemDetail {
             time_limit_ms: p.time_limit_ms,
             check_table: p.fields.check_table.clone(),
             feedback: p.fields.feedback,
+            tests: p.tests(),
         }
     }
 }

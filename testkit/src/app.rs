@@ -366,6 +366,27 @@ impl TestApp {
             .unwrap()
     }
 
+    /// `PUT /admin/datasets/{name}/tests/{n}`: an uploaded hidden test.
+    pub async fn put_test(&self, name: &str, n: &str, script: &str) -> reqwest::Response {
+        self.client
+            .put(self.url(&format!("/admin/datasets/{name}/tests/{n}")))
+            .bearer_auth(&self.admin_token)
+            .header("content-type", "application/sql")
+            .body(script.to_string())
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete_test(&self, name: &str, n: &str) -> reqwest::Response {
+        self.client
+            .delete(self.url(&format!("/admin/datasets/{name}/tests/{n}")))
+            .bearer_auth(&self.admin_token)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn update_problem(&self, id: i64, body: &Value) -> reqwest::Response {
         self.client
             .put(self.url(&format!("/admin/problems/{id}")))
@@ -634,7 +655,21 @@ impl Drop for TestApp {
         // Own thread: this may run inside the test's runtime.
         let _ = std::thread::spawn(move || {
             if let Ok(mut conn) = PgConnection::establish(&format!("{server}/postgres{NO_TLS}")) {
-                for db in [format!("sqljudge_t_{id}"), format!("sqljudge_ts_{id}")] {
+                // The sandbox's hidden tests each have a database beside it (`<db>_u1`, `<db>_g2`).
+                #[derive(diesel::QueryableByName)]
+                struct Name {
+                    #[diesel(sql_type = diesel::sql_types::Text)]
+                    datname: String,
+                }
+                let tests: Vec<Name> = diesel::sql_query(format!(
+                    "SELECT datname::text AS datname FROM pg_database WHERE datname LIKE 'sqljudge\\_ts\\_{id}\\_%'"
+                ))
+                .load(&mut conn)
+                .unwrap_or_default();
+                let dbs = [format!("sqljudge_t_{id}"), format!("sqljudge_ts_{id}")]
+                    .into_iter()
+                    .chain(tests.into_iter().map(|t| t.datname));
+                for db in dbs {
                     let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)")).execute(&mut conn);
                 }
                 // Every sandbox role (slots, umbrellas, dataset owners and groups) starts with

@@ -1,5 +1,6 @@
 mod accounts;
 mod catalog;
+mod hidden;
 mod judge_hardening;
 mod leaderboards;
 mod live;

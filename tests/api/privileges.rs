@@ -454,8 +454,9 @@ async fn datasets_loaded_by_earlier_versions_are_adopted() {
     assert_eq!(app.put_dataset("old", script).await.status(), 201);
     let old = problem(
         &app,
+        // Earlier versions had no hidden tests.
         json!({"slug": "old", "title": "Old", "statement": "t", "topic": "basics",
-               "dataset": "old", "reference_sql": "SELECT a FROM t"}),
+               "dataset": "old", "reference_sql": "SELECT a FROM t", "generated_tests": 0}),
     )
     .await;
     // Back to what an earlier version left: everything owned by the superuser, a SECURITY

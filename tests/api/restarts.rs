@@ -123,7 +123,7 @@ async fn rolling_restarts_lose_nothing_and_hand_back_at_once() {
     let slow_problem = app
         .create_problem(&json!({
             "slug": "slow-uk", "title": "UK, slowly", "statement": "UK customers.",
-            "topic": "basics", "dataset": "shop", "time_limit_ms": 8000,
+            "topic": "basics", "dataset": "shop", "time_limit_ms": 8000, "generated_tests": 0,
             "reference_sql": "SELECT name FROM customers WHERE country = 'UK'",
         }))
         .await;

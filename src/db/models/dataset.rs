@@ -2,7 +2,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::db::schema::datasets;
+use crate::db::schema::{dataset_tests, datasets};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct TableInfo {
@@ -21,10 +21,11 @@ pub struct Dataset {
 }
 
 impl Dataset {
-    /// Records a loaded dataset; true when it replaced an existing one.
+    /// Records a loaded dataset and its script; true when it replaced an existing one.
     pub fn upsert(
         conn: &mut PgConnection,
         name: &str,
+        script: &str,
         sha256: &str,
         tables: &[TableInfo],
     ) -> QueryResult<bool> {
@@ -37,12 +38,14 @@ impl Dataset {
             diesel::insert_into(datasets::table)
                 .values((
                     datasets::name.eq(name),
+                    datasets::script.eq(script),
                     datasets::script_sha256.eq(sha256),
                     datasets::tables.eq(&tables),
                 ))
                 .on_conflict(datasets::name)
                 .do_update()
                 .set((
+                    datasets::script.eq(script),
                     datasets::script_sha256.eq(sha256),
                     datasets::tables.eq(&tables),
                     datasets::updated_at.eq(Utc::now()),
@@ -71,6 +74,107 @@ impl Dataset {
         datasets::table
             .order(datasets::name)
             .select(Dataset::as_select())
+            .load(conn)
+    }
+
+    pub fn table_infos(&self) -> Vec<TableInfo> {
+        serde_json::from_value(self.tables.clone()).unwrap_or_default()
+    }
+
+    /// The script the dataset was loaded from, and its hash (None for datasets loaded before
+    /// scripts were kept).
+    pub fn script(conn: &mut PgConnection, name: &str) -> QueryResult<Option<(String, String)>> {
+        let found: Option<(Option<String>, String)> = datasets::table
+            .find(name)
+            .select((datasets::script, datasets::script_sha256))
+            .first(conn)
+            .optional()?;
+        Ok(found.and_then(|(script, sha)| script.map(|s| (s, sha))))
+    }
+}
+
+/// A hidden test uploaded for a dataset: other rows in the same tables.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = dataset_tests)]
+pub struct DatasetTest {
+    pub dataset: String,
+    pub test: i16,
+    pub script_sha256: String,
+    pub tables: serde_json::Value,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl DatasetTest {
+    /// Records a loaded test; true when it replaced an existing one.
+    pub fn upsert(
+        conn: &mut PgConnection,
+        dataset: &str,
+        test: i16,
+        script: &str,
+        tables: &[TableInfo],
+    ) -> QueryResult<bool> {
+        let tables = serde_json::to_value(tables).expect("table list serialises");
+        let sha = crate::auth::sha256_hex(script);
+        conn.transaction(|conn| {
+            let existed = diesel::select(diesel::dsl::exists(
+                dataset_tests::table.find((dataset, test)),
+            ))
+            .get_result::<bool>(conn)?;
+            diesel::insert_into(dataset_tests::table)
+                .values((
+                    dataset_tests::dataset.eq(dataset),
+                    dataset_tests::test.eq(test),
+                    dataset_tests::script.eq(script),
+                    dataset_tests::script_sha256.eq(&sha),
+                    dataset_tests::tables.eq(&tables),
+                ))
+                .on_conflict((dataset_tests::dataset, dataset_tests::test))
+                .do_update()
+                .set((
+                    dataset_tests::script.eq(script),
+                    dataset_tests::script_sha256.eq(&sha),
+                    dataset_tests::tables.eq(&tables),
+                    dataset_tests::updated_at.eq(Utc::now()),
+                ))
+                .execute(conn)?;
+            Ok(existed)
+        })
+    }
+
+    /// The script of a test, if it exists.
+    pub fn script(
+        conn: &mut PgConnection,
+        dataset: &str,
+        test: i16,
+    ) -> QueryResult<Option<String>> {
+        dataset_tests::table
+            .find((dataset, test))
+            .select(dataset_tests::script)
+            .first(conn)
+            .optional()
+    }
+
+    /// True when it existed.
+    pub fn delete(conn: &mut PgConnection, dataset: &str, test: i16) -> QueryResult<bool> {
+        diesel::delete(dataset_tests::table.find((dataset, test)))
+            .execute(conn)
+            .map(|n| n > 0)
+    }
+
+    /// Every uploaded test, by dataset and number.
+    pub fn list(conn: &mut PgConnection) -> QueryResult<Vec<DatasetTest>> {
+        dataset_tests::table
+            .order((dataset_tests::dataset, dataset_tests::test))
+            .select(DatasetTest::as_select())
+            .load(conn)
+    }
+
+    /// The numbers of a dataset's uploaded tests, in order.
+    pub fn numbers(conn: &mut PgConnection, dataset: &str) -> QueryResult<Vec<i16>> {
+        dataset_tests::table
+            .filter(dataset_tests::dataset.eq(dataset))
+            .order(dataset_tests::test)
+            .select(dataset_tests::test)
             .load(conn)
     }
 

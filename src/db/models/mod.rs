@@ -7,9 +7,9 @@ mod submission;
 mod token;
 mod user;
 
-pub use dataset::{Dataset, TableInfo};
+pub use dataset::{Dataset, DatasetTest, TableInfo};
 pub use fallback::FallbackSubmission;
-pub use problem::{NewProblem, Problem, ProblemFields};
+pub use problem::{HiddenTest, NewProblem, Problem, ProblemFields, TestCounts};
 pub use standing::{RankedRow, Standing};
 pub use submission::{NewSubmission, Submission};
 pub use token::{AuthToken, ACCESS, REFRESH};

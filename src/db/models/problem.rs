@@ -3,7 +3,7 @@ use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::db::schema::problems;
-use crate::job::Feedback;
+use crate::job::{Feedback, Row, TestData};
 
 /// What an author writes about a problem, as stored and as the admin API takes and shows it
 /// (the time limit aside: it has a default the settings give).
@@ -39,6 +39,28 @@ pub struct ProblemFields {
     /// `full` (default) or `verdict`: what a result tells the solver.
     #[serde(default)]
     pub feedback: Feedback,
+    /// How many hidden tests to derive from the sample rows (0-10).
+    #[serde(default = "default_generated_tests")]
+    pub generated_tests: i16,
+}
+
+fn default_generated_tests() -> i16 {
+    3
+}
+
+/// How many tests a problem is graded on (API.md v1.1 `tests`).
+#[derive(Debug, Clone, Copy, Serialize, utoipa::ToSchema)]
+pub struct TestCounts {
+    /// Always 1: the problem's dataset.
+    pub sample: u8,
+    pub hidden: usize,
+}
+
+/// The reference's result on one hidden test, as stored with the problem.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HiddenTest {
+    pub data: TestData,
+    pub rows: Vec<Row>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -52,6 +74,8 @@ pub struct Problem {
     pub expected_rows: serde_json::Value,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// `[HiddenTest]`: the reference's rows on each hidden test, in grading order.
+    pub hidden_tests: serde_json::Value,
 }
 
 /// A problem to create or replace: its fields, time limit and reference result.
@@ -63,6 +87,7 @@ pub struct NewProblem {
     pub time_limit_ms: i32,
     pub expected_columns: serde_json::Value,
     pub expected_rows: serde_json::Value,
+    pub hidden_tests: serde_json::Value,
 }
 
 impl Problem {
@@ -85,17 +110,20 @@ impl Problem {
             .optional()
     }
 
-    /// Stores a recomputed reference result (after the problem's dataset was replaced).
+    /// Stores recomputed reference results (after the problem's dataset or one of its tests
+    /// changed): a new version, so verdicts of the old one are not reused.
     pub fn set_expected(
         conn: &mut PgConnection,
         id: i64,
         columns: &serde_json::Value,
         rows: &serde_json::Value,
+        hidden: &serde_json::Value,
     ) -> QueryResult<usize> {
         diesel::update(problems::table.find(id))
             .set((
                 problems::expected_columns.eq(columns),
                 problems::expected_rows.eq(rows),
+                problems::hidden_tests.eq(hidden),
                 problems::updated_at.eq(Utc::now()),
             ))
             .execute(conn)
@@ -143,5 +171,16 @@ impl Problem {
 
     pub fn expected_column_names(&self) -> Vec<String> {
         serde_json::from_value(self.expected_columns.clone()).unwrap_or_default()
+    }
+
+    pub fn hidden(&self) -> Vec<HiddenTest> {
+        serde_json::from_value(self.hidden_tests.clone()).unwrap_or_default()
+    }
+
+    pub fn tests(&self) -> TestCounts {
+        TestCounts {
+            sample: 1,
+            hidden: self.hidden_tests.as_array().map_or(0, Vec::len),
+        }
     }
 }

@@ -1,0 +1,353 @@
+//! Hidden tests (API.md v1.1): a solution is accepted only when it passes the sample and every
+//! hidden test, uploaded or generated; a wrong answer on a hidden test comes with a small
+//! counterexample, unless the problem gives verdicts only.
+use serde_json::{json, Value};
+use sqljudge_testkit::app::{Options, TestApp};
+
+/// Members and their bookings; the sample has no member without a city.
+const CLUB: &str = "CREATE SCHEMA club;
+CREATE TABLE club.members (id integer PRIMARY KEY, name text NOT NULL, city text);
+CREATE TABLE club.bookings (id integer PRIMARY KEY, member integer NOT NULL REFERENCES club.members, hours integer NOT NULL);
+CREATE TABLE club.visits (member integer REFERENCES club.members, day date);
+INSERT INTO club.members SELECT i, 'm' || i, (ARRAY['Paris', 'Rome', 'Oslo'])[1 + i % 3] FROM generate_series(1, 24) i;
+INSERT INTO club.bookings SELECT i, 1 + i % 24, 1 + i % 5 FROM generate_series(1, 60) i;
+INSERT INTO club.visits SELECT 1 + i % 24, date '2026-01-01' + i FROM generate_series(1, 30) i;";
+
+/// The same tables, other rows: among them Nina, whose city is unknown.
+const WITH_NINA: &str = "CREATE SCHEMA club;
+CREATE TABLE club.members (id integer PRIMARY KEY, name text NOT NULL, city text);
+CREATE TABLE club.bookings (id integer PRIMARY KEY, member integer NOT NULL REFERENCES club.members, hours integer NOT NULL);
+CREATE TABLE club.visits (member integer REFERENCES club.members, day date);
+INSERT INTO club.members SELECT i, 'h' || i, (ARRAY['Paris', 'Rome'])[1 + i % 2] FROM generate_series(1, 30) i;
+INSERT INTO club.members VALUES (31, 'Nina', NULL);
+INSERT INTO club.bookings SELECT i, 1 + i % 31, 2 FROM generate_series(1, 40) i;";
+
+async fn club() -> TestApp {
+    let app = TestApp::spawn_with(Options {
+        demo: false,
+        workers: 0,
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(app.put_dataset("club", CLUB).await.status(), 201);
+    app
+}
+
+/// Creates a problem on `club`; the problem object.
+async fn problem(app: &TestApp, slug: &str, reference: &str, extra: Value) -> Value {
+    let mut body = json!({
+        "slug": slug, "title": slug, "statement": "Members.", "topic": "hidden",
+        "dataset": "club", "reference_sql": reference,
+    });
+    body.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    let res = app.create_problem(&body).await;
+    let status = res.status();
+    let created: Value = res.json().await.unwrap();
+    assert_eq!(status, 201, "{created}");
+    created
+}
+
+/// The rows of every table of a counterexample, together.
+fn rows_in(counterexample: &Value) -> Vec<Value> {
+    counterexample["tables"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|t| t["rows"].as_array().unwrap().clone())
+        .collect()
+}
+
+#[actix_web::test]
+async fn hard_coded_answers_fail_on_generated_tests() {
+    let app = club().await;
+    let token = app.user("learner").await;
+    let created = problem(
+        &app,
+        "romans",
+        "SELECT name FROM club.members WHERE city = 'Rome'",
+        json!({}),
+    )
+    .await;
+    assert_eq!(created["tests"], json!({"sample": 1, "hidden": 3}));
+    assert_eq!(created["generated_tests"], 3);
+    let id = created["id"].as_i64().unwrap();
+    let public: Value = app
+        .get(&format!("/problems/{id}"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(public["tests"], json!({"sample": 1, "hidden": 3}));
+
+    let right = app
+        .grade(
+            &token,
+            id,
+            "SELECT name FROM club.members WHERE city = 'Rome'",
+        )
+        .await;
+    assert_eq!(right["status"], "accepted", "{right}");
+
+    // The sample's answer written out passes the sample, and nothing else.
+    let names: Vec<String> = (1..=24)
+        .filter(|i| i % 3 == 1)
+        .map(|i| format!("('m{i}')"))
+        .collect();
+    let hard_coded = format!("VALUES {}", names.join(", "));
+    let result = app.grade(&token, id, &hard_coded).await;
+    assert_eq!(result["status"], "wrong_answer", "{result}");
+    assert_eq!(result["failed_test"]["hidden"], true, "{result}");
+    assert!(result["failed_test"]["index"].as_i64().unwrap() >= 1);
+    assert_eq!(
+        result["diff"],
+        Value::Null,
+        "hidden rows never come as a diff"
+    );
+    assert_eq!(result["rows_returned"], 8, "counts are the sample's");
+    let counterexample = &result["counterexample"];
+    assert!(counterexample.is_object(), "{result}");
+    assert_ne!(counterexample["expected"], counterexample["got"]);
+    assert_eq!(counterexample["got"]["rows"].as_array().unwrap().len(), 8);
+    // The smallest data on which they differ: no Roman at all.
+    assert!(rows_in(counterexample).len() <= 2, "{counterexample}");
+    assert!(counterexample["tables"]["members"]["columns"] == json!(["id", "name", "city"]));
+
+    // The same problem with no generated test cannot tell.
+    let update = app
+        .update_problem(
+            id,
+            &json!({"slug": "romans", "title": "romans", "statement": "Members.", "topic": "hidden",
+                    "dataset": "club", "reference_sql": "SELECT name FROM club.members WHERE city = 'Rome'",
+                    "generated_tests": 0}),
+        )
+        .await;
+    assert_eq!(update.status(), 200);
+    let result = app.grade(&token, id, &hard_coded).await;
+    assert_eq!(result["status"], "accepted", "{result}");
+    assert_ne!(result["queue"], "cache", "a new version is graded again");
+
+    // A reference whose result no subset changes has no generated test that tells anything.
+    let constant = problem(&app, "constant", "SELECT 1 AS one", json!({})).await;
+    assert_eq!(constant["tests"], json!({"sample": 1, "hidden": 0}));
+    for bad in [json!(-1), json!(11), json!("3")] {
+        let res = app
+            .create_problem(
+                &json!({"slug": "x", "title": "x", "statement": "x", "topic": "hidden",
+                "dataset": "club", "reference_sql": "SELECT 1", "generated_tests": bad}),
+            )
+            .await;
+        assert_eq!(res.status(), 400, "generated_tests {bad}");
+    }
+}
+
+#[actix_web::test]
+async fn a_solution_wrong_only_on_an_uploaded_test_gets_the_row_that_tells() {
+    let app = club().await;
+    let token = app.user("learner").await;
+    let reference = "SELECT name FROM club.members WHERE city IS DISTINCT FROM 'Paris'";
+    let full = problem(&app, "not-paris", reference, json!({"generated_tests": 0})).await;
+    let quiet = problem(
+        &app,
+        "not-paris-contest",
+        reference,
+        json!({"generated_tests": 0, "feedback": "verdict"}),
+    )
+    .await;
+    let (full, quiet) = (full["id"].as_i64().unwrap(), quiet["id"].as_i64().unwrap());
+    let almost = "SELECT name FROM club.members WHERE city <> 'Paris'";
+    assert_eq!(app.grade(&token, full, almost).await["status"], "accepted");
+
+    let res = app.put_test("club", "1", WITH_NINA).await;
+    let status = res.status();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["test"], 1);
+    assert!(body["tables"].to_string().contains("\"rows\":31"), "{body}");
+
+    let result = app.grade(&token, full, almost).await;
+    assert_eq!(result["status"], "wrong_answer", "{result}");
+    assert_ne!(
+        result["queue"], "cache",
+        "the verdict before the test is not reused"
+    );
+    assert_eq!(result["failed_test"], json!({"index": 1, "hidden": true}));
+    assert_eq!(result["reason"], "row_count");
+    let counterexample = &result["counterexample"];
+    let members = counterexample["tables"]["members"]["rows"]
+        .as_array()
+        .unwrap();
+    assert!(
+        members.contains(&json!(["31", "Nina", null])),
+        "the row that tells them apart: {counterexample}"
+    );
+    assert!(rows_in(counterexample).len() <= 3, "{counterexample}");
+    assert!(counterexample["expected"]["rows"]
+        .as_array()
+        .unwrap()
+        .contains(&json!(["Nina"])));
+    assert!(!counterexample["got"]["rows"]
+        .as_array()
+        .unwrap()
+        .contains(&json!(["Nina"])));
+    assert_eq!(
+        app.grade(&token, full, reference).await["status"],
+        "accepted"
+    );
+
+    // Verdicts only: which test, nothing of its rows.
+    let result = app.grade(&token, quiet, almost).await;
+    assert_eq!(result["status"], "wrong_answer", "{result}");
+    assert_eq!(result["failed_test"], json!({"index": 1, "hidden": true}));
+    assert_eq!(result["counterexample"], Value::Null);
+    assert_eq!(result["diff"], Value::Null);
+}
+
+#[actix_web::test]
+async fn uploaded_tests_must_match_the_sample_and_keep_every_reference_running() {
+    let app = club().await;
+    let created = problem(
+        &app,
+        "hours",
+        "SELECT 100 / count(*) AS share FROM club.members",
+        json!({"generated_tests": 0}),
+    )
+    .await;
+    let id = created["id"].as_i64().unwrap();
+
+    let other_columns = WITH_NINA.replace("city text", "town text");
+    let missing_table = WITH_NINA.replace(
+        "CREATE TABLE club.visits (member integer REFERENCES club.members, day date);",
+        "",
+    );
+    let other_type = WITH_NINA.replace("hours integer", "hours bigint");
+    for (script, why) in [
+        (other_columns.as_str(), "city"),
+        (missing_table.as_str(), "visits"),
+        (other_type.as_str(), "hours"),
+    ] {
+        let res = app.put_test("club", "1", script).await;
+        let status = res.status();
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(status, 422, "{body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(why),
+            "{body}"
+        );
+    }
+    for (n, status) in [("0", 400), ("21", 400), ("x", 400)] {
+        assert_eq!(
+            app.put_test("club", n, WITH_NINA).await.status(),
+            status,
+            "test {n}"
+        );
+    }
+    assert_eq!(app.put_test("nowhere", "1", WITH_NINA).await.status(), 404);
+    assert_eq!(
+        app.put_test("club", "1", "CREATE SCHEMA club; SELECT 1/0;")
+            .await
+            .status(),
+        422
+    );
+
+    // A test on which the reference fails (no member: division by zero) is refused, and
+    // what was there stays.
+    assert_eq!(app.put_test("club", "2", WITH_NINA).await.status(), 201);
+    let empty = "CREATE SCHEMA club;
+CREATE TABLE club.members (id integer PRIMARY KEY, name text NOT NULL, city text);
+CREATE TABLE club.bookings (id integer PRIMARY KEY, member integer NOT NULL REFERENCES club.members, hours integer NOT NULL);
+CREATE TABLE club.visits (member integer REFERENCES club.members, day date);";
+    for n in ["2", "3"] {
+        let res = app.put_test("club", n, empty).await;
+        let status = res.status();
+        let body: Value = res.json().await.unwrap();
+        assert_eq!(status, 422, "{body}");
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains("hours"),
+            "{body}"
+        );
+    }
+    let listed: Value = app
+        .get("/admin/datasets", Some(&app.admin_token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let club = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "club")
+        .unwrap();
+    let tests = club["tests"].as_array().unwrap();
+    assert_eq!(tests.len(), 1, "{club}");
+    assert_eq!(tests[0]["test"], 2);
+    assert!(
+        tests[0]["tables"].to_string().contains("\"rows\":31"),
+        "{club}"
+    );
+    let detail: Value = app
+        .get(&format!("/problems/{id}"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(detail["tests"], json!({"sample": 1, "hidden": 1}));
+
+    assert_eq!(app.put_test("club", "2", WITH_NINA).await.status(), 200);
+    assert_eq!(app.delete_test("club", "2").await.status(), 204);
+    assert_eq!(app.delete_test("club", "2").await.status(), 404);
+    let detail: Value = app
+        .get(&format!("/problems/{id}"), None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(detail["tests"], json!({"sample": 1, "hidden": 0}));
+}
+
+#[actix_web::test]
+async fn writeable_problems_are_judged_on_every_test() {
+    let app = club().await;
+    let token = app.user("writer").await;
+    let created = problem(
+        &app,
+        "move-m2",
+        "UPDATE club.members SET city = 'Oslo' WHERE id = 2",
+        json!({"writeable": true, "check_table": "club.members", "generated_tests": 0}),
+    )
+    .await;
+    let id = created["id"].as_i64().unwrap();
+    // On the sample, member 2 is the only one named m2; in the test nobody is.
+    let by_name = "UPDATE club.members SET city = 'Oslo' WHERE name = 'm2'";
+    assert_eq!(app.grade(&token, id, by_name).await["status"], "accepted");
+    assert_eq!(app.put_test("club", "1", WITH_NINA).await.status(), 201);
+    let result = app.grade(&token, id, by_name).await;
+    assert_eq!(result["status"], "wrong_answer", "{result}");
+    assert_eq!(result["failed_test"], json!({"index": 1, "hidden": true}));
+    let counterexample = &result["counterexample"];
+    let members = counterexample["tables"]["members"]["rows"]
+        .as_array()
+        .unwrap();
+    assert!(members.iter().any(|m| m[0] == "2"), "{counterexample}");
+    assert!(rows_in(counterexample).len() <= 2, "{counterexample}");
+    assert_eq!(
+        app.grade(
+            &token,
+            id,
+            "UPDATE club.members SET city = 'Oslo' WHERE id = 2"
+        )
+        .await["status"],
+        "accepted"
+    );
+    // Nothing a grading did stays in any test.
+    let detail = app
+        .grade(
+            &token,
+            id,
+            "UPDATE club.members SET city = 'Oslo' WHERE id = 2",
+        )
+        .await;
+    assert_eq!(detail["status"], "accepted");
+}
