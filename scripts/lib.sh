@@ -23,6 +23,10 @@ ensure_build_deps() {
     command -v pg_config >/dev/null || apt_install libpq-dev
     command -v cc >/dev/null || apt_install build-essential
     command -v pkg-config >/dev/null || apt_install pkg-config
+    # pg_query (PostgreSQL's own parser, for adequacy mutants) binds its C library with
+    # bindgen (libclang) and builds its protobuf definitions (protoc).
+    command -v protoc >/dev/null || apt_install protobuf-compiler
+    ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || apt_install libclang-dev
 }
 
 ensure_postgres() {

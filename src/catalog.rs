@@ -1,6 +1,6 @@
 //! Datasets and problems: validation, reference runs, storage. Used by the admin API and the
 //! demo loader alike.
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cache::Scope;
 use crate::db::models::{
@@ -11,8 +11,9 @@ use crate::db::{self, DbError};
 use crate::error::ApiError;
 use crate::grading::compare::{compare, ResultSet};
 use crate::grading::dataset::{self, DatasetError};
+use crate::grading::mutants::{self, Mutant};
 use crate::grading::sandbox::{RunSpec, SandboxError};
-use crate::grading::{generated, order_of, run_reference, spec_for};
+use crate::grading::{generated, order_of, passes, run_reference, spec_for};
 use crate::job::TestData;
 use crate::state::AppState;
 
@@ -444,4 +445,45 @@ pub async fn delete_test(state: &AppState, name: &str, n: i16) -> Result<(), Api
     }
     refresh_problems(state, name).await?;
     Ok(())
+}
+
+/// How well a problem's tests tell wrong queries from the reference (API.md v1.1).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Adequacy {
+    /// Standard mutants of the reference that were graded.
+    pub mutants: usize,
+    /// Those that failed a test.
+    pub killed: usize,
+    /// Those every test accepts: equivalent to the reference, or a sign the tests need rows.
+    pub survivors: Vec<Mutant>,
+    pub duration_ms: u64,
+}
+
+/// Grades the standard mutants of a problem's reference on its tests.
+pub async fn adequacy(state: &AppState, id: i64) -> Result<Adequacy, ApiError> {
+    let started = std::time::Instant::now();
+    let problem = db::run(&state.pool, move |c| Problem::find(c, id))
+        .await?
+        .ok_or(ApiError::NotFound("problem"))?;
+    let mutants = mutants::mutants(&problem.fields.reference_sql).map_err(|e| {
+        ApiError::Unprocessable(format!(
+            "PostgreSQL's parser does not take the reference: {e}"
+        ))
+    })?;
+    let mut slot = state.reference.lock().await;
+    let mut survivors = Vec::new();
+    for mutant in &mutants {
+        if passes(&mut slot, &problem, &mutant.sql)
+            .await
+            .map_err(unavailable)?
+        {
+            survivors.push(mutant.clone());
+        }
+    }
+    Ok(Adequacy {
+        mutants: mutants.len(),
+        killed: mutants.len() - survivors.len(),
+        survivors,
+        duration_ms: started.elapsed().as_millis() as u64,
+    })
 }

@@ -4,6 +4,7 @@ pub mod counterexample;
 pub mod dataset;
 pub mod generated;
 pub mod lexer;
+pub mod mutants;
 pub mod sandbox;
 
 use std::time::Instant;
@@ -96,55 +97,84 @@ pub async fn execute(slot: &mut Slot, spec: &RunSpec<'_>) -> Result<(Run, i32), 
     ))
 }
 
+/// What running a solution on a problem's tests came to.
+struct Tested {
+    /// The verdict on the first test it failed, or `accepted`.
+    outcome: Outcome,
+    /// A hidden test it failed: its index, where its data is, and the reference's result.
+    hidden_failure: Option<(i16, TestData, ResultSet)>,
+    /// Rows it returned on the sample, and the reference's there.
+    on_sample: (Option<i32>, i32),
+    duration_ms: i32,
+}
+
+/// Runs `sql` on the sample, then on each hidden test, up to the first that fails.
+async fn run_tests(slot: &mut Slot, problem: &Problem, sql: &str) -> Result<Tested, SandboxError> {
+    let expected = expected_of(problem);
+    let order = order_of(&problem.fields, &expected.columns);
+    let (run, mut duration_ms) = execute(slot, &spec(problem, sql)).await?;
+    let outcome = judge(run, &expected, &order, 0);
+    let mut tested = Tested {
+        on_sample: (outcome.rows_returned, expected.rows.len() as i32),
+        outcome,
+        hidden_failure: None,
+        duration_ms,
+    };
+    if tested.outcome.status != Status::Accepted {
+        return Ok(tested);
+    }
+    for (i, test) in problem.hidden().into_iter().enumerate() {
+        let index = i as i16 + 1;
+        let spec = spec_for(
+            &problem.fields,
+            problem.time_limit_ms as u32,
+            sql,
+            test.data,
+        );
+        let (run, ms) = execute(slot, &spec).await?;
+        duration_ms = duration_ms.saturating_add(ms);
+        let expected = ResultSet {
+            columns: expected.columns.clone(),
+            rows: test.rows,
+        };
+        let verdict = judge(run, &expected, &order, index);
+        if verdict.status != Status::Accepted {
+            tested.outcome = verdict;
+            tested.hidden_failure = Some((index, test.data, expected));
+            break;
+        }
+    }
+    tested.duration_ms = duration_ms;
+    Ok(tested)
+}
+
+/// Whether `sql` passes every test of `problem` (adequacy: does a mutant survive?).
+pub async fn passes(slot: &mut Slot, problem: &Problem, sql: &str) -> Result<bool, SandboxError> {
+    Ok(run_tests(slot, problem, sql).await?.outcome.status == Status::Accepted)
+}
+
 /// Grades `sql` as a solution of `problem`: on the sample, then on each hidden test, up to
 /// the first that fails. `Err` means the sandbox itself failed and the job should be retried;
 /// every verdict about the SQL is an `Ok`.
 pub async fn grade(slot: &mut Slot, problem: &Problem, sql: &str) -> Result<Outcome, SandboxError> {
-    let expected = expected_of(problem);
-    let order = order_of(&problem.fields, &expected.columns);
-    let (run, mut duration_ms) = execute(slot, &spec(problem, sql)).await?;
-    let mut outcome = judge(run, &expected, &order, 0);
-    let on_sample = (outcome.rows_returned, expected.rows.len() as i32);
-    if outcome.status == Status::Accepted {
-        for (i, test) in problem.hidden().into_iter().enumerate() {
-            let index = i as i16 + 1;
-            let spec = spec_for(
-                &problem.fields,
-                problem.time_limit_ms as u32,
-                sql,
-                test.data,
-            );
-            let (run, ms) = execute(slot, &spec).await?;
-            duration_ms = duration_ms.saturating_add(ms);
-            let expected = ResultSet {
-                columns: expected.columns.clone(),
-                rows: test.rows,
-            };
-            let verdict = judge(run, &expected, &order, index);
-            if verdict.status == Status::Accepted {
-                continue;
-            }
-            // A hidden test's rows are shown only in a counterexample: no diff, and the
-            // counts are the sample's.
-            outcome = Outcome {
-                diff: None,
-                failed_test: Some(FailedTest { index }),
-                ..verdict
-            };
-            if let (Status::WrongAnswer, Feedback::Full) = (outcome.status, problem.fields.feedback)
-            {
-                outcome.counterexample =
-                    counterexample::find(slot, problem, sql, test.data, &order).await?;
-            }
-            if let Some(message) = &mut outcome.message {
-                *message = format!("hidden test {index}: {message}");
-            }
-            break;
+    let tested = run_tests(slot, problem, sql).await?;
+    let mut outcome = tested.outcome;
+    if let Some((index, data, expected)) = tested.hidden_failure {
+        // A hidden test's rows are shown only in a counterexample: no diff, and the counts
+        // are the sample's.
+        outcome.diff = None;
+        outcome.failed_test = Some(FailedTest { index });
+        if let (Status::WrongAnswer, Feedback::Full) = (outcome.status, problem.fields.feedback) {
+            let order = order_of(&problem.fields, &expected.columns);
+            outcome.counterexample = counterexample::find(slot, problem, sql, data, &order).await?;
+        }
+        if let Some(message) = &mut outcome.message {
+            *message = format!("hidden test {index}: {message}");
         }
     }
-    outcome.rows_returned = on_sample.0;
-    outcome.duration_ms = Some(duration_ms);
-    outcome.expected_rows = Some(on_sample.1);
+    outcome.rows_returned = tested.on_sample.0;
+    outcome.expected_rows = Some(tested.on_sample.1);
+    outcome.duration_ms = Some(tested.duration_ms);
     Ok(outcome.shown(problem.fields.feedback))
 }
 

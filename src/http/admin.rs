@@ -6,7 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::extract::Admin;
-use crate::catalog::{self, ProblemInput};
+use crate::catalog::{self, Adequacy, ProblemInput};
 use crate::db;
 use crate::db::models::{
     Dataset, DatasetTest, Problem, ProblemFields, Submission, TableInfo, TestCounts,
@@ -25,7 +25,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .route("/admin/problems", web::post().to(create_problem))
         .route("/admin/problems/{id}", web::put().to(update_problem))
-        .route("/admin/problems/{id}/rejudge", web::post().to(rejudge));
+        .route("/admin/problems/{id}/rejudge", web::post().to(rejudge))
+        .route("/admin/problems/{id}/adequacy", web::get().to(adequacy));
 }
 
 #[derive(Serialize, ToSchema)]
@@ -389,4 +390,28 @@ pub(crate) async fn rejudge(
         })?;
     }
     Ok(HttpResponse::Accepted().json(Queued { queued: jobs.len() }))
+}
+
+/// Grades standard mutants of the problem's reference on its tests and lists the survivors.
+#[utoipa::path(
+    get,
+    path = "/admin/problems/{id}/adequacy",
+    tag = "admin",
+    params(("id" = i64, Path, description = "Problem id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Mutants graded; the survivors", body = Adequacy),
+        responses::Unauthorized,
+        responses::Forbidden,
+        responses::NotFound,
+        responses::Unprocessable,
+        responses::Unavailable,
+    )
+)]
+pub(crate) async fn adequacy(
+    _: Admin,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    Ok(HttpResponse::Ok().json(catalog::adequacy(&state, id.into_inner()).await?))
 }

@@ -20,7 +20,7 @@ use super::{admin, auth, dashboard, health, leaderboard, problems, status, users
         users::me, users::my_submissions,
         problems::list, problems::detail, problems::submit, problems::result, problems::run,
         admin::list_datasets, admin::put_dataset, admin::put_test, admin::delete_test, admin::create_problem, admin::update_problem,
-        admin::rejudge,
+        admin::rejudge, admin::adequacy,
         leaderboard::global, leaderboard::topic, leaderboard::user,
         health::health, health::live, health::ready, status::queue_status, status::metrics, dashboard::page, ws::connect,
         ws::ticket,

@@ -351,3 +351,64 @@ async fn writeable_problems_are_judged_on_every_test() {
         .await;
     assert_eq!(detail["status"], "accepted");
 }
+
+#[actix_web::test]
+async fn adequacy_lists_the_wrong_queries_weak_data_lets_through() {
+    let app = club().await;
+    let reference = "SELECT name FROM club.members WHERE city <> 'Paris' OR city IS NULL";
+    let id = problem(&app, "not-paris-or-unknown", reference, json!({})).await["id"]
+        .as_i64()
+        .unwrap();
+    let path = format!("/admin/problems/{id}/adequacy");
+    assert_eq!(app.get(&path, None).await.status(), 401);
+    assert_eq!(
+        app.get("/admin/problems/999999/adequacy", Some(&app.admin_token))
+            .await
+            .status(),
+        404
+    );
+    let report: Value = app
+        .get(&path, Some(&app.admin_token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let survivors: Vec<&str> = report["survivors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["change"].as_str().unwrap())
+        .collect();
+    // No member without a city, and no two of the same name: nothing tells these apart.
+    assert!(
+        survivors.contains(&"operand 2 of an OR dropped"),
+        "{report}"
+    );
+    assert!(survivors.contains(&"DISTINCT added"), "{report}");
+    assert!(report["mutants"].as_u64().unwrap() >= 5, "{report}");
+    assert_eq!(
+        report["killed"].as_u64().unwrap() + survivors.len() as u64,
+        report["mutants"].as_u64().unwrap()
+    );
+    let dropped = report["survivors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["change"] == "operand 2 of an OR dropped")
+        .unwrap();
+    assert!(
+        dropped["sql"].as_str().unwrap().contains("OR false"),
+        "{dropped}"
+    );
+
+    // A test with the rows that tell: two members named Nina, of no known city.
+    let two_ninas = format!("{WITH_NINA}\nINSERT INTO club.members VALUES (32, 'Nina', NULL);");
+    assert_eq!(app.put_test("club", "1", &two_ninas).await.status(), 201);
+    let report: Value = app
+        .get(&path, Some(&app.admin_token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["survivors"], json!([]), "{report}");
+}
