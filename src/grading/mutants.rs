@@ -86,11 +86,12 @@ fn shifted(op: &str) -> Option<&'static str> {
     })
 }
 
-/// Applies operator `variant` of `target` (a node of a statement being mutated).
+/// Applies operator `variant` of `target` (a node of a statement being mutated; `top`: the
+/// statement itself).
 ///
 /// # Safety
 /// `target` points into a tree that is alive and not otherwise borrowed.
-unsafe fn mutate(target: NodeMut, variant: usize, column: Option<&ColumnRef>) -> Step {
+unsafe fn mutate(target: NodeMut, variant: usize, top: bool, column: Option<&ColumnRef>) -> Step {
     match target {
         NodeMut::SelectStmt(s) => {
             let s = &mut *s;
@@ -100,7 +101,11 @@ unsafe fn mutate(target: NodeMut, variant: usize, column: Option<&ColumnRef>) ->
                 1 => condition(&mut s.where_clause, true, "WHERE"),
                 2 => condition(&mut s.having_clause, false, "HAVING"),
                 3 => condition(&mut s.having_clause, true, "HAVING"),
-                4 if plain && !s.target_list.is_empty() => {
+                // Inside EXISTS, IN or an aggregate's subquery, DISTINCT added changes nothing.
+                4 if plain
+                    && !s.target_list.is_empty()
+                    && (top || !s.distinct_clause.is_empty()) =>
+                {
                     if s.distinct_clause.is_empty() {
                         s.distinct_clause.push(Node { node: None });
                         Step::Changed("DISTINCT added".into())
@@ -249,7 +254,7 @@ pub fn mutants(sql: &str) -> Result<Vec<Mutant>, String> {
         for variant in 0.. {
             let mut copy = base.clone();
             let target = unsafe { copy.nodes_mut() }[site].0;
-            let change = match unsafe { mutate(target, variant, column.as_ref()) } {
+            let change = match unsafe { mutate(target, variant, site == 0, column.as_ref()) } {
                 Step::Done => break,
                 Step::Skip => continue,
                 Step::Changed(change) => change,

@@ -412,3 +412,54 @@ async fn adequacy_lists_the_wrong_queries_weak_data_lets_through() {
         .unwrap();
     assert_eq!(report["survivors"], json!([]), "{report}");
 }
+
+/// The demo set's tests (generated, and `demo/tests/`) kill every standard mutant of every
+/// reference except those that are the same query in other words.
+#[actix_web::test]
+async fn demo_problems_let_no_wrong_mutant_through() {
+    let app = TestApp::spawn_with(Options {
+        workers: 0,
+        ..Default::default()
+    })
+    .await;
+    // Equivalent to their reference, whatever the rows, and why.
+    let equivalent = [
+        // GROUP BY status, status shown: rows are distinct already; status is NOT NULL.
+        ("orders-per-status", "DISTINCT added"),
+        ("orders-per-status", "COUNT(*) changed to COUNT(column)"),
+        // Category names are UNIQUE; the later inner joins and WHERE drop what a LEFT JOIN adds.
+        ("revenue-per-category", "DISTINCT added"),
+        ("revenue-per-category", "INNER JOIN changed to LEFT JOIN"),
+        // WHERE o.status = ... and HAVING sum(...) > 100 drop the rows a LEFT JOIN adds.
+        ("big-spenders", "INNER JOIN changed to LEFT JOIN"),
+        // GROUP BY d.name, d.name shown.
+        ("average-salary", "DISTINCT added"),
+        // o.id is the key; customer_id is NOT NULL and references customers.
+        ("pending-orders", "DISTINCT added"),
+        ("pending-orders", "INNER JOIN changed to LEFT JOIN"),
+        // id is the key.
+        ("running-orders", "DISTINCT added"),
+    ];
+    let problems: Value = app.get("/problems", None).await.json().await.unwrap();
+    let problems = problems.as_array().unwrap();
+    assert_eq!(problems.len(), 18);
+    for problem in problems {
+        let slug = problem["slug"].as_str().unwrap();
+        let report: Value = app
+            .get(
+                &format!("/admin/problems/{}/adequacy", problem["id"]),
+                Some(&app.admin_token),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        for survivor in report["survivors"].as_array().unwrap() {
+            let change = survivor["change"].as_str().unwrap();
+            assert!(
+                equivalent.contains(&(slug, change)),
+                "{slug}: a wrong query survives every test: {survivor}"
+            );
+        }
+    }
+}
