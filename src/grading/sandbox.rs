@@ -90,7 +90,7 @@ const WRITE_KEYWORDS: [&str; 4] = ["INSERT", "UPDATE", "DELETE", "MERGE"];
 /// First key of the two-int advisory locks the sandbox takes.
 pub(super) const LOCK_SPACE: i32 = 0x534a; // "SJ"
 
-/// The sandbox's own bookkeeping (see `bootstrap_sql`).
+/// The sandbox's own bookkeeping (see `harden_sql`).
 pub(super) const META: &str = "\"sqljudge-meta\"";
 
 /// Records where a dataset's sequences stand now (`$1`: the dataset), for those not recorded.
@@ -409,7 +409,8 @@ impl Sandbox {
              END $$;\n"
         ));
         // Where each dataset's sequences stood when it was loaded: writeable gradings put them
-        // back there, whatever an interrupted one (kill -9, a shutdown) left. Not a valid
+        // back there, whatever an interrupted one (kill -9, a shutdown) left. And which script
+        // each generated test was built from (in the sample's database). Not a valid
         // dataset name, so no script can create or replace it; no role but ours can read it.
         sql.push_str(&format!(
             "CREATE SCHEMA IF NOT EXISTS {META};\n\
