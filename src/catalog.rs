@@ -185,9 +185,16 @@ async fn reference_results(
         if wanted == 0 {
             break;
         }
-        generated::ensure(&state.sandbox, &fields.dataset, j, &script, &sha)
-            .await
-            .map_err(dataset_error)?;
+        match generated::ensure(&state.sandbox, &fields.dataset, j, &script, &sha).await {
+            Ok(()) => {}
+            // A variant that cannot be built (a trigger of the dataset refusing the rows that
+            // move) is one that tells nothing: the next takes its place.
+            Err(DatasetError::Failed(why)) => {
+                log::warn!("dataset {}: {why}", fields.dataset);
+                continue;
+            }
+            Err(e) => return Err(dataset_error(e)),
+        }
         let data = TestData::Generated(j);
         match reference_result(state, &on(data)).await {
             Ok(rs) if compare(&sample, &rs, &order).is_some() => {
@@ -426,6 +433,7 @@ pub async fn put_test(
     Ok(LoadedTest { replaced, tables })
 }
 
+/// Drops uploaded test `n`'s rows and record; true when it was recorded.
 async fn remove_test(state: &AppState, name: &str, n: i16) -> Result<bool, ApiError> {
     state
         .sandbox
@@ -440,10 +448,14 @@ async fn remove_test(state: &AppState, name: &str, n: i16) -> Result<bool, ApiEr
 pub async fn delete_test(state: &AppState, name: &str, n: i16) -> Result<(), ApiError> {
     check_test_number(n)?;
     require_dataset(state, name).await?;
-    if !remove_test(state, name, n).await? {
+    // The problems first forget the test, then its rows go: a grading meanwhile finds either
+    // (a missing test is a retry, never a verdict).
+    let owned = name.to_string();
+    if !db::run(&state.pool, move |c| DatasetTest::delete(c, &owned, n)).await? {
         return Err(ApiError::NotFound("test"));
     }
     refresh_problems(state, name).await?;
+    remove_test(state, name, n).await?;
     Ok(())
 }
 

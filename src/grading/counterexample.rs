@@ -12,10 +12,13 @@ use tokio_postgres::SimpleQueryMessage;
 use super::compare::{compare, Order, ResultSet, Row};
 use super::sandbox::{quote_ident, Run, SandboxError, Slot};
 use crate::db::models::Problem;
-use crate::job::TestData;
+use crate::job::{Status, TestData};
 
-/// Rows of a result shown in a counterexample, at most.
+/// Rows shown in a counterexample, at most: its tables' together, and each result's. A search
+/// that cannot get below this gives none (a counterexample is a few rows, never a test).
 const SHOWN_ROWS: usize = 100;
+/// Bytes of a test's values read for a search, at most.
+const MAX_BYTES: usize = 8 << 20;
 
 struct Table {
     name: String,
@@ -59,7 +62,7 @@ impl TestRows {
             .map(|r| r.get(0))
             .collect();
         let mut tables = Vec::with_capacity(names.len());
-        let mut total = 0;
+        let (mut total, mut bytes) = (0, 0);
         for name in names {
             let sql = format!(
                 "SELECT ctid, * FROM {}.{} LIMIT {}",
@@ -78,16 +81,19 @@ impl TestRows {
                         table.columns = columns.iter().skip(1).map(|c| c.name().into()).collect();
                     }
                     SimpleQueryMessage::Row(row) => {
-                        let values = (1..row.len()).map(|i| row.get(i).map(str::to_string));
+                        let values: Row = (1..row.len())
+                            .map(|i| row.get(i).map(str::to_string))
+                            .collect();
+                        bytes += values.iter().flatten().map(String::len).sum::<usize>();
                         table
                             .rows
-                            .push((row.get(0).unwrap_or_default().to_string(), values.collect()));
+                            .push((row.get(0).unwrap_or_default().to_string(), values));
                     }
                     _ => {}
                 }
             }
             total += table.rows.len();
-            if total > max_rows {
+            if total > max_rows || bytes > MAX_BYTES {
                 return Ok(None);
             }
             tables.push(table);
@@ -243,8 +249,24 @@ fn delete_order(tables: usize, keys: &[ForeignKey]) -> Vec<usize> {
     order
 }
 
+/// What the solution did on the counterexample's rows.
+enum Got {
+    Rows(ResultSet),
+    /// It failed there (a database error or a limit other than time), as the sample never saw.
+    Failed(crate::job::Outcome),
+}
+
 fn shown_result(rs: &ResultSet) -> serde_json::Value {
     json!({"columns": rs.columns, "rows": &rs.rows[..rs.rows.len().min(SHOWN_ROWS)]})
+}
+
+fn shown_got(got: &Got) -> serde_json::Value {
+    match got {
+        Got::Rows(rs) => shown_result(rs),
+        // The code, not the message: that could quote rows beyond the counterexample's.
+        Got::Failed(outcome) => json!({"columns": [], "rows": [], "error": {
+            "status": outcome.status, "sqlstate": outcome.sqlstate}}),
+    }
 }
 
 /// A small subset of hidden test `data`'s rows on which `sql` and the problem's reference
@@ -266,8 +288,6 @@ pub async fn find(
         Err(e) => return Err(SandboxError::from(e)),
     };
     drop(admin);
-    let started = Instant::now();
-    let deadline = Duration::from_millis(settings.counterexample_max_ms);
     let mut search = Search {
         slot,
         problem,
@@ -276,6 +296,8 @@ pub async fn find(
         order,
         rows: &rows,
         runs_left: settings.counterexample_max_runs,
+        started: Instant::now(),
+        budget: Duration::from_millis(settings.counterexample_max_ms),
     };
     let mut keep = vec![true; rows.index.len()];
     let Some(mut found) = search.differs(&keep).await? else {
@@ -289,7 +311,7 @@ pub async fn find(
         }
         let size = kept.len().div_ceil(chunks);
         for chunk in kept.chunks(size) {
-            if search.runs_left < 2 || started.elapsed() >= deadline {
+            if search.runs_left < 2 || search.left_ms() < MIN_RUN_MS {
                 break 'search;
             }
             let mut candidate = keep.clone();
@@ -309,13 +331,19 @@ pub async fn find(
         }
         chunks = (chunks * 2).min(kept.len());
     }
+    if keep.iter().filter(|&&k| k).count() > SHOWN_ROWS {
+        return Ok(None);
+    }
     let (expected, got) = found;
     Ok(Some(json!({
         "tables": rows.shown(&keep),
         "expected": shown_result(&expected),
-        "got": shown_result(&got),
+        "got": shown_got(&got),
     })))
 }
+
+/// A run gets at least this much of what is left of the budget, or the search ends.
+const MIN_RUN_MS: u32 = 20;
 
 struct Search<'a> {
     slot: &'a mut Slot,
@@ -325,32 +353,50 @@ struct Search<'a> {
     order: &'a Order,
     rows: &'a TestRows,
     runs_left: usize,
+    started: Instant,
+    budget: Duration,
 }
 
 impl Search<'_> {
-    /// Both results on the kept rows when they differ.
-    async fn differs(
-        &mut self,
-        keep: &[bool],
-    ) -> Result<Option<(ResultSet, ResultSet)>, SandboxError> {
+    fn left_ms(&self) -> u32 {
+        self.budget
+            .saturating_sub(self.started.elapsed())
+            .as_millis()
+            .min(u32::MAX as u128) as u32
+    }
+
+    /// Runs `sql` on the kept rows, within the problem's time limit and what is left of the
+    /// search's budget.
+    async fn run(&mut self, sql: &str, prelude: &str) -> Result<Run, SandboxError> {
+        self.runs_left = self.runs_left.saturating_sub(1);
+        let limit = (self.problem.time_limit_ms as u32).min(self.left_ms().max(MIN_RUN_MS));
+        let mut spec = super::spec_for(&self.problem.fields, limit, sql, self.data);
+        spec.prelude = Some(prelude);
+        self.slot.run(&spec).await
+    }
+
+    /// Both results on the kept rows when they differ. A solution that fails there (but for
+    /// time: the budget may have cut it short) differs too, so it cannot keep rows in the
+    /// counterexample by failing whenever some are removed.
+    async fn differs(&mut self, keep: &[bool]) -> Result<Option<(ResultSet, Got)>, SandboxError> {
         let prelude = self.rows.prelude(keep, &self.problem.fields.dataset);
-        let mut results = Vec::with_capacity(2);
-        for sql in [&self.problem.fields.reference_sql, self.sql] {
-            self.runs_left = self.runs_left.saturating_sub(1);
-            let mut spec = super::spec_for(
-                &self.problem.fields,
-                self.problem.time_limit_ms as u32,
-                sql,
-                self.data,
-            );
-            spec.prelude = Some(&prelude);
-            match self.slot.run(&spec).await? {
-                Run::Rows(rows) => results.push(rows),
-                Run::Failed(_) => return Ok(None),
+        let reference = self.problem.fields.reference_sql.clone();
+        let Run::Rows(expected) = self.run(&reference, &prelude).await? else {
+            return Ok(None);
+        };
+        Ok(match self.run(self.sql, &prelude).await? {
+            Run::Rows(got) => {
+                compare(&expected, &got, self.order).map(|_| (expected, Got::Rows(got)))
             }
-        }
-        let got = results.pop().expect("two results");
-        let expected = results.pop().expect("two results");
-        Ok(compare(&expected, &got, self.order).map(|_| (expected, got)))
+            Run::Failed(outcome)
+                if !matches!(
+                    outcome.status,
+                    Status::TimeLimitExceeded | Status::InternalError
+                ) =>
+            {
+                Some((expected, Got::Failed(outcome)))
+            }
+            Run::Failed(_) => None,
+        })
     }
 }

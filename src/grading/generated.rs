@@ -17,11 +17,13 @@ const KEEP: [f64; 12] = [
     1.0, 0.6, 0.8, 0.35, 0.9, 0.5, 0.7, 0.25, 0.85, 0.45, 0.95, 0.3,
 ];
 
-/// What turns a loaded copy of the sample into variant `j` (run as the superuser on the
-/// variant's database, in one transaction). Foreign-key triggers are off while rows move;
-/// rows whose parent is gone are then deleted until none is left, so the subset is closed
-/// under foreign keys however they cascade.
-fn transform_sql(schema: &str, j: i16, seed: &str) -> String {
+/// What turns a loaded copy of the sample into variant `j`, in one transaction on the
+/// superuser's connection to the variant's database: foreign-key triggers go off (a setting
+/// only a superuser may change), then everything runs as the dataset's `owner`, so no trigger,
+/// rule or function of the dataset ever runs with more rights than its owner's. Rows whose
+/// parent is gone are deleted until none is left, so the subset is closed under foreign keys
+/// however they cascade. `ROW(x.*)` is the row even where a column is named `x`.
+fn transform_sql(schema: &str, owner: &str, j: i16, seed: &str) -> String {
     let keep = KEEP[(j as usize - 1) % KEEP.len()];
     // Rows are kept when the first 8 hex digits of md5(row || seed) fall below this.
     let threshold = format!("{:08x}", ((keep * 4294967296.0) as u64).min(0xffff_ffff));
@@ -30,16 +32,18 @@ fn transform_sql(schema: &str, j: i16, seed: &str) -> String {
     let seed = seed.replace('\'', "''");
     format!(
         "SET LOCAL session_replication_role = replica;
+SET LOCAL ROLE {owner};
 DO $$
-DECLARE r record; n bigint; total bigint; cols text;
+DECLARE r record; n bigint; total bigint; cols text; scope text;
 BEGIN
   IF {keep_all} THEN NULL; ELSE
-    FOR r IN SELECT c.oid::regclass AS t FROM pg_class c
+    FOR r IN SELECT c.oid::regclass AS t, c.relkind FROM pg_class c
       WHERE c.relnamespace = '{schema}'::regnamespace
         AND (c.relkind = 'p' OR (c.relkind = 'r' AND NOT c.relispartition))
     LOOP
-      EXECUTE format('DELETE FROM %s x WHERE substr(md5(x::text || %L), 1, 8) >= %L',
-        r.t, '{seed}', '{threshold}');
+      scope := CASE WHEN r.relkind = 'r' THEN 'ONLY ' ELSE '' END;
+      EXECUTE format('DELETE FROM %s%s x WHERE substr(md5(ROW(x.*)::text || %L), 1, 8) >= %L',
+        scope, r.t, '{seed}', '{threshold}');
     END LOOP;
   END IF;
   LOOP
@@ -61,7 +65,7 @@ BEGIN
     END LOOP;
     EXIT WHEN total = 0;
   END LOOP;
-  FOR r IN SELECT c.oid::regclass AS t, c.oid FROM pg_class c
+  FOR r IN SELECT c.oid::regclass AS t, c.oid, c.relkind FROM pg_class c
     WHERE c.relnamespace = '{schema}'::regnamespace
       AND (c.relkind = 'p' OR (c.relkind = 'r' AND NOT c.relispartition))
   LOOP
@@ -69,18 +73,18 @@ BEGIN
       FROM pg_attribute WHERE attrelid = r.oid AND attnum > 0 AND NOT attisdropped
         AND attgenerated = '';
     CONTINUE WHEN cols IS NULL;
-    EXECUTE format('CREATE TEMP TABLE sqljudge_rows ON COMMIT DROP AS SELECT %s FROM %s', cols, r.t);
-    EXECUTE format('DELETE FROM %s', r.t);
-    EXECUTE format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM sqljudge_rows x '
-      'ORDER BY md5(x::text || %L)', r.t, cols, cols, '{seed}');
+    scope := CASE WHEN r.relkind = 'r' THEN 'ONLY ' ELSE '' END;
+    EXECUTE format('WITH moved AS (DELETE FROM %s%s RETURNING %s) '
+      'INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM moved x '
+      'ORDER BY md5(ROW(x.*)::text || %L)', scope, r.t, cols, r.t, cols, cols, '{seed}');
     IF {duplicate}
       AND NOT EXISTS (SELECT 1 FROM pg_index WHERE indrelid = r.oid AND indisunique)
       AND NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = r.oid AND contype = 'x')
     THEN
-      EXECUTE format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM sqljudge_rows x '
-        'WHERE substr(md5(x::text || %L), 1, 1) < ''5''', r.t, cols, cols, '{seed}:dup');
+      EXECUTE format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %s%s x '
+        'WHERE substr(md5(ROW(x.*)::text || %L), 1, 1) < ''5''', r.t, cols, cols, scope, r.t,
+        '{seed}:dup');
     END IF;
-    DROP TABLE sqljudge_rows;
   END LOOP;
   FOR r IN SELECT c.oid::regclass AS v FROM pg_class c
     WHERE c.relnamespace = '{schema}'::regnamespace AND c.relkind = 'm'
@@ -89,6 +93,7 @@ BEGIN
   END LOOP;
 END $$;",
         keep_all = keep >= 1.0,
+        owner = quote_ident(owner),
     )
 }
 
@@ -136,7 +141,7 @@ pub async fn ensure(
     let seed = format!("{sha}:{j}");
     test.batch_execute(&format!(
         "BEGIN; SET LOCAL lock_timeout = '30s'; {}; COMMIT",
-        transform_sql(dataset, j, &seed)
+        transform_sql(dataset, &sandbox.owner_role(dataset), j, &seed)
     ))
     .await
     .map_err(|e| {

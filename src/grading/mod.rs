@@ -138,6 +138,13 @@ async fn run_tests(slot: &mut Slot, problem: &Problem, sql: &str) -> Result<Test
             rows: test.rows,
         };
         let verdict = judge(run, &expected, &order, index);
+        // The statement found its tables on the sample: a test without them is being replaced
+        // or removed. Retried, never a verdict.
+        if matches!(verdict.sqlstate.as_deref(), Some("42P01" | "3F000")) {
+            return Err(SandboxError::Interrupted(format!(
+                "hidden test {index} changed while it was graded"
+            )));
+        }
         if verdict.status != Status::Accepted {
             tested.outcome = verdict;
             tested.hidden_failure = Some((index, test.data, expected));
@@ -168,7 +175,14 @@ pub async fn grade(slot: &mut Slot, problem: &Problem, sql: &str) -> Result<Outc
             let order = order_of(&problem.fields, &expected.columns);
             outcome.counterexample = counterexample::find(slot, problem, sql, data, &order).await?;
         }
-        if let Some(message) = &mut outcome.message {
+        // The database's own message could quote the test's rows (`invalid input syntax for
+        // type integer: "..."`): on a hidden test only its code is told.
+        if outcome.status == Status::SqlError {
+            outcome.message = Some(format!(
+                "hidden test {index}: the statement failed there (SQLSTATE {})",
+                outcome.sqlstate.as_deref().unwrap_or("unknown")
+            ));
+        } else if let Some(message) = &mut outcome.message {
             *message = format!("hidden test {index}: {message}");
         }
     }

@@ -220,6 +220,11 @@ impl Sandbox {
         format!("{prefix}_{kind}_{}-{hash}", &dataset[..keep])
     }
 
+    /// The role that owns (and loads) `dataset`.
+    pub fn owner_role(&self, dataset: &str) -> String {
+        self.dataset_role("o", dataset)
+    }
+
     /// The role a grading of `dataset` logs in as.
     fn grading_role(&self, dataset: &str, writeable: bool) -> String {
         self.dataset_role(if writeable { "dw" } else { "dr" }, dataset)
@@ -385,13 +390,21 @@ impl Sandbox {
             limit = self.settings.connection_limit,
         ));
         // What solutions never need, caught by catalog query so that every overload goes:
-        // backends and locks of others; set_config() (settings, role); functions that run
+        // backends and locks of others; column statistics (their most common values and
+        // histograms would show a hidden test's rows); set_config() (settings, role); functions that run
         // query text (they would run set_config() out of sight of the keyword check);
         // large objects and WAL messages (they write even in a READ ONLY transaction).
         sql.push_str(&format!(
             "REVOKE ALL ON DATABASE {db} FROM PUBLIC;\n\
              REVOKE ALL ON SCHEMA public FROM PUBLIC;\n\
              REVOKE SELECT ON pg_catalog.pg_stat_activity FROM PUBLIC;\n\
+             DO $$ DECLARE v text; BEGIN\n\
+               FOREACH v IN ARRAY ARRAY['pg_stats', 'pg_stats_ext', 'pg_stats_ext_exprs'] LOOP\n\
+                 IF to_regclass('pg_catalog.' || v) IS NOT NULL THEN\n\
+                   EXECUTE format('REVOKE SELECT ON pg_catalog.%I FROM PUBLIC', v);\n\
+                 END IF;\n\
+               END LOOP;\n\
+             END $$;\n\
              DO $$ DECLARE f regprocedure; BEGIN\n\
                FOR f IN SELECT p.oid::regprocedure FROM pg_proc p\n\
                  JOIN pg_namespace n ON n.oid = p.pronamespace\n\
@@ -516,13 +529,13 @@ impl Sandbox {
         let failed = |e: tokio_postgres::Error| {
             SandboxError::Unavailable(format!("preparing test database {}: {e}", data.tag()))
         };
-        let created = create_database(&self.server_client().await?, &db).await?;
+        create_database(&self.server_client().await?, &db).await?;
+        // Every time, not only when this call created it: a creator that died before hardening
+        // must not leave it open.
         let test = self.admin_client_on(&db).await?;
-        if created {
-            self.locked(&test, &self.harden_sql(&db))
-                .await
-                .map_err(failed)?;
-        }
+        self.locked(&test, &self.harden_sql(&db))
+            .await
+            .map_err(failed)?;
         let roles: Vec<String> = ["o", "dr", "dw"]
             .iter()
             .map(|kind| quote_ident(&self.dataset_role(kind, dataset)))
@@ -720,22 +733,22 @@ impl Sandbox {
     }
 }
 
-/// Creates database `db` when missing (on a connection to another one); true when it did.
-async fn create_database(server: &Client, db: &str) -> Result<bool, SandboxError> {
+/// Creates database `db` when missing (on a connection to another one).
+async fn create_database(server: &Client, db: &str) -> Result<(), SandboxError> {
     let exists = server
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&db])
         .await?
         .is_some();
     if exists {
-        return Ok(false);
+        return Ok(());
     }
     match server
         .batch_execute(&format!("CREATE DATABASE {}", quote_ident(db)))
         .await
     {
-        Ok(()) => Ok(true),
-        // Another instance created it meanwhile.
-        Err(e) if e.code() == Some(&SqlState::DUPLICATE_DATABASE) => Ok(false),
+        // Another instance may have created it meanwhile.
+        Ok(()) => Ok(()),
+        Err(e) if e.code() == Some(&SqlState::DUPLICATE_DATABASE) => Ok(()),
         Err(e) => Err(e.into()),
     }
 }
@@ -836,8 +849,9 @@ impl From<tokio_postgres::Error> for ExecError {
 }
 
 /// Idle grading connections a slot keeps (by role and database): a grading goes through its
-/// tests one after the other, each in its own database, and the next one reuses them.
-const IDLE_CONNECTIONS: usize = 6;
+/// tests one after the other, each in its own database, and the next one reuses them (the
+/// default 1 sample + 3 generated + 1 uploaded tests of a dataset fit).
+const IDLE_CONNECTIONS: usize = 5;
 
 /// One executor's connections. Not shared: an executor grades one job at a time, one test
 /// after the other.
@@ -903,12 +917,17 @@ impl Slot {
         self.state.quarantined()
     }
 
-    /// The slot's admin connection to database `db`.
+    /// The slot's admin connection to database `db`. It keeps the sample database's and one
+    /// other (a test's, for the write turn that is under way there), no more.
     async fn admin(&mut self, db: &str) -> Result<&Client, SandboxError> {
         self.admins.retain(|(_, c)| !c.is_closed());
         let at = match self.admins.iter().position(|(d, _)| d == db) {
             Some(at) => at,
             None => {
+                let sample = self.sandbox.dbname.clone();
+                if db != sample {
+                    self.admins.retain(|(d, _)| *d == sample);
+                }
                 let client = self.sandbox.admin_client_on(db).await?;
                 self.admins.push((db.to_string(), client));
                 self.admins.len() - 1

@@ -160,7 +160,10 @@ pub(crate) async fn put_dataset(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let script = read_script(&state, &req, payload).await?;
-    let loaded = catalog::load_dataset(&state, &name, &script).await?;
+    let loaded = {
+        let (state, name) = (state.clone(), name.clone());
+        detached(async move { catalog::load_dataset(&state, &name, &script).await }).await?
+    };
     let body = LoadedDatasetBody {
         name: name.into_inner(),
         tables: loaded.tables,
@@ -171,6 +174,16 @@ pub(crate) async fn put_dataset(
     } else {
         HttpResponse::Created().json(body)
     })
+}
+
+/// Runs `work` on a task of its own: a client that hangs up must not cut a sandbox run short
+/// (a writeable run holds its dataset's write turn, and puts sequences back, when it ends).
+async fn detached<T: 'static>(
+    work: impl std::future::Future<Output = Result<T, ApiError>> + 'static,
+) -> Result<T, ApiError> {
+    actix_web::rt::spawn(work)
+        .await
+        .map_err(|e| ApiError::Internal(format!("admin task: {e}")))?
 }
 
 /// A dataset or test script from a request body: SQL text within the size limit.
@@ -247,7 +260,10 @@ pub(crate) async fn put_test(
     let (name, n) = path.into_inner();
     let n = test_number(&n)?;
     let script = read_script(&state, &req, payload).await?;
-    let loaded = catalog::put_test(&state, &name, n, &script).await?;
+    let loaded = {
+        let (state, name) = (state.clone(), name.clone());
+        detached(async move { catalog::put_test(&state, &name, n, &script).await }).await?
+    };
     let body = LoadedTestBody {
         name,
         test: n,
@@ -284,7 +300,8 @@ pub(crate) async fn delete_test(
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, ApiError> {
     let (name, n) = path.into_inner();
-    catalog::delete_test(&state, &name, test_number(&n)?).await?;
+    let n = test_number(&n)?;
+    detached(async move { catalog::delete_test(&state, &name, n).await }).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -310,7 +327,8 @@ pub(crate) async fn create_problem(
     state: web::Data<AppState>,
     body: web::Json<ProblemInput>,
 ) -> Result<HttpResponse, ApiError> {
-    let problem = catalog::save_problem(&state, None, body.into_inner()).await?;
+    let input = body.into_inner();
+    let problem = detached(async move { catalog::save_problem(&state, None, input).await }).await?;
     Ok(HttpResponse::Created().json(AdminProblem::from(problem)))
 }
 
@@ -339,7 +357,9 @@ pub(crate) async fn update_problem(
     id: web::Path<i64>,
     body: web::Json<ProblemInput>,
 ) -> Result<HttpResponse, ApiError> {
-    let problem = catalog::save_problem(&state, Some(id.into_inner()), body.into_inner()).await?;
+    let (id, input) = (id.into_inner(), body.into_inner());
+    let problem =
+        detached(async move { catalog::save_problem(&state, Some(id), input).await }).await?;
     Ok(HttpResponse::Ok().json(AdminProblem::from(problem)))
 }
 
@@ -413,5 +433,7 @@ pub(crate) async fn adequacy(
     state: web::Data<AppState>,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    Ok(HttpResponse::Ok().json(catalog::adequacy(&state, id.into_inner()).await?))
+    let id = id.into_inner();
+    let report = detached(async move { catalog::adequacy(&state, id).await }).await?;
+    Ok(HttpResponse::Ok().json(report))
 }

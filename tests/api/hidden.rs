@@ -463,3 +463,92 @@ async fn demo_problems_let_no_wrong_mutant_through() {
         }
     }
 }
+
+/// What a failure on a hidden test tells is never the test's rows: not in the database's
+/// messages, not through column statistics, not by a counterexample forced to be the whole test.
+#[actix_web::test]
+async fn hidden_rows_do_not_leak_through_errors_statistics_or_the_search() {
+    let app = club().await;
+    let token = app.user("prober").await;
+    let reference = "SELECT name FROM club.members WHERE city IS DISTINCT FROM 'Paris'";
+    let id = problem(&app, "leaks", reference, json!({"generated_tests": 0})).await["id"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(app.put_test("club", "1", WITH_NINA).await.status(), 201);
+
+    // Nobody past id 30 in the sample: a cast that fails on the test's names only.
+    let probe = "SELECT name FROM club.members WHERE city IS DISTINCT FROM 'Paris' \
+                 AND (SELECT string_agg(name, ';') FROM club.members WHERE id > 30)::int IS NULL";
+    let result = app.grade(&token, id, probe).await;
+    assert_eq!(result["status"], "sql_error", "{result}");
+    assert_eq!(result["sqlstate"], "22P02");
+    assert_eq!(result["failed_test"], json!({"index": 1, "hidden": true}));
+    assert!(!result.to_string().contains("Nina"), "{result}");
+
+    // Column statistics hold a table's most common values.
+    for sql in [
+        "SELECT most_common_vals::text FROM pg_stats WHERE schemaname = 'club'",
+        "SELECT count(*) FROM pg_stats_ext",
+    ] {
+        let result = app.grade(&token, id, sql).await;
+        assert_eq!(result["status"], "sql_error", "{sql}: {result}");
+        assert_eq!(result["sqlstate"], "42501", "{sql}: {result}");
+    }
+
+    // Wrong (Nina missing) and failing whenever the search removes a row: each removal then
+    // counts as a difference, so the counterexample shrinks instead of showing the test.
+    let evasive = "SELECT name FROM club.members WHERE city <> 'Paris' \
+        AND 1 / (1 - least(pg_stat_get_xact_tuples_deleted('club.members'::regclass) \
+        + pg_stat_get_xact_tuples_deleted('club.bookings'::regclass), 1)) = 1";
+    let result = app.grade(&token, id, evasive).await;
+    assert_eq!(result["status"], "wrong_answer", "{result}");
+    let counterexample = &result["counterexample"];
+    assert!(rows_in(counterexample).len() <= 3, "{counterexample}");
+    assert!(
+        !counterexample.to_string().contains("h17"),
+        "{counterexample}"
+    );
+}
+
+/// Generated tests are cut by the dataset's owner, not the superuser: a trigger that fires
+/// even with foreign-key triggers off gets the owner's rights only.
+#[actix_web::test]
+async fn building_generated_tests_runs_nothing_of_a_dataset_as_superuser() {
+    let app = TestApp::spawn_with(Options {
+        demo: false,
+        workers: 0,
+        ..Default::default()
+    })
+    .await;
+    let script = "CREATE SCHEMA esc;
+CREATE TABLE esc.t (a integer);
+INSERT INTO esc.t SELECT generate_series(1, 40);
+CREATE FUNCTION esc.grab() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE format('ALTER ROLE %I SUPERUSER', (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'esc'));
+  RETURN OLD;
+EXCEPTION WHEN insufficient_privilege THEN RETURN OLD;
+END $$;
+CREATE TRIGGER grab BEFORE DELETE ON esc.t FOR EACH ROW EXECUTE FUNCTION esc.grab();
+ALTER TABLE esc.t ENABLE ALWAYS TRIGGER grab;";
+    let res = app.put_dataset("esc", script).await;
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    let res = app
+        .create_problem(
+            &json!({"slug": "esc", "title": "t", "statement": "s", "topic": "hidden",
+            "dataset": "esc", "reference_sql": "SELECT a FROM esc.t WHERE a % 2 = 0"}),
+        )
+        .await;
+    let created: Value = res.json().await.unwrap();
+    // The tests were cut: the trigger fired.
+    assert_eq!(created["tests"]["hidden"], 3, "{created}");
+    let owner = format!("{}_o_esc", app.state.settings.sandbox.role_prefix);
+    let superuser = sqljudge_testkit::app::count(
+        &mut app.sandbox_db(),
+        &format!("SELECT count(*) AS n FROM pg_roles WHERE rolname = '{owner}' AND rolsuper"),
+    );
+    assert_eq!(
+        superuser, 0,
+        "the dataset's trigger made its owner a superuser"
+    );
+}

@@ -54,9 +54,13 @@ function cleanup() {
   try {
     // One statement per -c: DROP DATABASE cannot run inside the transaction that several
     // statements of one -c share. The roles go once their databases (and grants) are gone.
+    // The sandbox's hidden tests each have a database beside it (sqljudge_bs_<id>_g1, ...).
+    const tests = execFileSync("psql", [`${pg}/postgres`, "-Atc",
+      `SELECT datname FROM pg_database WHERE datname LIKE 'sqljudge\\_bs\\_${id}\\_%'`]).toString().split("\n").filter(Boolean);
     execFileSync("psql", [`${pg}/postgres`, "-q",
       "-c", `DROP DATABASE IF EXISTS sqljudge_b_${id} WITH (FORCE)`,
       "-c", `DROP DATABASE IF EXISTS sqljudge_bs_${id} WITH (FORCE)`,
+      ...tests.flatMap((db) => ["-c", `DROP DATABASE IF EXISTS "${db}" WITH (FORCE)`]),
       "-c", `DO $$ DECLARE r text; BEGIN FOR r IN SELECT rolname FROM pg_roles WHERE rolname LIKE 'sjb\\_${id}\\_%' ` +
       `LOOP EXECUTE format('DROP ROLE %I', r); END LOOP; END $$`], { stdio: "ignore" });
   } catch {}
