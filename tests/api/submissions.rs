@@ -187,7 +187,8 @@ async fn writeable_problems_leave_the_dataset_unchanged_even_concurrently() {
         (raise, "UPDATE hr.employees SET salary = salary * 1.2 WHERE department_id = 3", "wrong_answer"),
         (raise, "UPDATE employees SET salary = round(salary * 1.1, 2) WHERE department_id = (SELECT id FROM departments WHERE name = 'Support')", "accepted"),
         (hire, "INSERT INTO hr.employees (name, department_id, salary, hired_on) VALUES ('Jun', 4, 5000, '2024-09-01')", "accepted"),
-        (hire, "INSERT INTO hr.employees (id, name, department_id, salary, hired_on) VALUES (10, 'Jun', 4, 5000, '2024-09-01')", "accepted"),
+        // The id must come from the sequence: hard-coded, it is taken in the demo's hidden test.
+        (hire, "INSERT INTO hr.employees (id, name, department_id, salary, hired_on) VALUES (10, 'Jun', 4, 5000, '2024-09-01')", "sql_error"),
         (hire, "INSERT INTO hr.employees (name, department_id, salary, hired_on) VALUES ('Jun', 1, 5000, '2024-09-01')", "wrong_answer"),
         (hire, "DELETE FROM hr.employees WHERE id = 9", "wrong_answer"),
         (hire, "TRUNCATE hr.employees", "rejected"),
