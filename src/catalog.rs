@@ -281,7 +281,8 @@ pub async fn save_problem(
 pub struct LoadedDataset {
     pub replaced: bool,
     pub tables: Vec<TableInfo>,
-    /// Problems on this dataset whose reference no longer runs; they keep their old result.
+    /// Problems whose reference no longer runs on a dataset loaded before scripts were kept
+    /// (it cannot be put back); they keep their old results. Otherwise such a load is a 422.
     pub broken_problems: Vec<String>,
 }
 
@@ -297,6 +298,37 @@ pub async fn load_dataset(
                 .into(),
         ));
     }
+    let owned = name.to_string();
+    let previous = db::run(&state.pool, move |c| Dataset::script(c, &owned)).await?;
+    let (replaced, tables) = store_dataset(state, name, script).await?;
+    let broken = refresh_problems(state, name).await?;
+    let Some((old, _)) = previous.filter(|_| !broken.is_empty()) else {
+        // Datasets loaded before scripts were kept cannot be put back: their broken problems
+        // keep their old results and are listed.
+        let broken_problems = broken.into_iter().map(|(slug, _)| slug).collect();
+        return Ok(LoadedDataset {
+            replaced,
+            tables,
+            broken_problems,
+        });
+    };
+    // A problem's reference fails on the new rows: the dataset is put back as it was, and its
+    // problems' results with it.
+    store_dataset(state, name, &old).await?;
+    refresh_problems(state, name).await?;
+    let (slug, why) = &broken[0];
+    Err(ApiError::Unprocessable(format!(
+        "the reference of problem {slug} fails on the new dataset: {why}"
+    )))
+}
+
+/// Loads a dataset script into the sandbox and records it; whether it replaced one, and its
+/// tables.
+async fn store_dataset(
+    state: &AppState,
+    name: &str,
+    script: &str,
+) -> Result<(bool, Vec<TableInfo>), ApiError> {
     let tables = dataset::load(&state.sandbox, name, script)
         .await
         .map_err(|e| match e {
@@ -311,16 +343,7 @@ pub async fn load_dataset(
         Dataset::upsert(c, &owned, &script, &sha, &infos)
     })
     .await?;
-    let broken_problems = refresh_problems(state, name)
-        .await?
-        .into_iter()
-        .map(|(slug, _)| slug)
-        .collect();
-    Ok(LoadedDataset {
-        replaced,
-        tables,
-        broken_problems,
-    })
+    Ok((replaced, tables))
 }
 
 /// Runs the reference of every problem on `dataset` again, on all its tests, and stores the

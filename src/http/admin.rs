@@ -55,7 +55,9 @@ pub(crate) struct LoadedTestBody {
 pub(crate) struct LoadedDatasetBody {
     name: String,
     tables: Vec<TableInfo>,
-    /// Problems on this dataset whose reference no longer runs (they keep their old result).
+    /// Problems whose reference no longer runs on a dataset loaded by an earlier version (it
+    /// cannot be put back; they keep their old results). Otherwise such a load is a 422 and
+    /// changes nothing.
     broken_problems: Vec<String>,
 }
 

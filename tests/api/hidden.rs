@@ -305,6 +305,33 @@ CREATE TABLE club.visits (member integer REFERENCES club.members, day date);";
         .await
         .unwrap();
     assert_eq!(detail["tests"], json!({"sample": 1, "hidden": 0}));
+
+    // A new sample on which the reference fails is refused as well, and the old one stays.
+    let res = app.put_dataset("club", empty).await;
+    let status = res.status();
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("hours"),
+        "{body}"
+    );
+    let listed: Value = app
+        .get("/admin/datasets", Some(&app.admin_token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        listed
+            .to_string()
+            .contains(r#"{"name":"members","rows":24}"#),
+        "{listed}"
+    );
+    let token = app.user("after").await;
+    let share = app
+        .grade(&token, id, "SELECT 100 / count(*) FROM club.members")
+        .await;
+    assert_eq!(share["status"], "accepted", "{share}");
 }
 
 #[actix_web::test]
