@@ -226,3 +226,65 @@ async fn verdict_feedback_tells_only_the_status_and_the_failed_test() {
         .await;
     assert_eq!(res.status(), 400);
 }
+
+/// pgexercises' "threejoin2" (costly bookings of 2012-09-14, `ORDER BY cost DESC`) on its own
+/// data: several bookings cost the same, and any order among them is right.
+#[actix_web::test]
+async fn pgexercises_bookings_that_cost_the_same_may_come_in_any_order() {
+    let app = TestApp::spawn_with(Options {
+        demo: false,
+        workers: 0,
+        ..Default::default()
+    })
+    .await;
+    let club = include_str!("fixtures/pgexercises-club.sql");
+    assert_eq!(app.put_dataset("cd", club).await.status(), 201);
+    let select = "SELECT mems.firstname || ' ' || mems.surname AS member, facs.name AS facility, \
+        CASE WHEN mems.memid = 0 THEN bks.slots * facs.guestcost ELSE bks.slots * facs.membercost END AS cost \
+        FROM cd.members mems JOIN cd.bookings bks ON mems.memid = bks.memid \
+        JOIN cd.facilities facs ON bks.facid = facs.facid \
+        WHERE bks.starttime >= '2012-09-14' AND bks.starttime < '2012-09-15' AND ( \
+          (mems.memid = 0 AND bks.slots * facs.guestcost > 30) OR \
+          (mems.memid != 0 AND bks.slots * facs.membercost > 30))";
+    let created = app
+        .create_problem(&json!({"slug": "threejoin2", "title": "Costly bookings",
+            "statement": "Bookings of 2012-09-14 costing more than $30, most expensive first.",
+            "topic": "joins", "dataset": "cd", "ordered": true,
+            "reference_sql": format!("{select} ORDER BY cost DESC")}))
+        .await;
+    let created: Value = created.json().await.unwrap();
+    let id = created["id"].as_i64().unwrap();
+    let token = app.user("pgx").await;
+
+    // The data has ties on the cost, or this would prove nothing.
+    let rows: Value = app
+        .run(&token, id, &format!("{select} ORDER BY cost DESC"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let costs: Vec<&Value> = rows["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r[2])
+        .collect();
+    let distinct: std::collections::HashSet<String> = costs.iter().map(|c| c.to_string()).collect();
+    assert!(costs.len() >= 10 && distinct.len() < costs.len(), "{rows}");
+
+    for tiebreak in [
+        "member",
+        "member DESC",
+        "facility DESC, member",
+        "2, 1 DESC",
+    ] {
+        let sql = format!("{select} ORDER BY cost DESC, {tiebreak}");
+        let result = app.grade(&token, id, &sql).await;
+        assert_eq!(result["status"], "accepted", "{tiebreak}: {result}");
+    }
+    let ascending = app
+        .grade(&token, id, &format!("{select} ORDER BY cost"))
+        .await;
+    assert_eq!(ascending["status"], "wrong_answer", "{ascending}");
+    assert_eq!(ascending["reason"], "order");
+}
