@@ -107,16 +107,7 @@ pub async fn ensure(
     sha: &str,
 ) -> Result<(), DatasetError> {
     let admin = sandbox.admin_client().await?;
-    let built = format!(
-        "SELECT 1 FROM {META}.variants WHERE dataset = $1 AND variant = $2 AND source = $3"
-    );
-    let args: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [&dataset, &j, &sha];
-    if admin
-        .query_opt(&built, &args)
-        .await
-        .map_err(SandboxError::from)?
-        .is_some()
-    {
+    if built(&admin, dataset, j, sha).await? {
         return Ok(());
     }
     admin
@@ -126,13 +117,9 @@ pub async fn ensure(
         )
         .await
         .map_err(SandboxError::from)?;
-    // The lock is a session's: it ends with `admin` whatever happens below.
-    if admin
-        .query_opt(&built, &args)
-        .await
-        .map_err(SandboxError::from)?
-        .is_some()
-    {
+    // The lock is a session's: it ends with `admin` whatever happens below. Another instance
+    // may have built it while this one waited.
+    if built(&admin, dataset, j, sha).await? {
         return Ok(());
     }
     let data = TestData::Generated(j);
@@ -159,9 +146,26 @@ pub async fn ensure(
                 "INSERT INTO {META}.variants (dataset, variant, source) VALUES ($1, $2, $3) \
                  ON CONFLICT (dataset, variant) DO UPDATE SET source = excluded.source"
             ),
-            &args,
+            &[&dataset, &j, &sha],
         )
         .await
         .map_err(SandboxError::from)?;
     Ok(())
+}
+
+/// Whether variant `j` of `dataset` stands built from the script whose hash is `sha`.
+async fn built(
+    admin: &tokio_postgres::Client,
+    dataset: &str,
+    j: i16,
+    sha: &str,
+) -> Result<bool, DatasetError> {
+    let query = format!(
+        "SELECT 1 FROM {META}.variants WHERE dataset = $1 AND variant = $2 AND source = $3"
+    );
+    Ok(admin
+        .query_opt(&query, &[&dataset, &j, &sha])
+        .await
+        .map_err(SandboxError::from)?
+        .is_some())
 }

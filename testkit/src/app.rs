@@ -355,9 +355,10 @@ impl TestApp {
         .await
     }
 
-    pub async fn put_dataset(&self, name: &str, script: &str) -> reqwest::Response {
+    /// PUT an SQL script to an admin path.
+    async fn put_script(&self, path: &str, script: &str) -> reqwest::Response {
         self.client
-            .put(self.url(&format!("/admin/datasets/{name}")))
+            .put(self.url(path))
             .bearer_auth(&self.admin_token)
             .header("content-type", "application/sql")
             .body(script.to_string())
@@ -366,14 +367,48 @@ impl TestApp {
             .unwrap()
     }
 
+    pub async fn put_dataset(&self, name: &str, script: &str) -> reqwest::Response {
+        self.put_script(&format!("/admin/datasets/{name}"), script)
+            .await
+    }
+
     /// `PUT /admin/datasets/{name}/tests/{n}`: an uploaded hidden test.
     pub async fn put_test(&self, name: &str, n: &str, script: &str) -> reqwest::Response {
-        self.client
-            .put(self.url(&format!("/admin/datasets/{name}/tests/{n}")))
-            .bearer_auth(&self.admin_token)
-            .header("content-type", "application/sql")
-            .body(script.to_string())
-            .send()
+        self.put_script(&format!("/admin/datasets/{name}/tests/{n}"), script)
+            .await
+    }
+
+    /// An app of its own (grading in the test's task, no demo set) with one dataset loaded.
+    pub async fn with_dataset(name: &str, script: &str) -> TestApp {
+        let app = TestApp::spawn_with(Options {
+            demo: false,
+            workers: 0,
+            ..Default::default()
+        })
+        .await;
+        let res = app.put_dataset(name, script).await;
+        assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+        app
+    }
+
+    /// Creates a problem of `base`'s fields and `extra`'s (which win); the problem object.
+    pub async fn problem_of(&self, base: Value, extra: Value) -> Value {
+        let mut body = base;
+        body.as_object_mut()
+            .expect("an object")
+            .extend(extra.as_object().expect("an object").clone());
+        let res = self.create_problem(&body).await;
+        let status = res.status();
+        let created: Value = res.json().await.unwrap();
+        assert_eq!(status, 201, "{created}");
+        created
+    }
+
+    /// GET an admin path, as JSON.
+    pub async fn admin_json(&self, path: &str) -> Value {
+        self.get(path, Some(&self.admin_token))
+            .await
+            .json()
             .await
             .unwrap()
     }

@@ -23,30 +23,36 @@ INSERT INTO club.members VALUES (31, 'Nina', NULL);
 INSERT INTO club.bookings SELECT i, 1 + i % 31, 2 FROM generate_series(1, 40) i;";
 
 async fn club() -> TestApp {
-    let app = TestApp::spawn_with(Options {
-        demo: false,
-        workers: 0,
-        ..Default::default()
-    })
-    .await;
-    assert_eq!(app.put_dataset("club", CLUB).await.status(), 201);
-    app
+    TestApp::with_dataset("club", CLUB).await
 }
 
 /// Creates a problem on `club`; the problem object.
 async fn problem(app: &TestApp, slug: &str, reference: &str, extra: Value) -> Value {
-    let mut body = json!({
+    let base = json!({
         "slug": slug, "title": slug, "statement": "Members.", "topic": "hidden",
         "dataset": "club", "reference_sql": reference,
     });
-    body.as_object_mut()
+    app.problem_of(base, extra).await
+}
+
+/// `GET /problems/{id}`.
+async fn public(app: &TestApp, id: i64) -> Value {
+    app.get(&format!("/problems/{id}"), None)
+        .await
+        .json()
+        .await
         .unwrap()
-        .extend(extra.as_object().unwrap().clone());
-    let res = app.create_problem(&body).await;
+}
+
+/// A 422 whose message says `why`.
+async fn refused(res: reqwest::Response, why: &str) {
     let status = res.status();
-    let created: Value = res.json().await.unwrap();
-    assert_eq!(status, 201, "{created}");
-    created
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains(why),
+        "{body}"
+    );
 }
 
 /// The rows of every table of a counterexample, together.
@@ -73,12 +79,7 @@ async fn hard_coded_answers_fail_on_generated_tests() {
     assert_eq!(created["tests"], json!({"sample": 1, "hidden": 3}));
     assert_eq!(created["generated_tests"], 3);
     let id = created["id"].as_i64().unwrap();
-    let public: Value = app
-        .get(&format!("/problems/{id}"), None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let public = public(&app, id).await;
     assert_eq!(public["tests"], json!({"sample": 1, "hidden": 3}));
 
     let right = app
@@ -227,14 +228,7 @@ async fn uploaded_tests_must_match_the_sample_and_keep_every_reference_running()
         (missing_table.as_str(), "visits"),
         (other_type.as_str(), "hours"),
     ] {
-        let res = app.put_test("club", "1", script).await;
-        let status = res.status();
-        let body: Value = res.json().await.unwrap();
-        assert_eq!(status, 422, "{body}");
-        assert!(
-            body["error"]["message"].as_str().unwrap().contains(why),
-            "{body}"
-        );
+        refused(app.put_test("club", "1", script).await, why).await;
     }
     for (n, status) in [("0", 400), ("21", 400), ("x", 400)] {
         assert_eq!(
@@ -259,21 +253,9 @@ CREATE TABLE club.members (id integer PRIMARY KEY, name text NOT NULL, city text
 CREATE TABLE club.bookings (id integer PRIMARY KEY, member integer NOT NULL REFERENCES club.members, hours integer NOT NULL);
 CREATE TABLE club.visits (member integer REFERENCES club.members, day date);";
     for n in ["2", "3"] {
-        let res = app.put_test("club", n, empty).await;
-        let status = res.status();
-        let body: Value = res.json().await.unwrap();
-        assert_eq!(status, 422, "{body}");
-        assert!(
-            body["error"]["message"].as_str().unwrap().contains("hours"),
-            "{body}"
-        );
+        refused(app.put_test("club", n, empty).await, "hours").await;
     }
-    let listed: Value = app
-        .get("/admin/datasets", Some(&app.admin_token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed = app.admin_json("/admin/datasets").await;
     let club = listed
         .as_array()
         .unwrap()
@@ -287,40 +269,18 @@ CREATE TABLE club.visits (member integer REFERENCES club.members, day date);";
         tests[0]["tables"].to_string().contains("\"rows\":31"),
         "{club}"
     );
-    let detail: Value = app
-        .get(&format!("/problems/{id}"), None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let detail = public(&app, id).await;
     assert_eq!(detail["tests"], json!({"sample": 1, "hidden": 1}));
 
     assert_eq!(app.put_test("club", "2", WITH_NINA).await.status(), 200);
     assert_eq!(app.delete_test("club", "2").await.status(), 204);
     assert_eq!(app.delete_test("club", "2").await.status(), 404);
-    let detail: Value = app
-        .get(&format!("/problems/{id}"), None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let detail = public(&app, id).await;
     assert_eq!(detail["tests"], json!({"sample": 1, "hidden": 0}));
 
     // A new sample on which the reference fails is refused as well, and the old one stays.
-    let res = app.put_dataset("club", empty).await;
-    let status = res.status();
-    let body: Value = res.json().await.unwrap();
-    assert_eq!(status, 422, "{body}");
-    assert!(
-        body["error"]["message"].as_str().unwrap().contains("hours"),
-        "{body}"
-    );
-    let listed: Value = app
-        .get("/admin/datasets", Some(&app.admin_token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    refused(app.put_dataset("club", empty).await, "hours").await;
+    let listed = app.admin_json("/admin/datasets").await;
     assert!(
         listed
             .to_string()
@@ -394,12 +354,7 @@ async fn adequacy_lists_the_wrong_queries_weak_data_lets_through() {
             .status(),
         404
     );
-    let report: Value = app
-        .get(&path, Some(&app.admin_token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let report = app.admin_json(&path).await;
     let survivors: Vec<&str> = report["survivors"]
         .as_array()
         .unwrap()
@@ -431,12 +386,7 @@ async fn adequacy_lists_the_wrong_queries_weak_data_lets_through() {
     // A test with the rows that tell: two members named Nina, of no known city.
     let two_ninas = format!("{WITH_NINA}\nINSERT INTO club.members VALUES (32, 'Nina', NULL);");
     assert_eq!(app.put_test("club", "1", &two_ninas).await.status(), 201);
-    let report: Value = app
-        .get(&path, Some(&app.admin_token))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let report = app.admin_json(&path).await;
     assert_eq!(report["survivors"], json!([]), "{report}");
 }
 
@@ -472,15 +422,9 @@ async fn demo_problems_let_no_wrong_mutant_through() {
     assert_eq!(problems.len(), 18);
     for problem in problems {
         let slug = problem["slug"].as_str().unwrap();
-        let report: Value = app
-            .get(
-                &format!("/admin/problems/{}/adequacy", problem["id"]),
-                Some(&app.admin_token),
-            )
-            .await
-            .json()
-            .await
-            .unwrap();
+        let report = app
+            .admin_json(&format!("/admin/problems/{}/adequacy", problem["id"]))
+            .await;
         for survivor in report["survivors"].as_array().unwrap() {
             let change = survivor["change"].as_str().unwrap();
             assert!(
@@ -541,12 +485,6 @@ async fn hidden_rows_do_not_leak_through_errors_statistics_or_the_search() {
 /// even with foreign-key triggers off gets the owner's rights only.
 #[actix_web::test]
 async fn building_generated_tests_runs_nothing_of_a_dataset_as_superuser() {
-    let app = TestApp::spawn_with(Options {
-        demo: false,
-        workers: 0,
-        ..Default::default()
-    })
-    .await;
     let script = "CREATE SCHEMA esc;
 CREATE TABLE esc.t (a integer);
 INSERT INTO esc.t SELECT generate_series(1, 40);
@@ -558,8 +496,7 @@ EXCEPTION WHEN insufficient_privilege THEN RETURN OLD;
 END $$;
 CREATE TRIGGER grab BEFORE DELETE ON esc.t FOR EACH ROW EXECUTE FUNCTION esc.grab();
 ALTER TABLE esc.t ENABLE ALWAYS TRIGGER grab;";
-    let res = app.put_dataset("esc", script).await;
-    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    let app = TestApp::with_dataset("esc", script).await;
     let res = app
         .create_problem(
             &json!({"slug": "esc", "title": "t", "statement": "s", "topic": "hidden",

@@ -1,38 +1,23 @@
 //! Wrong answers say why (API.md v1.1 `reason`, `failed_test`), and ordered problems accept
 //! any order among rows that tie on the sort key.
 use serde_json::{json, Value};
-use sqljudge_testkit::app::{Options, TestApp};
+use sqljudge_testkit::app::TestApp;
 
 const SCORES: &str = "CREATE SCHEMA ties;
 CREATE TABLE ties.scores (name text PRIMARY KEY, score integer, note text);
 INSERT INTO ties.scores VALUES ('a', 1, ''), ('b', 2, NULL), ('c', 2, 'x'), ('d', 3, 'y'), ('e', 2, 'z');";
 
-/// An app of its own (grading in the test's task) with the `ties` dataset.
 async fn with_scores() -> TestApp {
-    let app = TestApp::spawn_with(Options {
-        demo: false,
-        workers: 0,
-        ..Default::default()
-    })
-    .await;
-    assert_eq!(app.put_dataset("ties", SCORES).await.status(), 201);
-    app
+    TestApp::with_dataset("ties", SCORES).await
 }
 
 /// Creates an ordered problem on `ties`; the problem object.
 async fn problem(app: &TestApp, slug: &str, reference: &str, extra: Value) -> Value {
-    let mut body = json!({
+    let base = json!({
         "slug": slug, "title": slug, "statement": "Scores.", "topic": "ordering",
         "dataset": "ties", "reference_sql": reference, "ordered": true,
     });
-    body.as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().unwrap().clone());
-    let res = app.create_problem(&body).await;
-    let status = res.status();
-    let created: Value = res.json().await.unwrap();
-    assert_eq!(status, 201, "{created}");
-    created
+    app.problem_of(base, extra).await
 }
 
 #[actix_web::test]
@@ -231,14 +216,7 @@ async fn verdict_feedback_tells_only_the_status_and_the_failed_test() {
 /// data: several bookings cost the same, and any order among them is right.
 #[actix_web::test]
 async fn pgexercises_bookings_that_cost_the_same_may_come_in_any_order() {
-    let app = TestApp::spawn_with(Options {
-        demo: false,
-        workers: 0,
-        ..Default::default()
-    })
-    .await;
-    let club = include_str!("fixtures/pgexercises-club.sql");
-    assert_eq!(app.put_dataset("cd", club).await.status(), 201);
+    let app = TestApp::with_dataset("cd", include_str!("fixtures/pgexercises-club.sql")).await;
     let select = "SELECT mems.firstname || ' ' || mems.surname AS member, facs.name AS facility, \
         CASE WHEN mems.memid = 0 THEN bks.slots * facs.guestcost ELSE bks.slots * facs.membercost END AS cost \
         FROM cd.members mems JOIN cd.bookings bks ON mems.memid = bks.memid \
