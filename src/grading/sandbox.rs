@@ -24,7 +24,7 @@
 //!   back afterwards, so gradings never block or affect each other.
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -157,6 +157,10 @@ pub struct Sandbox {
     host: String,
     port: u16,
     dbname: String,
+    /// Bumped whenever grading roles may have been dropped and created again (start-up
+    /// adoption, a failed first load): a session of a dropped role has none of the new one's
+    /// rights, so slots then close their idle connections.
+    roles_changed: AtomicU64,
 }
 
 impl Sandbox {
@@ -194,6 +198,7 @@ impl Sandbox {
             host,
             port,
             dbname,
+            roles_changed: AtomicU64::new(0),
         })
     }
 
@@ -290,6 +295,7 @@ impl Sandbox {
     pub async fn bootstrap(&self) -> Result<(), SandboxError> {
         let server = self.server_client().await?;
         create_database(&server, &self.dbname).await?;
+        self.roles_changed.fetch_add(1, Ordering::SeqCst);
         let admin = self.admin_client().await?;
         let failed =
             |e: tokio_postgres::Error| SandboxError::Unavailable(format!("sandbox bootstrap: {e}"));
@@ -628,6 +634,7 @@ impl Sandbox {
     /// Drops the roles of a dataset whose first load failed, so that failed uploads leave
     /// nothing behind.
     pub async fn forget_dataset(&self, dataset: &str) {
+        self.roles_changed.fetch_add(1, Ordering::SeqCst);
         let roles: Vec<String> = ["o", "dr", "dw"]
             .iter()
             .map(|kind| quote_ident(&self.dataset_role(kind, dataset)))
@@ -689,6 +696,7 @@ impl Sandbox {
             state,
             idle: Vec::new(),
             admins: Vec::new(),
+            roles_seen: 0,
         }
     }
 
@@ -863,6 +871,8 @@ pub struct Slot {
     idle: Vec<SandboxConn>,
     /// Privileged connections, by database: write turns, sequences, terminating backends.
     admins: Vec<(String, Client)>,
+    /// `Sandbox::roles_changed` when the idle connections were opened.
+    roles_seen: u64,
 }
 
 impl Slot {
@@ -998,6 +1008,11 @@ impl Slot {
         let settings = self.sandbox.settings.clone();
         let role = self.sandbox.grading_role(spec.dataset, writes);
         let db = self.sandbox.database_of(spec.data);
+        let roles = self.sandbox.roles_changed.load(Ordering::SeqCst);
+        if roles != self.roles_seen {
+            self.idle.clear();
+            self.roles_seen = roles;
+        }
         self.idle.retain(|c| !c.client.is_closed());
         let conn = match self.idle.iter().position(|c| c.role == role && c.db == db) {
             Some(at) => self.idle.remove(at),

@@ -509,10 +509,8 @@ async fn datasets_loaded_by_earlier_versions_are_adopted() {
         "accepted"
     );
     // And the owner can replace it.
-    assert_eq!(
-        app.put_dataset("old", "CREATE TABLE t (a int); INSERT INTO t VALUES (1);")
-            .await
-            .status(),
-        200
-    );
+    let res = app
+        .put_dataset("old", "CREATE TABLE t (a int); INSERT INTO t VALUES (1);")
+        .await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
 }
