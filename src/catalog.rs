@@ -419,30 +419,15 @@ pub async fn put_test(
 ) -> Result<LoadedTest, ApiError> {
     check_test_number(n)?;
     require_dataset(state, name).await?;
-    let data = TestData::Uploaded(n);
     let owned = name.to_string();
     let previous = db::run(&state.pool, move |c| DatasetTest::script(c, &owned, n)).await?;
-    let tables = dataset::load_test(&state.sandbox, name, data, script, true)
-        .await
-        .map_err(dataset_error)?;
-    let (owned, text, infos) = (name.to_string(), script.to_string(), tables.clone());
-    let replaced = db::run(&state.pool, move |c| {
-        DatasetTest::upsert(c, &owned, n, &text, &infos)
-    })
-    .await?;
+    let (replaced, tables) = store_test(state, name, n, script).await?;
     let broken = refresh_problems(state, name).await?;
     if let Some((slug, why)) = broken.into_iter().next() {
         // Put the test back as it was, and the problems' results with it.
         match previous {
             Some(old) => {
-                let tables = dataset::load_test(&state.sandbox, name, data, &old, false)
-                    .await
-                    .map_err(dataset_error)?;
-                let owned = name.to_string();
-                db::run(&state.pool, move |c| {
-                    DatasetTest::upsert(c, &owned, n, &old, &tables)
-                })
-                .await?;
+                store_test(state, name, n, &old).await?;
             }
             None => {
                 remove_test(state, name, n).await?;
@@ -454,6 +439,25 @@ pub async fn put_test(
         )));
     }
     Ok(LoadedTest { replaced, tables })
+}
+
+/// Loads uploaded test `n` (refused unless it has the sample's tables and columns) and
+/// records it; whether it replaced one, and its tables.
+async fn store_test(
+    state: &AppState,
+    name: &str,
+    n: i16,
+    script: &str,
+) -> Result<(bool, Vec<TableInfo>), ApiError> {
+    let tables = dataset::load_test(&state.sandbox, name, TestData::Uploaded(n), script, true)
+        .await
+        .map_err(dataset_error)?;
+    let (owned, text, infos) = (name.to_string(), script.to_string(), tables.clone());
+    let replaced = db::run(&state.pool, move |c| {
+        DatasetTest::upsert(c, &owned, n, &text, &infos)
+    })
+    .await?;
+    Ok((replaced, tables))
 }
 
 /// Drops uploaded test `n`'s rows and record; true when it was recorded.
