@@ -26,7 +26,8 @@ ensure_build_deps() {
     # pg_query (PostgreSQL's own parser, for adequacy mutants) binds its C library with
     # bindgen (libclang) and builds its protobuf definitions (protoc).
     command -v protoc >/dev/null || apt_install protobuf-compiler
-    ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 || apt_install libclang-dev
+    # (libclang-cpp alone, which other packages bring, is not what bindgen loads.)
+    ls /usr/lib/llvm-*/lib/libclang.so* >/dev/null 2>&1 || apt_install libclang-dev
 }
 
 ensure_postgres() {
