@@ -112,6 +112,44 @@ impl Feedback {
     }
 }
 
+/// How hard a problem is: `easy`, `medium` (the default) or `hard`.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+#[derive(diesel::AsExpression, diesel::FromSqlRow)]
+#[diesel(sql_type = diesel::sql_types::Text)]
+pub enum Difficulty {
+    Easy,
+    #[default]
+    Medium,
+    Hard,
+}
+
+impl Difficulty {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Difficulty::Easy => "easy",
+            Difficulty::Medium => "medium",
+            Difficulty::Hard => "hard",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Difficulty> {
+        serde_json::from_value(serde_json::Value::String(s.to_string())).ok()
+    }
+}
+
 /// The first test a solution failed (0 is the sample), stored as its index.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, utoipa::ToSchema, diesel::AsExpression, diesel::FromSqlRow,
@@ -465,3 +503,4 @@ text_column!(Status);
 text_column!(Queue);
 text_column!(Reason);
 text_column!(Feedback);
+text_column!(Difficulty);

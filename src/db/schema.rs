@@ -75,6 +75,7 @@ diesel::table! {
         feedback -> Text,
         generated_tests -> Int2,
         hidden_tests -> Jsonb,
+        difficulty -> Text,
     }
 }
 

@@ -18,7 +18,7 @@ use super::{admin, auth, dashboard, health, leaderboard, problems, status, users
     paths(
         auth::register, auth::login, auth::refresh, auth::logout,
         users::me, users::my_submissions,
-        problems::list, problems::detail, problems::submit, problems::result, problems::run,
+        problems::list, problems::detail, problems::dataset, problems::submit, problems::result, problems::run,
         admin::list_datasets, admin::put_dataset, admin::put_test, admin::delete_test, admin::create_problem, admin::update_problem,
         admin::rejudge, admin::adequacy,
         leaderboard::global, leaderboard::topic, leaderboard::user,

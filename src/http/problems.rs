@@ -13,8 +13,9 @@ use crate::db;
 use crate::db::models::{Problem, Submission, TestCounts};
 use crate::error::responses;
 use crate::error::ApiError;
+use crate::grading::dataset::{sample_tables, TablePreview};
 use crate::grading::sandbox::{Run, SandboxError};
-use crate::job::{Feedback, Outcome, Queue, Status, SubmissionResult};
+use crate::job::{Difficulty, Feedback, Outcome, Queue, Status, SubmissionResult};
 use crate::runs::RunError;
 use crate::state::AppState;
 
@@ -24,7 +25,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/problems/submit", web::post().to(submit))
         .route("/problems/result/{job_id}", web::get().to(result))
         .route("/problems/{id}", web::get().to(detail))
-        .route("/problems/{id}/run", web::post().to(run));
+        .route("/problems/{id}/run", web::post().to(run))
+        .route("/problems/{id}/dataset", web::get().to(dataset));
 }
 
 #[derive(Serialize, ToSchema)]
@@ -36,6 +38,7 @@ pub struct ProblemSummary {
     dataset: String,
     ordered: bool,
     writeable: bool,
+    difficulty: Difficulty,
 }
 
 impl From<&Problem> for ProblemSummary {
@@ -48,6 +51,7 @@ impl From<&Problem> for ProblemSummary {
             dataset: p.fields.dataset.clone(),
             ordered: p.fields.ordered,
             writeable: p.fields.writeable,
+            difficulty: p.fields.difficulty,
         }
     }
 }
@@ -152,6 +156,60 @@ pub(crate) async fn detail(
                 .await?
                 .ok_or(ApiError::NotFound("problem"))?;
             Ok(ProblemDetail::from(&problem))
+        })
+        .await
+}
+
+#[derive(Deserialize, IntoParams)]
+pub(crate) struct DatasetQuery {
+    /// Rows shown per table, 0-100 (default 20).
+    rows: Option<u32>,
+}
+
+/// The sample a problem's solutions run on, as learners read it.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct DatasetPreview {
+    /// The schema: tables are `dataset.table`, or unqualified through the search path.
+    dataset: String,
+    tables: Vec<TablePreview>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/problems/{id}/dataset",
+    tag = "problems",
+    params(("id" = i64, Path, description = "Problem id"), DatasetQuery),
+    responses(
+        (status = 200, description = "The sample's tables and views: columns with their types, the first rows and the row count (hidden tests are never shown)", body = DatasetPreview),
+        responses::Invalid,
+        responses::NotFound,
+        responses::Unavailable,
+    )
+)]
+pub(crate) async fn dataset(
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    query: web::Query<DatasetQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let rows = query.rows.unwrap_or(20);
+    if rows > 100 {
+        return Err(ApiError::Invalid("rows must be 0-100".into()));
+    }
+    state
+        .cache
+        .json(Scope::Problems, &format!("dataset:{id}:{rows}"), || async {
+            let problem = db::run(&state.pool, move |c| Problem::find(c, id))
+                .await?
+                .ok_or(ApiError::NotFound("problem"))?;
+            let dataset = problem.fields.dataset;
+            let tables = sample_tables(&state.sandbox, &dataset, rows)
+                .await
+                .map_err(|e| ApiError::Unavailable {
+                    message: e.to_string(),
+                    retry_after_secs: 2,
+                })?;
+            Ok(DatasetPreview { dataset, tables })
         })
         .await
 }

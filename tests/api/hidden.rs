@@ -516,3 +516,91 @@ ALTER TABLE esc.t ENABLE ALWAYS TRIGGER grab;";
         "the dataset's trigger made its owner a superuser"
     );
 }
+
+/// `GET /problems/{id}/dataset`: the sample's tables as learners read them (columns with types,
+/// first rows, counts), never a hidden test's rows; a replaced dataset shows at once.
+#[actix_web::test]
+async fn the_sample_is_shown_and_no_hidden_test() {
+    let app = club().await;
+    let res = app.put_test("club", "1", WITH_NINA).await;
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    let id = problem(
+        &app,
+        "cities",
+        "SELECT name FROM members WHERE city = 'Paris'",
+        json!({}),
+    )
+    .await["id"]
+        .as_i64()
+        .unwrap();
+    let shown = |rows: &'static str| {
+        let app = &app;
+        async move {
+            app.get(&format!("/problems/{id}/dataset{rows}"), None)
+                .await
+        }
+    };
+    let res = shown("").await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["dataset"], "club");
+    let names: Vec<&str> = body["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["bookings", "members", "visits"]);
+    let members = &body["tables"][1];
+    assert_eq!(members["kind"], "table");
+    assert_eq!(
+        members["columns"],
+        json!([{"name": "id", "type": "integer"}, {"name": "name", "type": "text"}, {"name": "city", "type": "text"}])
+    );
+    assert_eq!(members["row_count"], 24);
+    assert_eq!(
+        members["rows"].as_array().unwrap().len(),
+        20,
+        "20 rows by default"
+    );
+    assert_eq!(members["rows"][0], json!(["1", "m1", "Rome"]));
+    let text = body.to_string();
+    assert!(
+        !text.contains("Nina") && !text.contains("\"h1\""),
+        "a hidden test's rows: {text}"
+    );
+
+    let one: Value = shown("?rows=1").await.json().await.unwrap();
+    assert!(one["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["rows"].as_array().unwrap().len() == 1));
+    for bad in ["?rows=101", "?rows=-1", "?rows=many"] {
+        let res = shown(bad).await;
+        assert_eq!(res.status(), 400, "{bad}");
+        let body: Value = res.json().await.unwrap();
+        assert!(body["error"]["code"].is_string(), "{body}");
+    }
+    assert_eq!(
+        app.get("/problems/987654/dataset", None).await.status(),
+        404
+    );
+
+    // Another sample (with a null city, a view): shown at once, not the cached one.
+    let res = app
+        .put_dataset("club", &format!("{CLUB}\nINSERT INTO club.members VALUES (99, 'Zed', NULL);\nCREATE VIEW club.paris AS SELECT name FROM club.members WHERE city = 'Paris';"))
+        .await;
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let body: Value = shown("?rows=100").await.json().await.unwrap();
+    assert_eq!(body["tables"][1]["row_count"], 25);
+    assert!(body["tables"][1]["rows"]
+        .as_array()
+        .unwrap()
+        .contains(&json!(["99", "Zed", null])));
+    assert_eq!(body["tables"][2]["kind"], "view");
+    assert_eq!(
+        body["tables"][2]["columns"],
+        json!([{"name": "name", "type": "text"}])
+    );
+}

@@ -3,7 +3,7 @@ use diesel::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::db::schema::problems;
-use crate::job::{Feedback, Row, TestData};
+use crate::job::{Difficulty, Feedback, Row, TestData};
 
 /// What an author writes about a problem, as stored and as the admin API takes and shows it
 /// (the time limit aside: it has a default the settings give).
@@ -42,6 +42,9 @@ pub struct ProblemFields {
     /// How many hidden tests to derive from the sample rows (0-10).
     #[serde(default = "default_generated_tests")]
     pub generated_tests: i16,
+    /// `easy`, `medium` (default) or `hard`.
+    #[serde(default)]
+    pub difficulty: Difficulty,
 }
 
 fn default_generated_tests() -> i16 {
