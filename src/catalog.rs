@@ -21,11 +21,12 @@ use crate::state::AppState;
 pub const MAX_UPLOADED_TESTS: i16 = 20;
 
 /// A problem as an admin writes it (`POST /admin/problems`, `PUT /admin/problems/{id}`).
-#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProblemInput {
     #[serde(flatten)]
     pub fields: ProblemFields,
     /// The settings' default when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub time_limit_ms: Option<u32>,
 }
 
@@ -127,7 +128,7 @@ impl ProblemInput {
         }
     }
 
-    fn time_limit(&self, state: &AppState) -> u32 {
+    pub fn time_limit(&self, state: &AppState) -> u32 {
         self.time_limit_ms
             .unwrap_or(state.settings.sandbox.default_time_limit_ms)
     }

@@ -2,6 +2,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use sqljudge::config::Settings;
+use sqljudge::packs::{self, Pack};
 use sqljudge::startup::{prepare_platform_db, Application, StartupError};
 
 #[derive(Parser)]
@@ -19,6 +20,11 @@ enum Command {
         #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "demo")]
         demo: Option<PathBuf>,
     },
+    /// Problem packs: datasets, hidden tests and problems as files (see README, "Problem packs").
+    Pack {
+        #[command(subcommand)]
+        command: PackCommand,
+    },
     /// Run pending migrations and exit.
     Migrate,
     /// Give a registered user the admin role (or take it away with --revoke).
@@ -27,6 +33,33 @@ enum Command {
         #[arg(long)]
         revoke: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum PackCommand {
+    /// Create or update everything a pack holds, through the admin API's checks; print what changed.
+    Import {
+        /// A pack directory or a .tar.gz of one; with --from, the source's own checkout.
+        path: PathBuf,
+        /// Read PATH as another project's layout instead of a pack.
+        #[arg(long, value_enum)]
+        from: Option<Source>,
+        /// The report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the current datasets, tests and problems as a pack (a directory, or a .tar.gz).
+    Export {
+        path: PathBuf,
+        #[arg(long, default_value = "export")]
+        name: String,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Source {
+    /// A checkout of https://github.com/AlisdairO/pgexercises.
+    Pgexercises,
 }
 
 /// Allocations of 1 MiB or more get memory of their own, returned to the system when freed.
@@ -44,6 +77,16 @@ fn return_large_blocks() {
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn return_large_blocks() {}
 
+/// Ends a one-shot command once its work is committed and printed, without tearing down the
+/// service's actors and pools mid-flight: a run ended once by a signal while they stopped.
+fn finish(code: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: _exit only ends the process; everything that must last is in PostgreSQL.
+    unsafe { libc::_exit(code) }
+}
+
 fn main() -> Result<(), StartupError> {
     return_large_blocks();
     run()
@@ -58,10 +101,46 @@ async fn run() -> Result<(), StartupError> {
         Command::Serve { demo } => {
             let app = Application::build(settings).await?;
             if let Some(dir) = demo {
-                sqljudge::demo::load(&app.state(), &dir).await?;
+                let report = packs::load(&app.state(), &dir).await?;
+                log::info!("demo problem set: {}", report.summary().replace('\n', "; "));
             }
             log::info!("sqljudge listening on port {}", app.port());
             app.run_until_terminated().await?;
+        }
+        Command::Pack { command } => {
+            // The service's own code on the same databases, without its HTTP port or graders.
+            let mut settings = settings;
+            settings.server.bind = "127.0.0.1:0".into();
+            settings.executor.workers = 0;
+            let app = Application::build(settings).await?;
+            let state = app.state();
+            match command {
+                PackCommand::Import { path, from, json } => {
+                    let pack = match from {
+                        None => Pack::read(&path)?,
+                        Some(Source::Pgexercises) => packs::pgexercises::read(&path)?,
+                    };
+                    let report = packs::import(&state, &pack).await?;
+                    if json {
+                        println!("{}", serde_json::to_string_pretty(&report)?);
+                    } else {
+                        println!("{}", report.summary());
+                    }
+                    finish(if report.failed() > 0 { 1 } else { 0 });
+                }
+                PackCommand::Export { path, name } => {
+                    let pack = packs::export(&state, &name).await?;
+                    pack.write(&path)?;
+                    println!(
+                        "{}: {} datasets, {} tests, {} problems",
+                        path.display(),
+                        pack.datasets.len(),
+                        pack.tests.len(),
+                        pack.problems.len()
+                    );
+                    finish(0);
+                }
+            }
         }
         Command::Migrate => {
             prepare_platform_db(&settings.database).await?;

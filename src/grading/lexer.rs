@@ -323,6 +323,13 @@ fn is_word(token: &Token, word: &str) -> bool {
     matches!(token, Token::Word(w) if w == word)
 }
 
+/// Whether a query sorts its result: it has a top-level `ORDER BY`.
+pub fn sorts(sql: &str) -> bool {
+    top_level_tokens(sql)
+        .windows(2)
+        .any(|w| is_word(&w[0], "order") && is_word(&w[1], "by"))
+}
+
 /// The sort key of a query: the output columns (1-based) its last top-level `ORDER BY` sorts
 /// by, when every item names one: by position, by output name or alias, or as
 /// `table.column` whose column is an output name. `None` when there is no such clause or an

@@ -185,7 +185,7 @@ impl TestApp {
             .expect("application builds");
         let state = app.state();
         if options.demo {
-            sqljudge::demo::load(&state, std::path::Path::new("demo"))
+            sqljudge::packs::load(&state, std::path::Path::new("demo"))
                 .await
                 .expect("demo loads");
         }

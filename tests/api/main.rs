@@ -6,6 +6,7 @@ mod leaderboards;
 mod live;
 mod openapi;
 mod outage;
+mod packs;
 mod privileges;
 mod ratelimit;
 mod reasons;

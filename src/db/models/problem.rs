@@ -10,6 +10,7 @@ use crate::job::{Difficulty, Feedback, Row, TestData};
 #[derive(
     Debug,
     Clone,
+    PartialEq,
     Queryable,
     Selectable,
     Insertable,
