@@ -1,12 +1,12 @@
 //! HTTP routes by area, the extractor configuration, and JSON for every error.
 mod admin;
 mod auth;
-mod dashboard;
 pub mod extract;
 mod health;
 mod leaderboard;
 mod nul;
 pub mod openapi;
+mod pages;
 mod problems;
 pub mod status;
 mod users;
@@ -32,7 +32,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_json_bytes: usize) {
         .configure(health::routes)
         .configure(leaderboard::routes)
         .configure(status::routes)
-        .configure(dashboard::routes)
+        .configure(pages::routes)
         .configure(openapi::routes)
         .configure(ws::routes)
         .default_service(web::to(|| async {

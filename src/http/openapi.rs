@@ -5,7 +5,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::{admin, auth, dashboard, health, leaderboard, problems, status, users, ws};
+use super::{admin, auth, health, leaderboard, pages, problems, status, users, ws};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -22,7 +22,7 @@ use super::{admin, auth, dashboard, health, leaderboard, problems, status, users
         admin::list_datasets, admin::put_dataset, admin::put_test, admin::delete_test, admin::create_problem, admin::update_problem,
         admin::rejudge, admin::adequacy,
         leaderboard::global, leaderboard::topic, leaderboard::user,
-        health::health, health::live, health::ready, status::queue_status, status::metrics, dashboard::page, ws::connect,
+        health::health, health::live, health::ready, status::queue_status, status::metrics, pages::practice, pages::dashboard, ws::connect,
         ws::ticket,
     ),
     modifiers(&BearerAuth)

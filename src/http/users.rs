@@ -10,6 +10,7 @@ use crate::db;
 use crate::db::models::{Submission, User};
 use crate::error::responses;
 use crate::error::ApiError;
+use crate::job::Status;
 use crate::job::SubmissionResult;
 use crate::state::AppState;
 
@@ -65,6 +66,9 @@ pub(crate) struct Profile {
 #[derive(Deserialize, IntoParams)]
 pub(crate) struct SubmissionQuery {
     problem_id: Option<i64>,
+    /// Only submissions with this status (e.g. `accepted`: what the caller solved).
+    #[param(value_type = Option<String>)]
+    status: Option<Status>,
     limit: Option<i64>,
     offset: Option<i64>,
 }
@@ -103,9 +107,9 @@ pub(crate) async fn my_submissions(
     query: web::Query<SubmissionQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let (limit, offset) = page(query.limit, query.offset, 20, 100)?;
-    let (user_id, problem_id) = (caller.user.id, query.problem_id);
+    let (user_id, problem_id, status) = (caller.user.id, query.problem_id, query.status);
     let (items, total) = db::run(&state.pool, move |c| {
-        Submission::list_for_user(c, user_id, problem_id, limit, offset)
+        Submission::list_for_user(c, user_id, problem_id, status, limit, offset)
     })
     .await?;
     let items: Vec<Item> = items

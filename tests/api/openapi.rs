@@ -60,6 +60,8 @@ async fn the_document_covers_the_api_and_matches_real_responses() {
         ("post", "/admin/problems/{id}/rejudge"),
         ("get", "/problems"),
         ("get", "/problems/{id}"),
+        ("get", "/problems/{id}/dataset"),
+        ("get", "/"),
         ("post", "/problems/submit"),
         ("get", "/problems/result/{job_id}"),
         ("post", "/problems/{id}/run"),

@@ -302,6 +302,19 @@ async fn with_no_executors_one_step_grades_what_is_queued() {
         assert_eq!(result["status"], expected, "{sql}: {result}");
     }
     assert_eq!(app.run_pending_jobs().await, 0);
+    // What the caller solved: their submissions filtered by status.
+    let accepted: Value = app
+        .get("/users/me/submissions?status=accepted", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(accepted["total"], 1, "{accepted}");
+    assert_eq!(accepted["items"][0]["job_id"], jobs[0].as_str());
+    let res = app
+        .get("/users/me/submissions?status=solved", Some(&token))
+        .await;
+    assert_eq!(res.status(), 400);
 }
 
 #[actix_web::test]

@@ -238,6 +238,7 @@ impl Submission {
         conn: &mut PgConnection,
         user_id: i64,
         problem_id: Option<i64>,
+        status: Option<Status>,
         limit: i64,
         offset: i64,
     ) -> QueryResult<(Vec<Submission>, i64)> {
@@ -247,6 +248,9 @@ impl Submission {
                 .into_boxed();
             if let Some(p) = problem_id {
                 q = q.filter(submissions::problem_id.eq(p));
+            }
+            if let Some(s) = status {
+                q = q.filter(submissions::status.eq(s));
             }
             q
         };
