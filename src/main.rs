@@ -53,6 +53,9 @@ enum PackCommand {
         path: PathBuf,
         #[arg(long, default_value = "export")]
         name: String,
+        /// Where the content comes from and its licence (keep pgexercises' attribution).
+        #[arg(long)]
+        notice: Option<String>,
     },
 }
 
@@ -128,8 +131,8 @@ async fn run() -> Result<(), StartupError> {
                     }
                     finish(if report.failed() > 0 { 1 } else { 0 });
                 }
-                PackCommand::Export { path, name } => {
-                    let pack = packs::export(&state, &name).await?;
+                PackCommand::Export { path, name, notice } => {
+                    let pack = packs::export(&state, &name, notice).await?;
                     pack.write(&path)?;
                     println!(
                         "{}: {} datasets, {} tests, {} problems",

@@ -10,7 +10,7 @@ use crate::backends::Backend;
 use crate::cache::Scope;
 use crate::catalog::check_topic;
 use crate::db;
-use crate::db::models::{Problem, Submission, TestCounts};
+use crate::db::models::{Dataset, Problem, Submission, TestCounts};
 use crate::error::responses;
 use crate::error::ApiError;
 use crate::grading::dataset::{sample_tables, TablePreview};
@@ -196,23 +196,43 @@ pub(crate) async fn dataset(
     if rows > 100 {
         return Err(ApiError::Invalid("rows must be 0-100".into()));
     }
+    let problem = db::run(&state.pool, move |c| Problem::find(c, id))
+        .await?
+        .ok_or(ApiError::NotFound("problem"))?;
+    let name = problem.fields.dataset.clone();
+    // Problems that share a dataset share its preview.
     state
         .cache
-        .json(Scope::Problems, &format!("dataset:{id}:{rows}"), || async {
-            let problem = db::run(&state.pool, move |c| Problem::find(c, id))
-                .await?
-                .ok_or(ApiError::NotFound("problem"))?;
-            let dataset = problem.fields.dataset;
-            let tables = sample_tables(&state.sandbox, &dataset, rows)
-                .await
-                .map_err(|e| ApiError::Unavailable {
-                    message: e.to_string(),
-                    retry_after_secs: 2,
-                })?;
-            Ok(DatasetPreview { dataset, tables })
-        })
+        .json(
+            Scope::Problems,
+            &format!("dataset:{name}:{rows}"),
+            || async {
+                // A few at a time: each reads the sandbox on a connection of its own.
+                let _turn = PREVIEWS.acquire().await.expect("never closed");
+                let lookup = name.clone();
+                let counts = db::run(&state.pool, move |c| Dataset::find(c, &lookup))
+                    .await?
+                    .map(|d| d.table_infos())
+                    .unwrap_or_default();
+                let tables = sample_tables(&state.sandbox, &name, rows, &counts)
+                    .await
+                    .map_err(|e| {
+                        log::warn!("preview of dataset {name}: {e}");
+                        ApiError::Unavailable {
+                            message: "the sample data cannot be read now".into(),
+                            retry_after_secs: 2,
+                        }
+                    })?;
+                Ok(DatasetPreview {
+                    dataset: name.clone(),
+                    tables,
+                })
+            },
+        )
         .await
 }
+
+static PREVIEWS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct SubmitBody {

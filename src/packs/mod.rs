@@ -27,6 +27,9 @@ use crate::state::AppState;
 
 /// The pack format this build reads and writes.
 pub const FORMAT: u32 = 1;
+/// What a `.tar.gz` pack may unpack to, at most.
+const MAX_ARCHIVE_BYTES: u64 = 1 << 30;
+const MAX_ARCHIVE_FILES: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PackError {
@@ -115,8 +118,13 @@ impl Pack {
                     let Ok(n) = file.trim_end_matches(".sql").parse::<i16>() else {
                         return invalid(format!("{path}: tests are named <n>.sql"));
                     };
-                    pack.tests
-                        .insert((dataset.to_string(), n), text(&path, bytes)?);
+                    if pack
+                        .tests
+                        .insert((dataset.to_string(), n), text(&path, bytes)?)
+                        .is_some()
+                    {
+                        return invalid(format!("{path}: test {n} of {dataset} twice"));
+                    }
                 }
                 // Licences, read-me files and the like travel with a pack.
                 _ => {}
@@ -192,10 +200,12 @@ fn read_dir_files(root: &Path) -> Result<BTreeMap<String, Vec<u8>>, PackError> {
             source,
         };
         for entry in std::fs::read_dir(&dir).map_err(io)? {
-            let path = entry.map_err(io)?.path();
-            if path.is_dir() {
+            let entry = entry.map_err(io)?;
+            let (path, kind) = (entry.path(), entry.file_type().map_err(io)?);
+            // Links are not followed: a pack is what its directory holds.
+            if kind.is_dir() {
                 dirs.push(path);
-            } else {
+            } else if kind.is_file() {
                 let bytes = std::fs::read(&path).map_err(|source| PackError::Io {
                     path: path.clone(),
                     source,
@@ -218,6 +228,7 @@ fn read_tar_gz(path: &Path) -> Result<BTreeMap<String, Vec<u8>>, PackError> {
     let file = std::fs::File::open(path).map_err(io)?;
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
     let mut files = BTreeMap::new();
+    let mut total = 0;
     for entry in archive.entries().map_err(io)? {
         let mut entry = entry.map_err(io)?;
         if !entry.header().entry_type().is_file() {
@@ -225,7 +236,19 @@ fn read_tar_gz(path: &Path) -> Result<BTreeMap<String, Vec<u8>>, PackError> {
         }
         let name = entry.path().map_err(io)?.to_string_lossy().into_owned();
         let mut bytes = Vec::new();
-        entry.read_to_end(&mut bytes).map_err(io)?;
+        // Bounded reads: a small archive may claim to unpack to anything.
+        (&mut entry)
+            .take(MAX_ARCHIVE_BYTES + 1 - total)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
+        total += bytes.len() as u64;
+        if total > MAX_ARCHIVE_BYTES || files.len() >= MAX_ARCHIVE_FILES {
+            return invalid(format!(
+                "{}: more than {} MiB or {MAX_ARCHIVE_FILES} files unpacked",
+                path.display(),
+                MAX_ARCHIVE_BYTES >> 20
+            ));
+        }
         files.insert(name.trim_start_matches("./").to_string(), bytes);
     }
     if !files.contains_key("pack.json") {
@@ -371,8 +394,13 @@ fn change_of(existed: bool) -> Change {
 }
 
 /// The current datasets (those whose script is kept), their tests and every problem, as a
-/// pack named `name`.
-pub async fn export(state: &AppState, name: &str) -> Result<Pack, PackError> {
+/// pack named `name`. (Content imported under a licence asking for attribution, such as
+/// pgexercises' questions, keeps it only if `notice` says so.)
+pub async fn export(
+    state: &AppState,
+    name: &str,
+    notice: Option<String>,
+) -> Result<Pack, PackError> {
     let (datasets, tests, problems) = db::run(&state.pool, |c| {
         let mut datasets = BTreeMap::new();
         for d in Dataset::list(c)? {
@@ -400,7 +428,7 @@ pub async fn export(state: &AppState, name: &str) -> Result<Pack, PackError> {
         manifest: Manifest {
             format: FORMAT,
             name: name.to_string(),
-            notice: None,
+            notice,
         },
         datasets,
         tests,

@@ -186,7 +186,8 @@ fn sections(text: &str) -> BTreeMap<String, String> {
         let marker = trimmed
             .strip_prefix('|')
             .and_then(|m| m.strip_suffix('|'))
-            .filter(|m| !m.is_empty() && !m.contains('|'));
+            .map(str::trim)
+            .filter(|m| !m.is_empty() && m.chars().all(|c| c.is_ascii_uppercase()));
         if let Some(marker) = marker {
             if let Some((name, lines)) = current.take() {
                 sections.insert(name, lines.join("\n").trim_end().to_string());

@@ -587,20 +587,35 @@ async fn the_sample_is_shown_and_no_hidden_test() {
         404
     );
 
-    // Another sample (with a null city, a view): shown at once, not the cached one.
+    // Another sample (a null city, a long value, a view over the author's function): shown at
+    // once, not the cached one. The view is listed, never evaluated: its function would run
+    // with the preview's rights.
+    let boom = "CREATE TABLE club.log (who text);
+CREATE FUNCTION club.boom() RETURNS SETOF text LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO club.log VALUES (current_user); RETURN NEXT 'x'; END $$;
+CREATE VIEW club.paris AS SELECT name FROM club.members, club.boom() WHERE city = 'Paris';";
     let res = app
-        .put_dataset("club", &format!("{CLUB}\nINSERT INTO club.members VALUES (99, 'Zed', NULL);\nCREATE VIEW club.paris AS SELECT name FROM club.members WHERE city = 'Paris';"))
+        .put_dataset("club", &format!("{CLUB}\nINSERT INTO club.members VALUES (99, 'Zed', NULL), (100, repeat('y', 500), 'Rome');\n{boom}"))
         .await;
     assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
     let body: Value = shown("?rows=100").await.json().await.unwrap();
-    assert_eq!(body["tables"][1]["row_count"], 25);
-    assert!(body["tables"][1]["rows"]
-        .as_array()
-        .unwrap()
-        .contains(&json!(["99", "Zed", null])));
-    assert_eq!(body["tables"][2]["kind"], "view");
+    let members = &body["tables"][2];
+    assert_eq!(members["row_count"], 26);
+    let rows = members["rows"].as_array().unwrap();
+    assert!(rows.contains(&json!(["99", "Zed", null])));
+    assert!(
+        rows.contains(&json!(["100", format!("{}…", "y".repeat(200)), "Rome"])),
+        "{members}"
+    );
+    let paris = &body["tables"][3];
     assert_eq!(
-        body["tables"][2]["columns"],
-        json!([{"name": "name", "type": "text"}])
+        (&paris["kind"], &paris["rows"], &paris["row_count"]),
+        (&json!("view"), &json!([]), &Value::Null)
+    );
+    assert_eq!(paris["columns"], json!([{"name": "name", "type": "text"}]));
+    let mut sandbox = app.sandbox_db();
+    assert_eq!(
+        sqljudge_testkit::app::count(&mut sandbox, "SELECT count(*) AS n FROM club.log"),
+        0
     );
 }
