@@ -183,6 +183,21 @@ async fn the_document_covers_the_api_and_matches_real_responses() {
         ("/problems/{id}", format!("/problems/{uk}"), None),
         ("/problems/{id}", "/problems/99999999".to_string(), None), // 404
         (
+            "/problems/{id}/dataset",
+            format!("/problems/{uk}/dataset?rows=3"),
+            None,
+        ),
+        (
+            "/problems/{id}/dataset",
+            format!("/problems/{uk}/dataset?rows=500"),
+            None,
+        ), // 400
+        (
+            "/users/me/submissions",
+            "/users/me/submissions?status=accepted".to_string(),
+            Some(token),
+        ),
+        (
             "/problems/result/{job_id}",
             format!("/problems/result/{job}"),
             Some(token),
