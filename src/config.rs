@@ -40,6 +40,23 @@ pub struct ServerSettings {
     pub max_dataset_bytes: usize,
     /// After SIGTERM: how long requests and gradings under way may take to finish.
     pub shutdown_grace_secs: u64,
+    /// What this process does: `all`, `api` (HTTP, no grading) or `worker` (grading; HTTP
+    /// for health and metrics only).
+    #[serde(default)]
+    pub role: Role,
+}
+
+/// The parts of the service a process runs, so that graders scale apart from the API.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The API and the graders.
+    #[default]
+    All,
+    /// The API (and runs without submitting), no executors.
+    Api,
+    /// The executors; HTTP serves `/health*`, `/metrics` and `/queue/status` only.
+    Worker,
 }
 
 #[derive(Debug, Clone, Deserialize)]

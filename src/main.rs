@@ -1,7 +1,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use sqljudge::config::Settings;
+use sqljudge::config::{Role, Settings};
 use sqljudge::packs::{self, Pack};
 use sqljudge::startup::{prepare_platform_db, Application, StartupError};
 
@@ -19,6 +19,10 @@ enum Command {
         /// Load (or refresh) the demo problem set from this directory before serving.
         #[arg(long, value_name = "DIR", num_args = 0..=1, default_missing_value = "demo")]
         demo: Option<PathBuf>,
+        /// all (default), api (HTTP without grading) or worker (grading; HTTP for health and
+        /// metrics only). Overrides `server.role`.
+        #[arg(long, value_enum)]
+        role: Option<Role>,
     },
     /// Problem packs: datasets, hidden tests and problems as files (see README, "Problem packs").
     Pack {
@@ -101,7 +105,11 @@ async fn run() -> Result<(), StartupError> {
     let cli = Cli::parse();
     let settings = Settings::load()?;
     match cli.command {
-        Command::Serve { demo } => {
+        Command::Serve { demo, role } => {
+            let mut settings = settings;
+            if let Some(role) = role {
+                settings.server.role = role;
+            }
             let app = Application::build(settings).await?;
             if let Some(dir) = demo {
                 let report = packs::load(&app.state(), &dir).await?;

@@ -18,7 +18,7 @@ use crate::actors::submission::{Routes, SubmissionActor};
 use crate::auth::Passwords;
 use crate::backends::HealthState;
 use crate::cache::ResponseCache;
-use crate::config::{DatabaseSettings, Settings};
+use crate::config::{DatabaseSettings, Role, Settings};
 use crate::db::models::Problem;
 use crate::db::{self, PgPool};
 use crate::events::EventBus;
@@ -66,7 +66,12 @@ pub async fn prepare_platform_db(settings: &DatabaseSettings) -> Result<PgPool, 
 }
 
 impl Application {
-    pub async fn build(settings: Settings) -> Result<Application, StartupError> {
+    pub async fn build(mut settings: Settings) -> Result<Application, StartupError> {
+        match settings.server.role {
+            Role::All => {}
+            Role::Api => settings.executor.workers = 0,
+            Role::Worker => settings.executor.run_slots = 0,
+        }
         let pool = prepare_platform_db(&settings.database).await?;
         let sandbox = Arc::new(Sandbox::new(settings.sandbox.clone())?);
         sandbox.bootstrap().await?;
@@ -221,6 +226,7 @@ impl Application {
             Duration::from_millis(state.settings.websocket.stats_interval_ms),
         );
         let max_json = state.settings.server.max_json_bytes;
+        let role = state.settings.server.role;
         let workers = state.settings.server.http_workers;
         let data = state.clone();
         let mut server = HttpServer::new(move || {
@@ -234,7 +240,10 @@ impl Application {
                         .custom_request_replace("request", http::log_request),
                 )
                 .app_data(data.clone())
-                .configure(|cfg| http::routes(cfg, max_json))
+                .configure(|cfg| match role {
+                    Role::Worker => http::worker_routes(cfg),
+                    Role::All | Role::Api => http::routes(cfg, max_json),
+                })
         })
         .listen(listener)?
         // Signals are ours (`run_until_stopped`): gradings must stop before HTTP is gone.

@@ -40,6 +40,17 @@ pub fn routes(cfg: &mut web::ServiceConfig, max_json_bytes: usize) {
         }));
 }
 
+/// A worker's port: health for orchestrators, metrics and statistics; the API is elsewhere.
+pub fn worker_routes(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(web::QueryConfig::default().error_handler(query_error))
+        .configure(health::routes)
+        .configure(status::routes)
+        .default_service(web::to(|| async {
+            ApiError::NotFound("route (this is a worker: /health, /metrics and /queue/status only)")
+                .error_response()
+        }));
+}
+
 fn json_config(limit: usize) -> web::JsonConfig {
     web::JsonConfig::default()
         .limit(limit)

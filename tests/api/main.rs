@@ -15,6 +15,7 @@ mod red_team2;
 mod rejudge;
 mod resilience;
 mod restarts;
+mod roles;
 mod run;
 mod sandbox_attacks;
 mod secrets;
