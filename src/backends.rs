@@ -40,6 +40,16 @@ impl BackendHealth {
     }
 }
 
+/// How Redis persists what it acknowledges (`GET /health`, `redis.persistence`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct Persistence {
+    /// The append-only file is on: a restart replays it. (RDB snapshots alone lose minutes.)
+    pub aof: bool,
+    /// `always`, `everysec` (up to a second of writes lost in a crash of the machine) or `no`;
+    /// null where Redis refuses `CONFIG`.
+    pub appendfsync: Option<String>,
+}
+
 /// Redis or Postgres; also where a result was read (`source` in API.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -52,6 +62,8 @@ pub enum Backend {
 pub struct HealthState {
     pub redis: RwLock<BackendHealth>,
     pub postgres: RwLock<BackendHealth>,
+    /// As last probed; None before the first probe or while Redis is down.
+    pub redis_persistence: RwLock<Option<Persistence>>,
 }
 
 impl HealthState {
@@ -65,7 +77,21 @@ impl HealthState {
         HealthState {
             redis: RwLock::new(up.clone()),
             postgres: RwLock::new(up),
+            redis_persistence: RwLock::new(None),
         }
+    }
+
+    pub fn redis_persistence(&self) -> Option<Persistence> {
+        self.redis_persistence.read().expect("health lock").clone()
+    }
+
+    /// Whether what Redis acknowledged is known to outlive a Redis restart.
+    pub fn redis_persists(&self) -> bool {
+        self.redis_persistence().is_some_and(|p| p.aof)
+    }
+
+    pub fn set_redis_persistence(&self, persistence: Option<Persistence>) {
+        *self.redis_persistence.write().expect("health lock") = persistence;
     }
 
     pub fn redis(&self) -> BackendHealth {

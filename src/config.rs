@@ -77,6 +77,9 @@ pub struct RedisSettings {
     pub verdict_cache_ttl_secs: u64,
     pub api_cache_ttl_secs: u64,
     pub stats_cache_ttl_secs: u64,
+    /// While Postgres is down, acknowledge submissions from Redis alone only if Redis has its
+    /// append-only file on; otherwise answer 503.
+    pub require_persistence: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -156,6 +156,7 @@ impl Application {
                 metrics: metrics.clone(),
                 routes: Routes::from_health(&health),
                 postgres_within: Duration::from_millis(settings.database.request_timeout_ms),
+                require_persistence: settings.redis.require_persistence,
             };
             Supervisor::start(move |_| actor)
         };

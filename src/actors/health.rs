@@ -59,6 +59,11 @@ impl HealthMonitor {
                 queue.probe().await.map_err(|e| e.to_string())
             })
             .await;
+            // Asked at every tick: an operator may switch AOF on or off at run time.
+            let persistence = match redis {
+                Ok(_) => queue.persistence().await.ok(),
+                Err(_) => None,
+            };
             let postgres = timed(limit, async {
                 db::run(&pool, |c| diesel::sql_query("SELECT 1").execute(c))
                     .await
@@ -66,12 +71,13 @@ impl HealthMonitor {
                     .map_err(|e| e.to_string())
             })
             .await;
-            (redis, postgres)
+            (redis, postgres, persistence)
         };
         ctx.spawn(
             probe
                 .into_actor(self)
-                .map(move |(redis, postgres), act, _| {
+                .map(move |(redis, postgres, persistence), act, _| {
+                    act.state.set_redis_persistence(persistence);
                     act.state.record_since(Backend::Redis, redis, started);
                     act.state.record_since(Backend::Postgres, postgres, started);
                     act.announce();

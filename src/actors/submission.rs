@@ -47,6 +47,8 @@ pub struct SubmissionActor {
     pub routes: Routes,
     /// The most a submission waits on Postgres before routing around it.
     pub postgres_within: Duration,
+    /// `redis.require_persistence`: no acknowledgement from a Redis that would forget it.
+    pub require_persistence: bool,
 }
 
 /// Which backends the SubmissionActor sends submissions to.
@@ -216,6 +218,7 @@ struct Router {
     failed: Cell<[bool; 2]>,
     /// How much longer this submission may wait on Postgres (time on Redis does not count).
     postgres_left: Cell<Duration>,
+    require_persistence: bool,
 }
 
 impl Router {
@@ -370,6 +373,12 @@ impl Router {
         if !self.routes.get().redis {
             return Err(unavailable("Redis and Postgres are both unreachable"));
         }
+        if self.require_persistence && !self.health.redis_persists() {
+            return Err(unavailable(
+                "the database is unreachable and Redis does not persist (no append-only file): \
+                 an acknowledgement could be lost",
+            ));
+        }
         if self.problems.get(job.problem_id).is_none() {
             return Err(unavailable(
                 "the problem cannot be checked while the database is unreachable",
@@ -421,6 +430,7 @@ impl Handler<Submit> for SubmissionActor {
             routes: Cell::new(self.routes),
             failed: Cell::new([false; 2]),
             postgres_left: Cell::new(self.postgres_within),
+            require_persistence: self.require_persistence,
         };
         let max = self.max_sql_bytes;
         let (events, metrics) = (self.events.clone(), self.metrics.clone());

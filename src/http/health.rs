@@ -5,7 +5,7 @@ use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::backends::BackendHealth;
+use crate::backends::{BackendHealth, Persistence};
 
 use crate::db::{self, models::FallbackSubmission};
 use crate::state::AppState;
@@ -16,10 +16,20 @@ pub(crate) struct HealthReport {
     status: &'static str,
     /// `redis`, or `fallback` while Redis is down.
     mode: &'static str,
-    redis: BackendHealth,
+    redis: RedisHealth,
     postgres: BackendHealth,
     queue: QueueDepths,
     executors: Executors,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct RedisHealth {
+    #[serde(flatten)]
+    backend: BackendHealth,
+    /// Whether Redis keeps what it acknowledged across a restart (null until probed, or while
+    /// it is down). Without its append-only file, submissions are refused (503) while Postgres
+    /// is down: a 202 would rest on memory alone (`redis.require_persistence`).
+    persistence: Option<Persistence>,
 }
 
 /// Null where the backend holding the figure is down.
@@ -66,7 +76,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     tag = "operations",
     responses(
         (status = 200, description = "Accepting submissions", body = HealthReport),
-        (status = 503, description = "Neither Redis nor Postgres can take submissions", body = HealthReport),
+        (status = 503, description = "No submission can be accepted: Redis and Postgres are both down, or Postgres is and Redis does not persist", body = HealthReport),
     )
 )]
 pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
@@ -81,7 +91,8 @@ pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
         (None, None, None)
     };
     let fallback_pending = fallback_backlog(&state).await;
-    let accepting = redis.up || postgres.up;
+    let persists = state.health.redis_persists() || !state.settings.redis.require_persistence;
+    let accepting = postgres.up || (redis.up && persists);
     let body = HealthReport {
         status: if redis.up && postgres.up {
             "ok"
@@ -89,7 +100,10 @@ pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
             "degraded"
         },
         mode: state.health.mode(),
-        redis,
+        redis: RedisHealth {
+            backend: redis,
+            persistence: state.health.redis_persistence(),
+        },
         postgres,
         queue: QueueDepths {
             pending,

@@ -49,6 +49,7 @@ pub use keys::Keys;
 pub use queue::Processing;
 pub use results::Unpersisted;
 
+use crate::backends::Persistence;
 use crate::config::RedisSettings;
 
 #[derive(Clone)]
@@ -100,6 +101,25 @@ impl RedisQueue {
         self.conn()
             .pset_ex(format!("{}health:probe", self.keys.prefix()), now, 10_000)
             .await
+    }
+
+    /// Whether Redis keeps what it acknowledged across a restart: its append-only file, and
+    /// how often it is synced (`CONFIG GET appendfsync`; None where CONFIG is disabled).
+    pub async fn persistence(&self) -> RedisResult<Persistence> {
+        let mut conn = self.conn();
+        let info: String = redis::cmd("INFO")
+            .arg("persistence")
+            .query_async(&mut conn)
+            .await?;
+        let aof = info.lines().any(|l| l.trim() == "aof_enabled:1");
+        let appendfsync = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("appendfsync")
+            .query_async::<Vec<String>>(&mut conn)
+            .await
+            .ok()
+            .and_then(|v| v.into_iter().nth(1));
+        Ok(Persistence { aof, appendfsync })
     }
 
     /// Bytes Redis uses (`INFO memory`), and its `maxmemory` (0: unlimited).

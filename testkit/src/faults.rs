@@ -43,10 +43,22 @@ pub struct RedisInstance {
     pub port: u16,
     dir: std::path::PathBuf,
     child: Option<Child>,
+    /// With its append-only file (`appendfsync everysec`): a restart keeps what it had.
+    persistent: bool,
 }
 
 impl RedisInstance {
+    /// Without persistence: a restart comes back empty.
     pub fn start() -> RedisInstance {
+        RedisInstance::start_with(false)
+    }
+
+    /// With its append-only file on, as a Redis that may acknowledge alone must be.
+    pub fn start_persistent() -> RedisInstance {
+        RedisInstance::start_with(true)
+    }
+
+    fn start_with(persistent: bool) -> RedisInstance {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("sqljudge-redis-{port}"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -54,6 +66,7 @@ impl RedisInstance {
             port,
             dir,
             child: None,
+            persistent,
         };
         redis.restart();
         redis
@@ -63,7 +76,7 @@ impl RedisInstance {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// Starts it (again, empty: nothing is kept on disk) and waits until it answers.
+    /// Starts it (again: empty, unless persistent) and waits until it answers.
     pub fn restart(&mut self) {
         let child = Command::new("redis-server")
             .args([
@@ -74,7 +87,7 @@ impl RedisInstance {
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                if self.persistent { "yes" } else { "no" },
             ])
             .arg("--dir")
             .arg(&self.dir)

@@ -164,7 +164,8 @@ async fn redis_answering_errors_is_treated_as_down() {
 
 #[actix_web::test]
 async fn postgres_cut_off_then_both_down() {
-    let redis = RedisInstance::start();
+    // Only a Redis that persists may acknowledge alone (the next test shows the other case).
+    let redis = RedisInstance::start_persistent();
     let redis_proxy = Proxy::start(redis.port);
     let pg_port = postgres_port();
     let pg_proxy = Proxy::start(pg_port);
@@ -192,6 +193,9 @@ async fn postgres_cut_off_then_both_down() {
         assert!(started.elapsed() < Duration::from_secs(10));
         sleep(20).await;
     }
+    let health: Value = app.get("/health", None).await.json().await.unwrap();
+    assert_eq!(health["redis"]["persistence"]["aof"], true, "{health}");
+    assert_eq!(health["redis"]["persistence"]["appendfsync"], "everysec");
     // Accepted into Redis and graded; the results wait in Redis.
     let mut during = Vec::new();
     for _ in 0..5 {
@@ -298,8 +302,10 @@ async fn service_killed_and_restarted_under_load() {
 #[actix_web::test]
 async fn a_stalled_postgres_costs_a_submission_at_most_its_timeout() {
     let pg_proxy = Proxy::start(postgres_port());
+    let redis = RedisInstance::start_persistent();
     let app = TestApp::spawn_with(Options {
         platform_port: Some(pg_proxy.port),
+        redis_url: Some(redis.url()),
         ..Options::default()
     })
     .await;
@@ -345,4 +351,74 @@ async fn a_stalled_postgres_costs_a_submission_at_most_its_timeout() {
     // Graded from Redis meanwhile; recorded once when Postgres answers again.
     app.wait_recorded_once(&acked, Duration::from_secs(30))
         .await;
+}
+
+/// While Postgres is down a 202 would rest on Redis alone: a Redis without its append-only file
+/// (it forgets everything when it restarts) gets no such acknowledgement. The submission is
+/// refused with 503 and Retry-After, `/health` says why, and nothing is half accepted; when
+/// Postgres answers again submissions are taken as before.
+#[actix_web::test]
+async fn without_postgres_a_redis_that_does_not_persist_acknowledges_nothing() {
+    let redis = RedisInstance::start();
+    let pg_proxy = Proxy::start(postgres_port());
+    let app = TestApp::spawn_with(Options {
+        redis_url: Some(redis.url()),
+        platform_port: Some(pg_proxy.port),
+        ..Options::default()
+    })
+    .await;
+    let token = app.user("volatile").await;
+    let uk = app.problem_id("uk-customers").await;
+    let sql = |n: u32| format!("SELECT name FROM customers WHERE country = 'UK' AND {n} >= 0");
+    assert_eq!(app.grade(&token, uk, &sql(0)).await["status"], "accepted");
+    let health: Value = app.get("/health", None).await.json().await.unwrap();
+    assert_eq!(health["redis"]["persistence"]["aof"], false, "{health}");
+
+    pg_proxy.set(Mode::Refuse);
+    let started = Instant::now();
+    let mut early = 0;
+    loop {
+        let res = app.submit(&token, uk, &sql(1)).await;
+        if res.status() == 503 {
+            assert!(res.headers().contains_key("retry-after"));
+            let body: Value = res.json().await.unwrap();
+            let message = body["error"]["message"].as_str().unwrap();
+            assert!(message.contains("does not persist"), "{message}");
+            break;
+        }
+        // Before routing noticed, Postgres took it: still a durable acknowledgement.
+        assert!(res.status().is_success(), "{}", res.status());
+        early += 1;
+        assert!(started.elapsed() < Duration::from_secs(10));
+        sleep(50).await;
+    }
+    let res = app.get("/health", None).await;
+    assert_eq!(res.status(), 503);
+    // Idempotency keys change nothing: still refused.
+    let body = json!({"problem_id": uk, "sql": sql(2), "request_id": "volatile-1"});
+    let res = app.post_json("/problems/submit", Some(&token), &body).await;
+    assert_eq!(res.status(), 503);
+
+    pg_proxy.set(Mode::Forward);
+    let started = Instant::now();
+    loop {
+        let res = app.post_json("/problems/submit", Some(&token), &body).await;
+        if res.status() == 202 {
+            break;
+        }
+        assert_eq!(res.status(), 503);
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "never accepted again"
+        );
+        sleep(100).await;
+    }
+    // Recorded: the first, those Postgres took before routing noticed, the last. No other.
+    let mine: Value = app
+        .get("/users/me/submissions?limit=100", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mine["total"], 2 + early, "{mine}");
 }
