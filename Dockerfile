@@ -1,6 +1,8 @@
 # Multi-stage build of the sqljudge service.
 FROM rust:1-bookworm AS build
-RUN apt-get update && apt-get install -y --no-install-recommends libpq-dev && rm -rf /var/lib/apt/lists/*
+# libpq for diesel; libclang and protoc build pg_query (PostgreSQL's parser, for adequacy mutants).
+RUN apt-get update && apt-get install -y --no-install-recommends libpq-dev libclang-dev protobuf-compiler \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN cargo build --release --bin sqljudge
