@@ -104,6 +104,10 @@ pub struct SandboxSettings {
     pub counterexample_max_rows: usize,
     pub counterexample_max_runs: usize,
     pub counterexample_max_ms: u64,
+    /// How often (seconds) to compare what the sandbox holds with the platform's datasets and
+    /// tests, and load what is missing or stale (a sandbox that came back empty). 0: only at
+    /// start.
+    pub restore_check_secs: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -17,6 +17,7 @@ pub mod packs;
 pub mod problems;
 pub mod ratelimit;
 pub mod redis;
+pub mod restore;
 pub mod runs;
 pub mod sessions;
 pub mod shutdown;

@@ -29,6 +29,7 @@ use crate::metrics::Metrics;
 use crate::problems::ProblemCache;
 use crate::ratelimit::RateLimiter;
 use crate::redis::RedisQueue;
+use crate::restore;
 use crate::runs::RunSlots;
 use crate::sessions::Sessions;
 use crate::shutdown::Shutdown;
@@ -75,6 +76,17 @@ impl Application {
         let pool = prepare_platform_db(&settings.database).await?;
         let sandbox = Arc::new(Sandbox::new(settings.sandbox.clone())?);
         sandbox.bootstrap().await?;
+        // Before any executor starts: a sandbox that lost its datasets gets them back first.
+        match restore::restore(&pool, &sandbox).await {
+            Ok(Some(r)) if r.any() => log::warn!("sandbox restored: {r:?}"),
+            Ok(_) => {}
+            Err(e) => log::warn!("sandbox not restored at start: {e}"),
+        }
+        restore::start(
+            pool.clone(),
+            sandbox.clone(),
+            Duration::from_secs(settings.sandbox.restore_check_secs),
+        );
         let queue = RedisQueue::connect(&settings.redis).await?;
 
         let health = Arc::new(HealthState::new());

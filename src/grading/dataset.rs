@@ -93,6 +93,9 @@ pub async fn load(
     }
     let tables = loaded?;
     sandbox.record_sequences(name, TestData::Sample).await?;
+    sandbox
+        .record_loaded(name, TestData::Sample, &crate::auth::sha256_hex(script))
+        .await?;
     Ok(tables)
 }
 
@@ -117,6 +120,12 @@ pub async fn load_test(
     sandbox.prepare_test(name, data).await?;
     let tables = load_as_owner(sandbox, name, data, parts, sample).await?;
     sandbox.record_sequences(name, data).await?;
+    // Generated tests are recorded by the variant they are (`generated::ensure`).
+    if let TestData::Uploaded(_) = data {
+        sandbox
+            .record_loaded(name, data, &crate::auth::sha256_hex(script))
+            .await?;
+    }
     Ok(tables)
 }
 

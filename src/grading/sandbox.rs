@@ -60,7 +60,11 @@ pub enum SandboxError {
 
 impl From<tokio_postgres::Error> for SandboxError {
     fn from(e: tokio_postgres::Error) -> Self {
-        SandboxError::Unavailable(e.to_string())
+        // A server's error says only "db error" until its message is added.
+        SandboxError::Unavailable(match e.as_db_error() {
+            Some(db) => format!("{e}: {}", db.message()),
+            None => e.to_string(),
+        })
     }
 }
 
@@ -438,7 +442,9 @@ impl Sandbox {
                sequence text NOT NULL, last_value bigint, start_value bigint NOT NULL, \
                PRIMARY KEY (dataset, sequence));\n\
              CREATE TABLE IF NOT EXISTS {META}.variants (dataset text NOT NULL, \
-               variant smallint NOT NULL, source text NOT NULL, PRIMARY KEY (dataset, variant));\n"
+               variant smallint NOT NULL, source text NOT NULL, PRIMARY KEY (dataset, variant));\n\
+             CREATE TABLE IF NOT EXISTS {META}.loaded (dataset text NOT NULL, \
+               test text NOT NULL, sha256 text NOT NULL, PRIMARY KEY (dataset, test));\n"
         ));
         sql
     }
@@ -628,6 +634,88 @@ impl Sandbox {
             )
             .await?;
         admin.execute(&record_sequences_sql(), &[&dataset]).await?;
+        Ok(())
+    }
+
+    /// Records which script the sample (`test` "") or an uploaded test of `dataset` was loaded
+    /// from, in the sample's database: what `restore` compares with the platform's records.
+    pub async fn record_loaded(
+        &self,
+        dataset: &str,
+        data: TestData,
+        sha256: &str,
+    ) -> Result<(), SandboxError> {
+        self.admin_client()
+            .await?
+            .execute(
+                &format!(
+                    "INSERT INTO {META}.loaded VALUES ($1, $2, $3) \
+                     ON CONFLICT (dataset, test) DO UPDATE SET sha256 = EXCLUDED.sha256"
+                ),
+                &[&dataset, &data.tag(), &sha256],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// What the sandbox holds now: (dataset, test tag, script hash) of each sample and uploaded
+    /// test whose schema (sample) or database (test) still exists, and each generated test
+    /// whose database exists. None when the sandbox database itself is gone.
+    pub async fn loaded(&self) -> Result<Option<Vec<(String, String, String)>>, SandboxError> {
+        let exists = self
+            .server_client()
+            .await?
+            .query_opt(
+                "SELECT 1 FROM pg_database WHERE datname = $1",
+                &[&self.dbname],
+            )
+            .await?
+            .is_some();
+        if !exists {
+            return Ok(None);
+        }
+        let admin = self.admin_client().await?;
+        let rows = admin
+            .query(
+                &format!(
+                    "SELECT dataset, test, sha256 FROM {META}.loaded l \
+                     WHERE CASE WHEN test = '' \
+                       THEN EXISTS (SELECT FROM pg_namespace WHERE nspname = l.dataset) \
+                       ELSE EXISTS (SELECT FROM pg_database WHERE datname = $1 || '_' || l.test) END \
+                     UNION ALL SELECT dataset, 'g' || variant, source FROM {META}.variants v \
+                     WHERE EXISTS (SELECT FROM pg_database WHERE datname = $1 || '_g' || v.variant)"
+                ),
+                &[&self.dbname],
+            )
+            .await?;
+        Ok(Some(
+            rows.iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect(),
+        ))
+    }
+
+    /// An admin connection holding the sandbox's restore lock, or None while another process
+    /// holds it (the lock ends with the connection).
+    pub async fn restore_lock(&self) -> Result<Option<Client>, SandboxError> {
+        let admin = self.admin_client().await?;
+        let locked: bool = admin
+            .query_one("SELECT pg_try_advisory_lock($1, 1)", &[&(LOCK_SPACE + 2)])
+            .await?
+            .get(0);
+        Ok(locked.then_some(admin))
+    }
+
+    /// Forgets that generated test `j` of `dataset` was built (its database is gone), so that
+    /// `generated::ensure` builds it again.
+    pub async fn forget_variant(&self, dataset: &str, j: i16) -> Result<(), SandboxError> {
+        self.admin_client()
+            .await?
+            .execute(
+                &format!("DELETE FROM {META}.variants WHERE dataset = $1 AND variant = $2"),
+                &[&dataset, &j],
+            )
+            .await?;
         Ok(())
     }
 

@@ -619,3 +619,84 @@ CREATE VIEW club.paris AS SELECT name FROM club.members, club.boom() WHERE city 
         0
     );
 }
+
+/// A sandbox cluster that comes back empty heals itself: its datasets, uploaded tests and the
+/// generated tests problems use are loaded again from the scripts the platform keeps, and
+/// gradings give the verdicts they gave before. A stale record is reloaded; a current one is
+/// left alone.
+#[actix_web::test]
+async fn an_emptied_sandbox_is_restored_from_the_platform() {
+    use diesel::RunQueryDsl;
+    let app = club().await;
+    let res = app.put_test("club", "1", WITH_NINA).await;
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    let id = problem(
+        &app,
+        "not-rome",
+        "SELECT name FROM members WHERE city IS DISTINCT FROM 'Rome'",
+        json!({}),
+    )
+    .await["id"]
+        .as_i64()
+        .unwrap();
+    let token = app.user("restorer").await;
+    let right = "SELECT name FROM members WHERE city IS NULL OR city <> 'Rome'";
+    let wrong = "SELECT name FROM members WHERE city <> 'Rome'";
+    assert_eq!(app.grade(&token, id, right).await["status"], "accepted");
+    assert_eq!(
+        app.grade(&token, id, wrong).await["failed_test"]["hidden"],
+        true
+    );
+    let (state, restore) = (&app.state, sqljudge::restore::restore);
+    assert_eq!(
+        restore(&state.pool, &state.sandbox).await.unwrap(),
+        Some(Default::default())
+    );
+
+    // The sandbox's databases are lost, all of them.
+    let db = state.sandbox.database().to_string();
+    let mut server = app.platform_db();
+    let gone: Vec<String> = diesel::sql_query(format!(
+        "SELECT datname AS name FROM pg_database WHERE datname = '{db}' OR datname LIKE '{db}\\_%'"
+    ))
+    .load::<Named>(&mut server)
+    .unwrap()
+    .into_iter()
+    .map(|n| n.name)
+    .collect();
+    assert!(gone.len() >= 3, "{gone:?}");
+    for name in &gone {
+        diesel::sql_query(format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+            .execute(&mut server)
+            .unwrap();
+    }
+    let restored = restore(&state.pool, &state.sandbox).await.unwrap().unwrap();
+    assert_eq!((restored.datasets, restored.tests), (1, 1), "{restored:?}");
+    assert!(restored.generated >= 1, "{restored:?}");
+    // The same verdicts (other text, so no verdict is reused from the cache).
+    let graded = app.grade(&token, id, &format!("{right} AND true")).await;
+    assert_eq!(graded["status"], "accepted", "{graded}");
+    let graded = app.grade(&token, id, &format!("{wrong} AND true")).await;
+    assert_eq!(graded["failed_test"]["hidden"], true, "{graded}");
+    assert_eq!(
+        restore(&state.pool, &state.sandbox).await.unwrap(),
+        Some(Default::default())
+    );
+
+    // A record of another script is stale: that dataset alone is loaded again.
+    let mut sandbox = app.sandbox_db();
+    diesel::sql_query("UPDATE \"sqljudge-meta\".loaded SET sha256 = 'x' WHERE test = ''")
+        .execute(&mut sandbox)
+        .unwrap();
+    let restored = restore(&state.pool, &state.sandbox).await.unwrap().unwrap();
+    assert_eq!(
+        (restored.datasets, restored.tests, restored.generated),
+        (1, 0, 0)
+    );
+}
+
+#[derive(diesel::QueryableByName)]
+struct Named {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    name: String,
+}
