@@ -330,6 +330,7 @@ async fn store_dataset(
     name: &str,
     script: &str,
 ) -> Result<(bool, Vec<TableInfo>), ApiError> {
+    let _lock = state.sandbox.catalog_lock().await.map_err(unavailable)?;
     let tables = dataset::load(&state.sandbox, name, script)
         .await
         .map_err(|e| match e {
@@ -450,6 +451,7 @@ async fn store_test(
     n: i16,
     script: &str,
 ) -> Result<(bool, Vec<TableInfo>), ApiError> {
+    let _lock = state.sandbox.catalog_lock().await.map_err(unavailable)?;
     let tables = dataset::load_test(&state.sandbox, name, TestData::Uploaded(n), script, true)
         .await
         .map_err(dataset_error)?;
@@ -463,6 +465,7 @@ async fn store_test(
 
 /// Drops uploaded test `n`'s rows and record; true when it was recorded.
 async fn remove_test(state: &AppState, name: &str, n: i16) -> Result<bool, ApiError> {
+    let _lock = state.sandbox.catalog_lock().await.map_err(unavailable)?;
     state
         .sandbox
         .drop_test(name, TestData::Uploaded(n))

@@ -2,12 +2,18 @@
 //! uploaded test's script: whatever the sandbox lacks or holds from another script (by
 //! hash) is loaded again, and generated tests that problems use are rebuilt. A sandbox
 //! cluster that comes back empty (a lost volume, a new server) heals itself, at start and then
-//! every `sandbox.restore_check_secs`; until then its gradings are interrupted and retried.
+//! every `sandbox.restore_check_secs`. Meanwhile a grading that finds its dataset missing
+//! waits, uncounted (`grading::missing_dataset`).
+//!
+//! Admin loads record a dataset or test in the sandbox and in the platform under the
+//! catalogue lock (`Sandbox::catalog_lock`); a restore runs only while it holds that lock, so
+//! it never sees one record without the other.
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::db::models::{Dataset, DatasetTest, HiddenTest, Problem};
 use crate::db::{self, DbError, PgPool};
-use crate::grading::dataset::{self, DatasetError};
+use crate::grading::dataset;
 use crate::grading::generated;
 use crate::grading::sandbox::{Sandbox, SandboxError};
 use crate::job::TestData;
@@ -17,17 +23,16 @@ pub enum RestoreError {
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
     #[error(transparent)]
-    Dataset(#[from] DatasetError),
-    #[error(transparent)]
     Db(#[from] DbError),
 }
 
-/// What a restore loaded again.
+/// What a restore loaded again, and what it could not.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Restored {
     pub datasets: usize,
     pub tests: usize,
     pub generated: usize,
+    pub failed: usize,
 }
 
 impl Restored {
@@ -36,97 +41,139 @@ impl Restored {
     }
 }
 
-/// One pass; None when another process is restoring the same sandbox.
+/// One pass; None when another process holds the catalogue lock (a restore, an admin load).
 pub async fn restore(pool: &PgPool, sandbox: &Sandbox) -> Result<Option<Restored>, RestoreError> {
-    let have = match sandbox.loaded().await? {
-        Some(have) => have,
-        None => {
+    let Some(_lock) = (match sandbox.restore_lock().await {
+        Ok(lock) => lock,
+        Err(_) if sandbox.loaded().await?.is_none() => {
             log::warn!("the sandbox database is gone: creating it again");
             sandbox.bootstrap().await?;
-            Vec::new()
+            sandbox.restore_lock().await?
         }
+        Err(e) => return Err(e.into()),
+    }) else {
+        return Ok(None);
     };
+    // What the platform holds: names and hashes only; scripts are read for what is stale.
+    let (datasets, tests, hidden) = db::run(pool, |c| {
+        Ok((
+            Dataset::list(c)?,
+            DatasetTest::list(c)?,
+            Problem::hidden_tests_by_dataset(c)?,
+        ))
+    })
+    .await?;
+    let records: Vec<(String, String, String)> = datasets
+        .iter()
+        .map(|d| {
+            (
+                d.name.clone(),
+                TestData::Sample.tag(),
+                d.script_sha256.clone(),
+            )
+        })
+        .chain(tests.iter().map(|t| {
+            let tag = TestData::Uploaded(t.test).tag();
+            (t.dataset.clone(), tag, t.script_sha256.clone())
+        }))
+        .collect();
+    let have = sandbox.held(&records).await?.unwrap_or_default();
     let has = |name: &str, data: TestData, sha: &str| {
         have.iter()
             .any(|(d, t, s)| d == name && *t == data.tag() && s == sha)
     };
-    let (datasets, tests, problems) = db::run(pool, |c| {
-        let mut datasets = Vec::new();
-        for d in Dataset::list(c)? {
-            if let Some((script, sha)) = Dataset::script(c, &d.name)? {
-                datasets.push((d.name, script, sha));
-            }
-        }
-        let mut tests = Vec::new();
-        for t in DatasetTest::list(c)? {
-            if let Some(script) = DatasetTest::script(c, &t.dataset, t.test)? {
-                tests.push((t.dataset, t.test, script, t.script_sha256));
-            }
-        }
-        Ok((datasets, tests, Problem::list(c, None)?))
-    })
-    .await?;
-    let stale_datasets = datasets
-        .iter()
-        .any(|(name, _, sha)| !has(name, TestData::Sample, sha));
-    let stale_tests = tests
-        .iter()
-        .any(|(d, n, _, sha)| !has(d, TestData::Uploaded(*n), sha));
-    let mut generated_wanted = Vec::new();
-    for problem in &problems {
-        let hidden: Vec<HiddenTest> =
-            serde_json::from_value(problem.hidden_tests.clone()).unwrap_or_default();
-        for test in hidden {
-            let (TestData::Generated(j), Some((_, script, sha))) = (
-                test.data,
-                datasets
-                    .iter()
-                    .find(|(d, _, _)| *d == problem.fields.dataset),
-            ) else {
-                continue;
-            };
-            let item = (
-                problem.fields.dataset.clone(),
-                j,
-                script.clone(),
-                sha.clone(),
-            );
-            if !has(&item.0, test.data, sha) && !generated_wanted.contains(&item) {
-                generated_wanted.push(item);
-            }
-        }
-    }
-    if !stale_datasets && !stale_tests && generated_wanted.is_empty() {
-        return Ok(Some(Restored::default()));
-    }
-    // One process at a time; the others find it done on their next pass.
-    let Some(_lock) = sandbox.restore_lock().await? else {
-        return Ok(None);
-    };
     let mut restored = Restored::default();
-    for (name, script, sha) in &datasets {
-        if !has(name, TestData::Sample, sha) {
-            dataset::load(sandbox, name, script).await?;
-            restored.datasets += 1;
+    let mut count = |what: &str, outcome: Result<(), String>, n: &mut usize| match outcome {
+        Ok(()) => *n += 1,
+        // The others go on; this one is tried again at the next pass.
+        Err(e) => {
+            log::warn!("sandbox restore of {what}: {e}");
+            restored.failed += 1;
         }
-    }
-    for (name, n, script, sha) in &tests {
-        let data = TestData::Uploaded(*n);
-        if !has(name, data, sha) {
-            dataset::load_test(sandbox, name, data, script, false).await?;
-            restored.tests += 1;
+    };
+    let mut datasets_done = 0;
+    for d in &datasets {
+        if has(&d.name, TestData::Sample, &d.script_sha256) {
+            continue;
         }
+        let outcome = match script_of(pool, &d.name).await? {
+            Some(script) => dataset::load(sandbox, &d.name, &script)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            None => Err("loaded before scripts were kept: load it again".into()),
+        };
+        count(&format!("dataset {}", d.name), outcome, &mut datasets_done);
     }
-    for (name, j, script, sha) in &generated_wanted {
+    let mut tests_done = 0;
+    for t in &tests {
+        let data = TestData::Uploaded(t.test);
+        if has(&t.dataset, data, &t.script_sha256) {
+            continue;
+        }
+        let (name, n) = (t.dataset.clone(), t.test);
+        let script = db::run(pool, move |c| DatasetTest::script(c, &name, n)).await?;
+        let outcome = match script {
+            Some(script) => dataset::load_test(sandbox, &t.dataset, data, &script, false)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            None => continue,
+        };
+        count(
+            &format!("test {}/{}", t.dataset, t.test),
+            outcome,
+            &mut tests_done,
+        );
+    }
+    let mut generated_done = 0;
+    let wanted: BTreeSet<(String, i16)> = hidden
+        .into_iter()
+        .flat_map(|(name, tests)| {
+            let tests: Vec<HiddenTest> = serde_json::from_value(tests).unwrap_or_default();
+            tests.into_iter().filter_map(move |t| match t.data {
+                TestData::Generated(j) => Some((name.clone(), j)),
+                _ => None,
+            })
+        })
+        .collect();
+    for (name, j) in wanted {
+        let Some(d) = datasets.iter().find(|d| d.name == name) else {
+            continue;
+        };
+        if has(&name, TestData::Generated(j), &d.script_sha256) {
+            continue;
+        }
+        let Some(script) = script_of(pool, &name).await? else {
+            continue;
+        };
         // Its record may outlive its database: built again, not trusted.
-        sandbox.forget_variant(name, *j).await?;
-        generated::ensure(sandbox, name, *j, script, sha).await?;
-        restored.generated += 1;
+        let outcome = async {
+            sandbox.forget_variant(&name, j).await?;
+            generated::ensure(sandbox, &name, j, &script, &d.script_sha256).await
+        }
+        .await
+        .map_err(|e| e.to_string());
+        count(
+            &format!("generated test {name}/g{j}"),
+            outcome,
+            &mut generated_done,
+        );
     }
+    restored.datasets = datasets_done;
+    restored.tests = tests_done;
+    restored.generated = generated_done;
     Ok(Some(restored))
 }
 
-/// Restores now, then every `every` (if not zero), for as long as the process runs.
+async fn script_of(pool: &PgPool, name: &str) -> Result<Option<String>, DbError> {
+    let name = name.to_string();
+    Ok(db::run(pool, move |c| Dataset::script(c, &name))
+        .await?
+        .map(|(script, _)| script))
+}
+
+/// Restores every `every` (if not zero), for as long as the process runs.
 pub fn start(pool: PgPool, sandbox: std::sync::Arc<Sandbox>, every: Duration) {
     if every.is_zero() {
         return;

@@ -59,9 +59,16 @@ impl HealthMonitor {
                 queue.probe().await.map_err(|e| e.to_string())
             })
             .await;
-            // Asked at every tick: an operator may switch AOF on or off at run time.
+            // Asked at every tick: an operator may switch AOF on or off at run time. A Redis
+            // that answers but will not say (INFO refused by an ACL, a slow answer) keeps the
+            // last known value; one that is down has none.
             let persistence = match redis {
-                Ok(_) => queue.persistence().await.ok(),
+                Ok(_) => Some(
+                    actix_web::rt::time::timeout(limit, queue.persistence())
+                        .await
+                        .ok()
+                        .and_then(Result::ok),
+                ),
                 Err(_) => None,
             };
             let postgres = timed(limit, async {
@@ -77,7 +84,11 @@ impl HealthMonitor {
             probe
                 .into_actor(self)
                 .map(move |(redis, postgres, persistence), act, _| {
-                    act.state.set_redis_persistence(persistence);
+                    match persistence {
+                        Some(None) => {} // unknown this time: the last known value stands
+                        Some(known) => act.state.set_redis_persistence(known),
+                        None => act.state.set_redis_persistence(None),
+                    }
                     act.state.record_since(Backend::Redis, redis, started);
                     act.state.record_since(Backend::Postgres, postgres, started);
                     act.announce();

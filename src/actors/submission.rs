@@ -373,12 +373,6 @@ impl Router {
         if !self.routes.get().redis {
             return Err(unavailable("Redis and Postgres are both unreachable"));
         }
-        if self.require_persistence && !self.health.redis_persists() {
-            return Err(unavailable(
-                "the database is unreachable and Redis does not persist (no append-only file): \
-                 an acknowledgement could be lost",
-            ));
-        }
         if self.problems.get(job.problem_id).is_none() {
             return Err(unavailable(
                 "the problem cannot be checked while the database is unreachable",
@@ -392,6 +386,13 @@ impl Router {
                     ..Accepted::new(&job, Queue::Redis)
                 });
             }
+        }
+        // Only what was acknowledged already (above) is answered without a durable store.
+        if self.require_persistence && !self.health.redis_persists() {
+            return Err(unavailable(
+                "the database is unreachable and Redis does not persist (no append-only file, \
+                 or it would not say): an acknowledgement could be lost",
+            ));
         }
         if self.enqueue_redis(&job).await {
             Ok(Accepted::new(&job, Queue::Redis))

@@ -114,6 +114,7 @@ async fn run_tests(slot: &mut Slot, problem: &Problem, sql: &str) -> Result<Test
     let order = order_of(&problem.fields, &expected.columns);
     let (run, mut duration_ms) = execute(slot, &spec(problem, sql)).await?;
     let outcome = judge(run, &expected, &order, 0);
+    missing_dataset(slot, problem, &outcome, TestData::Sample).await?;
     let mut tested = Tested {
         on_sample: (outcome.rows_returned, expected.rows.len() as i32),
         outcome,
@@ -138,6 +139,7 @@ async fn run_tests(slot: &mut Slot, problem: &Problem, sql: &str) -> Result<Test
             rows: test.rows,
         };
         let verdict = judge(run, &expected, &order, index);
+        missing_dataset(slot, problem, &verdict, test.data).await?;
         // The statement found its tables on the sample: a test without them is being replaced
         // or removed. Retried, never a verdict.
         if matches!(verdict.sqlstate.as_deref(), Some("42P01" | "3F000")) {
@@ -153,6 +155,30 @@ async fn run_tests(slot: &mut Slot, problem: &Problem, sql: &str) -> Result<Test
     }
     tested.duration_ms = duration_ms;
     Ok(tested)
+}
+
+/// A statement that found no table where the dataset itself is missing (a sandbox being
+/// restored) gets no verdict: the job waits, uncounted, as when the sandbox is down.
+async fn missing_dataset(
+    slot: &mut Slot,
+    problem: &Problem,
+    outcome: &Outcome,
+    data: TestData,
+) -> Result<(), SandboxError> {
+    if matches!(outcome.sqlstate.as_deref(), Some("42P01" | "3F000"))
+        && !slot.dataset_present(&problem.fields.dataset, data).await?
+    {
+        return Err(SandboxError::Unavailable(format!(
+            "dataset {} is not in the sandbox{}: it is being loaded again",
+            problem.fields.dataset,
+            if data == TestData::Sample {
+                String::new()
+            } else {
+                format!(" (test {})", data.tag())
+            }
+        )));
+    }
+    Ok(())
 }
 
 /// Whether `sql` passes every test of `problem` (adequacy: does a mutant survive?).

@@ -599,6 +599,13 @@ impl Sandbox {
                 &[&dataset],
             )
             .await?;
+        self.admin_client()
+            .await?
+            .execute(
+                &format!("DELETE FROM {META}.loaded WHERE dataset = $1 AND test = $2"),
+                &[&dataset, &data.tag()],
+            )
+            .await?;
         Ok(())
     }
 
@@ -662,6 +669,16 @@ impl Sandbox {
     /// test whose schema (sample) or database (test) still exists, and each generated test
     /// whose database exists. None when the sandbox database itself is gone.
     pub async fn loaded(&self) -> Result<Option<Vec<(String, String, String)>>, SandboxError> {
+        self.held(&[]).await
+    }
+
+    /// `loaded`, after adopting `platform`'s records (dataset, test tag, script hash) of what
+    /// exists in a sandbox that has no record at all yet: one loaded before records were kept
+    /// holds the platform's scripts, and is not loaded again for want of a record.
+    pub async fn held(
+        &self,
+        platform: &[(String, String, String)],
+    ) -> Result<Option<Vec<(String, String, String)>>, SandboxError> {
         let exists = self
             .server_client()
             .await?
@@ -675,6 +692,26 @@ impl Sandbox {
             return Ok(None);
         }
         let admin = self.admin_client().await?;
+        if !platform.is_empty() {
+            let column = |i: usize| {
+                platform
+                    .iter()
+                    .map(|p| [&p.0, &p.1, &p.2][i].clone())
+                    .collect::<Vec<String>>()
+            };
+            admin
+                .execute(
+                    &format!(
+                        "INSERT INTO {META}.loaded SELECT d, t, s FROM unnest($2::text[], $3::text[], \
+                           $4::text[]) x(d, t, s) \
+                         WHERE NOT EXISTS (SELECT FROM {META}.loaded) AND CASE WHEN t = '' \
+                           THEN EXISTS (SELECT FROM pg_namespace WHERE nspname = d) \
+                           ELSE EXISTS (SELECT FROM pg_database WHERE datname = $1 || '_' || t) END"
+                    ),
+                    &[&self.dbname, &column(0), &column(1), &column(2)],
+                )
+                .await?;
+        }
         let rows = admin
             .query(
                 &format!(
@@ -695,8 +732,8 @@ impl Sandbox {
         ))
     }
 
-    /// An admin connection holding the sandbox's restore lock, or None while another process
-    /// holds it (the lock ends with the connection).
+    /// An admin connection holding the catalogue lock, or None while another process holds
+    /// it: a restore takes it only when free, and skips its pass otherwise.
     pub async fn restore_lock(&self) -> Result<Option<Client>, SandboxError> {
         let admin = self.admin_client().await?;
         let locked: bool = admin
@@ -704,6 +741,17 @@ impl Sandbox {
             .await?
             .get(0);
         Ok(locked.then_some(admin))
+    }
+
+    /// An admin connection holding the catalogue lock, waited for: a dataset or test is
+    /// loaded into the sandbox and recorded in the platform under it, so that a restore never
+    /// sees one without the other. (The lock ends with the connection.)
+    pub async fn catalog_lock(&self) -> Result<Client, SandboxError> {
+        let admin = self.admin_client().await?;
+        admin
+            .execute("SELECT pg_advisory_lock($1, 1)", &[&(LOCK_SPACE + 2)])
+            .await?;
+        Ok(admin)
     }
 
     /// Forgets that generated test `j` of `dataset` was built (its database is gone), so that
@@ -1011,6 +1059,22 @@ impl Slot {
     }
 
     /// Waiting for a backend that ignores termination to exit: it would answer `Unavailable`.
+    /// Whether `dataset`'s schema is in the database of `data` (a statement that found no
+    /// table may have met a sandbox being restored, not a mistake of its own).
+    pub async fn dataset_present(
+        &mut self,
+        dataset: &str,
+        data: TestData,
+    ) -> Result<bool, SandboxError> {
+        let db = self.sandbox.database_of(data);
+        Ok(self
+            .admin(&db)
+            .await?
+            .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[&dataset])
+            .await?
+            .is_some())
+    }
+
     pub fn quarantined(&self) -> bool {
         self.state.quarantined()
     }

@@ -158,6 +158,8 @@ impl TestApp {
         settings.auth.admin_token = format!("admin-{id}").into();
         let redis_url = settings.redis.url.expose_secret().to_string();
         settings.executor.workers = options.workers;
+        // Tests that restore the sandbox call it themselves: no pass may race them.
+        settings.sandbox.restore_check_secs = 0;
         settings.executor.lease_ms = 1000;
         settings.executor.reaper_interval_ms = 200;
         settings.executor.dequeue_block_secs = 0.5;

@@ -61,6 +61,8 @@ impl RedisInstance {
     fn start_with(persistent: bool) -> RedisInstance {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("sqljudge-redis-{port}"));
+        // An append-only file an earlier run left on this port would be replayed.
+        let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let mut redis = RedisInstance {
             port,

@@ -683,8 +683,31 @@ async fn an_emptied_sandbox_is_restored_from_the_platform() {
         Some(Default::default())
     );
 
-    // A record of another script is stale: that dataset alone is loaded again.
+    // A schema lost alone: a grading meanwhile gets no verdict (no `sql_error` for a missing
+    // table), it waits uncounted and is graded once the dataset is back.
     let mut sandbox = app.sandbox_db();
+    diesel::sql_query("DROP SCHEMA club CASCADE")
+        .execute(&mut sandbox)
+        .unwrap();
+    let res = app.submit(&token, id, &format!("{right} AND 1 = 1")).await;
+    let job: serde_json::Value = res.json().await.unwrap();
+    let job = job["job_id"].as_str().unwrap().to_string();
+    let executors = &state.executors;
+    assert!(
+        executors
+            .try_execute_task(&mut executors.standalone_slot())
+            .await
+    );
+    assert_eq!(app.result(&token, &job).await["status"], "queued");
+    let restored = restore(&state.pool, &state.sandbox).await.unwrap().unwrap();
+    assert_eq!(
+        (restored.datasets, restored.tests, restored.generated),
+        (1, 0, 0)
+    );
+    assert_eq!(app.run_pending_jobs().await, 1);
+    assert_eq!(app.result(&token, &job).await["status"], "accepted");
+
+    // A record of another script is stale: that dataset alone is loaded again.
     diesel::sql_query("UPDATE \"sqljudge-meta\".loaded SET sha256 = 'x' WHERE test = ''")
         .execute(&mut sandbox)
         .unwrap();
@@ -692,6 +715,25 @@ async fn an_emptied_sandbox_is_restored_from_the_platform() {
     assert_eq!(
         (restored.datasets, restored.tests, restored.generated),
         (1, 0, 0)
+    );
+
+    // A sandbox with no record at all (loaded before records were kept) adopts the
+    // platform's for what it has, and loads nothing again.
+    diesel::sql_query("DELETE FROM \"sqljudge-meta\".loaded")
+        .execute(&mut sandbox)
+        .unwrap();
+    assert_eq!(
+        restore(&state.pool, &state.sandbox).await.unwrap(),
+        Some(Default::default())
+    );
+    let held = state.sandbox.loaded().await.unwrap().unwrap();
+    assert!(
+        held.iter().any(|(d, t, _)| d == "club" && t.is_empty()),
+        "{held:?}"
+    );
+    assert!(
+        held.iter().any(|(d, t, _)| d == "club" && t == "u1"),
+        "{held:?}"
     );
 }
 

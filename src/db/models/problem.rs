@@ -157,6 +157,15 @@ impl Problem {
         query.order(problems::id).load(conn)
     }
 
+    /// Each problem's dataset and `hidden_tests` (which generated tests it uses).
+    pub fn hidden_tests_by_dataset(
+        conn: &mut PgConnection,
+    ) -> QueryResult<Vec<(String, serde_json::Value)>> {
+        problems::table
+            .select((problems::dataset, problems::hidden_tests))
+            .load(conn)
+    }
+
     pub fn list_by_dataset(conn: &mut PgConnection, dataset: &str) -> QueryResult<Vec<Problem>> {
         problems::table
             .filter(problems::dataset.eq(dataset))
