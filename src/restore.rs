@@ -82,16 +82,18 @@ pub async fn restore(pool: &PgPool, sandbox: &Sandbox) -> Result<Option<Restored
         have.iter()
             .any(|(d, t, s)| d == name && *t == data.tag() && s == sha)
     };
-    let mut restored = Restored::default();
-    let mut count = |what: &str, outcome: Result<(), String>, n: &mut usize| match outcome {
-        Ok(()) => *n += 1,
-        // The others go on; this one is tried again at the next pass.
+    let mut failed = 0;
+    // 1 for what was loaded again; a failure is warned of and the others go on (it is tried
+    // again at the next pass).
+    let mut done = |what: String, outcome: Result<(), String>| match outcome {
+        Ok(()) => 1,
         Err(e) => {
             log::warn!("sandbox restore of {what}: {e}");
-            restored.failed += 1;
+            failed += 1;
+            0
         }
     };
-    let mut datasets_done = 0;
+    let mut restored = Restored::default();
     for d in &datasets {
         if has(&d.name, TestData::Sample, &d.script_sha256) {
             continue;
@@ -103,9 +105,8 @@ pub async fn restore(pool: &PgPool, sandbox: &Sandbox) -> Result<Option<Restored
                 .map_err(|e| e.to_string()),
             None => Err("loaded before scripts were kept: load it again".into()),
         };
-        count(&format!("dataset {}", d.name), outcome, &mut datasets_done);
+        restored.datasets += done(format!("dataset {}", d.name), outcome);
     }
-    let mut tests_done = 0;
     for t in &tests {
         let data = TestData::Uploaded(t.test);
         if has(&t.dataset, data, &t.script_sha256) {
@@ -120,13 +121,8 @@ pub async fn restore(pool: &PgPool, sandbox: &Sandbox) -> Result<Option<Restored
                 .map_err(|e| e.to_string()),
             None => continue,
         };
-        count(
-            &format!("test {}/{}", t.dataset, t.test),
-            outcome,
-            &mut tests_done,
-        );
+        restored.tests += done(format!("test {}/{}", t.dataset, t.test), outcome);
     }
-    let mut generated_done = 0;
     let wanted: BTreeSet<(String, i16)> = hidden
         .into_iter()
         .flat_map(|(name, tests)| {
@@ -154,15 +150,9 @@ pub async fn restore(pool: &PgPool, sandbox: &Sandbox) -> Result<Option<Restored
         }
         .await
         .map_err(|e| e.to_string());
-        count(
-            &format!("generated test {name}/g{j}"),
-            outcome,
-            &mut generated_done,
-        );
+        restored.generated += done(format!("generated test {name}/g{j}"), outcome);
     }
-    restored.datasets = datasets_done;
-    restored.tests = tests_done;
-    restored.generated = generated_done;
+    restored.failed = failed;
     Ok(Some(restored))
 }
 
