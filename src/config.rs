@@ -80,6 +80,10 @@ pub struct RedisSettings {
     /// While Postgres is down, acknowledge submissions from Redis alone only if Redis has its
     /// append-only file on; otherwise answer 503.
     pub require_persistence: bool,
+    /// `rediss://` URLs: the PEM file of the authority that signed Redis's certificate, when
+    /// it is not one the system trusts.
+    #[serde(default)]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

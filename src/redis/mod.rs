@@ -63,7 +63,25 @@ pub struct RedisQueue {
 
 impl RedisQueue {
     pub async fn connect(settings: &RedisSettings) -> RedisResult<RedisQueue> {
-        let client = redis::Client::open(settings.url.expose_secret())?;
+        let client = match &settings.ca_file {
+            None => redis::Client::open(settings.url.expose_secret())?,
+            Some(path) => {
+                let root_cert = std::fs::read(path).map_err(|e| {
+                    ::redis::RedisError::from((
+                        ::redis::ErrorKind::InvalidClientConfig,
+                        "cannot read redis.ca_file",
+                        format!("{}: {e}", path.display()),
+                    ))
+                })?;
+                redis::Client::build_with_tls(
+                    settings.url.expose_secret(),
+                    ::redis::TlsCertificates {
+                        client_tls: None,
+                        root_cert: Some(root_cert),
+                    },
+                )?
+            }
+        };
         let timeout = Duration::from_millis(settings.timeout_ms);
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(timeout))

@@ -83,6 +83,8 @@ pub struct Options {
     pub workers: usize,
     /// A Redis of the test's own (default: the machine's, under a key prefix).
     pub redis_url: Option<String>,
+    /// The authority of a `rediss://` Redis of the test's own.
+    pub redis_ca_file: Option<std::path::PathBuf>,
     /// Reach the platform database through this local port (a fault-injecting proxy).
     pub platform_port: Option<u16>,
     /// Rate limits (default: high enough never to interfere).
@@ -97,6 +99,7 @@ impl Default for Options {
             demo: true,
             workers: 2,
             redis_url: None,
+            redis_ca_file: None,
             platform_port: None,
             rate_limit: None,
             tweak: None,
@@ -177,6 +180,7 @@ impl TestApp {
             });
         settings.health.interval_ms = 200;
         settings.auth.last_seen_flush_ms = 100;
+        settings.redis.ca_file = options.redis_ca_file;
         if let Some(tweak) = options.tweak {
             tweak(&mut settings);
         }
@@ -551,6 +555,10 @@ impl TestApp {
             ),
         ]
         .into_iter()
+        .chain(
+            (s.redis.ca_file.as_ref())
+                .map(|p| ("SQLJUDGE__REDIS__CA_FILE", p.display().to_string())),
+        )
         .map(|(k, v)| (k.to_string(), v))
         .collect()
     }

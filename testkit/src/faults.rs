@@ -45,6 +45,8 @@ pub struct RedisInstance {
     child: Option<Child>,
     /// With its append-only file (`appendfsync everysec`): a restart keeps what it had.
     persistent: bool,
+    /// Serving TLS only, with a certificate of its own authority (`ca_file`).
+    tls: bool,
 }
 
 impl RedisInstance {
@@ -58,7 +60,16 @@ impl RedisInstance {
         RedisInstance::start_with(true)
     }
 
+    /// TLS only (`rediss://`), its certificate signed by an authority made for it: `ca_file`.
+    pub fn start_tls() -> RedisInstance {
+        RedisInstance::start_as(false, true)
+    }
+
     fn start_with(persistent: bool) -> RedisInstance {
+        RedisInstance::start_as(persistent, false)
+    }
+
+    fn start_as(persistent: bool, tls: bool) -> RedisInstance {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("sqljudge-redis-{port}"));
         // An append-only file an earlier run left on this port would be replayed.
@@ -69,21 +80,51 @@ impl RedisInstance {
             dir,
             child: None,
             persistent,
+            tls,
         };
+        if tls {
+            make_certificates(&redis.dir);
+        }
         redis.restart();
         redis
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The authority that signed a TLS instance's certificate (PEM).
+    pub fn ca_file(&self) -> std::path::PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    fn client(&self) -> redis::RedisResult<redis::Client> {
+        if !self.tls {
+            return redis::Client::open(self.url());
+        }
+        redis::Client::build_with_tls(
+            self.url(),
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(std::fs::read(self.ca_file()).unwrap()),
+            },
+        )
     }
 
     /// Starts it (again: empty, unless persistent) and waits until it answers.
     pub fn restart(&mut self) {
+        let port = self.port.to_string();
+        let (plain, tls) = if self.tls {
+            ("0", port.as_str())
+        } else {
+            (port.as_str(), "0")
+        };
+        let file = |name: &str| self.dir.join(name).to_string_lossy().into_owned();
         let child = Command::new("redis-server")
             .args([
                 "--port",
-                &self.port.to_string(),
+                plain,
                 "--bind",
                 "127.0.0.1",
                 "--save",
@@ -91,6 +132,19 @@ impl RedisInstance {
                 "--appendonly",
                 if self.persistent { "yes" } else { "no" },
             ])
+            .args(match self.tls {
+                true => vec![
+                    "--tls-port".to_string(),
+                    tls.to_string(),
+                    "--tls-cert-file".into(),
+                    file("redis.crt"),
+                    "--tls-key-file".into(),
+                    file("redis.key"),
+                    "--tls-auth-clients".into(),
+                    "no".into(),
+                ],
+                false => vec![],
+            })
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
@@ -99,10 +153,7 @@ impl RedisInstance {
             .expect("redis-server is installed");
         self.child = Some(child);
         let started = Instant::now();
-        while redis::Client::open(self.url())
-            .and_then(|c| c.get_connection())
-            .is_err()
-        {
+        while self.client().and_then(|c| c.get_connection()).is_err() {
             assert!(
                 started.elapsed() < Duration::from_secs(10),
                 "redis-server did not start"
@@ -121,10 +172,7 @@ impl RedisInstance {
 
     /// Runs a command on the instance directly (not through any proxy).
     pub fn command(&self, args: &[&str]) {
-        let mut conn = redis::Client::open(self.url())
-            .unwrap()
-            .get_connection()
-            .unwrap();
+        let mut conn = self.client().unwrap().get_connection().unwrap();
         let mut cmd = redis::cmd(args[0]);
         for a in &args[1..] {
             cmd.arg(*a);
@@ -428,4 +476,70 @@ pub async fn check_invariants(app: &TestApp, report: &LoadReport, within: Durati
         drained_after,
         miscounted: leaderboard_mismatches(app, within).await,
     }
+}
+
+/// An authority and a certificate it signs for 127.0.0.1, in `dir` (`ca.crt`, `redis.crt`,
+/// `redis.key`), made with the openssl command line.
+pub fn make_certificates(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl is installed");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=sqljudge test authority",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "redis.key",
+        "-out",
+        "redis.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "redis.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "redis.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
 }

@@ -506,3 +506,76 @@ async fn tickets_work_while_redis_is_down_on_the_instance_that_issued_them() {
         .is_some());
     assert_eq!(with_ticket(&app.address, &issued).await.err(), Some(401));
 }
+
+/// Redis over TLS (`rediss://`, a certificate of the test's own authority): the queue, results,
+/// and events (a pub/sub connection) all go through it; a process that trusts another
+/// authority refuses to start.
+#[actix_web::test]
+async fn redis_over_tls_carries_the_queue_results_and_events() {
+    let redis = RedisInstance::start_tls();
+    let app = TestApp::spawn_with(Options {
+        redis_url: Some(redis.url()),
+        redis_ca_file: Some(redis.ca_file()),
+        ..Options::default()
+    })
+    .await;
+    assert!(redis.url().starts_with("rediss://"));
+    let token = app.user("tls_ada").await;
+    let uk = app.problem_id("uk-customers").await;
+    let mut socket = connect(&app.address, &token).await.unwrap();
+    let res = app.submit(&token, uk, UK).await;
+    assert_eq!(res.status(), 202);
+    let job: Value = res.json().await.unwrap();
+    assert_eq!(job["queue"], "redis");
+    let job_id = job["job_id"].as_str().unwrap();
+    let seen = statuses_of(&mut socket, job_id).await;
+    assert_eq!(
+        seen.last().map(String::as_str),
+        Some("accepted"),
+        "{seen:?}"
+    );
+    let result = app
+        .wait_final(&token, job_id, Duration::from_secs(10))
+        .await;
+    assert_eq!(result["source"], "redis");
+    let health: Value = app.get("/health", None).await.json().await.unwrap();
+    assert_eq!(
+        (&health["mode"], &health["redis"]["up"]),
+        (&Value::from("redis"), &Value::from(true))
+    );
+
+    // Another authority: the certificate is refused and the process does not start.
+    let other = std::env::temp_dir().join(format!(
+        "sqljudge-other-ca-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&other).unwrap();
+    sqljudge_testkit::faults::make_certificates(&other);
+    let port = free_port();
+    let ca = other.join("ca.crt").display().to_string();
+    let log = other.join("stderr.log");
+    let mut process = app.process_with(
+        env!("CARGO_BIN_EXE_sqljudge"),
+        port,
+        &[("SQLJUDGE__REDIS__CA_FILE", ca.as_str())],
+        std::fs::File::create(&log).unwrap(),
+    );
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = process.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "started with a wrong authority"
+        );
+        sleep(100).await;
+    };
+    assert!(!status.success());
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        said.contains("certificate") || said.contains("Certificate"),
+        "{said}"
+    );
+    let _ = std::fs::remove_dir_all(&other);
+}
