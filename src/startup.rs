@@ -194,6 +194,10 @@ impl Application {
                 probing: false,
                 events: events.clone(),
                 announced: Some((health.redis().since, health.postgres().since)),
+                instance: (
+                    uuid::Uuid::new_v4().to_string(),
+                    settings.server.role.as_str(),
+                ),
             };
             Supervisor::start(move |_| monitor);
         }

@@ -12,7 +12,7 @@ use super::executor::{ExecutorPool, Restart};
 use crate::backends::{Backend, HealthState};
 use crate::db::{self, PgPool};
 use crate::events::EventBus;
-use crate::redis::RedisQueue;
+use crate::redis::{InstanceReport, RedisQueue};
 
 /// Sent to subscribers when a backend goes down or comes back.
 #[derive(Message, Debug, Clone, Copy)]
@@ -36,6 +36,8 @@ pub struct HealthMonitor {
     pub probing: bool,
     /// Flips are announced to admin connections.
     pub events: Arc<EventBus>,
+    /// This process in `instances` (see `redis::instances`): its id and role.
+    pub instance: (String, &'static str),
     /// The `since` of both backends when last announced: flips a request reported are
     /// announced at the next tick too.
     pub announced: Option<(DateTime<Utc>, DateTime<Utc>)>,
@@ -54,11 +56,22 @@ impl HealthMonitor {
             self.interval.max(Duration::from_millis(250)),
         );
         let started = Utc::now();
+        let report = InstanceReport {
+            id: self.instance.0.clone(),
+            role: self.instance.1.to_string(),
+            executors: self.executors.executors.len(),
+            busy: self.executors.busy(),
+            quarantined: self.executors.quarantined(),
+            at: started.timestamp_millis(),
+        };
         let probe = async move {
             let redis = timed(limit, async {
                 queue.probe().await.map_err(|e| e.to_string())
             })
             .await;
+            if redis.is_ok() {
+                let _ = queue.report_instance(&report).await;
+            }
             // Asked at every tick: an operator may switch AOF on or off at run time. A Redis
             // that answers but will not say (INFO refused by an ACL, a slow answer) keeps the
             // last known value; one that is down has none.

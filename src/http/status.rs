@@ -13,6 +13,7 @@ use crate::cache::Scope;
 use crate::error::responses;
 use crate::error::ApiError;
 use crate::job::Queue;
+use crate::redis::InstanceReport;
 use crate::state::AppState;
 use crate::stats::{Latency, Point};
 
@@ -32,6 +33,7 @@ struct Shared {
     redis_memory_bytes: Option<u64>,
     redis_maxmemory_bytes: Option<u64>,
     active_users_5m: Option<i64>,
+    instances: Option<Vec<InstanceReport>>,
 }
 
 async fn shared(state: &AppState) -> Shared {
@@ -47,6 +49,10 @@ async fn shared(state: &AppState) -> Shared {
         if let Ok((used, max)) = state.queue.memory().await {
             (s.redis_memory_bytes, s.redis_maxmemory_bytes) = (Some(used), Some(max));
         }
+        // A process that missed three health ticks is gone.
+        let since = chrono::Utc::now().timestamp_millis()
+            - 3 * state.settings.health.interval_ms.max(1000) as i64;
+        s.instances = state.queue.instances(since).await.ok();
     }
     s.fallback_pending = super::health::fallback_backlog(state).await;
     s.active_users_5m = state
@@ -85,6 +91,11 @@ pub(crate) struct QueueStatus {
     fallback: FallbackCounts,
     redis_memory: RedisMemory,
     active_users_5m: Option<i64>,
+    /// Every live process of the deployment (this one included) with its role and executors,
+    /// as they reported at their last health tick; null while Redis is down.
+    instances: Option<Vec<InstanceReport>>,
+    /// Executors of every live process together.
+    deployment_executors: Option<ExecutorCounts>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -204,6 +215,17 @@ pub(crate) async fn status(state: &AppState) -> Result<QueueStatus, ApiError> {
             max_bytes: shared.redis_maxmemory_bytes,
         },
         active_users_5m: shared.active_users_5m,
+        deployment_executors: shared.instances.as_ref().map(|all| {
+            let total = all.iter().map(|i| i.executors).sum();
+            let busy = all.iter().map(|i| i.busy).sum();
+            ExecutorCounts {
+                total,
+                busy,
+                idle: total.saturating_sub(busy),
+                quarantined: all.iter().map(|i| i.quarantined).sum(),
+            }
+        }),
+        instances: shared.instances,
     })
 }
 

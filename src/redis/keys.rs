@@ -76,6 +76,9 @@ impl Keys {
     pub fn events(&self) -> String {
         format!("{}events", self.prefix)
     }
+    pub fn instances(&self) -> String {
+        format!("{}instances", self.prefix)
+    }
     pub fn last_seen(&self) -> String {
         format!("{}users:last_seen", self.prefix)
     }

@@ -21,6 +21,8 @@
 //! - `session:{token_hash}` (JSON, TTL = the access token's lifetime): logged-in callers.
 //! - `events` (pub/sub channel): submission events for `/ws` (see `events`).
 //! - `users:last_seen` (sorted set user id -> unix ms): user activity.
+//! - `instances` (hash instance id -> JSON report with its time): each process's role and
+//!   executors, refreshed at every health tick; reports older than a few ticks are dropped.
 //! - `leaderboard:global`, `leaderboard:topic:{topic}` (sorted sets, see `leaderboards`).
 //! - `ratelimit:{name}:{subject}` (string, PX): a GCRA limit's theoretical arrival time.
 //! - `ws:ticket:{sha256}` (JSON, short TTL): single-use WebSocket tickets.
@@ -30,6 +32,7 @@
 //!
 //! Grading is at least once; `Submission::record_result` makes the record exactly once.
 mod activity;
+mod instances;
 mod keys;
 mod leaderboards;
 mod queue;
@@ -45,6 +48,7 @@ use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnec
 use ::redis::{AsyncCommands, AsyncConnectionConfig, RedisResult};
 use secrecy::ExposeSecret;
 
+pub use instances::InstanceReport;
 pub use keys::Keys;
 pub use queue::Processing;
 pub use results::Unpersisted;

@@ -84,6 +84,22 @@ async fn an_api_process_and_a_worker_process_grade_together() {
     }
     let (_, status) = get(&app, format!("{worker}/queue/status")).await;
     assert_eq!(status["executors"]["total"], 2, "{status}");
+    // The API process shows the whole deployment: its own executors (none) and everyone's.
+    let started = std::time::Instant::now();
+    loop {
+        let (_, status) = get(&app, format!("{api}/queue/status")).await;
+        let roles: Vec<&str> = status["instances"]
+            .as_array()
+            .map(|all| all.iter().filter_map(|i| i["role"].as_str()).collect())
+            .unwrap_or_default();
+        if status["deployment_executors"]["total"] == 2 && roles.contains(&"worker") {
+            assert_eq!(status["executors"]["total"], 0, "{status}");
+            assert!(roles.contains(&"api") && roles.contains(&"all"), "{status}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{status}");
+        actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+    }
     for path in ["/problems", "/", "/admin", "/openapi.json", "/auth/login"] {
         let (code, body) = get(&app, format!("{worker}{path}")).await;
         assert_eq!(code, 404, "{path}: {body}");
