@@ -110,6 +110,11 @@ fn changed(entries: &[(String, String)]) -> Vec<(&str, &str)> {
         .collect()
 }
 
+/// The status `sql` is graded with.
+async fn status(app: &TestApp, token: &str, problem: i64, sql: &str) -> Value {
+    app.grade(token, problem, sql).await["status"].clone()
+}
+
 fn checkout() -> Dir {
     let repo = Dir::new("pgexercises");
     repo.write("database/clubdata.sql", CLUBDATA);
@@ -185,17 +190,17 @@ async fn a_pgexercises_checkout_imports_and_an_export_imports_unchanged() {
     assert_eq!(detail["difficulty"], "easy");
     assert!(detail["statement"].as_str().unwrap().starts_with("How can you retrieve all the information from the `cd.facilities` table?\n\nHint: Try `WHERE`."), "{detail}");
     assert_eq!(
-        app.grade(
+        status(
+            &app,
             &token,
             all,
             "SELECT facid, name, membercost FROM facilities"
         )
-        .await["status"],
+        .await,
         "accepted"
     );
     assert_eq!(
-        app.grade(&token, all, "SELECT facid, name FROM facilities")
-            .await["status"],
+        status(&app, &token, all, "SELECT facid, name FROM facilities").await,
         "wrong_answer"
     );
     let sorted = app.problem_id("pgex-basic-sorted").await;
@@ -220,17 +225,23 @@ async fn a_pgexercises_checkout_imports_and_an_export_imports_unchanged() {
     );
     let update = app.problem_id("pgex-updates-update").await;
     assert_eq!(
-        app.grade(
+        status(
+            &app,
             &token,
             update,
             "UPDATE facilities SET membercost = 10 WHERE name = 'Tennis Court 2'"
         )
-        .await["status"],
+        .await,
         "accepted"
     );
     assert_eq!(
-        app.grade(&token, update, "UPDATE facilities SET membercost = 10")
-            .await["status"],
+        status(
+            &app,
+            &token,
+            update,
+            "UPDATE facilities SET membercost = 10"
+        )
+        .await,
         "wrong_answer"
     );
 
