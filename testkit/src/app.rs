@@ -410,6 +410,15 @@ impl TestApp {
         created
     }
 
+    /// `GET /problems/{id}`, as JSON.
+    pub async fn problem(&self, id: i64) -> Value {
+        self.get(&format!("/problems/{id}"), None)
+            .await
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// GET an admin path, as JSON.
     pub async fn admin_json(&self, path: &str) -> Value {
         self.get(path, Some(&self.admin_token))

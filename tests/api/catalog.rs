@@ -20,12 +20,7 @@ async fn demo_catalogue_is_listed_and_filtered() {
     assert!(!joins.is_empty() && joins.iter().all(|p| p["topic"] == "joins"));
 
     let id = app.problem_id("three-cheapest").await;
-    let detail: Value = app
-        .get(&format!("/problems/{id}"), None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let detail: Value = app.problem(id).await;
     assert_eq!(detail["expected_columns"], json!(["name", "price"]));
     assert!(detail["statement"].as_str().unwrap().contains("cheapest"));
     assert!(

@@ -35,15 +35,6 @@ async fn problem(app: &TestApp, slug: &str, reference: &str, extra: Value) -> Va
     app.problem_of(base, extra).await
 }
 
-/// `GET /problems/{id}`.
-async fn public(app: &TestApp, id: i64) -> Value {
-    app.get(&format!("/problems/{id}"), None)
-        .await
-        .json()
-        .await
-        .unwrap()
-}
-
 /// A 422 whose message says `why`.
 async fn refused(res: reqwest::Response, why: &str) {
     let status = res.status();
@@ -79,7 +70,7 @@ async fn hard_coded_answers_fail_on_generated_tests() {
     assert_eq!(created["tests"], json!({"sample": 1, "hidden": 3}));
     assert_eq!(created["generated_tests"], 3);
     let id = created["id"].as_i64().unwrap();
-    let public = public(&app, id).await;
+    let public = app.problem(id).await;
     assert_eq!(public["tests"], json!({"sample": 1, "hidden": 3}));
 
     let right = app
@@ -269,13 +260,13 @@ CREATE TABLE club.visits (member integer REFERENCES club.members, day date);";
         tests[0]["tables"].to_string().contains("\"rows\":31"),
         "{club}"
     );
-    let detail = public(&app, id).await;
+    let detail = app.problem(id).await;
     assert_eq!(detail["tests"], json!({"sample": 1, "hidden": 1}));
 
     assert_eq!(app.put_test("club", "2", WITH_NINA).await.status(), 200);
     assert_eq!(app.delete_test("club", "2").await.status(), 204);
     assert_eq!(app.delete_test("club", "2").await.status(), 404);
-    let detail = public(&app, id).await;
+    let detail = app.problem(id).await;
     assert_eq!(detail["tests"], json!({"sample": 1, "hidden": 0}));
 
     // A new sample on which the reference fails is refused as well, and the old one stays.

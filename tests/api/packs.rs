@@ -180,12 +180,7 @@ async fn a_pgexercises_checkout_imports_and_an_export_imports_unchanged() {
     // The problems grade as any other: a read, an ordered read, a data change.
     let token = app.user("teacher_pack").await;
     let all = app.problem_id("pgex-basic-selectall").await;
-    let detail: Value = app
-        .get(&format!("/problems/{all}"), None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let detail: Value = app.problem(all).await;
     assert_eq!(detail["topic"], "basic");
     assert_eq!(detail["difficulty"], "easy");
     assert!(detail["statement"].as_str().unwrap().starts_with("How can you retrieve all the information from the `cd.facilities` table?\n\nHint: Try `WHERE`."), "{detail}");
@@ -204,12 +199,7 @@ async fn a_pgexercises_checkout_imports_and_an_export_imports_unchanged() {
         "wrong_answer"
     );
     let sorted = app.problem_id("pgex-basic-sorted").await;
-    let detail: Value = app
-        .get(&format!("/problems/{sorted}"), None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let detail: Value = app.problem(sorted).await;
     assert_eq!(detail["ordered"], true);
     let wrong = app
         .grade(
@@ -285,12 +275,7 @@ async fn a_pgexercises_checkout_imports_and_an_export_imports_unchanged() {
             ("problem pgex-basic-selectall", "updated")
         ]
     );
-    let detail: Value = app
-        .get(&format!("/problems/{all}"), None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let detail: Value = app.problem(all).await;
     assert_eq!(detail["title"], "Everything about the facilities");
     assert_eq!(
         detail["tests"]["hidden"].as_u64().map(|n| n >= 1),

@@ -160,12 +160,7 @@ async fn verdict_feedback_tells_only_the_status_and_the_failed_test() {
     .await;
     assert_eq!(contest["feedback"], "verdict", "{contest}");
     let id = contest["id"].as_i64().unwrap();
-    let public: Value = app
-        .get(&format!("/problems/{id}"), None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let public: Value = app.problem(id).await;
     assert_eq!(public["feedback"], "verdict", "{public}");
     let wrong = app
         .grade(

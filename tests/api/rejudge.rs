@@ -8,12 +8,7 @@ use sqljudge_testkit::app::{Options, TestApp};
 const UK: &str = "SELECT name FROM customers WHERE country = 'UK'";
 
 async fn fix_reference(app: &TestApp, id: i64, reference: &str) {
-    let detail: Value = app
-        .get(&format!("/problems/{id}"), None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let detail: Value = app.problem(id).await;
     let body = json!({"slug": detail["slug"], "title": detail["title"], "statement": detail["statement"],
                       "topic": detail["topic"], "dataset": detail["dataset"], "reference_sql": reference});
     let res = app.update_problem(id, &body).await;
