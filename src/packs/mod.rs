@@ -312,6 +312,27 @@ impl Report {
     pub fn count(&self, change: Change) -> usize {
         self.entries.iter().filter(|e| e.change == change).count()
     }
+
+    /// One line per dataset, test or problem that changed or failed, then the counts.
+    pub fn summary(&self) -> String {
+        let mut lines: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|e| e.change != Change::Unchanged)
+            .map(|e| match &e.error {
+                Some(error) => format!("{}: failed: {error}", e.item),
+                None => format!("{}: {}", e.item, e.change.as_str()),
+            })
+            .collect();
+        lines.push(format!(
+            "{} created, {} updated, {} unchanged, {} failed",
+            self.count(Change::Created),
+            self.count(Change::Updated),
+            self.count(Change::Unchanged),
+            self.failed()
+        ));
+        lines.join("\n")
+    }
 }
 
 /// Imports a pack: datasets, then their tests, then problems, each through the admin API's
@@ -440,29 +461,6 @@ pub async fn export(
             })
             .collect(),
     })
-}
-
-impl Report {
-    /// One line per dataset, test or problem that changed or failed, then the counts.
-    pub fn summary(&self) -> String {
-        let mut lines: Vec<String> = self
-            .entries
-            .iter()
-            .filter(|e| e.change != Change::Unchanged)
-            .map(|e| match &e.error {
-                Some(error) => format!("{}: failed: {error}", e.item),
-                None => format!("{}: {}", e.item, e.change.as_str()),
-            })
-            .collect();
-        lines.push(format!(
-            "{} created, {} updated, {} unchanged, {} failed",
-            self.count(Change::Created),
-            self.count(Change::Updated),
-            self.count(Change::Unchanged),
-            self.failed()
-        ));
-        lines.join("\n")
-    }
 }
 
 /// Imports the pack at `path` and fails unless all of it imported (the demo set at start-up).
