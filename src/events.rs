@@ -101,10 +101,11 @@ impl EventBus {
         });
     }
 
-    /// One subscription: until its connection drops, or Redis went down and came back (a
-    /// connection from before an outage may be silently dead).
+    /// One subscription: until its connection drops, Redis went down and came back (a
+    /// connection from before an outage may be silently dead), or the master moved.
     async fn listen(&self) -> redis::RedisResult<()> {
         // Bounded: a connection that hangs while subscribing must not stall the loop for good.
+        let generation = self.queue.generation();
         let subscribing = async {
             let mut pubsub = self.queue.pubsub().await?;
             pubsub.subscribe(self.queue.keys.events()).await?;
@@ -134,6 +135,9 @@ impl EventBus {
                     None => return Ok(()),
                 },
                 _ = check.tick() => {
+                    if self.queue.generation() != generation {
+                        return Ok(()); // the master moved
+                    }
                     let redis = self.health.redis();
                     match (redis.up, seen_up) {
                         (true, None) => seen_up = Some(redis.since),

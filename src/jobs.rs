@@ -43,7 +43,8 @@ pub struct JobSource {
 /// An executor's own connection for the blocking take (see `RedisQueue::blocking_connection`).
 #[derive(Default)]
 pub struct Taker {
-    conn: Option<MultiplexedConnection>,
+    /// With the generation of the Redis link it was made from.
+    conn: Option<(MultiplexedConnection, u64)>,
 }
 
 impl JobSource {
@@ -63,10 +64,11 @@ impl JobSource {
 
     async fn take_from_redis(&self, taker: &mut Taker) -> Option<Held> {
         let block = Duration::from_secs_f64(self.settings.dequeue_block_secs);
+        let generation = self.queue.generation();
         let conn = match taker.conn.as_mut() {
-            Some(conn) => conn,
-            None => match self.queue.blocking_connection(block).await {
-                Ok(conn) => taker.conn.insert(conn),
+            Some((conn, made)) if *made == generation => conn,
+            _ => match self.queue.blocking_connection(block).await {
+                Ok(conn) => &mut taker.conn.insert((conn, generation)).0,
                 Err(e) => return self.pause_after(taker, e).await,
             },
         };

@@ -65,10 +65,21 @@ impl HealthMonitor {
             at: started.timestamp_millis(),
         };
         let probe = async move {
-            let redis = timed(limit, async {
-                queue.probe().await.map_err(|e| e.to_string())
-            })
-            .await;
+            let probe_redis = || {
+                timed(limit, async {
+                    queue.probe().await.map_err(|e| e.to_string())
+                })
+            };
+            let mut redis = probe_redis().await;
+            // Under Sentinel, a master that takes no writes may have been replaced.
+            if redis.is_err() {
+                match actix_web::rt::time::timeout(limit, queue.follow_master()).await {
+                    Ok(Ok(Some(_))) => redis = probe_redis().await,
+                    Ok(Ok(None)) => {}
+                    Ok(Err(e)) => log::debug!("asking the sentinels for the master: {e}"),
+                    Err(_) => log::debug!("asking the sentinels for the master: timed out"),
+                }
+            }
             if redis.is_ok() {
                 let _ = queue.report_instance(&report).await;
             }

@@ -35,6 +35,7 @@ mod activity;
 mod instances;
 mod keys;
 mod leaderboards;
+mod link;
 mod queue;
 mod ratelimits;
 mod responses;
@@ -42,14 +43,16 @@ mod results;
 mod sessions;
 mod verdicts;
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use ::redis::aio::{ConnectionManager, MultiplexedConnection};
 use ::redis::{AsyncCommands, AsyncConnectionConfig, RedisResult};
 use secrecy::ExposeSecret;
 
 pub use instances::InstanceReport;
 pub use keys::Keys;
+use link::{Link, Locator};
 pub use queue::Processing;
 pub use results::Unpersisted;
 
@@ -59,50 +62,72 @@ use crate::config::RedisSettings;
 #[derive(Clone)]
 pub struct RedisQueue {
     pub keys: Keys,
-    client: redis::Client,
-    conn: ConnectionManager,
+    locator: Arc<Locator>,
+    /// Replaced whole when the sentinels name another master.
+    link: Arc<RwLock<Arc<Link>>>,
+    timeout: Duration,
     result_ttl_secs: u64,
     verdict_ttl_secs: u64,
 }
 
 impl RedisQueue {
     pub async fn connect(settings: &RedisSettings) -> RedisResult<RedisQueue> {
-        let client = match &settings.ca_file {
-            None => redis::Client::open(settings.url.expose_secret())?,
-            Some(path) => {
-                let root_cert = std::fs::read(path).map_err(|e| {
+        let certificates = match &settings.ca_file {
+            None => None,
+            Some(path) => Some(::redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(std::fs::read(path).map_err(|e| {
                     ::redis::RedisError::from((
                         ::redis::ErrorKind::InvalidClientConfig,
                         "cannot read redis.ca_file",
                         format!("{}: {e}", path.display()),
                     ))
-                })?;
-                redis::Client::build_with_tls(
-                    settings.url.expose_secret(),
-                    ::redis::TlsCertificates {
-                        client_tls: None,
-                        root_cert: Some(root_cert),
-                    },
-                )?
-            }
+                })?),
+            }),
         };
+        let locator = Locator::new(settings.url.expose_secret(), certificates)?;
         let timeout = Duration::from_millis(settings.timeout_ms);
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(timeout))
-            .set_connection_timeout(Some(timeout))
-            .set_number_of_retries(1);
-        let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
+        let link = Link::open(locator.master().await?, timeout, 0).await?;
         Ok(RedisQueue {
             keys: Keys::new(&settings.key_prefix),
-            client,
-            conn,
+            locator: Arc::new(locator),
+            link: Arc::new(RwLock::new(Arc::new(link))),
+            timeout,
             result_ttl_secs: settings.result_ttl_secs,
             verdict_ttl_secs: settings.verdict_cache_ttl_secs,
         })
     }
 
+    fn link(&self) -> Arc<Link> {
+        self.link.read().expect("redis link lock").clone()
+    }
+
     fn conn(&self) -> ConnectionManager {
-        self.conn.clone()
+        self.link().conn.clone()
+    }
+
+    /// Under Sentinel: asks the sentinels which node is master, and moves every later
+    /// connection there if it is another one. Called when Redis stops taking writes (a master
+    /// that died or was demoted). Some(address) when the master moved.
+    pub async fn follow_master(&self) -> RedisResult<Option<String>> {
+        if !self.locator.follows_failover() {
+            return Ok(None);
+        }
+        let client = self.locator.master().await?;
+        let address = client.get_connection_info().addr().to_string();
+        let current = self.link();
+        if address == current.address() {
+            return Ok(None);
+        }
+        let link = Arc::new(Link::open(client, self.timeout, current.generation + 1).await?);
+        *self.link.write().expect("redis link lock") = link;
+        log::warn!("redis: the sentinels name a new master, {address}; following it");
+        Ok(Some(address))
+    }
+
+    /// Changes whenever the master moved: a connection made before must be made again.
+    pub fn generation(&self) -> u64 {
+        self.link().generation
     }
 
     /// A connection of its own for blocking commands, which must not hold up the shared one;
@@ -111,7 +136,8 @@ impl RedisQueue {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(2)))
             .set_response_timeout(Some(block + Duration::from_secs(2)));
-        self.client
+        self.link()
+            .client
             .get_multiplexed_async_connection_with_config(&config)
             .await
     }
@@ -161,7 +187,7 @@ impl RedisQueue {
 
     /// A connection of its own for a subscription (pub/sub connections do not reconnect).
     pub async fn pubsub(&self) -> RedisResult<redis::aio::PubSub> {
-        self.client.get_async_pubsub().await
+        self.link().client.get_async_pubsub().await
     }
 
     pub async fn publish_event(&self, json: &str) -> RedisResult<()> {

@@ -47,6 +47,8 @@ pub struct RedisInstance {
     persistent: bool,
     /// Serving TLS only, with a certificate of its own authority (`ca_file`).
     tls: bool,
+    /// Any other arguments to redis-server.
+    args: Vec<String>,
 }
 
 impl RedisInstance {
@@ -70,6 +72,10 @@ impl RedisInstance {
     }
 
     fn start_as(persistent: bool, tls: bool) -> RedisInstance {
+        RedisInstance::start_args(persistent, tls, vec![])
+    }
+
+    fn start_args(persistent: bool, tls: bool, args: Vec<String>) -> RedisInstance {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("sqljudge-redis-{port}"));
         // An append-only file an earlier run left on this port would be replayed.
@@ -81,6 +87,7 @@ impl RedisInstance {
             child: None,
             persistent,
             tls,
+            args,
         };
         if tls {
             make_certificates(&redis.dir);
@@ -145,6 +152,7 @@ impl RedisInstance {
                 ],
                 false => vec![],
             })
+            .args(&self.args)
             .arg("--dir")
             .arg(&self.dir)
             .stdout(Stdio::null())
@@ -184,6 +192,171 @@ impl RedisInstance {
 impl Drop for RedisInstance {
     fn drop(&mut self) {
         self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The name the sentinels know the master by.
+pub const SENTINEL_MASTER: &str = "sqljudge";
+
+/// Redis as operators run it for failover: a master and a replica, each a `RedisInstance`,
+/// and three sentinels watching them (quorum 2, a master is down after 1 s), all on free
+/// ports in directories of their own.
+pub struct SentinelSet {
+    /// The first master, then its replica; which one is master now: `master_port`.
+    pub nodes: Vec<RedisInstance>,
+    pub sentinel_ports: Vec<u16>,
+    sentinels: Vec<Child>,
+    dir: std::path::PathBuf,
+}
+
+impl SentinelSet {
+    /// Started, and waited for until every sentinel knows the replica and the other two.
+    pub async fn start() -> SentinelSet {
+        let master = RedisInstance::start();
+        let replica = RedisInstance::start_args(
+            false,
+            false,
+            vec![
+                "--replicaof".into(),
+                "127.0.0.1".into(),
+                master.port.to_string(),
+            ],
+        );
+        let dir = std::env::temp_dir().join(format!("sqljudge-sentinels-{}", master.port));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut set = SentinelSet {
+            sentinel_ports: vec![],
+            sentinels: vec![],
+            dir,
+            nodes: vec![master, replica],
+        };
+        for _ in 0..3 {
+            let port = free_port();
+            // Sentinels rewrite their configuration file: each has its own.
+            let config = set.dir.join(format!("sentinel-{port}.conf"));
+            std::fs::write(
+                &config,
+                format!(
+                    "port {port}\nbind 127.0.0.1\ndir {dir}\n\
+                     sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {master} 2\n\
+                     sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\n\
+                     sentinel failover-timeout {SENTINEL_MASTER} 4000\n",
+                    dir = set.dir.display(),
+                    master = set.nodes[0].port,
+                ),
+            )
+            .unwrap();
+            let child = Command::new("redis-server")
+                .arg(&config)
+                .arg("--sentinel")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server is installed");
+            set.sentinels.push(child);
+            set.sentinel_ports.push(port);
+        }
+        set.wait_ready(Duration::from_secs(30)).await;
+        set
+    }
+
+    /// `redis+sentinel://` naming the three sentinels.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self
+            .sentinel_ports
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        format!("redis+sentinel://{}/{SENTINEL_MASTER}", hosts.join(","))
+    }
+
+    fn sentinel(&self, port: u16) -> redis::RedisResult<redis::Connection> {
+        redis::Client::open(format!("redis://127.0.0.1:{port}"))?
+            .get_connection_with_timeout(Duration::from_secs(1))
+    }
+
+    /// The master's port as the sentinel on `sentinel` names it.
+    fn named_by(&self, sentinel: u16) -> Option<u16> {
+        let (_, port): (String, String) = redis::cmd("SENTINEL")
+            .arg("get-master-addr-by-name")
+            .arg(SENTINEL_MASTER)
+            .query(&mut self.sentinel(sentinel).ok()?)
+            .ok()?;
+        port.parse().ok()
+    }
+
+    /// The master's port as the first sentinel that answers names it.
+    pub fn master_port(&self) -> Option<u16> {
+        self.sentinel_ports.iter().find_map(|&p| self.named_by(p))
+    }
+
+    /// The node with this port.
+    pub fn node(&mut self, port: u16) -> &mut RedisInstance {
+        self.nodes.iter_mut().find(|n| n.port == port).unwrap()
+    }
+
+    /// Waits until every sentinel agrees on a master other than `old`; its port.
+    pub async fn wait_failover(&self, old: u16, within: Duration) -> u16 {
+        let started = Instant::now();
+        loop {
+            let named: Vec<Option<u16>> = self
+                .sentinel_ports
+                .iter()
+                .map(|&p| self.named_by(p))
+                .collect();
+            if let Some(Some(new)) = named.first() {
+                if *new != old && named.iter().all(|n| *n == Some(*new)) {
+                    return *new;
+                }
+            }
+            assert!(started.elapsed() < within, "no failover: {named:?}");
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until every sentinel sees the master, a replica in sync and the other two
+    /// sentinels: a failover can then happen.
+    pub async fn wait_ready(&self, within: Duration) {
+        let started = Instant::now();
+        let ready = |port: u16| -> redis::RedisResult<bool> {
+            let mut conn = self.sentinel(port)?;
+            let master: HashMap<String, String> = redis::cmd("SENTINEL")
+                .arg("master")
+                .arg(SENTINEL_MASTER)
+                .query(&mut conn)?;
+            let replicas: Vec<HashMap<String, String>> = redis::cmd("SENTINEL")
+                .arg("replicas")
+                .arg(SENTINEL_MASTER)
+                .query(&mut conn)?;
+            Ok(master.get("flags").map(String::as_str) == Some("master")
+                && master.get("num-other-sentinels").map(String::as_str) == Some("2")
+                && replicas.iter().any(|r| {
+                    r.get("flags").map(String::as_str) == Some("slave")
+                        && r.get("master-link-status").map(String::as_str) == Some("ok")
+                }))
+        };
+        while !self
+            .sentinel_ports
+            .iter()
+            .all(|&p| ready(p).unwrap_or(false))
+        {
+            assert!(
+                started.elapsed() < within,
+                "the sentinels never saw a healthy master and replica"
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for SentinelSet {
+    fn drop(&mut self) {
+        for child in &mut self.sentinels {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use sqljudge_testkit::app::{sleep, wait_mode, Options, TestApp};
 use sqljudge_testkit::faults::{
     check_invariants, free_port, leaderboard_mismatches, postgres_port, run_load, Mode, Proxy,
-    RedisInstance,
+    RedisInstance, SentinelSet,
 };
 
 #[actix_web::test]
@@ -421,4 +421,71 @@ async fn without_postgres_a_redis_that_does_not_persist_acknowledges_nothing() {
         .await
         .unwrap();
     assert_eq!(mine["total"], 2 + early, "{mine}");
+}
+
+/// Redis run for failover: a master, a replica and three sentinels. The master is killed
+/// under load, twice (the second time the first master, restarted meanwhile, takes over
+/// again): the service follows the sentinels to each new master with every connection.
+#[actix_web::test]
+async fn sentinel_failover_under_load() {
+    let mut set = SentinelSet::start().await;
+    let app = TestApp::spawn_with(Options {
+        redis_url: Some(set.url()),
+        ..Options::default()
+    })
+    .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let (app, stop) = (&app, stop.clone());
+        async move { run_load(app, &app.address, 3, Duration::from_millis(15), stop).await }
+    };
+    let faults = async {
+        let mut rounds = Vec::new();
+        for _ in 0..2 {
+            sleep(1000).await;
+            let old = set.master_port().expect("a master");
+            let killed = Instant::now();
+            set.node(old).kill();
+            wait_mode(&app, "fallback").await;
+            set.wait_failover(old, Duration::from_secs(20)).await;
+            let promoted = killed.elapsed();
+            wait_mode(&app, "redis").await;
+            let back = killed.elapsed();
+            rounds.push((killed, promoted, back));
+            // Back as an empty master; the sentinels make it a replica of the new one.
+            set.node(old).restart();
+            set.wait_ready(Duration::from_secs(30)).await;
+        }
+        sleep(1000).await;
+        stop.store(true, Ordering::Relaxed);
+        rounds
+    };
+    let (report, rounds) = futures_util::join!(load, faults);
+    let outcome = check_invariants(&app, &report, Duration::from_secs(30)).await;
+    for (killed, promoted, back) in &rounds {
+        eprintln!(
+            "failover: sentinels agreed after {promoted:?}, routing back to Redis after {back:?}, \
+             worst submit latency {:?}",
+            report.worst_between(*killed, *killed + *back)
+        );
+        assert!(
+            *back < *promoted + Duration::from_secs(2),
+            "routing follows the new master within seconds: {promoted:?} then {back:?}"
+        );
+    }
+    eprintln!(
+        "sent {}, acknowledged {}, {outcome:?}, statuses {:?}",
+        report.sent(),
+        report.acked.len(),
+        report.statuses
+    );
+    let last = rounds.last().unwrap().0 + rounds.last().unwrap().2;
+    assert!(
+        report.first_status_after(last, 202).is_some(),
+        "submissions go through Redis again"
+    );
+    assert_eq!(outcome.lost, 0, "{outcome:?}");
+    assert_eq!(outcome.duplicated, 0);
+    assert_eq!(outcome.miscounted, 0);
+    assert_eq!(app.fallback_pending(), 0, "the fallback queue drained");
 }
