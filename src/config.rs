@@ -1,5 +1,6 @@
 //! Layered settings: `config/default.toml`, an optional `SQLJUDGE_CONFIG` file, then the
 //! environment. The fixed variable names are part of the operator contract.
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 /// A setting that is or may carry a credential (a token, a password, a URL with a password):
@@ -99,6 +100,9 @@ pub struct RedisSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct SandboxSettings {
     pub url: Secret,
+    /// Several sandbox servers, comma-separated (`SQLJUDGE_SANDBOX_URLS`); `url` when unset.
+    #[serde(default)]
+    pub urls: Option<Secret>,
     pub role_prefix: String,
     pub role_password: Secret,
     pub default_time_limit_ms: u32,
@@ -122,6 +126,29 @@ pub struct SandboxSettings {
     /// tests, and load what is missing or stale (a sandbox that came back empty). 0: only at
     /// start.
     pub restore_check_secs: u64,
+}
+
+impl SandboxSettings {
+    /// The sandbox servers: those of `urls` when set, else the one of `url`.
+    pub fn server_urls(&self) -> Vec<Secret> {
+        let listed: Vec<Secret> = self
+            .urls
+            .as_ref()
+            .map(|urls| {
+                urls.expose_secret()
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|u| !u.is_empty())
+                    .map(|u| u.to_string().into())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if listed.is_empty() {
+            vec![self.url.clone()]
+        } else {
+            listed
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -163,12 +190,13 @@ pub struct HealthSettings {
 }
 
 /// Environment variables with fixed names, and the setting each one overrides.
-const FIXED_ENV: [(&str, &str); 5] = [
+const FIXED_ENV: [(&str, &str); 6] = [
     ("DATABASE_URL", "database.url"),
     ("REDIS_URL", "redis.url"),
     ("SQLJUDGE_ADMIN_TOKEN", "auth.admin_token"),
     ("SQLJUDGE_BIND", "server.bind"),
     ("SQLJUDGE_SANDBOX_URL", "sandbox.url"),
+    ("SQLJUDGE_SANDBOX_URLS", "sandbox.urls"),
 ];
 
 impl Settings {

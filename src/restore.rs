@@ -9,7 +9,8 @@
 //! catalogue lock (`Sandbox::catalog_lock`); a restore runs only while it holds that lock, so
 //! it never sees one record without the other.
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::db::models::{Dataset, DatasetTest, HiddenTest, Problem};
 use crate::db::{self, DbError, PgPool};
@@ -163,19 +164,59 @@ async fn script_of(pool: &PgPool, name: &str) -> Result<Option<String>, DbError>
         .map(|(script, _)| script))
 }
 
-/// Restores every `every` (if not zero), for as long as the process runs.
-pub fn start(pool: PgPool, sandbox: std::sync::Arc<Sandbox>, every: Duration) {
-    if every.is_zero() {
-        return;
-    }
+/// Keeps a server's readiness for as long as the process runs: it is checked every second,
+/// taken out of grading while it is unreachable, and brought up to date (a restore pass)
+/// before it grades again, every `every` (if not zero), and, for a server other than the
+/// first (`follow`), as soon as the catalogue changed, whichever process changed it.
+pub fn keep(pool: PgPool, server: Arc<Sandbox>, every: Duration, follow: bool) {
     actix_web::rt::spawn(async move {
+        let mut last_pass = Instant::now();
+        // The catalogue as of the last pass that completed.
+        let mut synced: Option<String> = None;
         loop {
-            actix_web::rt::time::sleep(every).await;
-            match restore(&pool, &sandbox).await {
-                Ok(Some(r)) if r.any() => log::warn!("sandbox restored: {r:?}"),
-                Ok(_) => {}
+            tokio::select! {
+                () = actix_web::rt::time::sleep(Duration::from_secs(1)) => {}
+                () = server.stale() => {}
+            }
+            if !server.reachable().await {
+                if server.ready() {
+                    log::warn!(
+                        "sandbox {} is unreachable: its executors pause",
+                        server.label()
+                    );
+                    server.set_ready(false);
+                }
+                continue;
+            }
+            let catalog = match follow {
+                true => db::run(&pool, Dataset::catalog_fingerprint).await.ok(),
+                false => None,
+            };
+            let changed = catalog.is_some() && catalog != synced;
+            if changed && synced.is_some() {
+                server.set_ready(false); // graded on the old catalogue otherwise
+            }
+            let periodic = !every.is_zero() && last_pass.elapsed() >= every;
+            if server.ready() && !periodic && !changed {
+                continue;
+            }
+            last_pass = Instant::now();
+            match restore(&pool, &server).await {
+                Ok(Some(r)) => {
+                    if r.any() {
+                        log::warn!("sandbox {} restored: {r:?}", server.label());
+                    }
+                    if !server.ready() {
+                        log::info!("sandbox {} is up to date: grading there", server.label());
+                    }
+                    synced = catalog;
+                    server.set_ready(true);
+                }
+                // Another process holds the catalogue lock: its pass (or admin load) ends
+                // soon; the next second tries again.
+                Ok(None) => {}
                 // The sandbox or Postgres is away: the next pass tries again.
-                Err(e) => log::debug!("sandbox restore check: {e}"),
+                Err(e) => log::debug!("sandbox {} restore check: {e}", server.label()),
             }
         }
     });

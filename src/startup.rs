@@ -22,7 +22,7 @@ use crate::config::{DatabaseSettings, Role, Settings};
 use crate::db::models::Problem;
 use crate::db::{self, PgPool};
 use crate::events::EventBus;
-use crate::grading::sandbox::Sandbox;
+use crate::grading::servers::SandboxServers;
 use crate::http;
 use crate::jobs::JobSource;
 use crate::metrics::Metrics;
@@ -74,19 +74,34 @@ impl Application {
             Role::Worker => settings.executor.run_slots = 0,
         }
         let pool = prepare_platform_db(&settings.database).await?;
-        let sandbox = Arc::new(Sandbox::new(settings.sandbox.clone())?);
+        let servers = Arc::new(SandboxServers::new(&settings.sandbox)?);
+        let sandbox = servers.primary().clone();
+        // The first server must be there (admin loads go to it first); another may come later.
         sandbox.bootstrap().await?;
-        // Before any executor starts: a sandbox that lost its datasets gets them back first.
-        match restore::restore(&pool, &sandbox).await {
-            Ok(Some(r)) if r.any() => log::warn!("sandbox restored: {r:?}"),
-            Ok(_) => {}
-            Err(e) => log::warn!("sandbox not restored at start: {e}"),
+        for (i, server) in servers.all().iter().enumerate() {
+            if i > 0 {
+                if let Err(e) = server.bootstrap().await {
+                    log::warn!("sandbox {} not ready at start: {e}", server.label());
+                }
+            }
+            // Before any executor starts: a sandbox that lost its datasets gets them back first.
+            match restore::restore(&pool, server).await {
+                Ok(Some(r)) => {
+                    if r.any() {
+                        log::warn!("sandbox {} restored: {r:?}", server.label());
+                    }
+                    server.set_ready(true);
+                }
+                Ok(None) => {} // another process restores it: the keeper checks again
+                Err(e) => log::warn!("sandbox {} not restored at start: {e}", server.label()),
+            }
+            restore::keep(
+                pool.clone(),
+                server.clone(),
+                Duration::from_secs(settings.sandbox.restore_check_secs),
+                i > 0,
+            );
         }
-        restore::start(
-            pool.clone(),
-            sandbox.clone(),
-            Duration::from_secs(settings.sandbox.restore_check_secs),
-        );
         let queue = RedisQueue::connect(&settings.redis).await?;
 
         let health = Arc::new(HealthState::new());
@@ -149,7 +164,7 @@ impl Application {
                 settings: settings.executor.clone(),
             },
             problems: problems.clone(),
-            sandbox: sandbox.clone(),
+            servers: servers.clone(),
             metrics: metrics.clone(),
             stats: stats.clone(),
             shutdown: shutdown.clone(),
@@ -224,6 +239,7 @@ impl Application {
             pool,
             queue,
             sandbox,
+            servers,
             submissions,
             health,
             executors,

@@ -13,6 +13,7 @@ use crate::config::Settings;
 use crate::db::PgPool;
 use crate::events::EventBus;
 use crate::grading::sandbox::{Sandbox, Slot};
+use crate::grading::servers::SandboxServers;
 use crate::metrics::Metrics;
 use crate::problems::ProblemCache;
 use crate::ratelimit::RateLimiter;
@@ -28,7 +29,10 @@ pub struct AppState {
     pub settings: Settings,
     pub pool: PgPool,
     pub queue: RedisQueue,
+    /// The first sandbox server: admin loads, references, previews and runs.
     pub sandbox: Arc<Sandbox>,
+    /// Every sandbox server (executors are spread over them).
+    pub servers: Arc<SandboxServers>,
     /// The slot reference queries run on (problem validation).
     pub reference: tokio::sync::Mutex<Slot>,
     /// The slots of `POST /problems/{id}/run`.

@@ -13,7 +13,8 @@ use actix::prelude::*;
 use futures_util::FutureExt;
 
 use crate::grading;
-use crate::grading::sandbox::{Sandbox, SandboxError, Slot, SlotState};
+use crate::grading::sandbox::{SandboxError, Slot, SlotState};
+use crate::grading::servers::SandboxServers;
 use crate::job::{Job, Outcome, Status};
 use crate::jobs::{Held, JobSource, Taker};
 use crate::metrics::Metrics;
@@ -37,7 +38,7 @@ pub struct ExecutorStatus {
 pub struct ExecutorDeps {
     pub jobs: JobSource,
     pub problems: Arc<ProblemCache>,
-    pub sandbox: Arc<Sandbox>,
+    pub servers: Arc<SandboxServers>,
     pub metrics: Arc<Metrics>,
     pub stats: Arc<GradingStats>,
     pub shutdown: Arc<Shutdown>,
@@ -124,7 +125,10 @@ impl ExecutorPool {
 
     /// A sandbox slot of its own for `try_execute_task`.
     pub fn standalone_slot(&self) -> Slot {
-        self.deps.sandbox.slot(self.status.len(), Arc::default())
+        self.deps
+            .servers
+            .primary()
+            .slot(self.status.len(), Arc::default())
     }
 
     /// No executor is grading or waiting for a job.
@@ -148,11 +152,17 @@ impl ExecutorPool {
 /// Takes and grades jobs until the actor is stopped or a grading panics (then returns, and
 /// the actor stops).
 async fn work_loop(index: usize, deps: Arc<ExecutorDeps>, status: Arc<ExecutorStatus>) {
-    let mut slot = deps.sandbox.slot(index, status.slot.clone());
+    let sandbox = deps.servers.for_executor(index);
+    let mut slot = sandbox.slot(index, status.slot.clone());
     let mut taker = Taker::default();
     loop {
         if deps.shutdown.draining() {
             return std::future::pending().await;
+        }
+        // Down, or not yet up to date: the other servers' executors grade meanwhile.
+        if !sandbox.ready() {
+            actix_web::rt::time::sleep(Duration::from_millis(200)).await;
+            continue;
         }
         // A slot whose last backend would not die takes no job until it is gone.
         if !slot.settle(Some(Duration::from_secs(1))).await {
@@ -292,7 +302,10 @@ async fn grade(deps: &ExecutorDeps, slot: &mut Slot, job: &Job) -> Graded {
         }
     };
     match grading::grade(slot, &problem, &job.sql).await {
-        Ok(outcome) => Graded::Verdict(outcome, Some(grading::fingerprint(&problem, &job.sql))),
+        Ok(outcome) => {
+            slot.sandbox().count_graded();
+            Graded::Verdict(outcome, Some(grading::fingerprint(&problem, &job.sql)))
+        }
         Err(SandboxError::Interrupted(reason)) => Graded::Interrupted(reason),
         Err(e) => {
             log::warn!("job {}: sandbox: {e}", job.job_id);

@@ -6,6 +6,7 @@ pub mod generated;
 pub mod lexer;
 pub mod mutants;
 pub mod sandbox;
+pub mod servers;
 
 use std::time::Instant;
 

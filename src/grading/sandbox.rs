@@ -165,6 +165,13 @@ pub struct Sandbox {
     /// adoption, a failed first load): a session of a dropped role has none of the new one's
     /// rights, so slots then close their idle connections.
     roles_changed: AtomicU64,
+    /// Reachable and up to date with the platform's datasets and tests: its executors take
+    /// jobs only then (see `restore::keep`).
+    ready: AtomicBool,
+    /// Wakes its keeper: an admin change to bring here.
+    stale: tokio::sync::Notify,
+    /// Gradings this process finished here.
+    graded: AtomicU64,
 }
 
 impl Sandbox {
@@ -203,7 +210,47 @@ impl Sandbox {
             port,
             dbname,
             roles_changed: AtomicU64::new(0),
+            ready: AtomicBool::new(false),
+            stale: tokio::sync::Notify::new(),
+            graded: AtomicU64::new(0),
         })
+    }
+
+    /// `host:port/database`, for health reports (never the credentials).
+    pub fn label(&self) -> String {
+        format!("{}:{}/{}", self.host, self.port, self.dbname)
+    }
+
+    pub fn ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    pub fn graded(&self) -> u64 {
+        self.graded.load(Ordering::Relaxed)
+    }
+
+    pub fn count_graded(&self) {
+        self.graded.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Pauses its executors until its keeper has brought it up to date.
+    pub fn mark_stale(&self) {
+        self.set_ready(false);
+        self.stale.notify_one();
+    }
+
+    /// Until `mark_stale` is called (at once if it was called since the last wait).
+    pub async fn stale(&self) {
+        self.stale.notified().await
+    }
+
+    /// Whether the server accepts a connection now.
+    pub async fn reachable(&self) -> bool {
+        self.server_client().await.is_ok()
     }
 
     pub fn settings(&self) -> &SandboxSettings {

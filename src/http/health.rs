@@ -20,6 +20,19 @@ pub(crate) struct HealthReport {
     postgres: BackendHealth,
     queue: QueueDepths,
     executors: Executors,
+    /// Each sandbox server this process grades on (`SQLJUDGE_SANDBOX_URLS`).
+    sandboxes: Vec<SandboxHealth>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct SandboxHealth {
+    /// `host:port/database`.
+    server: String,
+    /// Reachable and up to date with every dataset and test: its executors take jobs. While
+    /// it is not, the other servers' executors grade.
+    ready: bool,
+    /// Gradings this process finished there since it started.
+    graded: u64,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -117,6 +130,16 @@ pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
             busy: state.executors.busy(),
             quarantined: state.executors.quarantined(),
         },
+        sandboxes: state
+            .servers
+            .all()
+            .iter()
+            .map(|s| SandboxHealth {
+                server: s.label(),
+                ready: s.ready(),
+                graded: s.graded(),
+            })
+            .collect(),
     };
     if accepting {
         HttpResponse::Ok().json(body)

@@ -85,6 +85,8 @@ pub struct Options {
     pub redis_url: Option<String>,
     /// The authority of a `rediss://` Redis of the test's own.
     pub redis_ca_file: Option<std::path::PathBuf>,
+    /// Sandbox servers of the test's own (`sandbox.urls`, comma-separated).
+    pub sandbox_urls: Option<String>,
     /// Reach the platform database through this local port (a fault-injecting proxy).
     pub platform_port: Option<u16>,
     /// Rate limits (default: high enough never to interfere).
@@ -100,6 +102,7 @@ impl Default for Options {
             workers: 2,
             redis_url: None,
             redis_ca_file: None,
+            sandbox_urls: None,
             platform_port: None,
             rate_limit: None,
             tweak: None,
@@ -156,6 +159,7 @@ impl TestApp {
         .into();
         settings.database.pool_size = 6;
         settings.sandbox.url = format!("{server}/sqljudge_ts_{id}{NO_TLS}").into();
+        settings.sandbox.urls = options.sandbox_urls.map(Into::into);
         settings.sandbox.role_prefix = format!("sjt_{id}");
         settings.redis.key_prefix = format!("test:{id}:");
         settings.auth.admin_token = format!("admin-{id}").into();
@@ -501,6 +505,13 @@ impl TestApp {
             (
                 "SQLJUDGE_SANDBOX_URL",
                 s.sandbox.url.expose_secret().to_string(),
+            ),
+            (
+                "SQLJUDGE_SANDBOX_URLS",
+                s.sandbox
+                    .urls
+                    .as_ref()
+                    .map_or(String::new(), |u| u.expose_secret().to_string()),
             ),
             ("REDIS_URL", s.redis.url.expose_secret().to_string()),
             (

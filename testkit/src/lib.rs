@@ -4,7 +4,9 @@
 //!   Redis key prefix of its own;
 //! - [`faults`]: a Redis of the test's own, a TCP proxy that hangs or cuts connections, a steady
 //!   submission load and the invariants it must keep;
+//! - [`clusters`]: PostgreSQL clusters of a test's own, to stop and start;
 //! - [`bench`]: a client for an already running sqljudge, and percentile reports.
 pub mod app;
 pub mod bench;
+pub mod clusters;
 pub mod faults;

@@ -18,6 +18,7 @@ mod restarts;
 mod roles;
 mod run;
 mod sandbox_attacks;
+mod sandboxes;
 mod secrets;
 mod speed_layer;
 mod submissions;

@@ -43,6 +43,9 @@ main("dashboard", async (stack) => {
     await page.waitForSelector(`#feed tr[data-job="${job.job_id}"][data-status="accepted"]`, { timeout: 10000 });
     await until("stats show the grading", () => page.evaluate(() => Number(document.getElementById("jps").textContent) > 0));
     console.log(`dashboard: submission ${job.job_id} shown accepted`);
+    // The process itself is listed among the deployment's instances, with its executors.
+    await page.waitForSelector('#instances tr[data-role="all"]', { timeout: 10000 });
+    await until("the deployment's executors", () => page.evaluate(() => /idle/.test(document.getElementById("ex-deployment").textContent)));
     await page.screenshot({ path: join(root, "target/dashboard.png"), fullPage: true });
 
     // Redis stops: the mode turns to fallback, and a submission still shows.

@@ -77,6 +77,26 @@ impl Dataset {
             .load(conn)
     }
 
+    /// Changes whenever a dataset, an uploaded test or a problem (its hidden tests included)
+    /// does: what a sandbox server must follow.
+    pub fn catalog_fingerprint(conn: &mut PgConnection) -> QueryResult<String> {
+        #[derive(QueryableByName)]
+        struct Fingerprint {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            fingerprint: String,
+        }
+        diesel::sql_query(
+            "SELECT md5(concat_ws('|', \
+               (SELECT string_agg(name || ':' || script_sha256, ',' ORDER BY name) FROM datasets), \
+               (SELECT string_agg(dataset || ':' || test || ':' || script_sha256, ',' \
+                                  ORDER BY dataset, test) FROM dataset_tests), \
+               (SELECT count(*) || ':' || coalesce(max(updated_at)::text, '') FROM problems) \
+             )) AS fingerprint",
+        )
+        .get_result::<Fingerprint>(conn)
+        .map(|f| f.fingerprint)
+    }
+
     pub fn table_infos(&self) -> Vec<TableInfo> {
         serde_json::from_value(self.tables.clone()).unwrap_or_default()
     }
