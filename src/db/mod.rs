@@ -92,11 +92,12 @@ pub fn ensure_database(url: &str) -> Result<(), Box<dyn std::error::Error + Send
     if PgConnection::establish(url).is_ok() {
         return Ok(());
     }
-    let (server, name) = url
+    // The connection options (`?sslmode=...&sslrootcert=/path`, slashes included) hold for
+    // the server's `postgres` database too.
+    let (path, options) = url.split_once('?').map_or((url, ""), |(p, o)| (p, o));
+    let (server, name) = path
         .rsplit_once('/')
         .ok_or("the database URL names no database")?;
-    // The connection options (`?sslmode=...`) hold for the server's `postgres` database too.
-    let (name, options) = name.split_once('?').map_or((name, ""), |(n, o)| (n, o));
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(format!("refusing to create database with name {name:?}").into());
     }

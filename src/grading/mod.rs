@@ -7,6 +7,7 @@ pub mod lexer;
 pub mod mutants;
 pub mod sandbox;
 pub mod servers;
+pub mod tls;
 
 use std::time::Instant;
 

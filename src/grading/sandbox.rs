@@ -32,9 +32,11 @@ use std::time::Duration;
 use futures_util::{pin_mut, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_postgres::config::Host;
+use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::error::{DbError, SqlState};
+use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, Config, NoTls, SimpleQueryMessage};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use secrecy::ExposeSecret;
 
@@ -60,10 +62,14 @@ pub enum SandboxError {
 
 impl From<tokio_postgres::Error> for SandboxError {
     fn from(e: tokio_postgres::Error) -> Self {
-        // A server's error says only "db error" until its message is added.
+        // A server's error says only "db error" until its message is added, and a TLS or
+        // I/O error only what failed until its cause is.
         SandboxError::Unavailable(match e.as_db_error() {
             Some(db) => format!("{e}: {}", db.message()),
-            None => e.to_string(),
+            None => match std::error::Error::source(&e) {
+                Some(cause) => format!("{e}: {cause}"),
+                None => e.to_string(),
+            },
         })
     }
 }
@@ -158,6 +164,8 @@ pub fn quote_qualified(name: &str) -> String {
 pub struct Sandbox {
     settings: SandboxSettings,
     admin: Config,
+    /// Set when the URL's `sslmode` asks for TLS (see `tls`).
+    tls: Option<MakeRustlsConnect>,
     host: String,
     port: u16,
     dbname: String,
@@ -176,9 +184,8 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn new(settings: SandboxSettings) -> Result<Sandbox, SandboxError> {
-        let admin: Config = settings
-            .url
-            .expose_secret()
+        let (url, tls) = super::tls::split(settings.url.expose_secret())?;
+        let admin: Config = url
             .parse()
             .map_err(|e| SandboxError::Config(format!("sandbox.url: {e}")))?;
         let host = match admin.get_hosts().first() {
@@ -206,6 +213,7 @@ impl Sandbox {
         Ok(Sandbox {
             settings,
             admin,
+            tls,
             host,
             port,
             dbname,
@@ -246,6 +254,27 @@ impl Sandbox {
     /// Until `mark_stale` is called (at once if it was called since the last wait).
     pub async fn stale(&self) {
         self.stale.notified().await
+    }
+
+    /// An admin-side connection (not a grading's), over TLS when the URL asks for it.
+    async fn connect(&self, config: &Config) -> Result<Client, SandboxError> {
+        let connecting = async {
+            Ok::<_, SandboxError>(match &self.tls {
+                None => {
+                    let (client, connection) = config.connect(NoTls).await?;
+                    detach(client, connection)
+                }
+                Some(tls) => {
+                    let mut config = config.clone();
+                    config.ssl_mode(SslMode::Require);
+                    let (client, connection) = config.connect(tls.clone()).await?;
+                    detach(client, connection)
+                }
+            })
+        };
+        tokio::time::timeout(Duration::from_secs(5), connecting)
+            .await
+            .map_err(|_| SandboxError::Unavailable("connect timed out".into()))?
     }
 
     /// Whether the server accepts a connection now.
@@ -304,7 +333,7 @@ impl Sandbox {
     async fn admin_client_on(&self, db: &str) -> Result<Client, SandboxError> {
         let mut config = self.admin.clone();
         config.dbname(db).options("-c client_min_messages=warning");
-        connect_with(&config).await
+        self.connect(&config).await
     }
 
     /// An admin connection to a test's database.
@@ -328,7 +357,7 @@ impl Sandbox {
             .application_name("sqljudge-dataset")
             .options("-c client_min_messages=warning");
         self.login_password(&mut config);
-        connect_with(&config).await
+        self.connect(&config).await
     }
 
     /// Runs `sql` in one transaction holding the sandbox's role lock: instances starting or
@@ -419,7 +448,7 @@ impl Sandbox {
     async fn server_client(&self) -> Result<Client, SandboxError> {
         let mut server = self.admin.clone();
         server.dbname("postgres");
-        connect_with(&server).await
+        self.connect(&server).await
     }
 
     /// Roles of earlier versions: groups that could read (write) every dataset, and slot
@@ -906,10 +935,20 @@ impl Sandbox {
             inner: tcp,
             budget: budget.clone(),
         };
-        let (client, connection) = config.connect_raw(stream, NoTls).await?;
-        actix_web::rt::spawn(async move {
-            let _ = connection.await;
-        });
+        let client = match &self.tls {
+            None => {
+                let (client, connection) = config.connect_raw(stream, NoTls).await?;
+                detach(client, connection)
+            }
+            Some(tls) => {
+                config.ssl_mode(SslMode::Require);
+                let tls =
+                    MakeTlsConnect::<BudgetStream>::make_tls_connect(&mut tls.clone(), &self.host)
+                        .unwrap_or_else(|never| match never {});
+                let (client, connection) = config.connect_raw(stream, tls).await?;
+                detach(client, connection)
+            }
+        };
         let pid: i32 = client
             .query_one("SELECT pg_backend_pid()", &[])
             .await?
@@ -944,14 +983,12 @@ async fn create_database(server: &Client, db: &str) -> Result<(), SandboxError> 
     }
 }
 
-async fn connect_with(config: &Config) -> Result<Client, SandboxError> {
-    let (client, connection) = tokio::time::timeout(Duration::from_secs(5), config.connect(NoTls))
-        .await
-        .map_err(|_| SandboxError::Unavailable("connect timed out".into()))??;
+/// Drives a connection in the background; its client.
+fn detach(client: Client, connection: impl std::future::Future + 'static) -> Client {
     actix_web::rt::spawn(async move {
         let _ = connection.await;
     });
-    Ok(client)
+    client
 }
 
 /// Bytes the sandbox may still send on a connection before we cut it.

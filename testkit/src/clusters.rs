@@ -3,11 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::faults::free_port;
+use crate::faults::{free_port, make_certificates};
 
 pub struct PgCluster {
     pub port: u16,
     dir: PathBuf,
+    /// Serving TLS only (`hostssl`), with a certificate of its own authority (`ca_file`).
+    tls: bool,
 }
 
 /// A PostgreSQL program: on the PATH, else Debian's newest under /usr/lib/postgresql.
@@ -61,12 +63,42 @@ fn run(name: &str, args: &[&str], dir: &Path) -> Result<(), String> {
 impl PgCluster {
     /// Created and started, with trust authentication for `postgres` over TCP.
     pub fn start() -> PgCluster {
+        PgCluster::create(false)
+    }
+
+    /// Accepting TCP connections over TLS only, with a certificate for 127.0.0.1 signed by an
+    /// authority made for it (`ca_file`).
+    pub fn start_tls() -> PgCluster {
+        PgCluster::create(true)
+    }
+
+    /// The authority that signed a TLS cluster's certificate (PEM).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    fn create(tls: bool) -> PgCluster {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("sqljudge-pg-{port}"));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let _ = Command::new("chown").arg("postgres:").arg(&dir).status();
-        let cluster = PgCluster { port, dir };
+        if tls {
+            // `redis.*` is the server's pair, whatever the server.
+            make_certificates(&dir);
+            use std::os::unix::fs::PermissionsExt;
+            // PostgreSQL refuses a key others may read.
+            std::fs::set_permissions(
+                dir.join("redis.key"),
+                std::fs::Permissions::from_mode(0o600),
+            )
+            .unwrap();
+        }
+        let _ = Command::new("chown")
+            .arg("-R")
+            .arg("postgres:")
+            .arg(&dir)
+            .status();
+        let cluster = PgCluster { port, dir, tls };
         run(
             "initdb",
             &[
@@ -81,6 +113,13 @@ impl PgCluster {
             &cluster.dir,
         )
         .unwrap();
+        if tls {
+            std::fs::write(
+                cluster.dir.join("data/pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+            )
+            .unwrap();
+        }
         cluster.start_again();
         cluster
     }
@@ -91,11 +130,17 @@ impl PgCluster {
 
     /// Starts it (again) and waits until it accepts connections.
     pub fn start_again(&self) {
-        let options = format!(
+        let mut options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
             self.port,
             self.dir.display()
         );
+        if self.tls {
+            let dir = self.dir.display();
+            options += &format!(
+                " -c ssl=on -c ssl_cert_file={dir}/redis.crt -c ssl_key_file={dir}/redis.key"
+            );
+        }
         let log = self.dir.join("log").to_string_lossy().into_owned();
         run(
             "pg_ctl",

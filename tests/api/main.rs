@@ -22,3 +22,4 @@ mod sandboxes;
 mod secrets;
 mod speed_layer;
 mod submissions;
+mod tls;
