@@ -134,16 +134,6 @@ impl ProblemInput {
     }
 }
 
-/// However an admin change ends (done, refused, put back), the other sandbox servers take no
-/// job until it has reached them.
-struct Propagate<'a>(&'a AppState);
-
-impl Drop for Propagate<'_> {
-    fn drop(&mut self) {
-        self.0.servers.changed();
-    }
-}
-
 /// Runs a reference in the sandbox: its rows, or a 422 saying why it failed.
 async fn reference_result(state: &AppState, spec: &RunSpec<'_>) -> Result<ResultSet, ApiError> {
     let mut slot = state.reference.lock().await;
@@ -235,7 +225,6 @@ pub async fn save_problem(
     id: Option<i64>,
     input: ProblemInput,
 ) -> Result<Problem, ApiError> {
-    let _propagate = Propagate(state);
     input.validate(state)?;
     let name = input.fields.dataset.clone();
     if !db::run(&state.pool, move |c| Dataset::exists(c, &name)).await? {
@@ -304,7 +293,6 @@ pub async fn load_dataset(
     name: &str,
     script: &str,
 ) -> Result<LoadedDataset, ApiError> {
-    let _propagate = Propagate(state);
     if !dataset::valid_name(name) {
         return Err(ApiError::Invalid(
             "dataset names are 1-48 characters of [a-z0-9_], starting with a letter or _, not pg_*"
@@ -431,7 +419,6 @@ pub async fn put_test(
     n: i16,
     script: &str,
 ) -> Result<LoadedTest, ApiError> {
-    let _propagate = Propagate(state);
     check_test_number(n)?;
     require_dataset(state, name).await?;
     let owned = name.to_string();
@@ -490,7 +477,6 @@ async fn remove_test(state: &AppState, name: &str, n: i16) -> Result<bool, ApiEr
 
 /// Removes uploaded hidden test `n` of a dataset (404 when it has none).
 pub async fn delete_test(state: &AppState, name: &str, n: i16) -> Result<(), ApiError> {
-    let _propagate = Propagate(state);
     check_test_number(n)?;
     require_dataset(state, name).await?;
     // The problems first forget the test, then its rows go: a grading meanwhile finds either

@@ -8,7 +8,7 @@
 //! when it is up, else straight to this instance's connections. Each instance subscribes on a
 //! connection of its own that is re-established whenever it drops or Redis comes back.
 //! `health` and `stats` events describe one instance and go to its own admin connections only.
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,12 +32,15 @@ struct Addressee {
     user_id: Option<i64>,
 }
 
+const NOT_SUBSCRIBED: u64 = u64::MAX;
+
 pub struct EventBus {
     local: broadcast::Sender<Delivery>,
     queue: RedisQueue,
     health: Arc<HealthState>,
-    /// The Redis subscription is live: events published to Redis come back to this instance.
-    subscribed: AtomicBool,
+    /// The Redis link generation whose subscription is live (`NOT_SUBSCRIBED`: none): events
+    /// published to Redis come back to this instance only while it is the current one.
+    subscribed: AtomicU64,
 }
 
 impl EventBus {
@@ -47,7 +50,7 @@ impl EventBus {
             local: broadcast::channel(capacity.max(16)).0,
             queue,
             health,
-            subscribed: AtomicBool::new(false),
+            subscribed: AtomicU64::new(NOT_SUBSCRIBED),
         })
     }
 
@@ -63,7 +66,9 @@ impl EventBus {
     pub async fn publish(&self, json: String) {
         if self.health.redis_up() {
             match self.queue.publish_event(&json).await {
-                Ok(()) if self.subscribed.load(Ordering::Acquire) => return,
+                Ok(()) if self.subscribed.load(Ordering::Acquire) == self.queue.generation() => {
+                    return
+                }
                 Ok(()) => {} // this instance would not hear it back
                 Err(e) => self.health.report_failure(Backend::Redis, e),
             }
@@ -95,7 +100,7 @@ impl EventBus {
                 if let Err(e) = bus.listen().await {
                     log::debug!("event subscription: {e}");
                 }
-                bus.subscribed.store(false, Ordering::Release);
+                bus.subscribed.store(NOT_SUBSCRIBED, Ordering::Release);
                 actix_web::rt::time::sleep(Duration::from_millis(250)).await;
             }
         });
@@ -121,7 +126,7 @@ impl EventBus {
         // not drop it (events published meanwhile would be lost).
         let redis = self.health.redis();
         let mut seen_up = redis.up.then_some(redis.since);
-        self.subscribed.store(true, Ordering::Release);
+        self.subscribed.store(generation, Ordering::Release);
         let mut messages = pubsub.on_message();
         let mut check = actix_web::rt::time::interval(Duration::from_millis(500));
         loop {

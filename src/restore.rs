@@ -164,15 +164,24 @@ async fn script_of(pool: &PgPool, name: &str) -> Result<Option<String>, DbError>
         .map(|(script, _)| script))
 }
 
-/// Keeps a server's readiness for as long as the process runs: it is checked every second,
-/// taken out of grading while it is unreachable, and brought up to date (a restore pass)
-/// before it grades again, every `every` (if not zero), and, for a server other than the
-/// first (`follow`), as soon as the catalogue changed, whichever process changed it.
-pub fn keep(pool: PgPool, server: Arc<Sandbox>, every: Duration, follow: bool) {
+/// Keeps a server's readiness for as long as the process runs. It is checked every second and
+/// taken out of grading while it does not answer. The first server grades again as soon as it
+/// answers (a restore pass is tried then, and every `every` if not zero). Any other is
+/// bootstrapped here, and brought up to date (a pass) when it answers again, when the
+/// catalogue changed (whichever process changed it), when a grading found it behind, and
+/// every `every`; it grades only after a pass that left nothing behind, and only problems in
+/// the versions that pass saw (`Sandbox::holds`).
+pub fn keep(pool: PgPool, server: Arc<Sandbox>, every: Duration) {
     actix_web::rt::spawn(async move {
+        if server.secondary() {
+            if let Err(e) = server.bootstrap().await {
+                log::warn!("sandbox {} not bootstrapped yet: {e}", server.label());
+            }
+        }
         let mut last_pass = Instant::now();
-        // The catalogue as of the last pass that completed.
+        // The catalogue as of the last complete pass, and when a failed pass may be retried.
         let mut synced: Option<String> = None;
+        let mut retry_at = Instant::now();
         loop {
             tokio::select! {
                 () = actix_web::rt::time::sleep(Duration::from_secs(1)) => {}
@@ -188,36 +197,62 @@ pub fn keep(pool: PgPool, server: Arc<Sandbox>, every: Duration, follow: bool) {
                 }
                 continue;
             }
-            let catalog = match follow {
-                true => db::run(&pool, Dataset::catalog_fingerprint).await.ok(),
-                false => None,
-            };
-            let changed = catalog.is_some() && catalog != synced;
-            if changed && synced.is_some() {
-                server.set_ready(false); // graded on the old catalogue otherwise
-            }
-            let periodic = !every.is_zero() && last_pass.elapsed() >= every;
-            if server.ready() && !periodic && !changed {
+            if !server.secondary() {
+                let back = !server.ready();
+                server.set_ready(true);
+                let periodic = !every.is_zero() && last_pass.elapsed() >= every;
+                if back || periodic {
+                    last_pass = Instant::now();
+                    pass(&pool, &server).await;
+                }
                 continue;
             }
+            let catalog = db::run(&pool, Dataset::catalog_fingerprint).await.ok();
+            let changed = catalog.is_some() && catalog != synced;
+            let periodic = !every.is_zero() && last_pass.elapsed() >= every;
+            if (server.ready() && !changed && !periodic) || Instant::now() < retry_at {
+                continue;
+            }
+            server.set_ready(false);
             last_pass = Instant::now();
-            match restore(&pool, &server).await {
-                Ok(Some(r)) => {
-                    if r.any() {
-                        log::warn!("sandbox {} restored: {r:?}", server.label());
-                    }
-                    if !server.ready() {
-                        log::info!("sandbox {} is up to date: grading there", server.label());
-                    }
+            // Taken before the pass: a change committed meanwhile makes the next tick's
+            // fingerprint differ, and a grading of its new versions is refused until then.
+            let Ok(versions) = db::run(&pool, Problem::versions).await else {
+                continue;
+            };
+            match pass(&pool, &server).await {
+                Some(r) if r.failed == 0 => {
+                    server.set_synced(
+                        versions
+                            .into_iter()
+                            .map(|(id, at)| (id, at.timestamp_micros()))
+                            .collect(),
+                    );
                     synced = catalog;
                     server.set_ready(true);
                 }
-                // Another process holds the catalogue lock: its pass (or admin load) ends
-                // soon; the next second tries again.
-                Ok(None) => {}
-                // The sandbox or Postgres is away: the next pass tries again.
-                Err(e) => log::debug!("sandbox {} restore check: {e}", server.label()),
+                // Something could not be loaded there: not graded on until it can be.
+                Some(_) => retry_at = Instant::now() + Duration::from_secs(10),
+                None => {}
             }
         }
     });
+}
+
+/// One restore pass, logged. None: not done (another process holds the catalogue lock, or the
+/// sandbox or Postgres is away); the next tick tries again.
+async fn pass(pool: &PgPool, server: &Sandbox) -> Option<Restored> {
+    match restore(pool, server).await {
+        Ok(Some(r)) => {
+            if r.any() {
+                log::warn!("sandbox {} restored: {r:?}", server.label());
+            }
+            Some(r)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            log::debug!("sandbox {} restore check: {e}", server.label());
+            None
+        }
+    }
 }

@@ -76,30 +76,21 @@ impl Application {
         let pool = prepare_platform_db(&settings.database).await?;
         let servers = Arc::new(SandboxServers::new(&settings.sandbox)?);
         let sandbox = servers.primary().clone();
-        // The first server must be there (admin loads go to it first); another may come later.
+        // The first server must be there (admin loads go to it first); the others may come
+        // later: their keepers bootstrap them and bring them up to date.
         sandbox.bootstrap().await?;
-        for (i, server) in servers.all().iter().enumerate() {
-            if i > 0 {
-                if let Err(e) = server.bootstrap().await {
-                    log::warn!("sandbox {} not ready at start: {e}", server.label());
-                }
-            }
-            // Before any executor starts: a sandbox that lost its datasets gets them back first.
-            match restore::restore(&pool, server).await {
-                Ok(Some(r)) => {
-                    if r.any() {
-                        log::warn!("sandbox {} restored: {r:?}", server.label());
-                    }
-                    server.set_ready(true);
-                }
-                Ok(None) => {} // another process restores it: the keeper checks again
-                Err(e) => log::warn!("sandbox {} not restored at start: {e}", server.label()),
-            }
+        // Before any executor starts: a sandbox that lost its datasets gets them back first.
+        match restore::restore(&pool, &sandbox).await {
+            Ok(Some(r)) if r.any() => log::warn!("sandbox restored: {r:?}"),
+            Ok(_) => {}
+            Err(e) => log::warn!("sandbox not restored at start: {e}"),
+        }
+        sandbox.set_ready(true);
+        for server in servers.all() {
             restore::keep(
                 pool.clone(),
                 server.clone(),
                 Duration::from_secs(settings.sandbox.restore_check_secs),
-                i > 0,
             );
         }
         let queue = RedisQueue::connect(&settings.redis).await?;
@@ -209,6 +200,7 @@ impl Application {
                 probing: false,
                 events: events.clone(),
                 announced: Some((health.redis().since, health.postgres().since)),
+                followed_at: None,
                 instance: (
                     uuid::Uuid::new_v4().to_string(),
                     settings.server.role.as_str(),

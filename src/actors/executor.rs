@@ -301,6 +301,13 @@ async fn grade(deps: &ExecutorDeps, slot: &mut Slot, job: &Job) -> Graded {
             return Graded::NotRun;
         }
     };
+    // Another server than the first may not yet hold this version's data: its keeper is
+    // woken, and the job goes back for a server that does.
+    let version = problem.updated_at.timestamp_micros();
+    if !slot.sandbox().holds(problem.id, version) {
+        slot.sandbox().mark_stale();
+        return Graded::NotRun;
+    }
     match grading::grade(slot, &problem, &job.sql).await {
         Ok(outcome) => {
             slot.sandbox().count_graded();

@@ -41,7 +41,14 @@ pub struct HealthMonitor {
     /// The `since` of both backends when last announced: flips a request reported are
     /// announced at the next tick too.
     pub announced: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// When the sentinels (if any) were last asked for the master.
+    pub followed_at: Option<Instant>,
 }
+
+/// How often the sentinels are asked for the master while it takes writes, and how long
+/// asking may take once it does not.
+const FOLLOW_EVERY: Duration = Duration::from_secs(5);
+const FOLLOW_BUDGET: Duration = Duration::from_secs(5);
 
 impl HealthMonitor {
     fn tick(&mut self, ctx: &mut Context<Self>) {
@@ -56,6 +63,12 @@ impl HealthMonitor {
             self.interval.max(Duration::from_millis(250)),
         );
         let started = Utc::now();
+        let follow_due = self
+            .followed_at
+            .is_none_or(|at| at.elapsed() >= FOLLOW_EVERY);
+        if follow_due {
+            self.followed_at = Some(Instant::now());
+        }
         let report = InstanceReport {
             id: self.instance.0.clone(),
             role: self.instance.1.to_string(),
@@ -71,9 +84,14 @@ impl HealthMonitor {
                 })
             };
             let mut redis = probe_redis().await;
-            // Under Sentinel, a master that takes no writes may have been replaced.
-            if redis.is_err() {
-                match actix_web::rt::time::timeout(limit, queue.follow_master()).await {
+            // Under Sentinel, a master that takes no writes may have been replaced, and one
+            // that still does (partitioned, or back empty before the sentinels demote it) is
+            // caught by asking them every few seconds anyway. Asking may take a sentinel's
+            // connect timeout per unreachable sentinel: a budget of its own.
+            if redis.is_err() || follow_due {
+                // While Redis works, a slow answer must not hold up the health ticks.
+                let budget = if redis.is_err() { FOLLOW_BUDGET } else { limit };
+                match actix_web::rt::time::timeout(budget, queue.follow_master()).await {
                     Ok(Ok(Some(_))) => redis = probe_redis().await,
                     Ok(Ok(None)) => {}
                     Ok(Err(e)) => log::debug!("asking the sentinels for the master: {e}"),

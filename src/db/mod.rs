@@ -99,7 +99,12 @@ pub fn ensure_database(url: &str) -> Result<(), Box<dyn std::error::Error + Send
         .rsplit_once('/')
         .ok_or("the database URL names no database")?;
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(format!("refusing to create database with name {name:?}").into());
+        // Not quoted: what the URL holds there may be its credentials.
+        return Err(
+            "refusing to create the database: the URL's database name must be \
+                    letters, digits and _"
+                .into(),
+        );
     }
     let query = if options.is_empty() { "" } else { "?" };
     let mut admin = PgConnection::establish(&format!("{server}/postgres{query}{options}"))?;

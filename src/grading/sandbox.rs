@@ -22,6 +22,7 @@
 //!   budget, so a gigantic value or error message cannot be buffered in our memory.
 //! - Writeable problems on one dataset take turns (advisory lock) and its sequences are put
 //!   back afterwards, so gradings never block or affect each other.
+use std::collections::HashMap;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -101,6 +102,12 @@ const WRITE_KEYWORDS: [&str; 4] = ["INSERT", "UPDATE", "DELETE", "MERGE"];
 pub(super) const LOCK_SPACE: i32 = 0x534a; // "SJ"
 
 /// The sandbox's own bookkeeping (see `harden_sql`).
+/// Fixed output formats on every connection: values are compared as this text, and generated
+/// tests pick rows by it, so every sandbox server must render them alike whatever its own
+/// configuration.
+const FORMATS: &str = "-c DateStyle=ISO,MDY -c TimeZone=UTC -c IntervalStyle=postgres \
+                       -c extra_float_digits=1 -c bytea_output=hex";
+
 pub(super) const META: &str = "\"sqljudge-meta\"";
 
 /// Records where a dataset's sequences stand now (`$1`: the dataset), for those not recorded.
@@ -180,6 +187,10 @@ pub struct Sandbox {
     stale: tokio::sync::Notify,
     /// Gradings this process finished here.
     graded: AtomicU64,
+    /// A server other than the first: it grades a problem only in the version (by id, its
+    /// `updated_at` in µs) its contents were last brought up to date for. None: not yet.
+    secondary: bool,
+    synced: std::sync::RwLock<Option<HashMap<i64, i64>>>,
 }
 
 impl Sandbox {
@@ -221,6 +232,8 @@ impl Sandbox {
             ready: AtomicBool::new(false),
             stale: tokio::sync::Notify::new(),
             graded: AtomicU64::new(0),
+            secondary: false,
+            synced: Default::default(),
         })
     }
 
@@ -235,6 +248,36 @@ impl Sandbox {
 
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Release);
+    }
+
+    /// One of several servers, not the first (see `holds`).
+    pub fn into_secondary(self) -> Sandbox {
+        Sandbox {
+            secondary: true,
+            ..self
+        }
+    }
+
+    pub fn secondary(&self) -> bool {
+        self.secondary
+    }
+
+    /// Records the problem versions its contents now match.
+    pub fn set_synced(&self, versions: HashMap<i64, i64>) {
+        *self.synced.write().expect("synced lock") = Some(versions);
+    }
+
+    /// Whether a grading of this version of a problem may run here: always on the first
+    /// server (admin loads go there first), on another only once its contents were brought
+    /// up to date for that version.
+    pub fn holds(&self, problem: i64, version: i64) -> bool {
+        !self.secondary
+            || self
+                .synced
+                .read()
+                .expect("synced lock")
+                .as_ref()
+                .is_some_and(|v| v.get(&problem) == Some(&version))
     }
 
     pub fn graded(&self) -> u64 {
@@ -332,7 +375,9 @@ impl Sandbox {
     /// An admin connection to one of the sandbox's databases.
     async fn admin_client_on(&self, db: &str) -> Result<Client, SandboxError> {
         let mut config = self.admin.clone();
-        config.dbname(db).options("-c client_min_messages=warning");
+        config
+            .dbname(db)
+            .options(format!("{FORMATS} -c client_min_messages=warning"));
         self.connect(&config).await
     }
 
@@ -355,7 +400,7 @@ impl Sandbox {
             .dbname(self.database_of(data))
             .user(self.dataset_role("o", dataset))
             .application_name("sqljudge-dataset")
-            .options("-c client_min_messages=warning");
+            .options(format!("{FORMATS} -c client_min_messages=warning"));
         self.login_password(&mut config);
         self.connect(&config).await
     }
@@ -918,8 +963,7 @@ impl Sandbox {
             .user(role)
             .dbname(db)
             .application_name("sqljudge-sandbox")
-            // Fixed output formats: values are compared as this text.
-            .options("-c DateStyle=ISO,MDY -c TimeZone=UTC -c IntervalStyle=postgres -c extra_float_digits=1 -c bytea_output=hex -c client_min_messages=error");
+            .options(format!("{FORMATS} -c client_min_messages=error"));
         self.login_password(&mut config);
         let tcp = tokio::time::timeout(
             Duration::from_secs(5),

@@ -2,7 +2,8 @@
 //! holding every dataset and test. Executors are spread over them; one that is down or not
 //! yet up to date pauses only its own executors (`Sandbox::ready`, kept by `restore::keep`).
 //! Admin loads, reference runs, sample previews and runs use the first one; the others are
-//! brought up to date from the platform's scripts after every admin change.
+//! brought up to date from the platform's scripts, and grade a problem only in a version they
+//! were brought up to date for (`Sandbox::holds`).
 use std::sync::Arc;
 
 use super::sandbox::{Sandbox, SandboxError};
@@ -17,15 +18,20 @@ impl SandboxServers {
         let servers = settings
             .server_urls()
             .into_iter()
-            .map(|url| {
-                Sandbox::new(SandboxSettings {
+            .enumerate()
+            .map(|(i, url)| {
+                let server = Sandbox::new(SandboxSettings {
                     url,
                     urls: None,
                     ..settings.clone()
-                })
-                .map(Arc::new)
+                })?;
+                Ok(Arc::new(if i == 0 {
+                    server
+                } else {
+                    server.into_secondary()
+                }))
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect::<Result<Vec<_>, SandboxError>>()?;
         Ok(SandboxServers { servers })
     }
 
@@ -41,13 +47,5 @@ impl SandboxServers {
     /// The server executor `index` grades on: round robin.
     pub fn for_executor(&self, index: usize) -> &Arc<Sandbox> {
         &self.servers[index % self.servers.len()]
-    }
-
-    /// After an admin change (recorded in the platform database): the other servers take no
-    /// job until their keepers have brought it there.
-    pub fn changed(&self) {
-        for server in &self.servers[1..] {
-            server.mark_stale();
-        }
     }
 }

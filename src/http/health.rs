@@ -26,8 +26,8 @@ pub(crate) struct HealthReport {
 
 #[derive(Serialize, ToSchema)]
 pub(crate) struct SandboxHealth {
-    /// `host:port/database`.
-    server: String,
+    /// Its place in `SQLJUDGE_SANDBOX_URLS`, from 1 (the addresses are in the logs only).
+    server: usize,
     /// Reachable and up to date with every dataset and test: its executors take jobs. While
     /// it is not, the other servers' executors grade.
     ready: bool,
@@ -134,8 +134,9 @@ pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
             .servers
             .all()
             .iter()
-            .map(|s| SandboxHealth {
-                server: s.label(),
+            .enumerate()
+            .map(|(i, s)| SandboxHealth {
+                server: i + 1,
                 ready: s.ready(),
                 graded: s.graded(),
             })

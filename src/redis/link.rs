@@ -47,8 +47,9 @@ pub enum Locator {
     Sentinel(tokio::sync::Mutex<SentinelClient>),
 }
 
-/// A parsed `redis+sentinel://[user[:password]@]host[:port][,host[:port]...]/service[/db]`.
-#[derive(Debug, PartialEq, Eq)]
+/// A parsed `redis+sentinel://[user[:password]@]host[:port][,host[:port]...]/service[/db]`
+/// (an IPv6 host in brackets: `[::1]:26379`).
+#[derive(PartialEq, Eq)]
 pub struct SentinelUrl {
     pub tls: bool,
     pub sentinels: Vec<(String, u16)>,
@@ -58,7 +59,50 @@ pub struct SentinelUrl {
     pub password: Option<String>,
 }
 
+impl std::fmt::Debug for SentinelUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SentinelUrl")
+            .field("tls", &self.tls)
+            .field("sentinels", &self.sentinels)
+            .field("service", &self.service)
+            .field("db", &self.db)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
 const SENTINEL_PORT: u16 = 26379;
+
+/// `host`, `host:port`, `[v6]` or `[v6]:port`.
+fn sentinel_address(host: &str) -> RedisResult<(String, u16)> {
+    let (name, port) = match host.strip_prefix('[') {
+        Some(v6) => {
+            let (name, rest) = v6
+                .split_once(']')
+                .ok_or_else(|| invalid("redis+sentinel URL: an unclosed [ in an address"))?;
+            match rest.strip_prefix(':') {
+                Some(port) => (name, Some(port)),
+                None if rest.is_empty() => (name, None),
+                None => return Err(invalid("redis+sentinel URL: a malformed address")),
+            }
+        }
+        None => match host.rsplit_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (host, None),
+        },
+    };
+    if name.is_empty() {
+        return Err(invalid("redis+sentinel URL: an empty sentinel address"));
+    }
+    let port = match port {
+        None => SENTINEL_PORT,
+        Some(port) => port
+            .parse()
+            .map_err(|_| invalid("redis+sentinel URL: a sentinel's port is not a number"))?,
+    };
+    Ok((name.to_string(), port))
+}
 
 fn invalid(what: &'static str) -> RedisError {
     RedisError::from((ErrorKind::InvalidClientConfig, what))
@@ -106,14 +150,7 @@ impl SentinelUrl {
         };
         let sentinels = hosts
             .split(',')
-            .map(|host| match host.rsplit_once(':') {
-                Some((name, port)) if !name.is_empty() => port
-                    .parse()
-                    .map(|port| (name.to_string(), port))
-                    .map_err(|_| invalid("redis+sentinel URL: a sentinel's port is not a number")),
-                None if !host.is_empty() => Ok((host.to_string(), SENTINEL_PORT)),
-                _ => Err(invalid("redis+sentinel URL: an empty sentinel address")),
-            })
+            .map(sentinel_address)
             .collect::<RedisResult<Vec<_>>>()?;
         let mut segments = path.split('/');
         let service = segments.next().unwrap_or_default();
@@ -123,7 +160,8 @@ impl SentinelUrl {
         let db = match segments.next() {
             None | Some("") => 0,
             Some(db) => db
-                .parse()
+                .parse::<u16>()
+                .map(i64::from)
                 .map_err(|_| invalid("redis+sentinel URL: the database is not a number"))?,
         };
         if segments.next().is_some() || service.contains('?') {
@@ -242,6 +280,14 @@ mod tests {
             (None, Some("secret"))
         );
         assert!(SentinelUrl::parse("redis://h:6379").is_none());
+        let url = SentinelUrl::parse("redis+sentinel://u:hunter2@[::1]:26380,[fe80::1]/m")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            url.sentinels,
+            vec![("::1".into(), 26380), ("fe80::1".into(), 26379)]
+        );
+        assert!(!format!("{url:?}").contains("hunter2"));
         for bad in [
             "redis+sentinel://h:1",
             "redis+sentinel://h:1/",
@@ -250,6 +296,9 @@ mod tests {
             "redis+sentinel://h/m/db",
             "redis+sentinel://h/m/0/extra",
             "redis+sentinel://:pw@/m",
+            "redis+sentinel://h/m/-1",
+            "redis+sentinel://[::1/m",
+            "redis+sentinel://[::1]x/m",
         ] {
             let err = SentinelUrl::parse(bad).unwrap().unwrap_err().to_string();
             assert!(!err.contains("pw"), "{err}");

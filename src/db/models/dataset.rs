@@ -90,7 +90,7 @@ impl Dataset {
                (SELECT string_agg(name || ':' || script_sha256, ',' ORDER BY name) FROM datasets), \
                (SELECT string_agg(dataset || ':' || test || ':' || script_sha256, ',' \
                                   ORDER BY dataset, test) FROM dataset_tests), \
-               (SELECT count(*) || ':' || coalesce(max(updated_at)::text, '') FROM problems) \
+               (SELECT string_agg(id || ':' || updated_at, ',' ORDER BY id) FROM problems) \
              )) AS fingerprint",
         )
         .get_result::<Fingerprint>(conn)

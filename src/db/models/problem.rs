@@ -133,6 +133,14 @@ impl Problem {
             .execute(conn)
     }
 
+    /// Every problem's version (`updated_at`, which any change to it, its dataset or its
+    /// tests moves).
+    pub fn versions(conn: &mut PgConnection) -> QueryResult<Vec<(i64, DateTime<Utc>)>> {
+        problems::table
+            .select((problems::id, problems::updated_at))
+            .load(conn)
+    }
+
     pub fn find(conn: &mut PgConnection, id: i64) -> QueryResult<Option<Problem>> {
         problems::table
             .find(id)
