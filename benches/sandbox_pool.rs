@@ -18,7 +18,13 @@ use sqljudge_testkit::clusters::PgCluster;
 
 const DB: &str = "sj_sandbox";
 
-async fn shape(servers: usize, workers: usize, jobs: usize) -> (f64, Vec<u64>) {
+/// The rate, the gradings per server, and the service (kept by the caller to the end: one
+/// dropped while the bench goes on would write to Redis again after its keys were removed).
+async fn shape(
+    servers: usize,
+    workers: usize,
+    jobs: usize,
+) -> (f64, Vec<u64>, TestApp, Vec<PgCluster>) {
     let clusters: Vec<PgCluster> = (0..servers).map(|_| PgCluster::start()).collect();
     let urls: Vec<String> = clusters.iter().map(|c| c.url(DB)).collect();
     let app = TestApp::spawn_with(Options {
@@ -69,7 +75,7 @@ async fn shape(servers: usize, workers: usize, jobs: usize) -> (f64, Vec<u64>) {
         .iter()
         .map(|s| s["graded"].as_u64().unwrap())
         .collect();
-    (rate, graded)
+    (rate, graded, app, clusters)
 }
 
 #[actix_web::main]
@@ -83,8 +89,10 @@ async fn main() {
         std::thread::available_parallelism().map_or(0, usize::from)
     );
     let mut base = None;
+    let mut kept = Vec::new();
     for (servers, workers) in [(1, 4), (2, 4), (2, 8)] {
-        let (rate, graded) = shape(servers, workers, jobs).await;
+        let (rate, graded, app, clusters) = shape(servers, workers, jobs).await;
+        kept.push((app, clusters));
         let ratio = rate / *base.get_or_insert(rate);
         println!(
             "{servers} sandbox server(s), {workers} executors: {rate:7.1} jobs/s ({ratio:.2}x), graded per server {graded:?}"

@@ -146,6 +146,7 @@ async fn rolling_restarts_lose_nothing_and_hand_back_at_once() {
         slow_users.push(app.user(&format!("slow_{k}")).await);
     }
     let mut slow_jobs = Vec::new();
+    let mut exits = Vec::new();
     for (i, other) in [(0usize, 1usize), (1, 0)] {
         sleep(700).await;
         let submitted = Instant::now();
@@ -174,6 +175,7 @@ async fn rolling_restarts_lose_nothing_and_hand_back_at_once() {
         route.store(other, Ordering::Relaxed);
         sleep(200).await;
         let (took, clean) = terminate(&app, &bases[i], &mut instances[i]).await;
+        exits.push(took);
         assert!(clean, "instance {i} exited with an error");
         assert!(
             took < Duration::from_secs(GRACE_SECS) + Duration::from_millis(2500),
@@ -225,6 +227,15 @@ async fn rolling_restarts_lose_nothing_and_hand_back_at_once() {
         .acked
         .extend(slow_jobs.iter().map(|j| (j.clone(), 202)));
     let outcome = check_invariants(&app, &report, Duration::from_secs(30)).await;
+    let worst = report.samples.iter().map(|(_, d, _)| *d).max();
+    eprintln!(
+        "rolling restart: sent {}, acknowledged {}, lost {}, duplicated {}, worst submit \
+         {worst:?}, exits {exits:?} (grace {GRACE_SECS} s)",
+        report.sent(),
+        report.acked.len(),
+        outcome.lost,
+        outcome.duplicated
+    );
     assert_eq!(
         (outcome.lost, outcome.duplicated),
         (0, 0),

@@ -24,6 +24,9 @@ async fn tls_to_a_sandbox_server() {
             ca.display()
         )
     };
+    // Kept to the end: a service dropped while the test goes on would write to Redis again
+    // after its keys were removed.
+    let mut apps = Vec::new();
     for sandbox in [
         verify(1, &cluster.ca_file()),
         format!("{}?sslmode=require", base(2)),
@@ -45,6 +48,7 @@ async fn tls_to_a_sandbox_server() {
         assert_eq!(result["status"], "accepted", "{sandbox}: {result}");
         let run = app.run(&token, uk, "SELECT 1 AS one").await;
         assert_eq!(run.status(), 200, "{sandbox}");
+        apps.push(app);
     }
     // In the clear: refused by the server. Another authority: refused by us, saying why.
     for (sandbox, why) in [
