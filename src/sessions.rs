@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::backends::{Backend, HealthState, Resync};
 use crate::db::models::{AuthToken, User, ACCESS};
-use crate::db::{self, PgPool};
+use crate::db::{self, DbError, PgPool};
 use crate::error::ApiError;
 use crate::redis::RedisQueue;
 
@@ -58,17 +58,25 @@ pub struct Sessions {
     queue: RedisQueue,
     pool: PgPool,
     health: Arc<HealthState>,
+    postgres_within: Duration,
     resync: Arc<Resync>,
     /// Users seen since the last flush, with when (unix ms).
     seen: Mutex<HashMap<i64, i64>>,
 }
 
 impl Sessions {
-    pub fn new(queue: RedisQueue, pool: PgPool, health: Arc<HealthState>) -> Arc<Sessions> {
+    /// `postgres_within`: how long a lookup may wait on Postgres (`database.request_timeout_ms`).
+    pub fn new(
+        queue: RedisQueue,
+        pool: PgPool,
+        health: Arc<HealthState>,
+        postgres_within: Duration,
+    ) -> Arc<Sessions> {
         Arc::new(Sessions {
             queue,
             pool,
             health,
+            postgres_within,
             resync: Arc::new(Resync::default()),
             seen: Mutex::new(HashMap::new()),
         })
@@ -97,12 +105,27 @@ impl Sessions {
                 Err(e) => self.health.report_failure(Backend::Redis, e),
             }
         }
-        let lookup = token_hash.to_string();
-        match db::run(&self.pool, move |c| {
-            AuthToken::find_active(c, &lookup, ACCESS)
-        })
-        .await
-        {
+        // Not asked while known down, and waited for `database.request_timeout_ms` at most:
+        // a Postgres that refuses or hangs would otherwise cost the pool's checkout timeout.
+        let found = if self.health.postgres_up() {
+            let lookup = token_hash.to_string();
+            let asked = db::run(&self.pool, move |c| {
+                AuthToken::find_active(c, &lookup, ACCESS)
+            });
+            let within = self.postgres_within;
+            let found = actix_web::rt::time::timeout(within, asked)
+                .await
+                .unwrap_or(Err(DbError::Timeout(within.as_millis())));
+            if let Err(e) = &found {
+                if e.is_unavailable() {
+                    self.health.report_failure(Backend::Postgres, e);
+                }
+            }
+            found
+        } else {
+            Err(DbError::Down)
+        };
+        match found {
             Ok(Some((token, user))) => {
                 let session = Session {
                     account: Account::from(&user),

@@ -110,7 +110,12 @@ impl Application {
             settings.redis.api_cache_ttl_secs,
             settings.redis.stats_cache_ttl_secs,
         );
-        let sessions = Sessions::new(queue.clone(), pool.clone(), health.clone());
+        let sessions = Sessions::new(
+            queue.clone(),
+            pool.clone(),
+            health.clone(),
+            Duration::from_millis(settings.database.request_timeout_ms),
+        );
         sessions.start_flushing(Duration::from_millis(settings.auth.last_seen_flush_ms));
 
         let leaderboard = {

@@ -25,6 +25,9 @@ pub enum DbError {
     Task(String),
     #[error("database did not answer within {0} ms")]
     Timeout(u128),
+    /// Known to be down: not asked (routing goes around it until the health probe sees it).
+    #[error("database is down")]
+    Down,
 }
 
 impl DbError {
@@ -32,7 +35,7 @@ impl DbError {
     pub fn is_unavailable(&self) -> bool {
         use diesel::result::{DatabaseErrorKind, Error};
         match self {
-            DbError::Pool(_) | DbError::Task(_) | DbError::Timeout(_) => true,
+            DbError::Pool(_) | DbError::Task(_) | DbError::Timeout(_) | DbError::Down => true,
             DbError::Query(Error::DatabaseError(kind, _)) => {
                 matches!(
                     kind,
