@@ -25,7 +25,9 @@ impl Link {
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(timeout))
             .set_connection_timeout(Some(timeout))
-            .set_number_of_retries(1);
+            // No retry (each waits 100-200 ms first): a Redis that refuses fails a command at
+            // once, and the request falls back; the next command connects again.
+            .set_number_of_retries(0);
         let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
         Ok(Link {
             client,
