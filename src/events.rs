@@ -65,10 +65,10 @@ impl EventBus {
 
     pub async fn publish(&self, json: String) {
         if self.health.redis_up() {
+            // Read first: a master that moves during the publish leaves it with the old one.
+            let generation = self.queue.generation();
             match self.queue.publish_event(&json).await {
-                Ok(()) if self.subscribed.load(Ordering::Acquire) == self.queue.generation() => {
-                    return
-                }
+                Ok(()) if self.subscribed.load(Ordering::Acquire) == generation => return,
                 Ok(()) => {} // this instance would not hear it back
                 Err(e) => self.health.report_failure(Backend::Redis, e),
             }

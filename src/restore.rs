@@ -167,26 +167,22 @@ async fn script_of(pool: &PgPool, name: &str) -> Result<Option<String>, DbError>
 /// Keeps a server's readiness for as long as the process runs. It is checked every second and
 /// taken out of grading while it does not answer. The first server grades again as soon as it
 /// answers (a restore pass is tried then, and every `every` if not zero). Any other is
-/// bootstrapped here, and brought up to date (a pass) when it answers again, when the
-/// catalogue changed (whichever process changed it), when a grading found it behind, and
-/// every `every`; it grades only after a pass that left nothing behind, and only problems in
-/// the versions that pass saw (`Sandbox::holds`).
+/// bootstrapped here and graded on only after a pass that left nothing behind, and only for
+/// the problem versions that pass saw (`Sandbox::holds`); a pass runs when it answers again,
+/// when the catalogue changed (whichever process changed it), when a grading found it
+/// behind, and every `every`.
 pub fn keep(pool: PgPool, server: Arc<Sandbox>, every: Duration) {
     actix_web::rt::spawn(async move {
-        if server.secondary() {
-            if let Err(e) = server.bootstrap().await {
-                log::warn!("sandbox {} not bootstrapped yet: {e}", server.label());
-            }
-        }
+        let mut bootstrapped = !server.secondary();
         let mut last_pass = Instant::now();
         // The catalogue as of the last complete pass, and when a failed pass may be retried.
         let mut synced: Option<String> = None;
         let mut retry_at = Instant::now();
         loop {
-            tokio::select! {
-                () = actix_web::rt::time::sleep(Duration::from_secs(1)) => {}
-                () = server.stale() => {}
-            }
+            let woken = tokio::select! {
+                () = actix_web::rt::time::sleep(Duration::from_secs(1)) => false,
+                () = server.woken() => true,
+            };
             if !server.reachable().await {
                 if server.ready() {
                     log::warn!(
@@ -197,29 +193,38 @@ pub fn keep(pool: PgPool, server: Arc<Sandbox>, every: Duration) {
                 }
                 continue;
             }
+            let periodic = !every.is_zero() && last_pass.elapsed() >= every;
             if !server.secondary() {
                 let back = !server.ready();
                 server.set_ready(true);
-                let periodic = !every.is_zero() && last_pass.elapsed() >= every;
                 if back || periodic {
                     last_pass = Instant::now();
                     pass(&pool, &server).await;
                 }
                 continue;
             }
+            if !bootstrapped {
+                match server.bootstrap().await {
+                    Ok(()) => bootstrapped = true,
+                    Err(e) => {
+                        log::debug!("sandbox {} not bootstrapped yet: {e}", server.label());
+                        continue;
+                    }
+                }
+            }
+            // None while Postgres is away: the server keeps grading what it was synced for.
             let catalog = db::run(&pool, Dataset::catalog_fingerprint).await.ok();
             let changed = catalog.is_some() && catalog != synced;
-            let periodic = !every.is_zero() && last_pass.elapsed() >= every;
-            if (server.ready() && !changed && !periodic) || Instant::now() < retry_at {
+            let due = !server.ready() || changed || periodic || woken;
+            if !due || Instant::now() < retry_at {
                 continue;
             }
-            server.set_ready(false);
-            last_pass = Instant::now();
             // Taken before the pass: a change committed meanwhile makes the next tick's
-            // fingerprint differ, and a grading of its new versions is refused until then.
+            // fingerprint differ, and gradings of its new versions are refused until then.
             let Ok(versions) = db::run(&pool, Problem::versions).await else {
                 continue;
             };
+            last_pass = Instant::now();
             match pass(&pool, &server).await {
                 Some(r) if r.failed == 0 => {
                     server.set_synced(
@@ -231,7 +236,8 @@ pub fn keep(pool: PgPool, server: Arc<Sandbox>, every: Duration) {
                     synced = catalog;
                     server.set_ready(true);
                 }
-                // Something could not be loaded there: not graded on until it can be.
+                // Something could not be loaded there: what changed is not graded there
+                // until a pass loads it.
                 Some(_) => retry_at = Instant::now() + Duration::from_secs(10),
                 None => {}
             }

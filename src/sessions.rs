@@ -137,10 +137,11 @@ impl Sessions {
             }
             Ok(None) => Ok(None),
             // Postgres is down: Redis's copy is all there is.
+            // A token Redis does not know may still be valid: 503, not 401.
             Err(e) if e.is_unavailable() && self.health.redis_up() => {
                 match self.queue.session::<Session>(token_hash).await {
-                    Ok(s) => Ok(s.filter(|s| s.expires_at > Utc::now())),
-                    Err(_) => Err(e.into()),
+                    Ok(Some(s)) => Ok(Some(s).filter(|s| s.expires_at > Utc::now())),
+                    Ok(None) | Err(_) => Err(e.into()),
                 }
             }
             Err(e) => Err(e.into()),

@@ -302,10 +302,10 @@ async fn grade(deps: &ExecutorDeps, slot: &mut Slot, job: &Job) -> Graded {
         }
     };
     // Another server than the first may not yet hold this version's data: its keeper is
-    // woken, and the job goes back for a server that does.
+    // woken, and the job goes back for a server that does (the first always does).
     let version = problem.updated_at.timestamp_micros();
     if !slot.sandbox().holds(problem.id, version) {
-        slot.sandbox().mark_stale();
+        slot.sandbox().wake_keeper();
         return Graded::NotRun;
     }
     match grading::grade(slot, &problem, &job.sql).await {

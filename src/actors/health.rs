@@ -78,48 +78,53 @@ impl HealthMonitor {
             at: started.timestamp_millis(),
         };
         let probe = async move {
-            let probe_redis = || {
-                timed(limit, async {
-                    queue.probe().await.map_err(|e| e.to_string())
-                })
-            };
-            let mut redis = probe_redis().await;
-            // Under Sentinel, a master that takes no writes may have been replaced, and one
-            // that still does (partitioned, or back empty before the sentinels demote it) is
-            // caught by asking them every few seconds anyway. Asking may take a sentinel's
-            // connect timeout per unreachable sentinel: a budget of its own.
-            if redis.is_err() || follow_due {
-                // While Redis works, a slow answer must not hold up the health ticks.
-                let budget = if redis.is_err() { FOLLOW_BUDGET } else { limit };
-                match actix_web::rt::time::timeout(budget, queue.follow_master()).await {
-                    Ok(Ok(Some(_))) => redis = probe_redis().await,
-                    Ok(Ok(None)) => {}
-                    Ok(Err(e)) => log::debug!("asking the sentinels for the master: {e}"),
-                    Err(_) => log::debug!("asking the sentinels for the master: timed out"),
+            // Side by side: asking the sentinels may take seconds, and must not delay noticing
+            // that Postgres is back.
+            let redis = async {
+                let probe_redis = || {
+                    timed(limit, async {
+                        queue.probe().await.map_err(|e| e.to_string())
+                    })
+                };
+                let mut redis = probe_redis().await;
+                // Under Sentinel, a master that takes no writes may have been replaced, and
+                // one that still does (partitioned, or back empty before the sentinels demote
+                // it) is caught by asking them every few seconds anyway. Asking may take a
+                // sentinel's connect timeout per unreachable sentinel: a budget of its own.
+                if redis.is_err() || follow_due {
+                    // While Redis works, a slow answer must not hold up the health ticks.
+                    let budget = if redis.is_err() { FOLLOW_BUDGET } else { limit };
+                    match actix_web::rt::time::timeout(budget, queue.follow_master()).await {
+                        Ok(Ok(Some(_))) => redis = probe_redis().await,
+                        Ok(Ok(None)) => {}
+                        Ok(Err(e)) => log::debug!("asking the sentinels for the master: {e}"),
+                        Err(_) => log::debug!("asking the sentinels for the master: timed out"),
+                    }
                 }
-            }
-            if redis.is_ok() {
-                let _ = queue.report_instance(&report).await;
-            }
-            // Asked at every tick: an operator may switch AOF on or off at run time. A Redis
-            // that answers but will not say (INFO refused by an ACL, a slow answer) keeps the
-            // last known value; one that is down has none.
-            let persistence = match redis {
-                Ok(_) => Some(
-                    actix_web::rt::time::timeout(limit, queue.persistence())
-                        .await
-                        .ok()
-                        .and_then(Result::ok),
-                ),
-                Err(_) => None,
+                if redis.is_ok() {
+                    let _ = queue.report_instance(&report).await;
+                }
+                // Asked at every tick: an operator may switch AOF on or off at run time. A
+                // Redis that answers but will not say (INFO refused by an ACL, a slow answer)
+                // keeps the last known value; one that is down has none.
+                let persistence = match redis {
+                    Ok(_) => Some(
+                        actix_web::rt::time::timeout(limit, queue.persistence())
+                            .await
+                            .ok()
+                            .and_then(Result::ok),
+                    ),
+                    Err(_) => None,
+                };
+                (redis, persistence)
             };
             let postgres = timed(limit, async {
                 db::run(&pool, |c| diesel::sql_query("SELECT 1").execute(c))
                     .await
                     .map(|_| ())
                     .map_err(|e| e.to_string())
-            })
-            .await;
+            });
+            let ((redis, persistence), postgres) = futures_util::join!(redis, postgres);
             (redis, postgres, persistence)
         };
         ctx.spawn(

@@ -183,7 +183,7 @@ pub struct Sandbox {
     /// Reachable and up to date with the platform's datasets and tests: its executors take
     /// jobs only then (see `restore::keep`).
     ready: AtomicBool,
-    /// Wakes its keeper: an admin change to bring here.
+    /// Wakes its keeper: a grading found it behind.
     stale: tokio::sync::Notify,
     /// Gradings this process finished here.
     graded: AtomicU64,
@@ -288,14 +288,13 @@ impl Sandbox {
         self.graded.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Pauses its executors until its keeper has brought it up to date.
-    pub fn mark_stale(&self) {
-        self.set_ready(false);
+    /// A grading found it behind: its keeper makes a pass now rather than at its next tick.
+    pub fn wake_keeper(&self) {
         self.stale.notify_one();
     }
 
-    /// Until `mark_stale` is called (at once if it was called since the last wait).
-    pub async fn stale(&self) {
+    /// Until `wake_keeper` is called (at once if it was called since the last wait).
+    pub async fn woken(&self) {
         self.stale.notified().await
     }
 

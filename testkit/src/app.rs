@@ -662,18 +662,25 @@ impl TestApp {
     }
 
     pub fn count_submissions(&self, ids: &[uuid::Uuid]) -> Recorded {
-        let count = |sql: &str| {
-            diesel::sql_query(sql)
-                .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(ids)
-                .get_result::<Count>(&mut self.platform_db())
-                .unwrap()
-                .n as usize
-        };
+        // One statement: a row recorded between two counts would make it look recorded twice.
+        #[derive(diesel::QueryableByName)]
+        struct Counts {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            rows: i64,
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            final_rows: i64,
+        }
+        let counts = diesel::sql_query(
+            "SELECT count(*) AS rows, \
+                    count(*) FILTER (WHERE status NOT IN ('queued', 'running')) AS final_rows \
+             FROM submissions WHERE id = ANY($1)",
+        )
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(ids)
+        .get_result::<Counts>(&mut self.platform_db())
+        .unwrap();
         Recorded {
-            rows: count("SELECT count(*) AS n FROM submissions WHERE id = ANY($1)"),
-            final_rows: count(
-                "SELECT count(*) AS n FROM submissions WHERE id = ANY($1) AND status NOT IN ('queued', 'running')",
-            ),
+            rows: counts.rows as usize,
+            final_rows: counts.final_rows as usize,
         }
     }
 

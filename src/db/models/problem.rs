@@ -133,12 +133,26 @@ impl Problem {
             .execute(conn)
     }
 
-    /// Every problem's version (`updated_at`, which any change to it, its dataset or its
-    /// tests moves).
+    /// The problems' versions (`updated_at`, which any change to a problem, its dataset or
+    /// its tests moves), leaving out a problem whose dataset or tests changed after it: its
+    /// expected results are from before (being refreshed, or its reference failed on them).
     pub fn versions(conn: &mut PgConnection) -> QueryResult<Vec<(i64, DateTime<Utc>)>> {
-        problems::table
-            .select((problems::id, problems::updated_at))
-            .load(conn)
+        #[derive(QueryableByName)]
+        struct Version {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            id: i64,
+            #[diesel(sql_type = diesel::sql_types::Timestamptz)]
+            updated_at: DateTime<Utc>,
+        }
+        let versions: Vec<Version> = diesel::sql_query(
+            "SELECT p.id, p.updated_at FROM problems p \
+             WHERE p.updated_at >= coalesce((SELECT d.updated_at FROM datasets d \
+                                             WHERE d.name = p.dataset), '-infinity') \
+               AND p.updated_at >= coalesce((SELECT max(t.updated_at) FROM dataset_tests t \
+                                             WHERE t.dataset = p.dataset), '-infinity')",
+        )
+        .load(conn)?;
+        Ok(versions.into_iter().map(|v| (v.id, v.updated_at)).collect())
     }
 
     pub fn find(conn: &mut PgConnection, id: i64) -> QueryResult<Option<Problem>> {
