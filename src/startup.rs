@@ -125,6 +125,7 @@ impl Application {
                 health: health.clone(),
                 cache: cache.clone(),
                 rebuilding: false,
+                again: false,
             };
             Supervisor::start(move |_| actor)
         };

@@ -21,6 +21,9 @@ pub struct LeaderboardActor {
     pub health: Arc<HealthState>,
     pub cache: ResponseCache,
     pub rebuilding: bool,
+    /// A rebuild was asked for while one ran (a Redis failover meanwhile, say): run it
+    /// again when that one ends, lest what the new master lacks stays missing.
+    pub again: bool,
 }
 
 /// A user's standings may have changed (a first solve was recorded, or a rejudge changed a
@@ -33,8 +36,12 @@ pub struct Rescore {
 
 impl LeaderboardActor {
     fn rebuild(&mut self, ctx: &mut Context<Self>) {
-        if self.rebuilding || !self.health.redis_up() || !self.health.postgres_up() {
+        if self.rebuilding {
+            self.again = true;
             return;
+        }
+        if !self.health.redis_up() || !self.health.postgres_up() {
+            return; // their return asks again
         }
         self.rebuilding = true;
         let (queue, pool, health) = (self.queue.clone(), self.pool.clone(), self.health.clone());
@@ -65,11 +72,19 @@ impl LeaderboardActor {
             );
             Ok::<(), String>(())
         };
-        ctx.spawn(work.into_actor(self).map(|result, act, _| {
+        ctx.spawn(work.into_actor(self).map(|result, act, ctx| {
+            act.rebuilding = false;
+            // A failed rebuild is tried again too: a backend that went down meanwhile makes
+            // it return at once, and asks again when it is back.
             if let Err(e) = result {
                 log::warn!("leaderboard rebuild: {e}");
+                act.again = true;
             }
-            act.rebuilding = false;
+            if std::mem::take(&mut act.again) {
+                ctx.run_later(std::time::Duration::from_secs(1), |act, ctx| {
+                    act.rebuild(ctx)
+                });
+            }
         }));
     }
 }
@@ -98,6 +113,7 @@ impl Actor for LeaderboardActor {
 impl Supervised for LeaderboardActor {
     fn restarting(&mut self, _: &mut Context<Self>) {
         self.rebuilding = false;
+        self.again = false;
     }
 }
 
