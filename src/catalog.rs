@@ -364,12 +364,16 @@ async fn refresh_problems(
             Ok((rs, hidden)) => {
                 let (columns, rows) = to_json_rows(&rs);
                 let hidden = serde_json::to_value(hidden).expect("tests serialise");
+                let id = problem.id;
                 db::run(&state.pool, move |c| {
-                    Problem::set_expected(c, problem.id, &columns, &rows, &hidden)
+                    Problem::set_expected(c, id, &columns, &rows, &hidden)
                 })
                 .await?;
+                // Graded from Postgres's new version from now on.
+                state.problems.forget(id);
             }
             Err(ApiError::Unprocessable(reason)) => {
+                state.problems.forget(problem.id);
                 log::warn!(
                     "problem {} no longer validates on dataset {dataset}: {reason}",
                     problem.fields.slug

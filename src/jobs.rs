@@ -10,12 +10,13 @@ use redis::aio::MultiplexedConnection;
 
 use crate::actors::leaderboard::Rescore;
 use crate::backends::{Backend, HealthState};
+use crate::batch::Batcher;
 use crate::config::ExecutorSettings;
 use crate::db::models::{FallbackSubmission, Submission};
 use crate::db::{self, DbError, PgPool};
 use crate::events::EventBus;
-use crate::job::{progress_event, Job, Outcome, Queue, Status, SubmissionResult};
-use crate::redis::{RedisQueue, Unpersisted};
+use crate::job::{progress_event, Job, Outcome, Status, SubmissionResult};
+use crate::redis::{Completion, RedisQueue, Unpersisted};
 
 /// A job an executor holds, under a lease of the queue it came from.
 pub struct Held {
@@ -31,7 +32,25 @@ enum From {
     Postgres,
 }
 
+/// What a verdict was reached against: the problem's version and the verdict-cache key of the
+/// solution there.
+pub struct GradedAgainst {
+    pub version: chrono::DateTime<chrono::Utc>,
+    pub fingerprint: String,
+}
+
+/// What became of a verdict handed to `JobSource::complete`.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Completed {
+    /// Recorded (or handed back, to be graded again, when it could not be).
+    Done,
+    /// Not recorded: the problem changed since it was graded. The job is still held: grade it
+    /// again on the current version.
+    Stale,
+}
+
 pub struct JobSource {
+    pub recorder: Recorder,
     pub queue: RedisQueue,
     pub pool: PgPool,
     pub health: Arc<HealthState>,
@@ -45,6 +64,15 @@ pub struct JobSource {
 pub struct Taker {
     /// With the generation of the Redis link it was made from.
     conn: Option<(MultiplexedConnection, u64)>,
+}
+
+impl Held {
+    /// A live job from Redis: its verdict is recorded only against the problem's current
+    /// version (`complete` says when it is not), so it may be graded on a remembered copy.
+    /// Others (rejudges, fallback jobs) are graded on the problem as Postgres has it.
+    pub fn checks_version(&self) -> bool {
+        matches!(self.from, From::Redis(_)) && !self.job.rejudge
+    }
 }
 
 impl JobSource {
@@ -190,36 +218,50 @@ impl JobSource {
     }
 
     /// Records the verdict exactly once and publishes it; a verdict that depends on the SQL
-    /// alone is cached under `cache_key`, that of the problem version it was graded against.
-    /// A job whose record cannot be written now is handed back (uncounted).
-    pub async fn complete(&self, held: Held, outcome: Outcome, cache_key: Option<String>) {
+    /// alone is cached under the fingerprint it was graded against. A job whose record cannot
+    /// be written now is handed back (uncounted).
+    pub async fn complete(
+        &self,
+        held: &Held,
+        outcome: Outcome,
+        against: Option<GradedAgainst>,
+    ) -> Completed {
         let recorded = match &held.from {
-            From::Postgres => self.complete_fallback(&held, &outcome).await,
+            From::Postgres => self.complete_fallback(held, &outcome).await.map(Some),
             From::Redis(item) if held.job.rejudge => {
-                self.complete_rejudge(&held.job, item, &outcome).await
+                (self.complete_rejudge(&held.job, item, &outcome).await).map(Some)
             }
             From::Redis(item) => {
-                self.complete_live(&held.job, item, outcome, cache_key)
-                    .await
+                let verdict = Verdict {
+                    job: held.job.clone(),
+                    item: item.clone(),
+                    outcome,
+                    against,
+                };
+                match self.recorder.0.submit(verdict).await {
+                    Some(Recorded::Done { first_solve }) => Ok(Some(first_solve)),
+                    Some(Recorded::Stale) => Ok(None),
+                    Some(Recorded::Failed(e)) => Err(DbError::Task(e)),
+                    None => Err(DbError::Task("the recorder stopped".into())),
+                }
             }
         };
         match recorded {
-            Ok(rescore) => {
-                if rescore {
-                    self.leaderboard.do_send(Rescore {
-                        user_id: held.job.user_id,
-                    });
-                }
-            }
+            Ok(None) => return Completed::Stale,
+            Ok(Some(true)) => self.leaderboard.do_send(Rescore {
+                user_id: held.job.user_id,
+            }),
+            Ok(Some(false)) => {}
             Err(e) => {
                 log::warn!(
                     "job {}: could not record ({e}); it will be graded again",
                     held.job.job_id
                 );
                 actix_web::rt::time::sleep(Duration::from_millis(500)).await;
-                self.release(&held, false).await;
+                self.release(held, false).await;
             }
         }
+        Completed::Done
     }
 
     /// The fallback queue's entry goes with the record, in one transaction.
@@ -243,7 +285,7 @@ impl JobSource {
         let (j, o) = (job.clone(), outcome.clone());
         let changed = db::run(&self.pool, move |c| Submission::record_rejudge(c, &j, &o)).await?;
         let result = SubmissionResult::graded(job, outcome);
-        if let Err(e) = self.queue.complete(item, &result, None).await {
+        if let Err(e) = self.queue.complete(item, &result).await {
             log::warn!(
                 "rejudge {}: recorded, not published to Redis: {e}",
                 job.job_id
@@ -251,53 +293,145 @@ impl JobSource {
         }
         Ok(changed)
     }
+}
 
-    /// Recorded in Postgres, then published through Redis; while Postgres is down the result
-    /// waits in Redis and is recorded when it is back.
-    async fn complete_live(
-        &self,
-        job: &Job,
-        item: &str,
-        outcome: Outcome,
-        cache_key: Option<String>,
-    ) -> Result<bool, DbError> {
-        let recorded = if self.health.postgres_up() {
-            let (j, o) = (job.clone(), outcome.clone());
-            db::run(&self.pool, move |c| {
-                Submission::record_result(c, &j, Queue::Redis, &o)
-            })
-            .await
-        } else {
-            Err(DbError::Task("postgres is down".into()))
-        };
-        let (published, first_solve) = match recorded {
-            Ok((stored, first_solve)) => {
-                if let Some(key) = cache_key.filter(|_| outcome.is_reusable()) {
-                    if let Err(e) = self.queue.cache_verdict(&key, &outcome).await {
-                        log::debug!("verdict not cached: {e}");
-                    }
-                }
-                let mut result = SubmissionResult::from(&stored);
-                result.source = Backend::Redis;
-                (self.queue.complete(item, &result, None).await, first_solve)
+/// Records live jobs' verdicts in Postgres, then publishes them through Redis, in batches: those
+/// of every executor that finishes meanwhile in one transaction and one pipeline. While
+/// Postgres is down the results wait in Redis and are recorded when it is back.
+pub struct Recorder(Batcher<Verdict, Recorded>);
+
+pub struct Verdict {
+    job: Job,
+    /// The job's in-flight list item.
+    item: String,
+    outcome: Outcome,
+    against: Option<GradedAgainst>,
+}
+
+enum Recorded {
+    Done {
+        first_solve: bool,
+    },
+    /// Not recorded: graded against a version of the problem that is no longer the stored one.
+    Stale,
+    Failed(String),
+}
+
+impl Recorder {
+    /// Starts its writer on this thread's runtime: one, so that the verdicts of the executors
+    /// that finish while it writes go together in its next batch.
+    pub fn start(queue: RedisQueue, pool: PgPool, health: Arc<HealthState>) -> Recorder {
+        Recorder(Batcher::start(1, 64, move |verdicts: Vec<Verdict>| {
+            let (queue, pool, health) = (queue.clone(), pool.clone(), health.clone());
+            async move { record_all(&queue, &pool, &health, verdicts).await }
+        }))
+    }
+}
+
+async fn record_all(
+    queue: &RedisQueue,
+    pool: &PgPool,
+    health: &HealthState,
+    verdicts: Vec<Verdict>,
+) -> Vec<Recorded> {
+    let recorded = match health.postgres_up() {
+        true => record_graded(pool, &verdicts).await,
+        false => Err(DbError::Task("postgres is down".into())),
+    };
+    let rows = match recorded {
+        Ok(rows) => rows,
+        // One verdict the database refuses must not hold back the others: one at a time.
+        Err(e) if !e.is_unavailable() && verdicts.len() > 1 => {
+            let mut answers = Vec::with_capacity(verdicts.len());
+            for verdict in verdicts {
+                let one = Box::pin(record_all(queue, pool, health, vec![verdict])).await;
+                answers.extend(one);
             }
-            Err(e) if e.is_unavailable() => {
-                self.health.report_failure(Backend::Postgres, &e);
-                let result = SubmissionResult::graded(job, &outcome);
-                let unrecorded = Unpersisted {
-                    job: job.clone(),
-                    outcome,
-                };
-                let published = self.queue.complete(item, &result, Some(&unrecorded)).await;
-                (published, false)
-            }
-            Err(e) => return Err(e),
-        };
-        if let Err(e) = published {
-            // Recorded in Postgres already: a second grading would find it final and change
-            // nothing.
-            log::warn!("job {}: result not published to Redis: {e}", job.job_id);
+            return answers;
         }
-        Ok(first_solve)
+        Err(e) if !e.is_unavailable() => return vec![Recorded::Failed(e.to_string())],
+        Err(e) => {
+            health.report_failure(Backend::Postgres, &e);
+            let results: Vec<_> = verdicts
+                .iter()
+                .map(|v| {
+                    let job = v.job.clone();
+                    let outcome = v.outcome.clone();
+                    (
+                        SubmissionResult::graded(&job, &outcome),
+                        Unpersisted { job, outcome },
+                    )
+                })
+                .collect();
+            let completions: Vec<_> = verdicts
+                .iter()
+                .zip(&results)
+                .map(|(v, (result, unrecorded))| Completion {
+                    item: &v.item,
+                    result,
+                    unrecorded: Some(unrecorded),
+                    verdict: None,
+                })
+                .collect();
+            publish(queue, &completions).await;
+            return (0..verdicts.len())
+                .map(|_| Recorded::Done { first_solve: false })
+                .collect();
+        }
+    };
+    let results: Vec<Option<SubmissionResult>> = rows
+        .iter()
+        .map(|row| {
+            row.as_ref().map(|(stored, _)| SubmissionResult {
+                source: Backend::Redis,
+                ..SubmissionResult::from(stored)
+            })
+        })
+        .collect();
+    let completions: Vec<_> = verdicts
+        .iter()
+        .zip(&results)
+        .filter_map(|(v, result)| {
+            Some(Completion {
+                item: &v.item,
+                result: result.as_ref()?,
+                unrecorded: None,
+                verdict: (v.against.as_ref())
+                    .filter(|_| v.outcome.is_reusable())
+                    .map(|a| (a.fingerprint.as_str(), &v.outcome)),
+            })
+        })
+        .collect();
+    publish(queue, &completions).await;
+    rows.into_iter()
+        .map(|row| match row {
+            Some((_, first_solve)) => Recorded::Done { first_solve },
+            None => Recorded::Stale,
+        })
+        .collect()
+}
+
+async fn record_graded(
+    pool: &PgPool,
+    verdicts: &[Verdict],
+) -> Result<Vec<Option<(Submission, bool)>>, DbError> {
+    let graded: Vec<_> = verdicts
+        .iter()
+        .map(|v| {
+            let version = v.against.as_ref().map(|a| a.version);
+            (v.job.clone(), v.outcome.clone(), version)
+        })
+        .collect();
+    db::run(pool, move |c| Submission::record_graded(c, &graded)).await
+}
+
+/// Publishes results (recorded in Postgres, or kept in Redis until it is): a failure leaves the
+/// jobs in flight, and their lapsed leases have them graded again (a recorded verdict stands).
+async fn publish(queue: &RedisQueue, completions: &[Completion<'_>]) {
+    if completions.is_empty() {
+        return;
+    }
+    if let Err(e) = queue.complete_all(completions).await {
+        log::warn!("{} results not published to Redis: {e}", completions.len());
     }
 }

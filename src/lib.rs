@@ -2,6 +2,7 @@
 pub mod actors;
 pub mod auth;
 pub mod backends;
+pub mod batch;
 pub mod cache;
 pub mod catalog;
 pub mod config;

@@ -68,7 +68,7 @@ impl RunSlots {
     pub async fn run(
         self: &Arc<Self>,
         user_id: i64,
-        problem: Problem,
+        problem: Arc<Problem>,
         sql: String,
     ) -> Result<(Run, i32), RunError> {
         if !lock(&self.users).insert(user_id) {

@@ -14,7 +14,7 @@ use crate::actors::fallback::FallbackActor;
 use crate::actors::health::HealthMonitor;
 use crate::actors::leaderboard::LeaderboardActor;
 use crate::actors::redis_queue::RedisQueueActor;
-use crate::actors::submission::{Routes, SubmissionActor};
+use crate::actors::submission::{start_inserts, Routes, SubmissionActor};
 use crate::auth::Passwords;
 use crate::backends::HealthState;
 use crate::cache::ResponseCache;
@@ -24,7 +24,7 @@ use crate::db::{self, PgPool};
 use crate::events::EventBus;
 use crate::grading::servers::SandboxServers;
 use crate::http;
-use crate::jobs::JobSource;
+use crate::jobs::{JobSource, Recorder};
 use crate::metrics::Metrics;
 use crate::problems::ProblemCache;
 use crate::ratelimit::RateLimiter;
@@ -153,6 +153,7 @@ impl Application {
         )));
         let executors = ExecutorPool::start(ExecutorDeps {
             jobs: JobSource {
+                recorder: Recorder::start(queue.clone(), pool.clone(), health.clone()),
                 queue: queue.clone(),
                 pool: pool.clone(),
                 health: health.clone(),
@@ -175,11 +176,13 @@ impl Application {
                 fallback: fallback.clone(),
                 health: health.clone(),
                 problems: problems.clone(),
+                inserts: Arc::new(start_inserts(pool.clone())),
                 max_sql_bytes: settings.sandbox.max_sql_bytes,
                 events: events.clone(),
                 metrics: metrics.clone(),
                 routes: Routes::from_health(&health),
                 postgres_within: Duration::from_millis(settings.database.request_timeout_ms),
+                redis_within: Duration::from_millis(settings.redis.timeout_ms),
                 require_persistence: settings.redis.require_persistence,
             };
             Supervisor::start(move |_| actor)

@@ -15,8 +15,8 @@ use futures_util::FutureExt;
 use crate::grading;
 use crate::grading::sandbox::{SandboxError, Slot, SlotState};
 use crate::grading::servers::SandboxServers;
-use crate::job::{Job, Outcome, Status};
-use crate::jobs::{Held, JobSource, Taker};
+use crate::job::{Outcome, Status};
+use crate::jobs::{Completed, GradedAgainst, Held, JobSource, Taker};
 use crate::metrics::Metrics;
 use crate::problems::ProblemCache;
 use crate::shutdown::Shutdown;
@@ -197,7 +197,8 @@ async fn work_loop(index: usize, deps: Arc<ExecutorDeps>, status: Arc<ExecutorSt
     }
 }
 
-/// Grades one job under its lease. Infrastructure failures hand it back; nothing is lost.
+/// Grades one job under its lease, then records its verdict. Infrastructure failures hand it
+/// back; nothing is lost.
 async fn handle(deps: &ExecutorDeps, slot: &mut Slot, held: Held) {
     let (attempts, max_attempts) = (held.attempts, deps.jobs.settings.max_attempts);
     let graded = if attempts > max_attempts {
@@ -209,30 +210,21 @@ async fn handle(deps: &ExecutorDeps, slot: &mut Slot, held: Held) {
             None,
         )
     } else {
-        // Renew the lease while grading: if this executor dies, the lease lapses within
-        // `lease_ms`, however long the problem's time limit.
-        let lease = Duration::from_millis(deps.jobs.settings.lease_ms);
-        let renew = async {
-            loop {
-                actix_web::rt::time::sleep(lease / 3).await;
-                deps.jobs.renew(&held).await;
-            }
-        };
-        let grading = grade(deps, slot, &held.job);
+        let grading = grade(deps, slot, &held);
         tokio::select! {
             graded = grading => graded,
-            never = renew => never,
+            never = keep_leased(deps, &held) => never,
             () = deps.shutdown.abandoned() => Graded::Abandoned,
         }
     };
-    match graded {
-        Graded::Verdict(outcome, cache_key) => finish(deps, held, outcome, cache_key).await,
+    let (outcome, against) = match graded {
+        Graded::Verdict(outcome, against) => (outcome, against),
         Graded::Interrupted(reason) if attempts >= max_attempts => {
             let outcome = Outcome::verdict(
                 Status::InternalError,
                 format!("grading was interrupted {attempts} times; last: {reason}"),
             );
-            finish(deps, held, outcome, None).await
+            (outcome, None)
         }
         Graded::Interrupted(reason) => {
             log::warn!(
@@ -240,6 +232,7 @@ async fn handle(deps: &ExecutorDeps, slot: &mut Slot, held: Held) {
                 held.job.job_id
             );
             deps.jobs.release(&held, true).await;
+            return;
         }
         Graded::Abandoned => {
             log::warn!(
@@ -247,30 +240,63 @@ async fn handle(deps: &ExecutorDeps, slot: &mut Slot, held: Held) {
                 held.job.job_id
             );
             deps.jobs.release(&held, false).await;
+            return;
         }
         Graded::NotRun => {
-            // The sandbox or platform database is unreachable: put the job back after a pause.
+            // The sandbox or platform database is unreachable, or the server does not hold the
+            // problem's data in the version remembered (or no longer at all): put the job back
+            // after a pause, to be graded on the problem as Postgres has it.
+            if held.checks_version() {
+                deps.problems.forget(held.job.problem_id);
+            }
             actix_web::rt::time::sleep(Duration::from_millis(500)).await;
+            deps.jobs.release(&held, false).await;
+            return;
+        }
+    };
+    finish(deps, held, outcome, against).await
+}
+
+/// Records and publishes the verdict, then counts it. One reached on a remembered copy of a
+/// problem that has changed since is not recorded: the copy is forgotten and the job handed
+/// back, to be graded on the new version.
+async fn finish(deps: &ExecutorDeps, held: Held, outcome: Outcome, against: Option<GradedAgainst>) {
+    let status = outcome.status;
+    let completed = tokio::select! {
+        completed = deps.jobs.complete(&held, outcome, against) => completed,
+        never = keep_leased(deps, &held) => never,
+    };
+    match completed {
+        Completed::Done => {
+            let latency_ms = (chrono::Utc::now() - held.job.submitted_at)
+                .num_milliseconds()
+                .clamp(0, i64::from(u32::MAX)) as u32;
+            deps.metrics.verdict(status.as_str(), latency_ms);
+            deps.stats.record(status.as_str(), latency_ms);
+        }
+        Completed::Stale => {
+            deps.problems.forget(held.job.problem_id);
             deps.jobs.release(&held, false).await;
         }
     }
 }
 
-/// Counts the verdict, then records and publishes it.
-async fn finish(deps: &ExecutorDeps, held: Held, outcome: Outcome, cache_key: Option<String>) {
-    let latency_ms = (chrono::Utc::now() - held.job.submitted_at)
-        .num_milliseconds()
-        .clamp(0, i64::from(u32::MAX)) as u32;
-    deps.metrics.verdict(outcome.status.as_str(), latency_ms);
-    deps.stats.record(outcome.status.as_str(), latency_ms);
-    deps.jobs.complete(held, outcome, cache_key).await;
+/// Renews the lease of a job every third of it, for as long as it is polled (raced against the
+/// work on the job): if this process dies, the lease lapses within `lease_ms`, however long the
+/// problem's time limit or the wait to record.
+async fn keep_leased<T>(deps: &ExecutorDeps, held: &Held) -> T {
+    let lease = Duration::from_millis(deps.jobs.settings.lease_ms);
+    loop {
+        actix_web::rt::time::sleep(lease / 3).await;
+        deps.jobs.renew(held).await;
+    }
 }
 
 /// What became of one try at grading a job.
 enum Graded {
-    /// With the verdict-cache key of the problem version it was graded against (the problem
-    /// may change while a job is graded).
-    Verdict(Outcome, Option<String>),
+    /// With the problem version it was graded against (the problem may change while a job
+    /// is graded, and a remembered copy may be older).
+    Verdict(Outcome, Option<GradedAgainst>),
     /// The solution never reached the sandbox (it or the platform database is unreachable).
     NotRun,
     /// The run broke after the solution reached the sandbox, for a reason outside it.
@@ -279,16 +305,21 @@ enum Graded {
     Abandoned,
 }
 
-async fn grade(deps: &ExecutorDeps, slot: &mut Slot, job: &Job) -> Graded {
-    let problem = match deps
-        .problems
-        .load(
-            &deps.jobs.pool,
-            job.problem_id,
-            deps.jobs.health.postgres_up(),
-        )
-        .await
-    {
+/// Grades a job on its problem: the copy this process remembers when the verdict is recorded
+/// only against the current version (`Held::checks_version`), else the one Postgres has (or
+/// the remembered one while Postgres is down).
+async fn grade(deps: &ExecutorDeps, slot: &mut Slot, held: &Held) -> Graded {
+    let job = &held.job;
+    let (pool, id) = (&deps.jobs.pool, job.problem_id);
+    let problem = match held.checks_version() {
+        true => deps.problems.known(pool, id).await,
+        false => {
+            (deps.problems)
+                .load(pool, id, deps.jobs.health.postgres_up())
+                .await
+        }
+    };
+    let problem = match problem {
         Ok(Some(problem)) => problem,
         Ok(None) => {
             return Graded::Verdict(
@@ -311,7 +342,11 @@ async fn grade(deps: &ExecutorDeps, slot: &mut Slot, job: &Job) -> Graded {
     match grading::grade(slot, &problem, &job.sql).await {
         Ok(outcome) => {
             slot.sandbox().count_graded();
-            Graded::Verdict(outcome, Some(grading::fingerprint(&problem, &job.sql)))
+            let against = GradedAgainst {
+                version: problem.updated_at,
+                fingerprint: grading::fingerprint(&problem, &job.sql),
+            };
+            Graded::Verdict(outcome, Some(against))
         }
         Err(SandboxError::Interrupted(reason)) => Graded::Interrupted(reason),
         Err(e) => {

@@ -8,6 +8,7 @@
 //! `BackendChanged` and of failures from its own requests, which it also reports to the shared
 //! health state for everyone else.
 use std::cell::Cell;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,7 +22,8 @@ use super::health::BackendChanged;
 use super::leaderboard::Rescore;
 use super::redis_queue::{Enqueue, RedisQueueActor};
 use crate::backends::{Backend, HealthState};
-use crate::db::models::{NewSubmission, Submission};
+use crate::batch::Batcher;
+use crate::db::models::{NewSubmission, Problem, Submission};
 use crate::db::{self, DbError, PgPool};
 use crate::events::EventBus;
 use crate::grading;
@@ -40,6 +42,7 @@ pub struct SubmissionActor {
     pub fallback: Addr<FallbackActor>,
     pub health: Arc<HealthState>,
     pub problems: Arc<ProblemCache>,
+    pub inserts: Arc<Inserts>,
     pub max_sql_bytes: usize,
     pub events: Arc<EventBus>,
     pub metrics: Arc<Metrics>,
@@ -47,6 +50,8 @@ pub struct SubmissionActor {
     pub routes: Routes,
     /// The most a submission waits on Postgres before routing around it.
     pub postgres_within: Duration,
+    /// The most it waits for its enqueue in Redis (`redis.timeout_ms`).
+    pub redis_within: Duration,
     /// `redis.require_persistence`: no acknowledgement from a Redis that would forget it.
     pub require_persistence: bool,
 }
@@ -199,6 +204,70 @@ impl Submit {
     }
 }
 
+/// New submissions' rows, written by group commit: one INSERT (and one commit) for all those
+/// that arrive while the previous one is written, each acknowledged once it is durable.
+/// A submission with the time its caller stops waiting for it.
+pub type Inserts = Batcher<(Job, Instant), Written>;
+
+/// What the group commit did with one submission.
+#[derive(Debug)]
+pub enum Written {
+    Inserted,
+    /// Left to `Submission::insert_idempotent`: a row holds its id or its user's `request_id`
+    /// already (one older than 24 h is released there), or the statement was refused whole.
+    Alone,
+    Unavailable(String),
+}
+
+/// Starts the writers of `Inserts` on this thread's runtime. Two: one gathers while the other
+/// waits for its commit.
+pub fn start_inserts(pool: PgPool) -> Inserts {
+    Batcher::start(2, 256, move |jobs: Vec<(Job, Instant)>| {
+        let pool = pool.clone();
+        async move {
+            let n = jobs.len();
+            let ids: Vec<Uuid> = jobs.iter().map(|(j, _)| j.job_id).collect();
+            let written = db::run(&pool, move |c| {
+                // A caller whose time ran out while a connection was found has answered 503
+                // or gone another way: its submission is not stored behind its back.
+                let now = Instant::now();
+                let mut rows: Vec<NewSubmission> = jobs
+                    .iter()
+                    .filter(|(_, until)| *until > now)
+                    .map(|(j, _)| NewSubmission::queued(j, Queue::Redis))
+                    .collect();
+                // Keys in one order in every batch: two writers' batches that share request
+                // ids wait for each other instead of deadlocking.
+                rows.sort_by(|a, b| (a.user_id, a.request_id).cmp(&(b.user_id, b.request_id)));
+                let inserted = match rows.is_empty() {
+                    true => Vec::new(),
+                    false => Submission::insert_new(c, &rows)?,
+                };
+                let stored: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+                Ok((inserted, stored))
+            })
+            .await;
+            match written {
+                Ok((inserted, stored)) => {
+                    let inserted: HashSet<Uuid> = inserted.into_iter().collect();
+                    let stored: HashSet<Uuid> = stored.into_iter().collect();
+                    ids.iter()
+                        .map(|id| match (inserted.contains(id), stored.contains(id)) {
+                            (true, _) => Written::Inserted,
+                            (false, true) => Written::Alone,
+                            (false, false) => Written::Unavailable("no connection in time".into()),
+                        })
+                        .collect()
+                }
+                Err(e) if e.is_unavailable() => (0..n)
+                    .map(|_| Written::Unavailable(e.to_string()))
+                    .collect(),
+                Err(_) => (0..n).map(|_| Written::Alone).collect(),
+            }
+        }
+    })
+}
+
 fn unavailable(what: &str) -> SubmitError {
     SubmitError::Unavailable(what.to_string())
 }
@@ -212,12 +281,14 @@ struct Router {
     fallback: Addr<FallbackActor>,
     health: Arc<HealthState>,
     problems: Arc<ProblemCache>,
+    inserts: Arc<Inserts>,
     /// The actor's routes when this submission arrived, less what failed on the way.
     routes: Cell<Routes>,
     /// The backends that failed on this submission, for the actor to learn of.
     failed: Cell<[bool; 2]>,
     /// How much longer this submission may wait on Postgres (time on Redis does not count).
     postgres_left: Cell<Duration>,
+    redis_within: Duration,
     require_persistence: bool,
 }
 
@@ -248,13 +319,21 @@ impl Router {
     }
 
     async fn enqueue_redis(&self, job: &Job) -> bool {
-        match self.redis_queue.send(Enqueue(job.clone())).await {
-            Ok(Ok(())) => true,
-            Ok(Err(e)) => {
+        // Within Redis's own timeout, however many enqueues wait for a hanging Redis before it
+        // (one that has not been sent yet when this gives up is not sent at all).
+        let enqueued = self.redis_queue.send(Enqueue(job.clone()));
+        match actix_web::rt::time::timeout(self.redis_within, enqueued).await {
+            Ok(Ok(Ok(()))) => true,
+            Ok(Ok(Err(e))) => {
                 self.fail(Backend::Redis, e);
                 false
             }
-            Err(e) => {
+            Err(_) => {
+                let waited = self.redis_within.as_millis();
+                self.fail(Backend::Redis, format!("no answer within {waited} ms"));
+                false
+            }
+            Ok(Err(e)) => {
                 log::error!("RedisQueueActor unreachable: {e}");
                 false
             }
@@ -276,7 +355,7 @@ impl Router {
     /// Postgres records the submission first; Redis queues it, or Postgres does.
     async fn via_postgres(&self, job: &Job) -> Result<Accepted, SubmitError> {
         let problem = self
-            .on_postgres(self.problems.load(&self.pool, job.problem_id, true))
+            .on_postgres(self.problems.known(&self.pool, job.problem_id))
             .await?;
         let Some(problem) = problem else {
             return Err(SubmitError::UnknownProblem);
@@ -286,16 +365,15 @@ impl Router {
         }
         let fingerprint = grading::fingerprint(&problem, &job.sql);
         if let Ok(Some(outcome)) = self.queue.cached_verdict(&fingerprint).await {
-            return self.record_cached(job, outcome).await;
+            if let Some(accepted) = self.record_cached(job, &problem, outcome).await? {
+                return Ok(accepted);
+            }
+            // The problem changed since this process remembered it: grade it afresh.
+            self.on_postgres(self.problems.load(&self.pool, job.problem_id, true))
+                .await?;
         }
-        let record = job.clone();
-        let (stored, created) = self
-            .on_postgres(db::run(&self.pool, move |c| {
-                Submission::insert_idempotent(c, &NewSubmission::queued(&record, Queue::Redis))
-            }))
-            .await?;
-        if !created {
-            return Ok(Accepted::existing(&stored));
+        if let Some(existing) = self.insert(job).await? {
+            return Ok(Accepted::existing(&existing));
         }
         if self.enqueue_redis(job).await {
             return Ok(Accepted::new(job, Queue::Redis));
@@ -312,27 +390,64 @@ impl Router {
         }
     }
 
-    /// The same solution was graded recently: record the submission with that verdict now.
-    async fn record_cached(&self, job: &Job, outcome: Outcome) -> Result<Accepted, SubmitError> {
+    /// Stores a new submission as queued (by group commit); `Some` when an earlier one holds its
+    /// `request_id`, and nothing was stored.
+    async fn insert(&self, job: &Job) -> Result<Option<Submission>, SubmitError> {
+        let written = self.on_postgres(async {
+            let until = Instant::now() + self.postgres_left.get();
+            match self.inserts.submit((job.clone(), until)).await {
+                Some(Written::Inserted) => Ok(true),
+                Some(Written::Alone) => Ok(false),
+                Some(Written::Unavailable(e)) => Err(DbError::Task(e)),
+                None => Err(DbError::Task("the submission writer stopped".into())),
+            }
+        });
+        if written.await? {
+            return Ok(None);
+        }
         let record = job.clone();
-        let (stored, created, first_solve) = self
+        let inserted = self.on_postgres(db::run(&self.pool, move |c| {
+            Submission::insert_idempotent(c, &NewSubmission::queued(&record, Queue::Redis))
+        }));
+        match inserted.await? {
+            (_, true) => Ok(None),
+            (stored, false) => Ok(Some(stored)),
+        }
+    }
+
+    /// The same solution was graded recently: record the submission with that verdict now.
+    /// `None` when `problem` is no longer the stored version (nothing was recorded).
+    async fn record_cached(
+        &self,
+        job: &Job,
+        problem: &Problem,
+        outcome: Outcome,
+    ) -> Result<Option<Accepted>, SubmitError> {
+        let (record, version) = (job.clone(), problem.updated_at);
+        let recorded = self
             .on_postgres(db::run(&self.pool, move |c| {
                 c.transaction(|c| {
+                    if Problem::version_locked(c, record.problem_id)? != Some(version) {
+                        return Ok(None);
+                    }
                     let (stored, created) = Submission::insert_idempotent(
                         c,
                         &NewSubmission::queued(&record, Queue::Cache),
                     )?;
                     if !created {
-                        return Ok((stored, false, false));
+                        return Ok(Some((stored, false, false)));
                     }
                     let (stored, first_solve) =
                         Submission::record_result(c, &record, Queue::Cache, &outcome)?;
-                    Ok((stored, true, first_solve))
+                    Ok(Some((stored, true, first_solve)))
                 })
             }))
             .await?;
+        let Some((stored, created, first_solve)) = recorded else {
+            return Ok(None);
+        };
         if !created {
-            return Ok(Accepted::existing(&stored));
+            return Ok(Some(Accepted::existing(&stored)));
         }
         if first_solve {
             self.leaderboard.do_send(Rescore {
@@ -346,11 +461,11 @@ impl Router {
         actix_web::rt::spawn(async move {
             let _ = queue.publish_result(result.job_id, &json).await;
         });
-        Ok(Accepted {
+        Ok(Some(Accepted {
             status: stored.outcome.status,
             result: Some(SubmissionResult::from(&stored)),
             ..Accepted::new(job, Queue::Cache)
-        })
+        }))
     }
 
     async fn store_fallback(&self, job: &Job) -> Result<Accepted, SubmitError> {
@@ -428,9 +543,11 @@ impl Handler<Submit> for SubmissionActor {
             fallback: self.fallback.clone(),
             health: self.health.clone(),
             problems: self.problems.clone(),
+            inserts: self.inserts.clone(),
             routes: Cell::new(self.routes),
             failed: Cell::new([false; 2]),
             postgres_left: Cell::new(self.postgres_within),
+            redis_within: self.redis_within,
             require_persistence: self.require_persistence,
         };
         let max = self.max_sql_bytes;

@@ -12,7 +12,8 @@
 //!   (`config/sandbox-postgresql.conf`), bound the rest.
 //! - The leading keyword must start a query (or, for writeable problems, a DML statement), and
 //!   the server itself parses the text first (extended-protocol Parse), which refuses a second
-//!   statement however it is hidden.
+//!   statement however it is hidden; a grading's hidden tests run the text that parsed so on
+//!   its sample, on the same server.
 //! - Everything runs in a transaction that is always rolled back, read-only for read problems,
 //!   followed by a reset of the session; any doubt about a connection's state and it is thrown
 //!   away, and the slot opens no other until its backend is gone.
@@ -86,6 +87,9 @@ pub struct RunSpec<'a> {
     /// Statements of ours (deleting rows, for a counterexample) run first in the statement's
     /// transaction, with the write role's rights; a read-only statement then runs read-only.
     pub prelude: Option<&'a str>,
+    /// The text parsed as one statement already (on an earlier test of the same grading, on
+    /// this server): no parse check again, and it is sent right behind its transaction's start.
+    pub parsed: bool,
 }
 
 /// The rows a statement produced (the check table's contents for writeable problems), or
@@ -1440,30 +1444,54 @@ async fn execute(
     } else {
         "READ ONLY"
     };
+    let begin = format!(
+        "BEGIN ISOLATION LEVEL READ COMMITTED {mode}; \
+         SET LOCAL statement_timeout = {t}; SET LOCAL lock_timeout = {t}; \
+         SET LOCAL search_path = {schema}",
+        t = spec.time_limit_ms,
+        schema = quote_ident(spec.dataset),
+    );
+    let Some(prelude) = spec.prelude else {
+        // Sent in that order without waiting: a start that fails leaves the transaction
+        // aborted, and what follows it is refused, never run outside it.
+        if spec.parsed {
+            let (begun, read) =
+                futures_util::join!(client.batch_execute(&begin), read_result(client, spec, s));
+            begun.map_err(ExecError::Setup)?;
+            return read;
+        }
+        // The parse check behind the start: a statement it refuses is not run at all.
+        let (begun, parsed) =
+            futures_util::join!(client.batch_execute(&begin), client.prepare(spec.sql));
+        begun.map_err(ExecError::Setup)?;
+        drop(parsed?);
+        return read_result(client, spec, s).await;
+    };
     client
-        .batch_execute(&format!(
-            "BEGIN ISOLATION LEVEL READ COMMITTED {mode}; \
-             SET LOCAL statement_timeout = {t}; SET LOCAL lock_timeout = {t}; \
-             SET LOCAL search_path = {schema}",
-            t = spec.time_limit_ms,
-            schema = quote_ident(spec.dataset),
-        ))
+        .batch_execute(&begin)
         .await
         .map_err(ExecError::Setup)?;
-    if let Some(prelude) = spec.prelude {
+    client
+        .batch_execute(prelude)
+        .await
+        .map_err(ExecError::Prelude)?;
+    if spec.check_table.is_none() {
         client
-            .batch_execute(prelude)
+            .batch_execute("SET TRANSACTION READ ONLY")
             .await
-            .map_err(ExecError::Prelude)?;
-        if spec.check_table.is_none() {
-            client
-                .batch_execute("SET TRANSACTION READ ONLY")
-                .await
-                .map_err(ExecError::Setup)?;
-        }
+            .map_err(ExecError::Setup)?;
     }
     // The server parses the text as one statement or refuses it.
     drop(client.prepare(spec.sql).await?);
+    read_result(client, spec, s).await
+}
+
+/// What the statement returned; for a writeable problem, its check table after it.
+async fn read_result(
+    client: &Client,
+    spec: &RunSpec<'_>,
+    s: &SandboxSettings,
+) -> Result<ResultSet, ExecError> {
     let rows = read_rows(client, spec.sql, s).await?;
     match spec.check_table {
         Some(table) => {

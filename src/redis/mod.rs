@@ -53,7 +53,7 @@ use secrecy::ExposeSecret;
 pub use instances::InstanceReport;
 pub use keys::Keys;
 use link::{Link, Locator};
-pub use queue::Processing;
+pub use queue::{Completion, Processing};
 pub use results::Unpersisted;
 
 use crate::backends::Persistence;

@@ -10,6 +10,17 @@ use super::RedisQueue;
 use super::Unpersisted;
 use crate::job::{progress_event, submission_event, Job, Status, SubmissionResult};
 
+/// A job's end, for `RedisQueue::complete_all`.
+pub struct Completion<'a> {
+    /// The job's in-flight list item.
+    pub item: &'a str,
+    pub result: &'a SubmissionResult,
+    /// The outcome, kept until Postgres takes it.
+    pub unrecorded: Option<&'a Unpersisted>,
+    /// (fingerprint, outcome) for the verdict cache.
+    pub verdict: Option<(&'a str, &'a crate::job::Outcome)>,
+}
+
 /// The state of a job Redis knows as not finished.
 #[derive(Debug, Clone)]
 pub struct Processing {
@@ -234,33 +245,48 @@ impl RedisQueue {
             .await
     }
 
-    /// Publishes the final result and forgets the job's queue state, atomically. `unrecorded`
-    /// keeps the outcome too, when Postgres could not take it yet.
-    pub async fn complete(
-        &self,
-        item: &str,
-        result: &SubmissionResult,
-        unrecorded: Option<&Unpersisted>,
-    ) -> RedisResult<()> {
-        let job_id = result.job_id;
-        let result_json = serde_json::to_string(result).expect("result serialises");
+    /// Publishes the final result of a background job (a rejudge) and forgets its queue state,
+    /// atomically: `complete_all` for one.
+    pub async fn complete(&self, item: &str, result: &SubmissionResult) -> RedisResult<()> {
+        self.complete_all(&[Completion {
+            item,
+            result,
+            unrecorded: None,
+            verdict: None,
+        }])
+        .await
+    }
+
+    /// Publishes jobs' final results and forgets their queue state, in one atomic pipeline.
+    pub async fn complete_all(&self, jobs: &[Completion<'_>]) -> RedisResult<()> {
         let mut pipe = redis::pipe();
         pipe.atomic();
-        if let Some(record) = unrecorded {
-            let json = serde_json::to_string(record).expect("serialises");
-            pipe.hset(self.keys.unpersisted(), job_id.to_string(), json)
+        for job in jobs {
+            let job_id = job.result.job_id;
+            if let Some(record) = job.unrecorded {
+                let json = serde_json::to_string(record).expect("serialises");
+                pipe.hset(self.keys.unpersisted(), job_id.to_string(), json)
+                    .ignore();
+            }
+            if let Some((fingerprint, outcome)) = job.verdict {
+                pipe.set_ex(
+                    self.keys.verdict(fingerprint),
+                    serde_json::to_string(outcome).expect("outcome serialises"),
+                    self.verdict_ttl_secs,
+                )
+                .ignore();
+            }
+            let result_json = serde_json::to_string(job.result).expect("result serialises");
+            pipe.set_ex(self.keys.result(job_id), result_json, self.result_ttl_secs)
+                .ignore()
+                .publish(self.keys.events(), submission_event(job.result))
+                .ignore()
+                .del(&[self.keys.processing(job_id), self.keys.lease(job_id)])
+                .ignore()
+                .lrem(self.keys.inflight(), 1, job.item)
                 .ignore();
         }
-        pipe.set_ex(self.keys.result(job_id), result_json, self.result_ttl_secs)
-            .ignore()
-            .publish(self.keys.events(), submission_event(result))
-            .ignore()
-            .del(&[self.keys.processing(job_id), self.keys.lease(job_id)])
-            .ignore()
-            .lrem(self.keys.inflight(), 1, item)
-            .ignore()
-            .query_async(&mut self.conn())
-            .await
+        pipe.query_async(&mut self.conn()).await
     }
 
     /// Hands a taken job back. `counted`: the try was an attempt (the solution reached the

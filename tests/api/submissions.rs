@@ -604,3 +604,82 @@ async fn identical_solutions_reuse_a_recent_verdict_until_the_problem_changes() 
         "graded again after the problem changed"
     );
 }
+
+/// A problem changed behind this process's back (as another instance's admin would change it)
+/// is never judged on the copy this process remembers: neither by its executors nor from the
+/// verdict cache.
+#[actix_web::test]
+async fn a_problem_changed_elsewhere_is_never_judged_on_a_remembered_copy() {
+    let app = TestApp::spawn().await;
+    let token = app.user("remembering").await;
+    let uk = app.problem_id("uk-customers").await;
+    let sql = "SELECT name FROM customers WHERE country = 'UK'";
+    // Graded here: the problem is remembered, and the verdict cached under its version.
+    assert_eq!(app.grade(&token, uk, sql).await["status"], "accepted");
+
+    // Another instance's change: a new reference result, and a new version.
+    let changed = diesel::sql_query(
+        "UPDATE problems SET expected_rows = '[[\"Nobody\"]]', updated_at = now() WHERE id = $1",
+    )
+    .bind::<diesel::sql_types::BigInt, _>(uk)
+    .execute(&mut app.platform_db())
+    .unwrap();
+    assert_eq!(changed, 1);
+
+    // A new solution: graded on the remembered copy first, found out when recorded, graded
+    // again on the new version.
+    let fresh = app
+        .grade(
+            &token,
+            uk,
+            "SELECT name FROM customers WHERE country = 'UK' AND 2 > 1",
+        )
+        .await;
+    assert_eq!(fresh["status"], "wrong_answer", "{fresh}");
+    // The solution whose verdict is cached under the old version: not reused.
+    let again = app.submit(&token, uk, sql).await;
+    assert_eq!(again.status(), 202, "the old version's verdict was reused");
+    let again: Value = again.json().await.unwrap();
+    let again = app
+        .wait_final(
+            &token,
+            again["job_id"].as_str().unwrap(),
+            Duration::from_secs(20),
+        )
+        .await;
+    assert_eq!(again["status"], "wrong_answer", "{again}");
+}
+
+/// Submissions written together (one statement for many) still make `request_id` a key: many
+/// at once with the same key make one submission, and every answer names it.
+#[actix_web::test]
+async fn concurrent_retries_with_one_request_id_make_one_submission() {
+    let app = TestApp::spawn().await;
+    let token = app.user("hasty").await;
+    let uk = app.problem_id("uk-customers").await;
+    let body = json!({"problem_id": uk, "sql": "SELECT name FROM customers WHERE country = 'UK'", "request_id": "burst-1"});
+    let tries = (0..24).map(|_| app.post_json("/problems/submit", Some(&token), &body));
+    let mut ids = std::collections::HashSet::new();
+    for res in futures_util::future::join_all(tries).await {
+        assert!(res.status().is_success(), "{}", res.status());
+        let ack: Value = res.json().await.unwrap();
+        ids.insert(ack["job_id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    // Others' submissions in the same moments are their own.
+    let (app, token) = (&app, &token);
+    let others = (0..24).map(|i| async move {
+        let sql = format!("SELECT name FROM customers WHERE country = 'UK' AND {i} >= 0");
+        app.submit(token, uk, &sql).await.status()
+    });
+    for status in futures_util::future::join_all(others).await {
+        assert_eq!(status, 202);
+    }
+    let mine: Value = app
+        .get("/users/me/submissions?limit=100", Some(token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mine["total"], 25);
+}

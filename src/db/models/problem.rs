@@ -155,6 +155,17 @@ impl Problem {
         Ok(versions.into_iter().map(|v| (v.id, v.updated_at)).collect())
     }
 
+    /// A problem's version (`updated_at`), if it exists, locked against changes until the
+    /// caller's transaction ends (what it records is of that version).
+    pub fn version_locked(conn: &mut PgConnection, id: i64) -> QueryResult<Option<DateTime<Utc>>> {
+        problems::table
+            .find(id)
+            .select(problems::updated_at)
+            .for_share()
+            .first(conn)
+            .optional()
+    }
+
     pub fn find(conn: &mut PgConnection, id: i64) -> QueryResult<Option<Problem>> {
         problems::table
             .find(id)

@@ -102,6 +102,17 @@ impl Submission {
         })
     }
 
+    /// Inserts many queued submissions in one statement (one commit); returns the ids it
+    /// inserted. One left out exists already (its id, or its user's `request_id`): see
+    /// `insert_idempotent`.
+    pub fn insert_new(conn: &mut PgConnection, new: &[NewSubmission]) -> QueryResult<Vec<Uuid>> {
+        diesel::insert_into(submissions::table)
+            .values(new)
+            .on_conflict_do_nothing()
+            .returning(submissions::id)
+            .get_results(conn)
+    }
+
     pub fn find(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<Submission>> {
         submissions::table
             .find(id)
@@ -120,12 +131,46 @@ impl Submission {
         queue: Queue,
         outcome: &Outcome,
     ) -> QueryResult<(Submission, bool)> {
+        conn.transaction(|conn| Self::record_in(conn, job, queue, outcome))
+    }
+
+    /// Records the verdicts of live jobs in one transaction, each like `record_result`; one
+    /// graded against a version of its problem (`Some`) only if that is still the stored
+    /// version (else `None` for it, and nothing of it changed: grade it again).
+    pub fn record_graded(
+        conn: &mut PgConnection,
+        graded: &[(Job, Outcome, Option<DateTime<Utc>>)],
+    ) -> QueryResult<Vec<Option<(Submission, bool)>>> {
+        use crate::db::schema::problems;
         conn.transaction(|conn| {
-            diesel::insert_into(submissions::table)
-                .values(NewSubmission::queued(job, queue))
-                .on_conflict_do_nothing()
-                .execute(conn)?;
-            let updated = diesel::update(
+            let ids: Vec<i64> = graded.iter().map(|(job, ..)| job.problem_id).collect();
+            // Locked until the verdicts are in: a change of a problem waits for them.
+            let versions: std::collections::HashMap<i64, DateTime<Utc>> = problems::table
+                .filter(problems::id.eq_any(ids))
+                .select((problems::id, problems::updated_at))
+                .for_share()
+                .load(conn)?
+                .into_iter()
+                .collect();
+            graded
+                .iter()
+                .map(|(job, outcome, version)| match version {
+                    Some(v) if versions.get(&job.problem_id) != Some(v) => Ok(None),
+                    _ => Self::record_in(conn, job, Queue::Redis, outcome).map(Some),
+                })
+                .collect()
+        })
+    }
+
+    /// `record_result` within the caller's transaction.
+    fn record_in(
+        conn: &mut PgConnection,
+        job: &Job,
+        queue: Queue,
+        outcome: &Outcome,
+    ) -> QueryResult<(Submission, bool)> {
+        let update = |conn: &mut PgConnection| {
+            diesel::update(
                 submissions::table
                     .find(job.job_id)
                     .filter(submissions::status.eq_any(PENDING)),
@@ -137,30 +182,41 @@ impl Submission {
             ))
             .returning(Submission::as_returning())
             .get_result(conn)
-            .optional()?;
-            let stored = match updated {
-                Some(s) => s,
-                None => submissions::table
-                    .find(job.job_id)
-                    .select(Submission::as_select())
-                    .first(conn)?,
-            };
-            let first_solve = stored.outcome.status == Status::Accepted
-                && diesel::insert_into(first_solves::table)
-                    .values((
-                        first_solves::user_id.eq(stored.user_id),
-                        first_solves::problem_id.eq(stored.problem_id),
-                        first_solves::submission_id.eq(stored.id),
-                        first_solves::solved_at.eq(stored.graded_at.unwrap_or_else(Utc::now)),
-                    ))
-                    .on_conflict_do_nothing()
-                    .execute(conn)?
-                    == 1;
-            if first_solve {
-                Standing::refresh_user(conn, stored.user_id)?;
-            }
-            Ok((stored, first_solve))
-        })
+            .optional()
+        };
+        // The row is there, pending, nearly always: the insert only when it is not.
+        let mut updated = update(conn)?;
+        if updated.is_none()
+            && diesel::insert_into(submissions::table)
+                .values(NewSubmission::queued(job, queue))
+                .on_conflict_do_nothing()
+                .execute(conn)?
+                == 1
+        {
+            updated = update(conn)?;
+        }
+        let stored = match updated {
+            Some(s) => s,
+            None => submissions::table
+                .find(job.job_id)
+                .select(Submission::as_select())
+                .first(conn)?,
+        };
+        let first_solve = stored.outcome.status == Status::Accepted
+            && diesel::insert_into(first_solves::table)
+                .values((
+                    first_solves::user_id.eq(stored.user_id),
+                    first_solves::problem_id.eq(stored.problem_id),
+                    first_solves::submission_id.eq(stored.id),
+                    first_solves::solved_at.eq(stored.graded_at.unwrap_or_else(Utc::now)),
+                ))
+                .on_conflict_do_nothing()
+                .execute(conn)?
+                == 1;
+        if first_solve {
+            Standing::refresh_user(conn, stored.user_id)?;
+        }
+        Ok((stored, first_solve))
     }
 
     /// Records the verdict of a rejudge over the stored one, and keeps the first-solve record
