@@ -300,7 +300,7 @@ impl JobSource {
 /// Postgres is down the results wait in Redis and are recorded when it is back.
 pub struct Recorder(Batcher<Verdict, Recorded>);
 
-pub struct Verdict {
+struct Verdict {
     job: Job,
     /// The job's in-flight list item.
     item: String,

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use crate::db::models::Problem;
 use crate::db::{self, DbError};
 
-/// The problems this instance has seen, for grading and validating submissions while
-/// Postgres is unreachable. Postgres stays the source whenever it answers.
+/// The problems this instance has seen. A copy may be older than Postgres's: whoever records
+/// something that depends on its version checks that version there (see `known`); while
+/// Postgres is unreachable, the copies are what grading and submitting go on with.
 #[derive(Default)]
 pub struct ProblemCache {
     problems: std::sync::RwLock<std::collections::HashMap<i64, Arc<Problem>>>,

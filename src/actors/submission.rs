@@ -205,8 +205,8 @@ impl Submit {
 }
 
 /// New submissions' rows, written by group commit: one INSERT (and one commit) for all those
-/// that arrive while the previous one is written, each acknowledged once it is durable.
-/// A submission with the time its caller stops waiting for it.
+/// that arrive while the previous one is written, each acknowledged once it is durable. Each
+/// comes with the time its caller stops waiting for it.
 pub type Inserts = Batcher<(Job, Instant), Written>;
 
 /// What the group commit did with one submission.
