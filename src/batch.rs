@@ -35,6 +35,9 @@ impl<T: 'static, R: 'static> Batcher<T, R> {
                         let mut rx = rx.lock().await;
                         let Some(first) = rx.recv().await else { return };
                         batch.push(first);
+                        // Callers woken by the last write's answers (on this thread) send
+                        // their next items now: they go in this batch, not the one after.
+                        tokio::task::yield_now().await;
                         while batch.len() < max {
                             match rx.try_recv() {
                                 Ok(next) => batch.push(next),

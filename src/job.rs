@@ -303,6 +303,7 @@ pub struct Job {
     Deserialize,
     utoipa::ToSchema,
     diesel::Queryable,
+    diesel::QueryableByName,
     diesel::Selectable,
     diesel::AsChangeset,
 )]

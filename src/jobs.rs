@@ -64,6 +64,17 @@ pub struct JobSource {
 pub struct Taker {
     /// With the generation of the Redis link it was made from.
     conn: Option<(MultiplexedConnection, u64)>,
+    /// The in-flight item of a job graded and handed over to be recorded: no longer counted
+    /// against its user's limit from the next take on (see `RedisQueue::take`).
+    handed: Option<String>,
+}
+
+impl Taker {
+    /// Leaves a handed-over job counted against its user until its record is in: moved late,
+    /// its item might by then be another executor's take of the same job (handed back).
+    pub fn forget_handed(&mut self) {
+        self.handed = None;
+    }
 }
 
 impl Held {
@@ -86,6 +97,7 @@ impl JobSource {
         if self.health.redis_up() {
             self.take_from_redis(taker).await
         } else {
+            taker.forget_handed();
             self.take_from_postgres().await
         }
     }
@@ -100,9 +112,10 @@ impl JobSource {
                 Err(e) => return self.pause_after(taker, e).await,
             },
         };
+        let handed = taker.handed.take();
         let item = match self
             .queue
-            .take(conn, block, self.settings.per_user_limit)
+            .take(conn, block, self.settings.per_user_limit, handed.as_deref())
             .await
         {
             Ok(item) => item?,
@@ -165,6 +178,19 @@ impl JobSource {
             attempts: row.attempts as u32,
             from: From::Postgres,
         })
+    }
+
+    /// Whether a graded job's verdict may be recorded while `taker` takes the next job: a job
+    /// from Redis, which then leaves its user's count of jobs in flight with that take.
+    /// (The fallback queue counts a job until its record is in.)
+    pub fn hand_over(&self, held: &Held, taker: &mut Taker) -> bool {
+        match &held.from {
+            From::Redis(item) => {
+                taker.handed = Some(item.clone());
+                true
+            }
+            From::Postgres => false,
+        }
     }
 
     /// Keeps the lease of a job being graded alive.
@@ -319,7 +345,8 @@ enum Recorded {
 
 impl Recorder {
     /// Starts its writer on this thread's runtime: one, so that the verdicts of the executors
-    /// that finish while it writes go together in its next batch.
+    /// that finish while it writes go together in its next batch (and no two batches of this
+    /// process refresh one user's standings at once).
     pub fn start(queue: RedisQueue, pool: PgPool, health: Arc<HealthState>) -> Recorder {
         Recorder(Batcher::start(1, 64, move |verdicts: Vec<Verdict>| {
             let (queue, pool, health) = (queue.clone(), pool.clone(), health.clone());

@@ -5,7 +5,7 @@
 //! another executor when its lease lapses. While the process shuts down, executors take no new
 //! job, and hand back at once the ones whose grading outlasts the grace period.
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,6 +27,9 @@ use crate::stats::GradingStats;
 pub struct ExecutorStatus {
     /// Unix ms when the current job started; 0 when idle.
     pub busy_since_ms: AtomicI64,
+    /// Verdicts handed over and not yet recorded (`RECORDING_DEPTH` at most, but a restarted
+    /// executor's may outlive it).
+    pub recording: AtomicUsize,
     /// Waiting for a job: one may arrive (and must be handed back while shutting down).
     pub taking: AtomicBool,
     pub processed: AtomicU64,
@@ -119,7 +122,9 @@ impl ExecutorPool {
         let Some(held) = self.deps.jobs.take(&mut Taker::default()).await else {
             return false;
         };
-        handle(&self.deps, slot, held).await;
+        if let Some(verdict) = handle(&self.deps, slot, held).await {
+            finish(&self.deps, verdict).await;
+        }
         true
     }
 
@@ -131,9 +136,12 @@ impl ExecutorPool {
             .slot(self.status.len(), Arc::default())
     }
 
-    /// No executor is grading or waiting for a job.
+    /// No executor is grading, recording a verdict or waiting for a job.
     pub fn settled(&self) -> bool {
-        self.busy() == 0 && !self.status.iter().any(|s| s.taking.load(Ordering::Relaxed))
+        self.busy() == 0
+            && !self.status.iter().any(|s| {
+                s.taking.load(Ordering::Relaxed) || s.recording.load(Ordering::Relaxed) > 0
+            })
     }
 
     pub fn busy(&self) -> usize {
@@ -149,23 +157,31 @@ impl ExecutorPool {
     }
 }
 
+/// How many of an executor's verdicts may wait to be recorded while it grades on: enough that
+/// the recorder's batches, not the executors, wait for commits.
+const RECORDING_DEPTH: usize = 4;
+
 /// Takes and grades jobs until the actor is stopped or a grading panics (then returns, and
-/// the actor stops).
+/// the actor stops). The verdicts of jobs from Redis are recorded while the next jobs are
+/// taken and graded (their leases renewed meanwhile), up to `RECORDING_DEPTH` at a time.
 async fn work_loop(index: usize, deps: Arc<ExecutorDeps>, status: Arc<ExecutorStatus>) {
     let sandbox = deps.servers.for_executor(index);
     let mut slot = sandbox.slot(index, status.slot.clone());
     let mut taker = Taker::default();
+    let mut recording = std::collections::VecDeque::new();
     loop {
         if deps.shutdown.draining() {
             return std::future::pending().await;
         }
         // Down, or not yet up to date: the other servers' executors grade meanwhile.
         if !sandbox.ready() {
+            taker.forget_handed();
             actix_web::rt::time::sleep(Duration::from_millis(200)).await;
             continue;
         }
         // A slot whose last backend would not die takes no job until it is gone.
         if !slot.settle(Some(Duration::from_secs(1))).await {
+            taker.forget_handed();
             actix_web::rt::time::sleep(Duration::from_millis(200)).await;
             continue;
         }
@@ -188,18 +204,68 @@ async fn work_loop(index: usize, deps: Arc<ExecutorDeps>, status: Arc<ExecutorSt
         let handled = AssertUnwindSafe(handle(&deps, &mut slot, held))
             .catch_unwind()
             .await;
-        status.busy_since_ms.store(0, Ordering::Relaxed);
-        if handled.is_err() {
-            log::error!("executor {index} panicked while grading; restarting it");
-            return;
+        let verdict = match handled {
+            Ok(verdict) => verdict,
+            Err(_) => {
+                status.busy_since_ms.store(0, Ordering::Relaxed);
+                log::error!("executor {index} panicked while grading; restarting it");
+                return;
+            }
+        };
+        if let Some(verdict) = verdict {
+            if deps.jobs.hand_over(&verdict.held, &mut taker) {
+                // Its task renews the lease from now on, however long the wait below.
+                recording.push_back(record_meanwhile(&deps, &status, verdict));
+                recording.retain(|r: &actix_web::rt::task::JoinHandle<()>| !r.is_finished());
+                while recording.len() > RECORDING_DEPTH {
+                    let _ = recording.pop_front().expect("not empty").await;
+                }
+            } else if AssertUnwindSafe(finish(&deps, verdict))
+                .catch_unwind()
+                .await
+                .is_err()
+            {
+                status.busy_since_ms.store(0, Ordering::Relaxed);
+                log::error!("executor {index} panicked while recording; restarting it");
+                return;
+            }
         }
+        status.busy_since_ms.store(0, Ordering::Relaxed);
         status.processed.fetch_add(1, Ordering::Relaxed);
     }
 }
 
-/// Grades one job under its lease, then records its verdict. Infrastructure failures hand it
-/// back; nothing is lost.
-async fn handle(deps: &ExecutorDeps, slot: &mut Slot, held: Held) {
+/// Records a verdict on a task of its own, counted in `status.recording` until it ends (a
+/// panic included: the job's lease then lapses and it is graded again).
+fn record_meanwhile(
+    deps: &Arc<ExecutorDeps>,
+    status: &Arc<ExecutorStatus>,
+    verdict: Verdict,
+) -> actix_web::rt::task::JoinHandle<()> {
+    struct Counted(Arc<ExecutorStatus>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.recording.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    status.recording.fetch_add(1, Ordering::Relaxed);
+    let (deps, counted) = (deps.clone(), Counted(status.clone()));
+    actix_web::rt::spawn(async move {
+        let _counted = counted;
+        finish(&deps, verdict).await;
+    })
+}
+
+/// A verdict reached on a held job, to record.
+struct Verdict {
+    held: Held,
+    outcome: Outcome,
+    against: Option<GradedAgainst>,
+}
+
+/// Grades one job under its lease: its verdict, to record. Infrastructure failures hand it
+/// back (`None`); nothing is lost.
+async fn handle(deps: &ExecutorDeps, slot: &mut Slot, held: Held) -> Option<Verdict> {
     let (attempts, max_attempts) = (held.attempts, deps.jobs.settings.max_attempts);
     let graded = if attempts > max_attempts {
         Graded::Verdict(
@@ -232,7 +298,7 @@ async fn handle(deps: &ExecutorDeps, slot: &mut Slot, held: Held) {
                 held.job.job_id
             );
             deps.jobs.release(&held, true).await;
-            return;
+            return None;
         }
         Graded::Abandoned => {
             log::warn!(
@@ -240,7 +306,7 @@ async fn handle(deps: &ExecutorDeps, slot: &mut Slot, held: Held) {
                 held.job.job_id
             );
             deps.jobs.release(&held, false).await;
-            return;
+            return None;
         }
         Graded::NotRun => {
             // The sandbox or platform database is unreachable, or the server does not hold the
@@ -251,16 +317,25 @@ async fn handle(deps: &ExecutorDeps, slot: &mut Slot, held: Held) {
             }
             actix_web::rt::time::sleep(Duration::from_millis(500)).await;
             deps.jobs.release(&held, false).await;
-            return;
+            return None;
         }
     };
-    finish(deps, held, outcome, against).await
+    Some(Verdict {
+        held,
+        outcome,
+        against,
+    })
 }
 
 /// Records and publishes the verdict, then counts it. One reached on a remembered copy of a
 /// problem that has changed since is not recorded: the copy is forgotten and the job handed
 /// back, to be graded on the new version.
-async fn finish(deps: &ExecutorDeps, held: Held, outcome: Outcome, against: Option<GradedAgainst>) {
+async fn finish(deps: &ExecutorDeps, verdict: Verdict) {
+    let Verdict {
+        held,
+        outcome,
+        against,
+    } = verdict;
     let status = outcome.status;
     let completed = tokio::select! {
         completed = deps.jobs.complete(&held, outcome, against) => completed,

@@ -62,6 +62,42 @@ where
     .map_err(|e| DbError::Task(e.to_string()))?
 }
 
+/// `url` as libpq should take it: when every host it names is a loopback one and it chooses no
+/// `sslmode` of its own (nor `PGSSLMODE`), `sslmode=allow`: in the clear, and TLS only if the
+/// server insists. libpq's default, `prefer`, encrypts every round trip to a server on the same
+/// machine for nothing.
+pub fn libpq_url(url: &str) -> String {
+    let (path, options) = url.split_once('?').unwrap_or((url, ""));
+    // Options that choose TLS, or another address than the URL's hosts.
+    let chosen = options.split('&').any(|o| {
+        ["sslmode=", "host=", "hostaddr=", "service="]
+            .iter()
+            .any(|p| o.starts_with(p))
+    });
+    if chosen || std::env::var_os("PGSSLMODE").is_some() {
+        return url.to_string();
+    }
+    // scheme://[user[:password]@]host[:port][,host[:port]...][/db]
+    let authority = path.split_once("://").map_or("", |(_, rest)| rest);
+    let authority = authority.split('/').next().unwrap_or("");
+    let hosts = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let loopback = |host_port: &str| {
+        let host = match host_port.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or(""),
+            None => host_port.split(':').next().unwrap_or(""),
+        };
+        host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    };
+    match (hosts.split(',').all(loopback), options.is_empty()) {
+        (false, _) => url.to_string(),
+        (true, true) => format!("{path}?sslmode=allow"),
+        (true, false) => format!("{url}&sslmode=allow"),
+    }
+}
+
 pub fn pool(
     url: &str,
     size: u32,
@@ -71,7 +107,7 @@ pub fn pool(
         .max_size(size)
         .min_idle(Some(1))
         .connection_timeout(checkout_timeout)
-        .build(ConnectionManager::new(url))
+        .build(ConnectionManager::new(libpq_url(url)))
 }
 
 /// Runs pending migrations under a session advisory lock so concurrent starts do not race.
@@ -92,6 +128,8 @@ pub fn run_migrations(
 /// `postgres` database to do so.
 pub fn ensure_database(url: &str) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     use diesel::Connection;
+    let url = libpq_url(url);
+    let url = url.as_str();
     if PgConnection::establish(url).is_ok() {
         return Ok(());
     }
@@ -120,5 +158,33 @@ pub fn ensure_database(url: &str) -> Result<(), Box<dyn std::error::Error + Send
             Ok(())
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::libpq_url;
+
+    #[test]
+    fn loopback_connections_go_in_the_clear_unless_told_otherwise() {
+        let plain = |u: &str| libpq_url(u).ends_with("sslmode=allow");
+        assert!(plain("postgres://u:p@127.0.0.1:5432/db"));
+        assert!(plain("postgres://u:p%40x@localhost/db?application_name=a"));
+        assert!(plain("postgresql://[::1]:5433/db"));
+        assert!(!plain("postgres://u:p@db.example.com:5432/db"));
+        assert!(!plain("postgres://u:p@10.0.0.5/db"));
+        assert!(!plain("postgres://127.0.0.1/db?sslmode=require"));
+        assert!(!plain(
+            "postgres://u@127.0.0.1/db?sslrootcert=/a/b&sslmode=verify-full"
+        ));
+        assert!(!plain("postgres:///db?host=/var/run/postgresql"));
+        assert!(!plain("postgres://127.0.0.1:5432,db2.example.com/db"));
+        assert!(plain("postgres://127.0.0.1:5432,[::1]:5433/db"));
+        assert!(!plain("postgres://localhost/db?hostaddr=10.0.0.5"));
+        assert!(!plain("postgres://localhost/db?service=prod"));
+        assert_eq!(
+            libpq_url("postgres://127.0.0.1/db?connect_timeout=2"),
+            "postgres://127.0.0.1/db?connect_timeout=2&sslmode=allow"
+        );
     }
 }

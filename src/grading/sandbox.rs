@@ -24,6 +24,7 @@
 //! - Writeable problems on one dataset take turns (advisory lock) and its sequences are put
 //!   back afterwards, so gradings never block or affect each other.
 use std::collections::HashMap;
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -1311,20 +1312,20 @@ impl Slot {
         conn.budget
             .reset((settings.max_output_bytes * 2 + settings.max_rows * 64 + 65536) as i64);
         let deadline = Duration::from_millis(spec.time_limit_ms as u64 + settings.grace_ms);
-        let result = tokio::time::timeout(deadline, execute(&conn.client, spec, &settings)).await;
+        let mut reset = None;
+        let result =
+            tokio::time::timeout(deadline, execute(&conn.client, spec, &settings, &mut reset))
+                .await;
         let exceeded = conn.budget.exceeded();
         let (verdict, answered) = conclude(result, exceeded, spec, &settings);
-        // Leave the connection as new, or not at all. Not DISCARD ALL: its DEALLOCATE ALL
-        // drops the driver's cached type-lookup statements, and the next result with a
-        // user-defined type would fail with "prepared statement does not exist".
-        let clean = answered && {
-            let reset = conn.client.batch_execute(
-                "ROLLBACK; CLOSE ALL; RESET ALL; UNLISTEN *; DISCARD PLANS; DISCARD TEMP; \
-                 DISCARD SEQUENCES",
-            );
-            tokio::time::timeout(Duration::from_secs(5), reset)
-                .await
-                .is_ok_and(|r| r.is_ok())
+        let clean = match (answered, reset) {
+            (false, _) => false,
+            (true, reset) => {
+                let reset = reset.unwrap_or_else(|| Box::pin(conn.client.batch_execute(RESET)));
+                tokio::time::timeout(Duration::from_secs(5), reset)
+                    .await
+                    .is_ok_and(|r| r.is_ok())
+            }
         };
         if clean {
             self.idle.push(conn);
@@ -1434,10 +1435,36 @@ fn time_limit(ms: u32) -> Outcome {
     )
 }
 
-async fn execute(
-    client: &Client,
+/// What leaves a grading connection as new after a run. Not DISCARD ALL: its DEALLOCATE ALL
+/// drops the driver's cached type-lookup statements, and the next result with a user-defined
+/// type would fail with "prepared statement does not exist".
+const RESET: &str = "ROLLBACK; CLOSE ALL; RESET ALL; UNLISTEN *; DISCARD PLANS; DISCARD TEMP; \
+                     DISCARD SEQUENCES";
+
+/// A request already sent, whose answer is still to be read.
+type Sent<'c> = Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + 'c>>;
+
+/// Sends a request now (tokio-postgres sends on the first poll) and returns it, to be awaited
+/// later.
+async fn send<'c>(
+    request: impl Future<Output = Result<(), tokio_postgres::Error>> + 'c,
+) -> Sent<'c> {
+    let mut request = Box::pin(futures_util::future::maybe_done(request));
+    let _ = futures_util::poll!(request.as_mut());
+    Box::pin(async move {
+        request.as_mut().await;
+        request.as_mut().take_output().expect("awaited to its end")
+    })
+}
+
+/// Runs the statement of `spec`. A read-only run sends `RESET` right behind the statement (the
+/// server takes it once the statement is over, in the same round trip) and leaves it in
+/// `reset`, to be awaited; other runs leave the reset to the caller.
+async fn execute<'c>(
+    client: &'c Client,
     spec: &RunSpec<'_>,
     s: &SandboxSettings,
+    reset: &mut Option<Sent<'c>>,
 ) -> Result<ResultSet, ExecError> {
     let mode = if spec.check_table.is_some() || spec.prelude.is_some() {
         "READ WRITE"
@@ -1452,11 +1479,16 @@ async fn execute(
         schema = quote_ident(spec.dataset),
     );
     let Some(prelude) = spec.prelude else {
+        let read = async {
+            match spec.check_table {
+                None => read_then_reset(client, spec.sql, s, reset).await,
+                Some(_) => read_result(client, spec, s).await,
+            }
+        };
         // Sent in that order without waiting: a start that fails leaves the transaction
         // aborted, and what follows it is refused, never run outside it.
         if spec.parsed {
-            let (begun, read) =
-                futures_util::join!(client.batch_execute(&begin), read_result(client, spec, s));
+            let (begun, read) = futures_util::join!(client.batch_execute(&begin), read);
             begun.map_err(ExecError::Setup)?;
             return read;
         }
@@ -1465,7 +1497,7 @@ async fn execute(
             futures_util::join!(client.batch_execute(&begin), client.prepare(spec.sql));
         begun.map_err(ExecError::Setup)?;
         drop(parsed?);
-        return read_result(client, spec, s).await;
+        return read.await;
     };
     client
         .batch_execute(&begin)
@@ -1506,12 +1538,38 @@ async fn read_result(
     }
 }
 
+/// `read_rows` with `RESET` sent behind the statement and left in `reset` once the rows are
+/// read (not when reading them failed on our side: the connection is then dropped).
+async fn read_then_reset<'c>(
+    client: &'c Client,
+    sql: &str,
+    s: &SandboxSettings,
+    reset: &mut Option<Sent<'c>>,
+) -> Result<ResultSet, ExecError> {
+    // Sent on its first poll, which `simple_query_raw` completes.
+    let stream = client.simple_query_raw(sql).await?;
+    let sent = send(client.batch_execute(RESET)).await;
+    let rows = read_stream(stream, s).await;
+    // An error the server reported leaves the connection usable (`conclude`); one of ours,
+    // with rows left unread, does not.
+    if matches!(rows, Ok(_) | Err(ExecError::Db(_))) {
+        *reset = Some(sent);
+    }
+    rows
+}
+
 async fn read_rows(
     client: &Client,
     sql: &str,
     s: &SandboxSettings,
 ) -> Result<ResultSet, ExecError> {
-    let stream = client.simple_query_raw(sql).await?;
+    read_stream(client.simple_query_raw(sql).await?, s).await
+}
+
+async fn read_stream(
+    stream: tokio_postgres::SimpleQueryStream,
+    s: &SandboxSettings,
+) -> Result<ResultSet, ExecError> {
     pin_mut!(stream);
     let mut result = ResultSet::default();
     let mut bytes = 0usize;

@@ -42,6 +42,10 @@ impl Keys {
     pub fn inflight(&self) -> String {
         format!("{}problems:inflight", self.prefix)
     }
+    /// In-flight jobs graded and being recorded: leased still, no longer counted per user.
+    pub fn recording(&self) -> String {
+        format!("{}problems:recording", self.prefix)
+    }
     pub fn processing(&self, id: Uuid) -> String {
         format!("{}problems:processing:{id}", self.prefix)
     }

@@ -6,6 +6,9 @@
 //! - `problems:queue` (list): jobs waiting, as JSON; LPUSH in, BLMOVE out from the right.
 //! - `problems:queue:low` (list): background work (rejudges), taken only when the queue is empty.
 //! - `problems:inflight` (list): jobs an executor has taken (moved there atomically).
+//! - `problems:recording` (list): taken jobs graded and handed over to be recorded (moved there
+//!   by their executor's next take): leased and reaped like in-flight ones, but no longer
+//!   counted against their user's limit.
 //! - `problems:parked:{user_id}` (list) and `problems:parked_users` (set): live jobs of users who
 //!   already have `executor.per_user_limit` jobs in flight, set aside by the taker so that other
 //!   users' jobs go first; a user's oldest parked job returns to the head of the line as soon

@@ -51,9 +51,15 @@ end
 /// Takes the next job into the in-flight list: first gives users below their limit their
 /// oldest parked jobs back (at the head of the line), then takes live jobs oldest first,
 /// parking those of users at their limit, then background work. Returns `{'job', item}`,
-/// `{'more'}` (only parked so far; call again) or `{}`.
-/// KEYS: queue, background queue, in-flight, parked users; ARGV: limit, pops, parked prefix.
+/// `{'more'}` (only parked so far; call again) or `{}`. A job the caller graded and handed
+/// over to be recorded (ARGV[4], unless empty) moves to the recording list first, unless it
+/// is recorded already.
+/// KEYS: queue, background queue, in-flight, parked users, recording; ARGV: limit, pops,
+/// parked prefix, handed-over item.
 const FAIR_TAKE: &str = r#"
+if ARGV[4] ~= '' and redis.call('LREM', KEYS[3], 1, ARGV[4]) == 1 then
+  redis.call('LPUSH', KEYS[5], ARGV[4])
+end
 local limit = tonumber(ARGV[1])
 local counts = running(KEYS[3])
 for _, u in ipairs(redis.call('SMEMBERS', KEYS[4])) do
@@ -94,14 +100,15 @@ redis.call('SADD', KEYS[2], u)
 return 0
 "#;
 
-/// Live jobs waiting (queued and parked), background jobs waiting, jobs in flight.
-/// KEYS: queue, background queue, in-flight, parked users; ARGV: parked prefix.
+/// Live jobs waiting (queued and parked), background jobs waiting, jobs in flight (being
+/// recorded included).
+/// KEYS: queue, background queue, in-flight, parked users, recording; ARGV: parked prefix.
 const DEPTHS: &str = r#"
 local live = redis.call('LLEN', KEYS[1])
 for _, u in ipairs(redis.call('SMEMBERS', KEYS[4])) do
   live = live + redis.call('LLEN', ARGV[1] .. u)
 end
-return {live, redis.call('LLEN', KEYS[2]), redis.call('LLEN', KEYS[3])}
+return {live, redis.call('LLEN', KEYS[2]), redis.call('LLEN', KEYS[3]) + redis.call('LLEN', KEYS[5])}
 "#;
 
 static FAIR_TAKE_SCRIPT: LazyLock<Script> =
@@ -109,10 +116,11 @@ static FAIR_TAKE_SCRIPT: LazyLock<Script> =
 static FAIR_ADMIT_SCRIPT: LazyLock<Script> =
     LazyLock::new(|| Script::new(&format!("{FAIR_PRELUDE}{FAIR_ADMIT}")));
 
-/// Puts an in-flight job back in the queue, behind waiting work, unless its lease is still held.
+/// Puts an in-flight (or recording) job back in the queue, behind waiting work, unless its
+/// lease is still held. KEYS: in-flight, queue, lease, recording.
 const REQUEUE_IF_NO_LEASE: &str = r"
 if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 or redis.call('LREM', KEYS[4], 1, ARGV[1]) == 1 then
   redis.call('LPUSH', KEYS[2], ARGV[1])
   return 1
 end
@@ -167,12 +175,14 @@ impl RedisQueue {
     }
 
     /// Waits up to `block` for a job and moves it to the in-flight list. A user never has more
-    /// than `per_user` live jobs in flight while other users' jobs wait.
+    /// than `per_user` live jobs in flight while other users' jobs wait; `handed`, the item of
+    /// a job graded and being recorded, no longer counts.
     pub async fn take(
         &self,
         conn: &mut MultiplexedConnection,
         block: Duration,
         per_user: u32,
+        mut handed: Option<&str>,
     ) -> RedisResult<Option<String>> {
         let parked = self.keys.parked("");
         loop {
@@ -181,9 +191,11 @@ impl RedisQueue {
                 .key(self.keys.queue_low())
                 .key(self.keys.inflight())
                 .key(self.keys.parked_users())
+                .key(self.keys.recording())
                 .arg(per_user)
                 .arg(64)
                 .arg(&parked)
+                .arg(handed.take().unwrap_or(""))
                 .invoke_async(conn)
                 .await?;
             match taken.first().map(String::as_str) {
@@ -282,11 +294,18 @@ impl RedisQueue {
                 .publish(self.keys.events(), submission_event(job.result))
                 .ignore()
                 .del(&[self.keys.processing(job_id), self.keys.lease(job_id)])
-                .ignore()
-                .lrem(self.keys.inflight(), 1, job.item)
                 .ignore();
+            self.forget_taken(&mut pipe, job.item);
         }
         pipe.query_async(&mut self.conn()).await
+    }
+
+    /// Removes a taken job's item from the in-flight list, or from the recording one.
+    fn forget_taken(&self, pipe: &mut redis::Pipeline, item: &str) {
+        pipe.lrem(self.keys.inflight(), 1, item)
+            .ignore()
+            .lrem(self.keys.recording(), 1, item)
+            .ignore();
     }
 
     /// Hands a taken job back. `counted`: the try was an attempt (the solution reached the
@@ -303,9 +322,8 @@ impl RedisQueue {
                 "status",
                 Status::Queued.as_str(),
             )
-            .ignore()
-            .lrem(self.keys.inflight(), 1, item)
             .ignore();
+        self.forget_taken(&mut pipe, item);
         if counted {
             pipe.lpush(self.keys.queue_for(job), item).ignore();
         } else {
@@ -322,11 +340,15 @@ impl RedisQueue {
         self.conn().lrem(self.keys.inflight(), 1, item).await
     }
 
-    /// Jobs in flight whose lease is missing.
+    /// Jobs in flight (or being recorded) whose lease is missing.
     pub async fn unleased(&self) -> RedisResult<Vec<(String, Job)>> {
-        let items: Vec<String> = self.conn().lrange(self.keys.inflight(), 0, -1).await?;
+        let (inflight, recording): (Vec<String>, Vec<String>) = redis::pipe()
+            .lrange(self.keys.inflight(), 0, -1)
+            .lrange(self.keys.recording(), 0, -1)
+            .query_async(&mut self.conn())
+            .await?;
         let mut orphans = Vec::new();
-        for item in items {
+        for item in inflight.into_iter().chain(recording) {
             let Ok(job) = serde_json::from_str::<Job>(&item) else {
                 continue;
             };
@@ -344,6 +366,7 @@ impl RedisQueue {
             .key(self.keys.inflight())
             .key(self.keys.queue_for(job))
             .key(self.keys.lease(job.job_id))
+            .key(self.keys.recording())
             .arg(item)
             .invoke_async(&mut self.conn())
             .await
@@ -356,6 +379,7 @@ impl RedisQueue {
             .key(self.keys.queue_low())
             .key(self.keys.inflight())
             .key(self.keys.parked_users())
+            .key(self.keys.recording())
             .arg(self.keys.parked(""))
             .invoke_async(&mut self.conn())
             .await

@@ -8,7 +8,7 @@ use crate::job::{Job, Outcome, Queue, Status};
 
 const PENDING: [Status; 2] = [Status::Queued, Status::Running];
 
-#[derive(Debug, Clone, Queryable, Selectable)]
+#[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = submissions)]
 pub struct Submission {
     pub id: Uuid,
@@ -152,14 +152,137 @@ impl Submission {
                 .load(conn)?
                 .into_iter()
                 .collect();
+            let current = |(job, _, version): &(Job, Outcome, Option<DateTime<Utc>>)| {
+                version.is_none_or(|v| versions.get(&job.problem_id) == Some(&v))
+            };
+            // The pending rows, nearly all of them, in one statement; the rest one by one.
+            let fresh: Vec<(&Job, &Outcome)> = (graded.iter())
+                .filter(|g| current(g))
+                .map(|(job, outcome, _)| (job, outcome))
+                .collect();
+            let mut updated: std::collections::HashMap<Uuid, Submission> =
+                Self::record_pending(conn, &fresh)?
+                    .into_iter()
+                    .map(|s| (s.id, s))
+                    .collect();
+            let first_solves = Self::first_solves(conn, updated.values())?;
             graded
                 .iter()
-                .map(|(job, outcome, version)| match version {
-                    Some(v) if versions.get(&job.problem_id) != Some(v) => Ok(None),
-                    _ => Self::record_in(conn, job, Queue::Redis, outcome).map(Some),
+                .map(|g @ (job, outcome, _)| {
+                    if !current(g) {
+                        return Ok(None);
+                    }
+                    Ok(Some(match updated.remove(&job.job_id) {
+                        Some(stored) => {
+                            let first = first_solves.contains(&stored.id);
+                            (stored, first)
+                        }
+                        None => Self::record_in(conn, job, Queue::Redis, outcome)?,
+                    }))
                 })
                 .collect()
         })
+    }
+
+    /// Records the outcomes of submissions still pending, in one statement; returns the rows
+    /// it changed (the others are recorded already, or missing).
+    fn record_pending(
+        conn: &mut PgConnection,
+        graded: &[(&Job, &Outcome)],
+    ) -> QueryResult<Vec<Submission>> {
+        use diesel::sql_types::{Array, Int2, Int4, Jsonb, Nullable, Text, Timestamptz};
+        if graded.is_empty() {
+            return Ok(Vec::new());
+        }
+        let column = |f: &dyn Fn(&Outcome) -> _| -> Vec<Option<String>> {
+            graded.iter().map(|(_, o)| f(o)).collect()
+        };
+        let ints = |f: &dyn Fn(&Outcome) -> Option<i32>| -> Vec<Option<i32>> {
+            graded.iter().map(|(_, o)| f(o)).collect()
+        };
+        let json = |f: &dyn Fn(&Outcome) -> Option<serde_json::Value>| -> Vec<_> {
+            graded.iter().map(|(_, o)| f(o)).collect::<Vec<_>>()
+        };
+        let [queued, running] = PENDING.map(|s| s.as_str());
+        diesel::sql_query(format!(
+            "UPDATE submissions s SET status = x.status, rows_returned = x.rows_returned, \
+               expected_rows = x.expected_rows, duration_ms = x.duration_ms, \
+               message = x.message, sqlstate = x.sqlstate, diff = x.diff, reason = x.reason, \
+               failed_test = x.failed_test, counterexample = x.counterexample, \
+               graded_at = $12, cached = false \
+             FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) AS x(id, status, \
+               rows_returned, expected_rows, duration_ms, message, sqlstate, diff, reason, \
+               failed_test, counterexample) \
+             WHERE s.id = x.id AND s.status IN ('{queued}', '{running}') RETURNING s.*"
+        ))
+        .bind::<Array<diesel::sql_types::Uuid>, _>(
+            graded.iter().map(|(j, _)| j.job_id).collect::<Vec<_>>(),
+        )
+        .bind::<Array<Text>, _>(graded.iter().map(|(_, o)| o.status).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Int4>>, _>(ints(&|o| o.rows_returned))
+        .bind::<Array<Nullable<Int4>>, _>(ints(&|o| o.expected_rows))
+        .bind::<Array<Nullable<Int4>>, _>(ints(&|o| o.duration_ms))
+        .bind::<Array<Nullable<Text>>, _>(column(&|o| o.message.clone()))
+        .bind::<Array<Nullable<Text>>, _>(column(&|o| o.sqlstate.clone()))
+        .bind::<Array<Nullable<Jsonb>>, _>(json(&|o| o.diff.clone()))
+        .bind::<Array<Nullable<Text>>, _>(graded.iter().map(|(_, o)| o.reason).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Int2>>, _>(
+            graded
+                .iter()
+                .map(|(_, o)| o.failed_test)
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<Jsonb>>, _>(json(&|o| o.counterexample.clone()))
+        .bind::<Timestamptz, _>(Utc::now())
+        .load(conn)
+    }
+
+    /// Records the first solves among `stored` (accepted submissions whose user had not
+    /// solved the problem yet), in one statement, and refreshes those users' standings;
+    /// returns the submissions that were first solves.
+    fn first_solves<'a>(
+        conn: &mut PgConnection,
+        stored: impl Iterator<Item = &'a Submission>,
+    ) -> QueryResult<std::collections::HashSet<Uuid>> {
+        use diesel::sql_types::{Array, BigInt, Timestamptz};
+        // The earliest submission of a user's solutions is the first solve (rows go in this
+        // order; the later ones conflict). One order in every transaction: two that meet wait
+        // for each other, never in a cycle.
+        let mut accepted: Vec<&Submission> = stored
+            .filter(|s| s.outcome.status == Status::Accepted)
+            .collect();
+        if accepted.is_empty() {
+            return Ok(Default::default());
+        }
+        accepted.sort_by_key(|s| (s.user_id, s.problem_id, s.created_at, s.id));
+        #[derive(QueryableByName)]
+        struct Solved {
+            #[diesel(sql_type = diesel::sql_types::Uuid)]
+            submission_id: Uuid,
+            #[diesel(sql_type = BigInt)]
+            user_id: i64,
+        }
+        let solved: Vec<Solved> = diesel::sql_query(
+            "INSERT INTO first_solves (user_id, problem_id, submission_id, solved_at) \
+             SELECT * FROM unnest($1, $2, $3, $4) \
+             ON CONFLICT DO NOTHING RETURNING submission_id, user_id",
+        )
+        .bind::<Array<BigInt>, _>(accepted.iter().map(|s| s.user_id).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(accepted.iter().map(|s| s.problem_id).collect::<Vec<_>>())
+        .bind::<Array<diesel::sql_types::Uuid>, _>(
+            accepted.iter().map(|s| s.id).collect::<Vec<_>>(),
+        )
+        .bind::<Array<Timestamptz>, _>(
+            (accepted.iter())
+                .map(|s| s.graded_at.unwrap_or_else(Utc::now))
+                .collect::<Vec<_>>(),
+        )
+        .load(conn)?;
+        let users: std::collections::BTreeSet<i64> = solved.iter().map(|s| s.user_id).collect();
+        for user_id in users {
+            Standing::refresh_user(conn, user_id)?;
+        }
+        Ok(solved.into_iter().map(|s| s.submission_id).collect())
     }
 
     /// `record_result` within the caller's transaction.
