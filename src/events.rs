@@ -2,8 +2,9 @@
 //!
 //! Submission events travel through the Redis channel `events`, so a client connected to any
 //! instance hears about a submission whichever instance accepted or graded it. The queue's own
-//! Redis transactions publish them (`queued` with the enqueue, `running` with the lease, the
-//! final status with the result), so they are ordered as the state changes are. What does not
+//! Redis transactions publish them (`queued` with the enqueue, the final status with the
+//! result), so they are ordered as the state changes are; `running` follows the script that
+//! takes and leases a job, sent before the grading's first request is answered. What does not
 //! pass through Redis (the Postgres fallback, the verdict cache) is published here: to Redis
 //! when it is up, else straight to this instance's connections. Each instance subscribes on a
 //! connection of its own that is re-established whenever it drops or Redis comes back.
@@ -85,6 +86,10 @@ impl EventBus {
     }
 
     fn deliver(&self, json: &str) {
+        // No connection here to hear it (every event of every instance comes back to each).
+        if self.local.receiver_count() == 0 {
+            return;
+        }
         // Submission events name their user; anything else is for admins.
         let user_id = serde_json::from_str::<Addressee>(json)
             .ok()

@@ -24,6 +24,9 @@ pub struct Held {
     /// How many times it has been taken, this time included.
     pub attempts: u32,
     from: From,
+    /// Taken and started in one script: its `running` event is still to be published
+    /// (`JobSource::announce`).
+    announce: bool,
 }
 
 enum From {
@@ -113,12 +116,13 @@ impl JobSource {
             },
         };
         let handed = taker.handed.take();
-        let item = match self
+        let (per_user, lease) = (self.settings.per_user_limit, self.lease());
+        let (item, started) = match self
             .queue
-            .take(conn, block, self.settings.per_user_limit, handed.as_deref())
+            .take(conn, block, per_user, lease, handed.as_deref())
             .await
         {
-            Ok(item) => item?,
+            Ok(taken) => taken?,
             Err(e) => return self.pause_after(taker, e).await,
         };
         let job = match serde_json::from_str::<Job>(&item) {
@@ -129,11 +133,20 @@ impl JobSource {
                 return None;
             }
         };
+        if let Some(attempts) = started {
+            return Some(Held {
+                job,
+                attempts,
+                from: From::Redis(item),
+                announce: true,
+            });
+        }
         match self.queue.start(&job, self.lease()).await {
             Ok(attempts) => Some(Held {
                 job,
                 attempts,
                 from: From::Redis(item),
+                announce: false,
             }),
             Err(e) => {
                 log::warn!(
@@ -148,6 +161,7 @@ impl JobSource {
     async fn pause_after(&self, taker: &mut Taker, e: redis::RedisError) -> Option<Held> {
         log::debug!("taking a job from redis: {e}");
         taker.conn = None;
+        taker.forget_handed();
         actix_web::rt::time::sleep(Duration::from_millis(200)).await;
         None
     }
@@ -177,6 +191,7 @@ impl JobSource {
             job,
             attempts: row.attempts as u32,
             from: From::Postgres,
+            announce: false,
         })
     }
 
@@ -190,6 +205,17 @@ impl JobSource {
                 true
             }
             From::Postgres => false,
+        }
+    }
+
+    /// Publishes that a job taken is running, if its take did not. Run beside the grading:
+    /// the event goes out before the grading's first request is answered, and so before the
+    /// verdict's event.
+    pub async fn announce(&self, held: &Held) {
+        if held.announce {
+            self.events
+                .publish(progress_event(&held.job, Status::Running))
+                .await;
         }
     }
 

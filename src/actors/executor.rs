@@ -236,7 +236,8 @@ async fn work_loop(index: usize, deps: Arc<ExecutorDeps>, status: Arc<ExecutorSt
 }
 
 /// Records a verdict on a task of its own, counted in `status.recording` until it ends (a
-/// panic included: the job's lease then lapses and it is graded again).
+/// panic included: the job's lease then lapses and it is graded again). A recording still
+/// under way after 8 leases (as long as the watchdog gives a grading) is given up likewise.
 fn record_meanwhile(
     deps: &Arc<ExecutorDeps>,
     status: &Arc<ExecutorStatus>,
@@ -252,7 +253,14 @@ fn record_meanwhile(
     let (deps, counted) = (deps.clone(), Counted(status.clone()));
     actix_web::rt::spawn(async move {
         let _counted = counted;
-        finish(&deps, verdict).await;
+        let limit = Duration::from_millis(deps.jobs.settings.lease_ms) * 8;
+        let job_id = verdict.held.job.job_id;
+        if actix_web::rt::time::timeout(limit, finish(&deps, verdict))
+            .await
+            .is_err()
+        {
+            log::error!("job {job_id}: recording its verdict took over {limit:?}; given up");
+        }
     })
 }
 
@@ -267,22 +275,23 @@ struct Verdict {
 /// back (`None`); nothing is lost.
 async fn handle(deps: &ExecutorDeps, slot: &mut Slot, held: Held) -> Option<Verdict> {
     let (attempts, max_attempts) = (held.attempts, deps.jobs.settings.max_attempts);
-    let graded = if attempts > max_attempts {
-        Graded::Verdict(
-            Outcome::verdict(
-                Status::InternalError,
-                format!("grading failed {} times", attempts - 1),
-            ),
-            None,
-        )
-    } else {
-        let grading = grade(deps, slot, &held);
+    let graded = async {
+        if attempts > max_attempts {
+            return Graded::Verdict(
+                Outcome::verdict(
+                    Status::InternalError,
+                    format!("grading failed {} times", attempts - 1),
+                ),
+                None,
+            );
+        }
         tokio::select! {
-            graded = grading => graded,
+            graded = grade(deps, slot, &held) => graded,
             never = keep_leased(deps, &held) => never,
             () = deps.shutdown.abandoned() => Graded::Abandoned,
         }
     };
+    let ((), graded) = futures_util::join!(deps.jobs.announce(&held), graded);
     let (outcome, against) = match graded {
         Graded::Verdict(outcome, against) => (outcome, against),
         Graded::Interrupted(reason) if attempts >= max_attempts => {

@@ -62,25 +62,45 @@ where
     .map_err(|e| DbError::Task(e.to_string()))?
 }
 
-/// `url` as libpq should take it: when every host it names is a loopback one and it chooses no
-/// `sslmode` of its own (nor `PGSSLMODE`), `sslmode=allow`: in the clear, and TLS only if the
-/// server insists. libpq's default, `prefer`, encrypts every round trip to a server on the same
-/// machine for nothing.
+/// `url` as libpq should take it: when every host it names is a loopback one and nothing
+/// chooses TLS or another address (no `sslmode`, `host`, `hostaddr` or `service` in it or in
+/// the environment), `sslmode=allow`: in the clear, and TLS only if the server insists.
+/// libpq's default, `prefer`, encrypts every round trip to a server on the same machine for
+/// nothing. A URL of any unusual shape is left as it is.
 pub fn libpq_url(url: &str) -> String {
-    let (path, options) = url.split_once('?').unwrap_or((url, ""));
-    // Options that choose TLS, or another address than the URL's hosts.
+    let chosen_by_env = [
+        "PGSSLMODE",
+        "PGHOSTADDR",
+        "PGHOST",
+        "PGSERVICE",
+        "PGSERVICEFILE",
+    ]
+    .iter()
+    .any(|v| std::env::var_os(v).is_some());
+    plain_on_loopback(url, chosen_by_env)
+}
+
+fn plain_on_loopback(url: &str, chosen_by_env: bool) -> String {
+    let unchanged = || url.to_string();
+    let Some((_, rest)) = url.split_once("://") else {
+        return unchanged();
+    };
+    // [user[:password]@]host[:port][,host[:port]...][/db][?options]
+    let (userinfo, after) = match rest.matches('@').count() {
+        0 => ("", rest),
+        1 => rest.split_once('@').expect("one @"),
+        _ => return unchanged(),
+    };
+    if chosen_by_env || userinfo.contains(['/', '?', '#']) {
+        return unchanged();
+    }
+    let hosts = after.split(['/', '?']).next().unwrap_or("");
+    let options = after.split_once('?').map_or("", |(_, o)| o);
     let chosen = options.split('&').any(|o| {
         ["sslmode=", "host=", "hostaddr=", "service="]
             .iter()
             .any(|p| o.starts_with(p))
     });
-    if chosen || std::env::var_os("PGSSLMODE").is_some() {
-        return url.to_string();
-    }
-    // scheme://[user[:password]@]host[:port][,host[:port]...][/db]
-    let authority = path.split_once("://").map_or("", |(_, rest)| rest);
-    let authority = authority.split('/').next().unwrap_or("");
-    let hosts = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
     let loopback = |host_port: &str| {
         let host = match host_port.strip_prefix('[') {
             Some(v6) => v6.split(']').next().unwrap_or(""),
@@ -91,10 +111,12 @@ pub fn libpq_url(url: &str) -> String {
                 .parse::<std::net::IpAddr>()
                 .is_ok_and(|ip| ip.is_loopback())
     };
-    match (hosts.split(',').all(loopback), options.is_empty()) {
-        (false, _) => url.to_string(),
-        (true, true) => format!("{path}?sslmode=allow"),
-        (true, false) => format!("{url}&sslmode=allow"),
+    if chosen || !hosts.split(',').all(loopback) {
+        return unchanged();
+    }
+    match after.contains('?') {
+        true => format!("{url}&sslmode=allow"),
+        false => format!("{url}?sslmode=allow"),
     }
 }
 
@@ -163,11 +185,12 @@ pub fn ensure_database(url: &str) -> Result<(), Box<dyn std::error::Error + Send
 
 #[cfg(test)]
 mod tests {
-    use super::libpq_url;
+    use super::plain_on_loopback;
 
     #[test]
     fn loopback_connections_go_in_the_clear_unless_told_otherwise() {
-        let plain = |u: &str| libpq_url(u).ends_with("sslmode=allow");
+        let plain = |u: &str| plain_on_loopback(u, false).ends_with("sslmode=allow");
+        assert!(!plain_on_loopback("postgres://127.0.0.1/db", true).contains("sslmode"));
         assert!(plain("postgres://u:p@127.0.0.1:5432/db"));
         assert!(plain("postgres://u:p%40x@localhost/db?application_name=a"));
         assert!(plain("postgresql://[::1]:5433/db"));
@@ -182,8 +205,11 @@ mod tests {
         assert!(plain("postgres://127.0.0.1:5432,[::1]:5433/db"));
         assert!(!plain("postgres://localhost/db?hostaddr=10.0.0.5"));
         assert!(!plain("postgres://localhost/db?service=prod"));
+        assert!(!plain("postgres://localhost:a?b@remote/db"));
+        assert!(!plain("postgres://u:p@x@127.0.0.1/db"));
+        assert!(plain("postgres://127.0.0.1"));
         assert_eq!(
-            libpq_url("postgres://127.0.0.1/db?connect_timeout=2"),
+            plain_on_loopback("postgres://127.0.0.1/db?connect_timeout=2", false),
             "postgres://127.0.0.1/db?connect_timeout=2&sslmode=allow"
         );
     }

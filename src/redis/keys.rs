@@ -47,13 +47,21 @@ impl Keys {
         format!("{}problems:recording", self.prefix)
     }
     pub fn processing(&self, id: Uuid) -> String {
-        format!("{}problems:processing:{id}", self.prefix)
+        format!("{}{id}", self.processing_prefix())
+    }
+    /// `processing(id)` without the id (for scripts that read it from the job).
+    pub fn processing_prefix(&self) -> String {
+        format!("{}problems:processing:", self.prefix)
     }
     pub fn result(&self, id: Uuid) -> String {
         format!("{}problems:result:{id}", self.prefix)
     }
     pub fn lease(&self, id: Uuid) -> String {
-        format!("{}problems:lease:{id}", self.prefix)
+        format!("{}{id}", self.lease_prefix())
+    }
+    /// `lease(id)` without the id.
+    pub fn lease_prefix(&self) -> String {
+        format!("{}problems:lease:", self.prefix)
     }
     pub fn unpersisted(&self) -> String {
         format!("{}problems:unpersisted", self.prefix)

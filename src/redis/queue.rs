@@ -38,6 +38,15 @@ local function user_of(job)
   if string.find(job, '"rejudge":true', 1, true) then return nil end
   return string.match(job, '"user_id":(%-?%d+)')
 end
+-- Starts a job's lease as `RedisQueue::start` does (the event aside): its attempts, or 0
+-- when its id cannot be read (the caller then starts it). A job's JSON begins with its id.
+local function start(job, lease_prefix, processing_prefix, lease_ms, status)
+  local id = string.match(job, '^{"job_id":"([%x%-]+)"')
+  if not id then return 0 end
+  redis.call('SET', lease_prefix .. id, 1, 'PX', lease_ms)
+  redis.call('HSET', processing_prefix .. id, 'status', status)
+  return redis.call('HINCRBY', processing_prefix .. id, 'attempts', 1)
+end
 local function running(inflight)
   local counts = {}
   for _, job in ipairs(redis.call('LRANGE', inflight, 0, -1)) do
@@ -50,12 +59,13 @@ end
 
 /// Takes the next job into the in-flight list: first gives users below their limit their
 /// oldest parked jobs back (at the head of the line), then takes live jobs oldest first,
-/// parking those of users at their limit, then background work. Returns `{'job', item}`,
-/// `{'more'}` (only parked so far; call again) or `{}`. A job the caller graded and handed
-/// over to be recorded (ARGV[4], unless empty) moves to the recording list first, unless it
-/// is recorded already.
+/// parking those of users at their limit, then background work, and starts the job taken.
+/// Returns `{'job', item, attempts}` (see `start`), `{'more'}` (only parked so far; call
+/// again) or `{}`. A job the caller graded and handed over to be recorded (ARGV[4], unless
+/// empty) moves to the recording list first, unless it is recorded already.
 /// KEYS: queue, background queue, in-flight, parked users, recording; ARGV: limit, pops,
-/// parked prefix, handed-over item.
+/// parked prefix, handed-over item, then `start`'s lease prefix, processing prefix, lease ms
+/// and status.
 const FAIR_TAKE: &str = r#"
 if ARGV[4] ~= '' and redis.call('LREM', KEYS[3], 1, ARGV[4]) == 1 then
   redis.call('LPUSH', KEYS[5], ARGV[4])
@@ -78,26 +88,29 @@ for _ = 1, tonumber(ARGV[2]) do
   local u = user_of(job)
   if not u or (counts[u] or 0) < limit then
     redis.call('LPUSH', KEYS[3], job)
-    return {'job', job}
+    return {'job', job, tostring(start(job, ARGV[5], ARGV[6], ARGV[7], ARGV[8]))}
   end
   redis.call('LPUSH', ARGV[3] .. u, job)
   redis.call('SADD', KEYS[4], u)
 end
 if redis.call('LLEN', KEYS[1]) > 0 then return {'more'} end
 local job = redis.call('LMOVE', KEYS[2], KEYS[3], 'RIGHT', 'LEFT')
-if job then return {'job', job} end
+if job then return {'job', job, tostring(start(job, ARGV[5], ARGV[6], ARGV[7], ARGV[8]))} end
 return {}
 "#;
 
-/// Admits a job that a blocking move just put in flight, or parks it when its user is over
-/// the limit (then returns 0). KEYS: in-flight, parked users; ARGV: limit, parked prefix, job.
+/// Admits and starts a job that a blocking move just put in flight (returns `start`'s answer
+/// as a string), or parks it when its user is over the limit (returns 'parked').
+/// KEYS: in-flight, parked users; ARGV: limit, parked prefix, job, then `start`'s.
 const FAIR_ADMIT: &str = r#"
 local u = user_of(ARGV[3])
-if not u or (running(KEYS[1])[u] or 0) <= tonumber(ARGV[1]) then return 1 end
+if not u or (running(KEYS[1])[u] or 0) <= tonumber(ARGV[1]) then
+  return tostring(start(ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]))
+end
 redis.call('LREM', KEYS[1], 1, ARGV[3])
 redis.call('LPUSH', ARGV[2] .. u, ARGV[3])
 redis.call('SADD', KEYS[2], u)
-return 0
+return 'parked'
 "#;
 
 /// Live jobs waiting (queued and parked), background jobs waiting, jobs in flight (being
@@ -115,6 +128,10 @@ static FAIR_TAKE_SCRIPT: LazyLock<Script> =
     LazyLock::new(|| Script::new(&format!("{FAIR_PRELUDE}{FAIR_TAKE}")));
 static FAIR_ADMIT_SCRIPT: LazyLock<Script> =
     LazyLock::new(|| Script::new(&format!("{FAIR_PRELUDE}{FAIR_ADMIT}")));
+
+/// KEYS: recording, in-flight; ARGV: item.
+const FORGET_TAKEN: &str = r"
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then redis.call('LREM', KEYS[2], 1, ARGV[1]) end";
 
 /// Puts an in-flight (or recording) job back in the queue, behind waiting work, unless its
 /// lease is still held. KEYS: in-flight, queue, lease, recording.
@@ -174,17 +191,27 @@ impl RedisQueue {
         Ok(id.and_then(|s| s.parse().ok()))
     }
 
-    /// Waits up to `block` for a job and moves it to the in-flight list. A user never has more
-    /// than `per_user` live jobs in flight while other users' jobs wait; `handed`, the item of
-    /// a job graded and being recorded, no longer counts.
+    /// Waits up to `block` for a job, moves it to the in-flight list and starts it under a
+    /// `lease` (`start`): the item, with its attempts (`None`: not started, a job whose id the
+    /// script could not read; call `start`). A user never has more than `per_user` live jobs
+    /// in flight while other users' jobs wait; `handed`, the item of a job graded and being
+    /// recorded, no longer counts.
     pub async fn take(
         &self,
         conn: &mut MultiplexedConnection,
         block: Duration,
         per_user: u32,
+        lease: Duration,
         mut handed: Option<&str>,
-    ) -> RedisResult<Option<String>> {
+    ) -> RedisResult<Option<(String, Option<u32>)>> {
         let parked = self.keys.parked("");
+        let started = |attempts: &str| attempts.parse().ok().filter(|&n| n > 0);
+        let start_args = [
+            self.keys.lease_prefix(),
+            self.keys.processing_prefix(),
+            lease.as_millis().to_string(),
+            Status::Running.as_str().to_string(),
+        ];
         loop {
             let taken: Vec<String> = FAIR_TAKE_SCRIPT
                 .key(self.keys.queue())
@@ -196,12 +223,15 @@ impl RedisQueue {
                 .arg(64)
                 .arg(&parked)
                 .arg(handed.take().unwrap_or(""))
+                .arg(&start_args)
                 .invoke_async(conn)
                 .await?;
-            match taken.first().map(String::as_str) {
-                Some("job") => return Ok(taken.into_iter().nth(1)),
-                Some(_) => continue,
-                None => {}
+            match taken.as_slice() {
+                [kind, item, attempts] if kind == "job" => {
+                    return Ok(Some((item.clone(), started(attempts))))
+                }
+                [_, ..] => continue,
+                [] => {}
             }
             // Nothing to take: block on live submissions only, so they are never behind
             // background work; background jobs are picked up within `block`.
@@ -215,16 +245,17 @@ impl RedisQueue {
                 )
                 .await?;
             let Some(job) = next else { return Ok(None) };
-            let admitted: bool = FAIR_ADMIT_SCRIPT
+            let admitted: String = FAIR_ADMIT_SCRIPT
                 .key(self.keys.inflight())
                 .key(self.keys.parked_users())
                 .arg(per_user)
                 .arg(&parked)
                 .arg(&job)
+                .arg(&start_args)
                 .invoke_async(conn)
                 .await?;
-            if admitted {
-                return Ok(Some(job));
+            if admitted != "parked" {
+                return Ok(Some((job, started(&admitted))));
             }
         }
     }
@@ -300,11 +331,15 @@ impl RedisQueue {
         pipe.query_async(&mut self.conn()).await
     }
 
-    /// Removes a taken job's item from the in-flight list, or from the recording one.
+    /// Removes a taken job's item from the recording list, else from the in-flight one: one
+    /// copy (a job delivered twice has two, one per taker).
     fn forget_taken(&self, pipe: &mut redis::Pipeline, item: &str) {
-        pipe.lrem(self.keys.inflight(), 1, item)
-            .ignore()
-            .lrem(self.keys.recording(), 1, item)
+        pipe.cmd("EVAL")
+            .arg(FORGET_TAKEN)
+            .arg(2)
+            .arg(self.keys.recording())
+            .arg(self.keys.inflight())
+            .arg(item)
             .ignore();
     }
 

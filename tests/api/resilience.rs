@@ -150,4 +150,6 @@ async fn orphaned_and_duplicated_jobs_are_graded_and_recorded_once() {
     assert_eq!(graded.len(), 3);
     let inflight: i64 = app.redis().llen(app.key("problems:inflight")).unwrap();
     assert_eq!(inflight, 0, "nothing left in flight");
+    let recording: i64 = app.redis().llen(app.key("problems:recording")).unwrap();
+    assert_eq!(recording, 0, "nothing left being recorded");
 }

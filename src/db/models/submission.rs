@@ -264,8 +264,8 @@ impl Submission {
         }
         let solved: Vec<Solved> = diesel::sql_query(
             "INSERT INTO first_solves (user_id, problem_id, submission_id, solved_at) \
-             SELECT * FROM unnest($1, $2, $3, $4) \
-             ON CONFLICT DO NOTHING RETURNING submission_id, user_id",
+             SELECT u, p, s, t FROM unnest($1, $2, $3, $4) WITH ORDINALITY AS x(u, p, s, t, n) \
+             ORDER BY n ON CONFLICT DO NOTHING RETURNING submission_id, user_id",
         )
         .bind::<Array<BigInt>, _>(accepted.iter().map(|s| s.user_id).collect::<Vec<_>>())
         .bind::<Array<BigInt>, _>(accepted.iter().map(|s| s.problem_id).collect::<Vec<_>>())
