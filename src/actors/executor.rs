@@ -237,7 +237,8 @@ async fn work_loop(index: usize, deps: Arc<ExecutorDeps>, status: Arc<ExecutorSt
 
 /// Records a verdict on a task of its own, counted in `status.recording` until it ends (a
 /// panic included: the job's lease then lapses and it is graded again). A recording still
-/// under way after 8 leases (as long as the watchdog gives a grading) is given up likewise.
+/// under way after 8 leases (40 s by default, about what the watchdog gives a grading) is
+/// given up likewise.
 fn record_meanwhile(
     deps: &Arc<ExecutorDeps>,
     status: &Arc<ExecutorStatus>,
