@@ -194,15 +194,10 @@ impl Submission {
         if graded.is_empty() {
             return Ok(Vec::new());
         }
-        let column = |f: &dyn Fn(&Outcome) -> _| -> Vec<Option<String>> {
+        // One array per column, in the rows' order.
+        fn each<T>(graded: &[(&Job, &Outcome)], f: impl Fn(&Outcome) -> T) -> Vec<T> {
             graded.iter().map(|(_, o)| f(o)).collect()
-        };
-        let ints = |f: &dyn Fn(&Outcome) -> Option<i32>| -> Vec<Option<i32>> {
-            graded.iter().map(|(_, o)| f(o)).collect()
-        };
-        let json = |f: &dyn Fn(&Outcome) -> Option<serde_json::Value>| -> Vec<_> {
-            graded.iter().map(|(_, o)| f(o)).collect::<Vec<_>>()
-        };
+        }
         let [queued, running] = PENDING.map(|s| s.as_str());
         diesel::sql_query(format!(
             "UPDATE submissions s SET status = x.status, rows_returned = x.rows_returned, \
@@ -218,21 +213,16 @@ impl Submission {
         .bind::<Array<diesel::sql_types::Uuid>, _>(
             graded.iter().map(|(j, _)| j.job_id).collect::<Vec<_>>(),
         )
-        .bind::<Array<Text>, _>(graded.iter().map(|(_, o)| o.status).collect::<Vec<_>>())
-        .bind::<Array<Nullable<Int4>>, _>(ints(&|o| o.rows_returned))
-        .bind::<Array<Nullable<Int4>>, _>(ints(&|o| o.expected_rows))
-        .bind::<Array<Nullable<Int4>>, _>(ints(&|o| o.duration_ms))
-        .bind::<Array<Nullable<Text>>, _>(column(&|o| o.message.clone()))
-        .bind::<Array<Nullable<Text>>, _>(column(&|o| o.sqlstate.clone()))
-        .bind::<Array<Nullable<Jsonb>>, _>(json(&|o| o.diff.clone()))
-        .bind::<Array<Nullable<Text>>, _>(graded.iter().map(|(_, o)| o.reason).collect::<Vec<_>>())
-        .bind::<Array<Nullable<Int2>>, _>(
-            graded
-                .iter()
-                .map(|(_, o)| o.failed_test)
-                .collect::<Vec<_>>(),
-        )
-        .bind::<Array<Nullable<Jsonb>>, _>(json(&|o| o.counterexample.clone()))
+        .bind::<Array<Text>, _>(each(graded, |o| o.status))
+        .bind::<Array<Nullable<Int4>>, _>(each(graded, |o| o.rows_returned))
+        .bind::<Array<Nullable<Int4>>, _>(each(graded, |o| o.expected_rows))
+        .bind::<Array<Nullable<Int4>>, _>(each(graded, |o| o.duration_ms))
+        .bind::<Array<Nullable<Text>>, _>(each(graded, |o| o.message.clone()))
+        .bind::<Array<Nullable<Text>>, _>(each(graded, |o| o.sqlstate.clone()))
+        .bind::<Array<Nullable<Jsonb>>, _>(each(graded, |o| o.diff.clone()))
+        .bind::<Array<Nullable<Text>>, _>(each(graded, |o| o.reason))
+        .bind::<Array<Nullable<Int2>>, _>(each(graded, |o| o.failed_test))
+        .bind::<Array<Nullable<Jsonb>>, _>(each(graded, |o| o.counterexample.clone()))
         .bind::<Timestamptz, _>(Utc::now())
         .load(conn)
     }
