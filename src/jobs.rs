@@ -12,7 +12,7 @@ use crate::actors::leaderboard::Rescore;
 use crate::backends::{Backend, HealthState};
 use crate::batch::Batcher;
 use crate::config::ExecutorSettings;
-use crate::db::models::{FallbackSubmission, Submission};
+use crate::db::models::{FallbackSubmission, Graded, Submission};
 use crate::db::{self, DbError, PgPool};
 use crate::events::EventBus;
 use crate::job::{progress_event, Job, Outcome, Status, SubmissionResult};
@@ -289,6 +289,7 @@ impl JobSource {
                     item: item.clone(),
                     outcome,
                     against,
+                    graded_at: chrono::Utc::now(),
                 };
                 match self.recorder.0.submit(verdict).await {
                     Some(Recorded::Done { first_solve }) => Ok(Some(first_solve)),
@@ -358,6 +359,8 @@ struct Verdict {
     item: String,
     outcome: Outcome,
     against: Option<GradedAgainst>,
+    /// When it was handed over: its grading's end.
+    graded_at: chrono::DateTime<chrono::Utc>,
 }
 
 enum Recorded {
@@ -470,9 +473,11 @@ async fn record_graded(
 ) -> Result<Vec<Option<(Submission, bool)>>, DbError> {
     let graded: Vec<_> = verdicts
         .iter()
-        .map(|v| {
-            let version = v.against.as_ref().map(|a| a.version);
-            (v.job.clone(), v.outcome.clone(), version)
+        .map(|v| Graded {
+            job: v.job.clone(),
+            outcome: v.outcome.clone(),
+            version: v.against.as_ref().map(|a| a.version),
+            at: v.graded_at,
         })
         .collect();
     db::run(pool, move |c| Submission::record_graded(c, &graded)).await

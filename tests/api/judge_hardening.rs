@@ -98,7 +98,7 @@ async fn interrupted_gradings_are_counted_retried_behind_waiting_work_then_end_w
         assert_eq!(result["status"], "accepted", "{result}");
     }
     // The retry went behind the work that waited: both others were graded before the second
-    // try started (their records are older than the second termination).
+    // try started (their gradings ended before the second termination).
     #[derive(diesel::QueryableByName)]
     struct Graded {
         #[diesel(sql_type = diesel::sql_types::Timestamptz)]

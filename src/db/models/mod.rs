@@ -11,7 +11,7 @@ pub use dataset::{Dataset, DatasetTest, TableInfo};
 pub use fallback::FallbackSubmission;
 pub use problem::{HiddenTest, NewProblem, Problem, ProblemFields, TestCounts};
 pub use standing::{RankedRow, Standing};
-pub use submission::{NewSubmission, Submission};
+pub use submission::{Graded, NewSubmission, Submission};
 pub use token::{AuthToken, ACCESS, REFRESH};
 pub use user::{NewUser, User};
 

@@ -52,6 +52,92 @@ impl<'a> NewSubmission<'a> {
     }
 }
 
+/// `Submission::insert_new`'s statement: one array per column, so that its text is the same
+/// for any number of rows and each connection prepares it once. Diesel sends a multi-row
+/// `VALUES` list unprepared, and PostgreSQL parses and plans it afresh, in time that grows
+/// with its rows, for every batch.
+struct InsertNew<'a> {
+    id: Vec<Uuid>,
+    user_id: Vec<i64>,
+    problem_id: Vec<i64>,
+    sql_query: Vec<&'a str>,
+    status: Vec<Status>,
+    queue: Vec<Queue>,
+    request_id: Vec<Option<&'a str>>,
+    created_at: Vec<DateTime<Utc>>,
+}
+
+impl<'a> InsertNew<'a> {
+    fn of(rows: &[NewSubmission<'a>]) -> Self {
+        fn each<'a, T>(rows: &[NewSubmission<'a>], f: impl Fn(&NewSubmission<'a>) -> T) -> Vec<T> {
+            rows.iter().map(f).collect()
+        }
+        InsertNew {
+            id: each(rows, |r| r.id),
+            user_id: each(rows, |r| r.user_id),
+            problem_id: each(rows, |r| r.problem_id),
+            sql_query: each(rows, |r| r.sql_query),
+            status: each(rows, |r| r.status),
+            queue: each(rows, |r| r.queue),
+            request_id: each(rows, |r| r.request_id),
+            created_at: each(rows, |r| r.created_at),
+        }
+    }
+}
+
+impl diesel::query_builder::QueryId for InsertNew<'_> {
+    type QueryId = InsertNew<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl diesel::query_builder::Query for InsertNew<'_> {
+    type SqlType = diesel::sql_types::Uuid;
+}
+
+impl RunQueryDsl<PgConnection> for InsertNew<'_> {}
+
+impl diesel::query_builder::QueryFragment<diesel::pg::Pg> for InsertNew<'_> {
+    fn walk_ast<'b>(
+        &'b self,
+        mut out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> QueryResult<()> {
+        use diesel::sql_types::{Array, BigInt, Nullable, Text, Timestamptz};
+        // Rows go in in the arrays' order (callers sort them: see `start_inserts`).
+        out.push_sql(
+            "INSERT INTO submissions (id, user_id, problem_id, sql_query, status, queue, \
+             request_id, created_at) SELECT * FROM unnest(",
+        );
+        out.push_bind_param::<Array<diesel::sql_types::Uuid>, _>(&self.id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.user_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&self.problem_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.sql_query)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.status)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.queue)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.request_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Timestamptz>, _>(&self.created_at)?;
+        out.push_sql(") ON CONFLICT DO NOTHING RETURNING id");
+        Ok(())
+    }
+}
+
+/// A live job's verdict, for `Submission::record_graded`.
+pub struct Graded {
+    pub job: Job,
+    pub outcome: Outcome,
+    /// The version of the problem it was graded against (`None`: whichever is stored).
+    pub version: Option<DateTime<Utc>>,
+    /// When its grading ended: its `graded_at`, however long the recording waits for its
+    /// batch (and so in the order the executors graded).
+    pub at: DateTime<Utc>,
+}
+
 impl Submission {
     /// Inserts a queued submission. When the same user already used `request_id` within 24 h
     /// (or the job id exists), returns that submission and `false` instead.
@@ -106,11 +192,7 @@ impl Submission {
     /// inserted. One left out exists already (its id, or its user's `request_id`): see
     /// `insert_idempotent`.
     pub fn insert_new(conn: &mut PgConnection, new: &[NewSubmission]) -> QueryResult<Vec<Uuid>> {
-        diesel::insert_into(submissions::table)
-            .values(new)
-            .on_conflict_do_nothing()
-            .returning(submissions::id)
-            .get_results(conn)
+        InsertNew::of(new).load(conn)
     }
 
     pub fn find(conn: &mut PgConnection, id: Uuid) -> QueryResult<Option<Submission>> {
@@ -139,11 +221,11 @@ impl Submission {
     /// version (else `None` for it, and nothing of it changed: grade it again).
     pub fn record_graded(
         conn: &mut PgConnection,
-        graded: &[(Job, Outcome, Option<DateTime<Utc>>)],
+        graded: &[Graded],
     ) -> QueryResult<Vec<Option<(Submission, bool)>>> {
         use crate::db::schema::problems;
         conn.transaction(|conn| {
-            let ids: Vec<i64> = graded.iter().map(|(job, ..)| job.problem_id).collect();
+            let ids: Vec<i64> = graded.iter().map(|g| g.job.problem_id).collect();
             // Locked until the verdicts are in: a change of a problem waits for them.
             let versions: std::collections::HashMap<i64, DateTime<Utc>> = problems::table
                 .filter(problems::id.eq_any(ids))
@@ -152,14 +234,11 @@ impl Submission {
                 .load(conn)?
                 .into_iter()
                 .collect();
-            let current = |(job, _, version): &(Job, Outcome, Option<DateTime<Utc>>)| {
-                version.is_none_or(|v| versions.get(&job.problem_id) == Some(&v))
+            let current = |g: &Graded| {
+                (g.version).is_none_or(|v| versions.get(&g.job.problem_id) == Some(&v))
             };
             // The pending rows, nearly all of them, in one statement; the rest one by one.
-            let fresh: Vec<(&Job, &Outcome)> = (graded.iter())
-                .filter(|g| current(g))
-                .map(|(job, outcome, _)| (job, outcome))
-                .collect();
+            let fresh: Vec<&Graded> = graded.iter().filter(|g| current(g)).collect();
             let mut updated: std::collections::HashMap<Uuid, Submission> =
                 Self::record_pending(conn, &fresh)?
                     .into_iter()
@@ -168,16 +247,16 @@ impl Submission {
             let first_solves = Self::first_solves(conn, updated.values())?;
             graded
                 .iter()
-                .map(|g @ (job, outcome, _)| {
+                .map(|g| {
                     if !current(g) {
                         return Ok(None);
                     }
-                    Ok(Some(match updated.remove(&job.job_id) {
+                    Ok(Some(match updated.remove(&g.job.job_id) {
                         Some(stored) => {
                             let first = first_solves.contains(&stored.id);
                             (stored, first)
                         }
-                        None => Self::record_in(conn, job, Queue::Redis, outcome)?,
+                        None => Self::record_in(conn, &g.job, Queue::Redis, &g.outcome)?,
                     }))
                 })
                 .collect()
@@ -186,17 +265,14 @@ impl Submission {
 
     /// Records the outcomes of submissions still pending, in one statement; returns the rows
     /// it changed (the others are recorded already, or missing).
-    fn record_pending(
-        conn: &mut PgConnection,
-        graded: &[(&Job, &Outcome)],
-    ) -> QueryResult<Vec<Submission>> {
+    fn record_pending(conn: &mut PgConnection, graded: &[&Graded]) -> QueryResult<Vec<Submission>> {
         use diesel::sql_types::{Array, Int2, Int4, Jsonb, Nullable, Text, Timestamptz};
         if graded.is_empty() {
             return Ok(Vec::new());
         }
         // One array per column, in the rows' order.
-        fn each<T>(graded: &[(&Job, &Outcome)], f: impl Fn(&Outcome) -> T) -> Vec<T> {
-            graded.iter().map(|(_, o)| f(o)).collect()
+        fn each<T>(graded: &[&Graded], f: impl Fn(&Outcome) -> T) -> Vec<T> {
+            graded.iter().map(|g| f(&g.outcome)).collect()
         }
         let [queued, running] = PENDING.map(|s| s.as_str());
         diesel::sql_query(format!(
@@ -204,14 +280,14 @@ impl Submission {
                expected_rows = x.expected_rows, duration_ms = x.duration_ms, \
                message = x.message, sqlstate = x.sqlstate, diff = x.diff, reason = x.reason, \
                failed_test = x.failed_test, counterexample = x.counterexample, \
-               graded_at = $12, cached = false \
-             FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) AS x(id, status, \
+               graded_at = x.graded_at, cached = false \
+             FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) AS x(id, status, \
                rows_returned, expected_rows, duration_ms, message, sqlstate, diff, reason, \
-               failed_test, counterexample) \
+               failed_test, counterexample, graded_at) \
              WHERE s.id = x.id AND s.status IN ('{queued}', '{running}') RETURNING s.*"
         ))
         .bind::<Array<diesel::sql_types::Uuid>, _>(
-            graded.iter().map(|(j, _)| j.job_id).collect::<Vec<_>>(),
+            graded.iter().map(|g| g.job.job_id).collect::<Vec<_>>(),
         )
         .bind::<Array<Text>, _>(each(graded, |o| o.status))
         .bind::<Array<Nullable<Int4>>, _>(each(graded, |o| o.rows_returned))
@@ -223,7 +299,7 @@ impl Submission {
         .bind::<Array<Nullable<Text>>, _>(each(graded, |o| o.reason))
         .bind::<Array<Nullable<Int2>>, _>(each(graded, |o| o.failed_test))
         .bind::<Array<Nullable<Jsonb>>, _>(each(graded, |o| o.counterexample.clone()))
-        .bind::<Timestamptz, _>(Utc::now())
+        .bind::<Array<Timestamptz>, _>(graded.iter().map(|g| g.at).collect::<Vec<_>>())
         .load(conn)
     }
 
