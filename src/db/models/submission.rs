@@ -133,8 +133,7 @@ pub struct Graded {
     pub outcome: Outcome,
     /// The version of the problem it was graded against (`None`: whichever is stored).
     pub version: Option<DateTime<Utc>>,
-    /// When its grading ended: its `graded_at`, however long the recording waits for its
-    /// batch (and so in the order the executors graded).
+    /// When its grading ended: its `graded_at`, however long it then waits for its batch.
     pub at: DateTime<Utc>,
 }
 
@@ -338,11 +337,10 @@ impl Submission {
         .bind::<Array<diesel::sql_types::Uuid>, _>(
             accepted.iter().map(|s| s.id).collect::<Vec<_>>(),
         )
-        .bind::<Array<Timestamptz>, _>(
-            (accepted.iter())
-                .map(|s| s.graded_at.unwrap_or_else(Utc::now))
-                .collect::<Vec<_>>(),
-        )
+        // Solved when recorded, not when graded: a leaderboard rebuild re-applies the solves
+        // recorded since shortly before its snapshot (`Standing::changed_since`), and a verdict
+        // may wait for its batch much longer than that.
+        .bind::<Array<Timestamptz>, _>(vec![Utc::now(); accepted.len()])
         .load(conn)?;
         let users: std::collections::BTreeSet<i64> = solved.iter().map(|s| s.user_id).collect();
         for user_id in users {
