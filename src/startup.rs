@@ -14,7 +14,7 @@ use crate::actors::fallback::FallbackActor;
 use crate::actors::health::HealthMonitor;
 use crate::actors::leaderboard::LeaderboardActor;
 use crate::actors::redis_queue::RedisQueueActor;
-use crate::actors::submission::{start_inserts, Routes, SubmissionActor};
+use crate::actors::submission::Intake;
 use crate::auth::Passwords;
 use crate::backends::HealthState;
 use crate::cache::ResponseCache;
@@ -167,36 +167,15 @@ impl Application {
             stats: stats.clone(),
             shutdown: shutdown.clone(),
         });
-        let submissions = {
-            let actor = SubmissionActor {
-                leaderboard: leaderboard.clone().recipient(),
-                pool: pool.clone(),
-                queue: queue.clone(),
-                redis_queue: redis_queue.clone(),
-                fallback: fallback.clone(),
-                health: health.clone(),
-                problems: problems.clone(),
-                inserts: Arc::new(start_inserts(pool.clone())),
-                max_sql_bytes: settings.sandbox.max_sql_bytes,
-                events: events.clone(),
-                metrics: metrics.clone(),
-                routes: Routes::from_health(&health),
-                postgres_within: Duration::from_millis(settings.database.request_timeout_ms),
-                redis_within: Duration::from_millis(settings.redis.timeout_ms),
-                require_persistence: settings.redis.require_persistence,
-            };
-            Supervisor::start(move |_| actor)
-        };
-
-        {
+        let monitor = {
             let monitor = HealthMonitor {
                 state: health.clone(),
                 queue: queue.clone(),
                 pool: pool.clone(),
                 executors: executors.clone(),
                 interval: Duration::from_millis(settings.health.interval_ms),
+                // The HTTP workers' SubmissionActors subscribe as they start.
                 subscribers: vec![
-                    submissions.clone().recipient(),
                     redis_queue.clone().recipient(),
                     fallback.clone().recipient(),
                     leaderboard.clone().recipient(),
@@ -215,8 +194,23 @@ impl Application {
                     settings.server.role.as_str(),
                 ),
             };
-            Supervisor::start(move |_| monitor);
-        }
+            Supervisor::start(move |_| monitor)
+        };
+        let intake = Intake {
+            leaderboard: leaderboard.clone().recipient(),
+            pool: pool.clone(),
+            queue: queue.clone(),
+            fallback: fallback.clone(),
+            health: health.clone(),
+            monitor,
+            problems: problems.clone(),
+            max_sql_bytes: settings.sandbox.max_sql_bytes,
+            events: events.clone(),
+            metrics: metrics.clone(),
+            postgres_within: Duration::from_millis(settings.database.request_timeout_ms),
+            redis_within: Duration::from_millis(settings.redis.timeout_ms),
+            require_persistence: settings.redis.require_persistence,
+        };
         let listener = TcpListener::bind(&settings.server.bind)?;
         let port = listener.local_addr()?.port();
         let limiter = RateLimiter::new(queue.clone(), health.clone(), &settings.rate_limit);
@@ -241,7 +235,6 @@ impl Application {
             queue,
             sandbox,
             servers,
-            submissions,
             health,
             executors,
             problems,
@@ -264,6 +257,11 @@ impl Application {
         let workers = state.settings.server.http_workers;
         let data = state.clone();
         let mut server = HttpServer::new(move || {
+            // Each worker routes the submissions it takes on its own thread.
+            let submissions = match role {
+                Role::Worker => None,
+                Role::All | Role::Api => Some(web::Data::new(intake.start_here())),
+            };
             App::new()
                 .wrap(ErrorHandlers::new().default_handler(http::json_errors))
                 .wrap(actix_web::middleware::from_fn(http::count_requests))
@@ -274,9 +272,12 @@ impl Application {
                         .custom_request_replace("request", http::log_request),
                 )
                 .app_data(data.clone())
-                .configure(|cfg| match role {
-                    Role::Worker => http::worker_routes(cfg),
-                    Role::All | Role::Api => http::routes(cfg, max_json),
+                .configure(|cfg| match submissions {
+                    None => http::worker_routes(cfg),
+                    Some(submissions) => {
+                        cfg.app_data(submissions);
+                        http::routes(cfg, max_json)
+                    }
                 })
         })
         .listen(listener)?

@@ -2,10 +2,7 @@
 //! Built by `startup`, read by the HTTP layer and the services under it.
 use std::sync::Arc;
 
-use actix::Addr;
-
 use crate::actors::executor::ExecutorPool;
-use crate::actors::submission::SubmissionActor;
 use crate::auth::Passwords;
 use crate::backends::HealthState;
 use crate::cache::ResponseCache;
@@ -37,7 +34,6 @@ pub struct AppState {
     pub reference: tokio::sync::Mutex<Slot>,
     /// The slots of `POST /problems/{id}/run`.
     pub runs: Arc<RunSlots>,
-    pub submissions: Addr<SubmissionActor>,
     pub health: Arc<HealthState>,
     pub executors: ExecutorPool,
     pub problems: Arc<ProblemCache>,

@@ -22,13 +22,19 @@ pub struct BackendChanged {
     pub up: bool,
 }
 
+/// Adds a subscriber, told at once where both backends stand (a flip announced before it
+/// subscribed is not missed).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Subscribe(pub Recipient<BackendChanged>);
+
 pub struct HealthMonitor {
     pub state: Arc<HealthState>,
     pub queue: RedisQueue,
     pub pool: PgPool,
     pub executors: ExecutorPool,
     pub interval: Duration,
-    /// Told when a backend flips.
+    /// Told when a backend flips (those stopped for good are dropped).
     pub subscribers: Vec<Recipient<BackendChanged>>,
     /// An executor busy longer than this is stuck (the sandbox deadline is far shorter).
     pub stuck_after_ms: i64,
@@ -162,6 +168,7 @@ impl HealthMonitor {
             ),
         ] {
             if changed {
+                self.subscribers.retain(|s| s.connected());
                 for subscriber in &self.subscribers {
                     subscriber.do_send(BackendChanged {
                         backend,
@@ -214,6 +221,20 @@ impl Actor for HealthMonitor {
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.tick(ctx);
         ctx.run_interval(self.interval, Self::tick);
+    }
+}
+
+impl Handler<Subscribe> for HealthMonitor {
+    type Result = ();
+
+    fn handle(&mut self, Subscribe(subscriber): Subscribe, _: &mut Context<Self>) {
+        for (backend, up) in [
+            (Backend::Redis, self.state.redis_up()),
+            (Backend::Postgres, self.state.postgres_up()),
+        ] {
+            subscriber.do_send(BackendChanged { backend, up });
+        }
+        self.subscribers.push(subscriber);
     }
 }
 

@@ -1,11 +1,10 @@
-//! `RedisQueueActor` owns the Redis queue: it enqueues (the jobs of concurrent submissions in
-//! one atomic pipeline: `Batcher`), hands back jobs whose executor
-//! vanished (lease reaper), re-queues submissions Postgres holds as pending but Redis has
-//! forgotten (e.g. after a Redis restart, or a crash between the two writes of a submit), and
-//! records in Postgres the results graded while Postgres was down. It sweeps on an interval and
-//! as soon as the HealthMonitor says a backend came back.
+//! `RedisQueueActor` keeps the Redis queue whole (new jobs come in through the
+//! `SubmissionActor`s' enqueuers): it hands back jobs whose executor vanished (lease reaper),
+//! re-queues submissions Postgres holds as pending but Redis has forgotten (e.g. after a Redis
+//! restart, or a crash between the two writes of a submit), and records in Postgres the
+//! results graded while Postgres was down. It sweeps on an interval and as soon as the
+//! HealthMonitor says a backend came back.
 use std::collections::HashSet;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,10 +15,9 @@ use uuid::Uuid;
 use super::health::BackendChanged;
 use super::leaderboard::Rescore;
 use crate::backends::HealthState;
-use crate::batch::Batcher;
 use crate::config::ExecutorSettings;
 use crate::db::{self, models::Submission, PgPool};
-use crate::job::{Job, Queue};
+use crate::job::Queue;
 use crate::redis::RedisQueue;
 
 pub struct RedisQueueActor {
@@ -28,15 +26,10 @@ pub struct RedisQueueActor {
     settings: ExecutorSettings,
     health: Arc<HealthState>,
     leaderboard: Recipient<Rescore>,
-    enqueues: Rc<Batcher<Job, Result<(), String>>>,
     /// Jobs seen in flight without a lease on the last pass.
     suspects: HashSet<Uuid>,
     sweeping: bool,
 }
-
-#[derive(Message)]
-#[rtype(result = "Result<(), String>")]
-pub struct Enqueue(pub Job);
 
 impl RedisQueueActor {
     pub fn new(
@@ -46,16 +39,7 @@ impl RedisQueueActor {
         health: Arc<HealthState>,
         leaderboard: Recipient<Rescore>,
     ) -> Self {
-        let writer = queue.clone();
-        let enqueues = Batcher::start(1, 256, move |jobs: Vec<Job>| {
-            let queue = writer.clone();
-            async move {
-                let done = queue.enqueue_all(&jobs).await.map_err(|e| e.to_string());
-                vec![done; jobs.len()]
-            }
-        });
         RedisQueueActor {
-            enqueues: Rc::new(enqueues),
             queue,
             pool,
             settings,
@@ -188,17 +172,6 @@ impl Supervised for RedisQueueActor {
     fn restarting(&mut self, _: &mut Context<Self>) {
         log::warn!("RedisQueueActor restarting");
         self.sweeping = false;
-    }
-}
-
-impl Handler<Enqueue> for RedisQueueActor {
-    type Result = ResponseFuture<Result<(), String>>;
-
-    fn handle(&mut self, Enqueue(job): Enqueue, _: &mut Context<Self>) -> Self::Result {
-        let enqueues = self.enqueues.clone();
-        Box::pin(async move {
-            (enqueues.submit(job).await).unwrap_or_else(|| Err("the enqueuer stopped".into()))
-        })
     }
 }
 

@@ -6,9 +6,12 @@
 //!
 //! The actor owns that decision (`Routes`): it learns of flips from the HealthMonitor's
 //! `BackendChanged` and of failures from its own requests, which it also reports to the shared
-//! health state for everyone else.
+//! health state for everyone else. It also owns the writes of new submissions: their rows in
+//! Postgres by group commit (`Inserts`) and their jobs in Redis (`Enqueues`). Each HTTP worker
+//! has its own (`Intake::start_here`).
 use std::cell::Cell;
 use std::collections::HashSet;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,9 +21,8 @@ use diesel::Connection;
 use uuid::Uuid;
 
 use super::fallback::{FallbackActor, QueueFallback, StoreFallback};
-use super::health::BackendChanged;
+use super::health::{BackendChanged, HealthMonitor, Subscribe};
 use super::leaderboard::Rescore;
-use super::redis_queue::{Enqueue, RedisQueueActor};
 use crate::backends::{Backend, HealthState};
 use crate::batch::Batcher;
 use crate::db::models::{NewSubmission, Problem, Submission};
@@ -34,26 +36,56 @@ use crate::redis::RedisQueue;
 
 pub const MAX_REQUEST_ID_CHARS: usize = 128;
 
-pub struct SubmissionActor {
+/// What the `SubmissionActor`s of all HTTP workers share. Each worker starts its own
+/// (`start_here`), so that a submission is routed, and its writes batched and sent, on the
+/// thread that took its request: no hop to another thread and back, and no wait behind
+/// whatever another thread is doing (the executors grade on the main thread).
+#[derive(Clone)]
+pub struct Intake {
     pub leaderboard: Recipient<Rescore>,
     pub pool: PgPool,
     pub queue: RedisQueue,
-    pub redis_queue: Addr<RedisQueueActor>,
     pub fallback: Addr<FallbackActor>,
     pub health: Arc<HealthState>,
+    /// Tells each actor of backends going down or coming back.
+    pub monitor: Addr<HealthMonitor>,
     pub problems: Arc<ProblemCache>,
-    pub inserts: Arc<Inserts>,
     pub max_sql_bytes: usize,
     pub events: Arc<EventBus>,
     pub metrics: Arc<Metrics>,
-    /// Where submissions go now.
-    pub routes: Routes,
     /// The most a submission waits on Postgres before routing around it.
     pub postgres_within: Duration,
     /// The most it waits for its enqueue in Redis (`redis.timeout_ms`).
     pub redis_within: Duration,
     /// `redis.require_persistence`: no acknowledgement from a Redis that would forget it.
     pub require_persistence: bool,
+}
+
+impl Intake {
+    /// Starts a supervised `SubmissionActor` on this thread, with its own group commit and
+    /// enqueuer and this thread's own Redis connection. Call it on the thread, within its
+    /// runtime (an HTTP worker's app factory).
+    pub fn start_here(&self) -> Addr<SubmissionActor> {
+        self.queue.serve_here();
+        let actor = SubmissionActor {
+            intake: self.clone(),
+            inserts: Rc::new(start_inserts(self.pool.clone())),
+            enqueues: Rc::new(start_enqueues(self.queue.clone())),
+            routes: Routes::from_health(&self.health),
+        };
+        let addr = Supervisor::start(move |_| actor);
+        self.monitor.do_send(Subscribe(addr.clone().recipient()));
+        addr
+    }
+}
+
+/// Routes submissions (see the module's doc); one per HTTP worker, started by `Intake`.
+pub struct SubmissionActor {
+    intake: Intake,
+    inserts: Rc<Inserts>,
+    enqueues: Rc<Enqueues>,
+    /// Where submissions go now.
+    routes: Routes,
 }
 
 /// Which backends the SubmissionActor sends submissions to.
@@ -84,7 +116,7 @@ impl Actor for SubmissionActor {
     type Context = Context<Self>;
 
     fn started(&mut self, _: &mut Context<Self>) {
-        self.routes = Routes::from_health(&self.health);
+        self.routes = Routes::from_health(&self.intake.health);
     }
 }
 
@@ -268,6 +300,21 @@ pub fn start_inserts(pool: PgPool) -> Inserts {
     })
 }
 
+/// New jobs for the Redis queue: the jobs of concurrent submissions go in one atomic
+/// pipeline, each caller answered when it is done.
+pub type Enqueues = Batcher<Job, Result<(), String>>;
+
+/// Starts the writer of `Enqueues` on this thread's runtime.
+pub fn start_enqueues(queue: RedisQueue) -> Enqueues {
+    Batcher::start(1, 256, move |jobs: Vec<Job>| {
+        let queue = queue.clone();
+        async move {
+            let done = queue.enqueue_all(&jobs).await.map_err(|e| e.to_string());
+            vec![done; jobs.len()]
+        }
+    })
+}
+
 fn unavailable(what: &str) -> SubmitError {
     SubmitError::Unavailable(what.to_string())
 }
@@ -277,11 +324,11 @@ struct Router {
     leaderboard: Recipient<Rescore>,
     pool: PgPool,
     queue: RedisQueue,
-    redis_queue: Addr<RedisQueueActor>,
     fallback: Addr<FallbackActor>,
     health: Arc<HealthState>,
     problems: Arc<ProblemCache>,
-    inserts: Arc<Inserts>,
+    inserts: Rc<Inserts>,
+    enqueues: Rc<Enqueues>,
     /// The actor's routes when this submission arrived, less what failed on the way.
     routes: Cell<Routes>,
     /// The backends that failed on this submission, for the actor to learn of.
@@ -321,10 +368,10 @@ impl Router {
     async fn enqueue_redis(&self, job: &Job) -> bool {
         // Within Redis's own timeout, however many enqueues wait for a hanging Redis before it
         // (one that has not been sent yet when this gives up is not sent at all).
-        let enqueued = self.redis_queue.send(Enqueue(job.clone()));
+        let enqueued = self.enqueues.submit(job.clone());
         match actix_web::rt::time::timeout(self.redis_within, enqueued).await {
-            Ok(Ok(Ok(()))) => true,
-            Ok(Ok(Err(e))) => {
+            Ok(Some(Ok(()))) => true,
+            Ok(Some(Err(e))) => {
                 self.fail(Backend::Redis, e);
                 false
             }
@@ -333,8 +380,8 @@ impl Router {
                 self.fail(Backend::Redis, format!("no answer within {waited} ms"));
                 false
             }
-            Ok(Err(e)) => {
-                log::error!("RedisQueueActor unreachable: {e}");
+            Ok(None) => {
+                log::error!("the enqueuer stopped");
                 false
             }
         }
@@ -535,23 +582,24 @@ impl Handler<Submit> for SubmissionActor {
     type Result = ResponseActFuture<Self, Result<Accepted, SubmitError>>;
 
     fn handle(&mut self, msg: Submit, _: &mut Context<Self>) -> Self::Result {
+        let intake = &self.intake;
         let router = Router {
-            leaderboard: self.leaderboard.clone(),
-            pool: self.pool.clone(),
-            queue: self.queue.clone(),
-            redis_queue: self.redis_queue.clone(),
-            fallback: self.fallback.clone(),
-            health: self.health.clone(),
-            problems: self.problems.clone(),
+            leaderboard: intake.leaderboard.clone(),
+            pool: intake.pool.clone(),
+            queue: intake.queue.clone(),
+            fallback: intake.fallback.clone(),
+            health: intake.health.clone(),
+            problems: intake.problems.clone(),
             inserts: self.inserts.clone(),
+            enqueues: self.enqueues.clone(),
             routes: Cell::new(self.routes),
             failed: Cell::new([false; 2]),
-            postgres_left: Cell::new(self.postgres_within),
-            redis_within: self.redis_within,
-            require_persistence: self.require_persistence,
+            postgres_left: Cell::new(intake.postgres_within),
+            redis_within: intake.redis_within,
+            require_persistence: intake.require_persistence,
         };
-        let max = self.max_sql_bytes;
-        let (events, metrics) = (self.events.clone(), self.metrics.clone());
+        let max = intake.max_sql_bytes;
+        let (events, metrics) = (intake.events.clone(), intake.metrics.clone());
         let work = async move {
             if let Err(e) = msg.validate(max) {
                 return (Err(e), router.failed.get());

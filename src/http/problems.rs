@@ -1,11 +1,12 @@
 //! Public problem catalogue, submitting, and reading results.
+use actix::Addr;
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::extract::{AuthUser, Principal};
-use crate::actors::submission::{check_sql, Submit, SubmitError};
+use crate::actors::submission::{check_sql, SubmissionActor, Submit, SubmitError};
 use crate::backends::Backend;
 use crate::cache::Scope;
 use crate::catalog::check_topic;
@@ -279,6 +280,7 @@ impl From<SubmitError> for ApiError {
 )]
 pub(crate) async fn submit(
     state: web::Data<AppState>,
+    submissions: web::Data<Addr<SubmissionActor>>,
     caller: AuthUser,
     body: web::Json<SubmitBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -290,8 +292,7 @@ pub(crate) async fn submit(
     if body.user_id.is_some_and(|id| id != caller.user.id) {
         return Err(ApiError::Forbidden("user_id must be your own id".into()));
     }
-    let accepted = state
-        .submissions
+    let accepted = submissions
         .send(Submit {
             user_id: caller.user.id,
             problem_id: body.problem_id,

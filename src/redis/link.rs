@@ -22,18 +22,27 @@ impl Link {
         timeout: Duration,
         generation: u64,
     ) -> RedisResult<Link> {
+        let conn = Link::manager(&client, timeout).await?;
+        Ok(Link {
+            client,
+            conn,
+            generation,
+        })
+    }
+
+    /// A connection to `client`'s server that reconnects by itself, driven by a task on this
+    /// thread's runtime.
+    pub async fn manager(
+        client: &::redis::Client,
+        timeout: Duration,
+    ) -> RedisResult<ConnectionManager> {
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(timeout))
             .set_connection_timeout(Some(timeout))
             // No retry (each waits 100-200 ms first): a Redis that refuses fails a command at
             // once, and the request falls back; the next command connects again.
             .set_number_of_retries(0);
-        let conn = ConnectionManager::new_with_config(client.clone(), config).await?;
-        Ok(Link {
-            client,
-            conn,
-            generation,
-        })
+        ConnectionManager::new_with_config(client.clone(), config).await
     }
 
     /// host:port of the server this link talks to.

@@ -46,8 +46,10 @@ mod results;
 mod sessions;
 mod verdicts;
 
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ::redis::aio::{ConnectionManager, MultiplexedConnection};
 use ::redis::{AsyncCommands, AsyncConnectionConfig, RedisResult};
@@ -64,6 +66,9 @@ use crate::config::RedisSettings;
 
 #[derive(Clone)]
 pub struct RedisQueue {
+    /// Tells this queue's connections in `OWN` from other queues' (tests run many in one
+    /// process).
+    id: u64,
     pub keys: Keys,
     locator: Arc<Locator>,
     /// Replaced whole when the sentinels name another master.
@@ -72,6 +77,23 @@ pub struct RedisQueue {
     result_ttl_secs: u64,
     verdict_ttl_secs: u64,
 }
+
+thread_local! {
+    /// The connections of this thread's own (see `RedisQueue::serve_here`), by queue.
+    static OWN: RefCell<Vec<Own>> = const { RefCell::new(Vec::new()) };
+}
+
+struct Own {
+    queue: u64,
+    /// The `Link` generation `conn` was made for.
+    generation: u64,
+    conn: Option<ConnectionManager>,
+    opening: bool,
+    retry_at: Option<Instant>,
+}
+
+/// How long a thread whose own connection could not be made waits to try again.
+const OWN_RETRY: Duration = Duration::from_secs(1);
 
 impl RedisQueue {
     pub async fn connect(settings: &RedisSettings) -> RedisResult<RedisQueue> {
@@ -91,7 +113,9 @@ impl RedisQueue {
         let locator = Locator::new(settings.url.expose_secret(), certificates)?;
         let timeout = Duration::from_millis(settings.timeout_ms);
         let link = Link::open(locator.master().await?, timeout, 0).await?;
+        static IDS: AtomicU64 = AtomicU64::new(0);
         Ok(RedisQueue {
+            id: IDS.fetch_add(1, Ordering::Relaxed),
             keys: Keys::new(&settings.key_prefix),
             locator: Arc::new(locator),
             link: Arc::new(RwLock::new(Arc::new(link))),
@@ -105,8 +129,76 @@ impl RedisQueue {
         self.link.read().expect("redis link lock").clone()
     }
 
+    /// This thread's own connection where it has one (`serve_here`), else the shared one.
     fn conn(&self) -> ConnectionManager {
-        self.link().conn.clone()
+        let link = self.link();
+        self.own_conn(&link).unwrap_or_else(|| link.conn.clone())
+    }
+
+    /// Gives this thread a connection of its own to the current master, made now and again
+    /// whenever the master moves: a thread that serves requests then sends and reads its
+    /// commands itself, instead of handing each to the shared connection's task on the main
+    /// thread and being woken by it for the reply (two thread switches a command, and the
+    /// reply waits for whatever that thread is doing, such as grading). Until it is made, or
+    /// while it cannot be, the shared connection serves. Call it on the thread, within its
+    /// runtime.
+    pub fn serve_here(&self) {
+        OWN.with_borrow_mut(|own| {
+            if !own.iter().any(|o| o.queue == self.id) {
+                own.push(Own {
+                    queue: self.id,
+                    generation: u64::MAX,
+                    conn: None,
+                    opening: false,
+                    retry_at: None,
+                });
+            }
+        });
+        self.own_conn(&self.link());
+    }
+
+    /// The thread's own connection for `link`, if it has one; starts making it when the
+    /// thread wants one and none is under way.
+    fn own_conn(&self, link: &Arc<Link>) -> Option<ConnectionManager> {
+        OWN.with_borrow_mut(|own| {
+            let own = own.iter_mut().find(|o| o.queue == self.id)?;
+            if own.generation != link.generation {
+                *own = Own {
+                    generation: link.generation,
+                    conn: None,
+                    opening: false,
+                    retry_at: None,
+                    ..*own
+                };
+            }
+            if own.conn.is_some() {
+                return own.conn.clone();
+            }
+            if !own.opening && own.retry_at.is_none_or(|at| at <= Instant::now()) {
+                own.opening = true;
+                let (id, generation) = (self.id, link.generation);
+                let (client, timeout) = (link.client.clone(), self.timeout);
+                actix_web::rt::spawn(async move {
+                    let made = Link::manager(&client, timeout).await;
+                    OWN.with_borrow_mut(|own| {
+                        let Some(own) = own
+                            .iter_mut()
+                            .find(|o| o.queue == id && o.generation == generation)
+                        else {
+                            return;
+                        };
+                        own.opening = false;
+                        match made {
+                            Ok(conn) => own.conn = Some(conn),
+                            // Redis is down: the shared connection fails the same way, and
+                            // the health monitor notices; try again a little later.
+                            Err(_) => own.retry_at = Some(Instant::now() + OWN_RETRY),
+                        }
+                    });
+                });
+            }
+            None
+        })
     }
 
     /// Under Sentinel: asks the sentinels which node is master, and moves every later
