@@ -97,9 +97,29 @@ impl Sessions {
     /// The live session of an access token, or None when the token is unknown, expired or
     /// revoked.
     pub async fn lookup(&self, token_hash: &str) -> Result<Option<Session>, ApiError> {
+        Ok(self.lookup_along(token_hash, None).await?.0)
+    }
+
+    /// `lookup`, reading Redis key `along` in the same round trip: its value, when it was
+    /// read.
+    pub async fn lookup_along(
+        &self,
+        token_hash: &str,
+        along: Option<&str>,
+    ) -> Result<(Option<Session>, Option<Option<String>>), ApiError> {
+        let mut read = None;
         if self.trusted() {
-            match self.queue.session::<Session>(token_hash).await {
-                Ok(Some(s)) if s.expires_at > Utc::now() => return Ok(Some(s)),
+            let fast = match along {
+                None => self.queue.session::<Session>(token_hash).await,
+                Some(key) => (self.queue.session_along::<Session>(token_hash, key).await).map(
+                    |(session, value)| {
+                        read = Some(value);
+                        session
+                    },
+                ),
+            };
+            match fast {
+                Ok(Some(s)) if s.expires_at > Utc::now() => return Ok((Some(s), read)),
                 // A miss may be a Redis that lost its keys: Postgres decides.
                 Ok(_) => {}
                 Err(e) => self.health.report_failure(Backend::Redis, e),
@@ -125,7 +145,7 @@ impl Sessions {
         } else {
             Err(DbError::Down)
         };
-        match found {
+        let session = match found {
             Ok(Some((token, user))) => {
                 let session = Session {
                     account: Account::from(&user),
@@ -133,19 +153,20 @@ impl Sessions {
                     expires_at: token.expires_at,
                 };
                 self.store(token_hash, &session).await;
-                Ok(Some(session))
+                Some(session)
             }
-            Ok(None) => Ok(None),
+            Ok(None) => None,
             // Postgres is down: Redis's copy is all there is.
             // A token Redis does not know may still be valid: 503, not 401.
             Err(e) if e.is_unavailable() && self.health.redis_up() => {
                 match self.queue.session::<Session>(token_hash).await {
-                    Ok(Some(s)) => Ok(Some(s).filter(|s| s.expires_at > Utc::now())),
-                    Ok(None) | Err(_) => Err(e.into()),
+                    Ok(Some(s)) => Some(s).filter(|s| s.expires_at > Utc::now()),
+                    Ok(None) | Err(_) => return Err(e.into()),
                 }
             }
-            Err(e) => Err(e.into()),
-        }
+            Err(e) => return Err(e.into()),
+        };
+        Ok((session, read))
     }
 
     /// Ends a login: Postgres first (the record), then the Redis sessions.

@@ -137,6 +137,16 @@ pub struct Submit {
     pub problem_id: i64,
     pub sql: String,
     pub request_id: Option<String>,
+    /// The solution's verdict cache entry, when it was read along with the caller's session.
+    pub verdict: Option<CachedVerdict>,
+}
+
+/// A verdict cache entry as read: which one (`grading::fingerprint`, of the problem as this
+/// process knew it then) and its JSON, if any.
+#[derive(Debug)]
+pub struct CachedVerdict {
+    pub fingerprint: String,
+    pub json: Option<String>,
 }
 
 /// The acknowledgement: which queue holds the submission now (or, from the verdict cache,
@@ -387,9 +397,9 @@ impl Router {
         }
     }
 
-    async fn route(&self, job: Job) -> Result<Accepted, SubmitError> {
+    async fn route(&self, job: Job, read: Option<CachedVerdict>) -> Result<Accepted, SubmitError> {
         if self.routes.get().postgres {
-            match self.via_postgres(&job).await {
+            match self.via_postgres(&job, read).await {
                 Err(SubmitError::Unavailable(message)) => {
                     self.fail(Backend::Postgres, message);
                 }
@@ -400,7 +410,11 @@ impl Router {
     }
 
     /// Postgres records the submission first; Redis queues it, or Postgres does.
-    async fn via_postgres(&self, job: &Job) -> Result<Accepted, SubmitError> {
+    async fn via_postgres(
+        &self,
+        job: &Job,
+        read: Option<CachedVerdict>,
+    ) -> Result<Accepted, SubmitError> {
         let problem = self
             .on_postgres(self.problems.known(&self.pool, job.problem_id))
             .await?;
@@ -411,7 +425,14 @@ impl Router {
             return self.store_fallback(job).await;
         }
         let fingerprint = grading::fingerprint(&problem, &job.sql);
-        if let Ok(Some(outcome)) = self.queue.cached_verdict(&fingerprint).await {
+        let cached = match read {
+            // Read for the version of the problem this one holds.
+            Some(read) if read.fingerprint == fingerprint => {
+                Ok(read.json.as_deref().and_then(crate::redis::verdict))
+            }
+            _ => self.queue.cached_verdict(&fingerprint).await,
+        };
+        if let Ok(Some(outcome)) = cached {
             if let Some(accepted) = self.record_cached(job, &problem, outcome).await? {
                 return Ok(accepted);
             }
@@ -614,7 +635,7 @@ impl Handler<Submit> for SubmissionActor {
                 submitted_at: Utc::now().trunc_subsecs(6),
                 rejudge: false,
             };
-            let accepted = router.route(job.clone()).await;
+            let accepted = router.route(job.clone(), msg.verdict).await;
             if let Some(accepted) = accepted.as_ref().ok().filter(|a| a.created) {
                 announce(&events, &metrics, &job, accepted).await;
             }

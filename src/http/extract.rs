@@ -27,6 +27,22 @@ pub struct AuthUser {
     pub family: Uuid,
 }
 
+impl AuthUser {
+    /// The caller as a user; the admin token is not one.
+    pub fn of(principal: Principal) -> Result<AuthUser, ApiError> {
+        match principal {
+            Principal {
+                user: Some(user),
+                family: Some(family),
+                ..
+            } => Ok(AuthUser { user, family }),
+            _ => Err(ApiError::Unauthorized(
+                "this endpoint needs a user's token".into(),
+            )),
+        }
+    }
+}
+
 /// A caller allowed to use the admin API.
 #[derive(Debug, Clone)]
 pub struct Admin;
@@ -52,11 +68,21 @@ pub(crate) fn bearer(req: &HttpRequest) -> Result<String, ApiError> {
 }
 
 pub async fn authenticate(state: &AppState, token: String) -> Result<Principal, ApiError> {
+    Ok(authenticate_along(state, token, None).await?.0)
+}
+
+/// `authenticate`, reading Redis key `along` with a user's session (`Sessions::lookup_along`):
+/// its value, when it was read.
+pub async fn authenticate_along(
+    state: &AppState,
+    token: String,
+    along: Option<&str>,
+) -> Result<(Principal, Option<Option<String>>), ApiError> {
     let admin_token = state.settings.auth.admin_token.expose_secret();
     if !admin_token.is_empty() && constant_time_eq(&token, admin_token) {
-        return Ok(admin());
+        return Ok((admin(), None));
     }
-    session(state, &token_hash(&token)).await
+    session(state, &token_hash(&token), along).await
 }
 
 /// The caller a WebSocket ticket was issued to, as of now (a login ended since is refused).
@@ -64,7 +90,7 @@ pub async fn redeem(state: &AppState, grant: Grant) -> Result<Principal, ApiErro
     match grant {
         Grant::Admin if !state.settings.auth.admin_token.expose_secret().is_empty() => Ok(admin()),
         Grant::Admin => Err(ApiError::Unauthorized("the admin token is disabled".into())),
-        Grant::Session(hash) => session(state, &hash).await,
+        Grant::Session(hash) => Ok(session(state, &hash, None).await?.0),
     }
 }
 
@@ -76,21 +102,24 @@ fn admin() -> Principal {
     }
 }
 
-async fn session(state: &AppState, token_hash: &str) -> Result<Principal, ApiError> {
-    let session = state
-        .sessions
-        .lookup(token_hash)
-        .await?
-        .ok_or_else(|| ApiError::Unauthorized("invalid or expired token".into()))?;
+async fn session(
+    state: &AppState,
+    token_hash: &str,
+    along: Option<&str>,
+) -> Result<(Principal, Option<Option<String>>), ApiError> {
+    let (session, read) = state.sessions.lookup_along(token_hash, along).await?;
+    let session =
+        session.ok_or_else(|| ApiError::Unauthorized("invalid or expired token".into()))?;
     state.sessions.touch(session.account.id);
-    Ok(Principal {
+    let principal = Principal {
         is_admin: session.account.is_admin,
         user: Some(session.account),
         family: Some(session.family),
-    })
+    };
+    Ok((principal, read))
 }
 
-fn state(req: &HttpRequest) -> web::Data<AppState> {
+pub(crate) fn state(req: &HttpRequest) -> web::Data<AppState> {
     req.app_data::<web::Data<AppState>>()
         .cloned()
         .expect("AppState is registered")
@@ -121,16 +150,7 @@ impl FromRequest for AuthUser {
     type Future = LocalBoxFuture<'static, Result<Self, ApiError>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        require(req, payload, |principal| match principal {
-            Principal {
-                user: Some(user),
-                family: Some(family),
-                ..
-            } => Ok(AuthUser { user, family }),
-            _ => Err(ApiError::Unauthorized(
-                "this endpoint needs a user's token".into(),
-            )),
-        })
+        require(req, payload, AuthUser::of)
     }
 }
 

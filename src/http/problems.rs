@@ -1,12 +1,14 @@
 //! Public problem catalogue, submitting, and reading results.
 use actix::Addr;
-use actix_web::{web, HttpResponse};
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use futures_util::future::LocalBoxFuture;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::extract::{AuthUser, Principal};
-use crate::actors::submission::{check_sql, SubmissionActor, Submit, SubmitError};
+use super::extract::{self, authenticate_along, bearer, AuthUser, Principal};
+use crate::actors::submission::{check_sql, CachedVerdict, SubmissionActor, Submit, SubmitError};
 use crate::backends::Backend;
 use crate::cache::Scope;
 use crate::catalog::check_topic;
@@ -14,6 +16,7 @@ use crate::db;
 use crate::db::models::{Dataset, Problem, Submission, TestCounts};
 use crate::error::responses;
 use crate::error::ApiError;
+use crate::grading;
 use crate::grading::dataset::{sample_tables, TablePreview};
 use crate::grading::sandbox::{Run, SandboxError};
 use crate::job::{Difficulty, Feedback, Outcome, Queue, Status, SubmissionResult};
@@ -243,6 +246,43 @@ pub(crate) struct SubmitBody {
     user_id: Option<i64>,
 }
 
+/// A submit's caller and body. The caller's session and the verdict cache entry of the
+/// solution (as this process knows its problem) are read in one Redis round trip. A caller
+/// who is not authenticated gets 401 whatever the body, as with `AuthUser` then `Json`.
+pub(crate) struct SubmitRequest {
+    caller: AuthUser,
+    body: SubmitBody,
+    verdict: Option<CachedVerdict>,
+}
+
+impl FromRequest for SubmitRequest {
+    type Error = actix_web::Error;
+    type Future = LocalBoxFuture<'static, Result<Self, actix_web::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let (state, token) = (extract::state(req), bearer(req));
+        let body = web::Json::<SubmitBody>::from_request(req, payload);
+        Box::pin(async move {
+            let token = token?;
+            let body = body.await;
+            let fingerprint = body.as_ref().ok().and_then(|b| {
+                check_sql(&b.sql, state.settings.sandbox.max_sql_bytes).ok()?;
+                let problem = state.problems.get(b.problem_id)?;
+                Some(grading::fingerprint(&problem, &b.sql))
+            });
+            let key = fingerprint.as_ref().map(|f| state.queue.keys.verdict(f));
+            let (principal, read) = authenticate_along(&state, token, key.as_deref()).await?;
+            Ok(SubmitRequest {
+                caller: AuthUser::of(principal)?,
+                body: body?.into_inner(),
+                verdict: fingerprint
+                    .zip(read)
+                    .map(|(fingerprint, json)| CachedVerdict { fingerprint, json }),
+            })
+        })
+    }
+}
+
 impl From<SubmitError> for ApiError {
     fn from(e: SubmitError) -> Self {
         match e {
@@ -281,14 +321,17 @@ impl From<SubmitError> for ApiError {
 pub(crate) async fn submit(
     state: web::Data<AppState>,
     submissions: web::Data<Addr<SubmissionActor>>,
-    caller: AuthUser,
-    body: web::Json<SubmitBody>,
+    request: SubmitRequest,
 ) -> Result<HttpResponse, ApiError> {
+    let SubmitRequest {
+        caller,
+        body,
+        verdict,
+    } = request;
     state
         .limiter
         .check(state.limiter.submit, &caller.user.id.to_string())
         .await?;
-    let body = body.into_inner();
     if body.user_id.is_some_and(|id| id != caller.user.id) {
         return Err(ApiError::Forbidden("user_id must be your own id".into()));
     }
@@ -298,6 +341,7 @@ pub(crate) async fn submit(
             problem_id: body.problem_id,
             sql: body.sql,
             request_id: body.request_id,
+            verdict,
         })
         .await
         .map_err(|e| ApiError::Unavailable {

@@ -60,6 +60,7 @@ pub use keys::Keys;
 use link::{Link, Locator};
 pub use queue::{Completion, Processing};
 pub use results::Unpersisted;
+pub use verdicts::verdict;
 
 use crate::backends::Persistence;
 use crate::config::RedisSettings;

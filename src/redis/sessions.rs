@@ -25,6 +25,21 @@ impl RedisQueue {
         Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
     }
 
+    /// A session and the value of one more key, in one round trip (a submit reads its
+    /// solution's verdict cache entry along).
+    pub async fn session_along<T: serde::de::DeserializeOwned>(
+        &self,
+        token_hash: &str,
+        key: &str,
+    ) -> RedisResult<(Option<T>, Option<String>)> {
+        let (json, along): (Option<String>, Option<String>) = ::redis::cmd("MGET")
+            .arg(self.keys.session(token_hash))
+            .arg(key)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok((json.and_then(|j| serde_json::from_str(&j).ok()), along))
+    }
+
     pub async fn drop_sessions(&self, token_hashes: &[String]) -> RedisResult<()> {
         let keys: Vec<String> = token_hashes.iter().map(|h| self.keys.session(h)).collect();
         if keys.is_empty() {

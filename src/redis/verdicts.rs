@@ -10,6 +10,11 @@ impl RedisQueue {
         fingerprint: &str,
     ) -> RedisResult<Option<crate::job::Outcome>> {
         let json: Option<String> = self.conn().get(self.keys.verdict(fingerprint)).await?;
-        Ok(json.and_then(|j| serde_json::from_str(&j).ok()))
+        Ok(json.as_deref().and_then(verdict))
     }
+}
+
+/// A verdict cache entry's outcome (None: one this version cannot read).
+pub fn verdict(json: &str) -> Option<crate::job::Outcome> {
+    serde_json::from_str(json).ok()
 }
