@@ -180,6 +180,7 @@ impl Application {
                     fallback.clone().recipient(),
                     leaderboard.clone().recipient(),
                 ],
+                followers: Vec::new(),
                 // Far beyond any grading: the sandbox deadline has long passed by then.
                 stuck_after_ms: ((settings.sandbox.max_time_limit_ms as u64
                     + settings.sandbox.grace_ms)

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use actix::WeakRecipient;
 use chrono::{DateTime, Utc};
 use diesel::RunQueryDsl;
 
@@ -34,8 +35,11 @@ pub struct HealthMonitor {
     pub pool: PgPool,
     pub executors: ExecutorPool,
     pub interval: Duration,
-    /// Told when a backend flips (those stopped for good are dropped).
+    /// Told when a backend flips.
     pub subscribers: Vec<Recipient<BackendChanged>>,
+    /// Told too, while they live (`Subscribe`: the HTTP workers' SubmissionActors, which end
+    /// with their worker).
+    pub followers: Vec<WeakRecipient<BackendChanged>>,
     /// An executor busy longer than this is stuck (the sandbox deadline is far shorter).
     pub stuck_after_ms: i64,
     /// A probe is under way: the next tick does not start another.
@@ -168,8 +172,8 @@ impl HealthMonitor {
             ),
         ] {
             if changed {
-                self.subscribers.retain(|s| s.connected());
-                for subscriber in &self.subscribers {
+                let followers = self.followers.iter().filter_map(|f| f.upgrade());
+                for subscriber in self.subscribers.iter().cloned().chain(followers) {
                     subscriber.do_send(BackendChanged {
                         backend,
                         up: health.up,
@@ -234,7 +238,8 @@ impl Handler<Subscribe> for HealthMonitor {
         ] {
             subscriber.do_send(BackendChanged { backend, up });
         }
-        self.subscribers.push(subscriber);
+        self.followers.retain(|f| f.upgrade().is_some());
+        self.followers.push(subscriber.downgrade());
     }
 }
 

@@ -5,8 +5,8 @@
 //! - both down: 503, and nothing was acknowledged.
 //!
 //! The actor owns that decision (`Routes`): it learns of flips from the HealthMonitor's
-//! `BackendChanged` and of failures from its own requests, which it also reports to the shared
-//! health state for everyone else. It also owns the writes of new submissions: their rows in
+//! `BackendChanged`, and of a failure any request met (on any HTTP worker) from the shared
+//! health state, where each request reports what failed on it. It also owns the writes of new submissions: their rows in
 //! Postgres by group commit (`Inserts`) and their jobs in Redis (`Enqueues`). Each HTTP worker
 //! has its own (`Intake::start_here`).
 use std::cell::Cell;
@@ -101,6 +101,14 @@ impl Routes {
         Routes {
             redis: health.redis_up(),
             postgres: health.postgres_up(),
+        }
+    }
+
+    /// Up where both say up.
+    fn and(self, other: Routes) -> Routes {
+        Routes {
+            redis: self.redis && other.redis,
+            postgres: self.postgres && other.postgres,
         }
     }
 
@@ -261,10 +269,11 @@ pub enum Written {
     Unavailable(String),
 }
 
-/// Starts the writers of `Inserts` on this thread's runtime. Two: one gathers while the other
-/// waits for its commit.
+/// Starts the writer of `Inserts` on this thread's runtime: one per HTTP worker, so that the
+/// platform pool is not taken by inserts as workers are added; while it waits for its
+/// commit, the next batch gathers.
 pub fn start_inserts(pool: PgPool) -> Inserts {
-    Batcher::start(2, 256, move |jobs: Vec<(Job, Instant)>| {
+    Batcher::start(1, 256, move |jobs: Vec<(Job, Instant)>| {
         let pool = pool.clone();
         async move {
             let n = jobs.len();
@@ -339,10 +348,8 @@ struct Router {
     problems: Arc<ProblemCache>,
     inserts: Rc<Inserts>,
     enqueues: Rc<Enqueues>,
-    /// The actor's routes when this submission arrived, less what failed on the way.
+    /// The routes when this submission arrived, less what failed on the way.
     routes: Cell<Routes>,
-    /// The backends that failed on this submission, for the actor to learn of.
-    failed: Cell<[bool; 2]>,
     /// How much longer this submission may wait on Postgres (time on Redis does not count).
     postgres_left: Cell<Duration>,
     redis_within: Duration,
@@ -364,15 +371,13 @@ impl Router {
         result.unwrap_or(Err(DbError::Timeout(left.as_millis())))
     }
 
-    /// A backend failed on this request: route around it from now on, here and everywhere.
+    /// A backend failed on this request: route around it from now on, here and (through the
+    /// shared health state) everywhere.
     fn fail(&self, backend: Backend, error: impl std::fmt::Display) {
         self.health.report_failure(backend, error);
         let mut routes = self.routes.get();
         routes.set(backend, false);
         self.routes.set(routes);
-        let mut failed = self.failed.get();
-        failed[backend as usize] = true;
-        self.failed.set(failed);
     }
 
     async fn enqueue_redis(&self, job: &Job) -> bool {
@@ -600,7 +605,7 @@ async fn announce(events: &EventBus, metrics: &Metrics, job: &Job, accepted: &Ac
 }
 
 impl Handler<Submit> for SubmissionActor {
-    type Result = ResponseActFuture<Self, Result<Accepted, SubmitError>>;
+    type Result = ResponseFuture<Result<Accepted, SubmitError>>;
 
     fn handle(&mut self, msg: Submit, _: &mut Context<Self>) -> Self::Result {
         let intake = &self.intake;
@@ -613,8 +618,8 @@ impl Handler<Submit> for SubmissionActor {
             problems: intake.problems.clone(),
             inserts: self.inserts.clone(),
             enqueues: self.enqueues.clone(),
-            routes: Cell::new(self.routes),
-            failed: Cell::new([false; 2]),
+            // A failure any submission met counts at once, whatever worker it was on.
+            routes: Cell::new(self.routes.and(Routes::from_health(&intake.health))),
             postgres_left: Cell::new(intake.postgres_within),
             redis_within: intake.redis_within,
             require_persistence: intake.require_persistence,
@@ -622,9 +627,7 @@ impl Handler<Submit> for SubmissionActor {
         let max = intake.max_sql_bytes;
         let (events, metrics) = (intake.events.clone(), intake.metrics.clone());
         let work = async move {
-            if let Err(e) = msg.validate(max) {
-                return (Err(e), router.failed.get());
-            }
+            msg.validate(max)?;
             let job = Job {
                 job_id: Uuid::new_v4(),
                 user_id: msg.user_id,
@@ -639,16 +642,9 @@ impl Handler<Submit> for SubmissionActor {
             if let Some(accepted) = accepted.as_ref().ok().filter(|a| a.created) {
                 announce(&events, &metrics, &job, accepted).await;
             }
-            (accepted, router.failed.get())
-        };
-        // Concurrent submissions run side by side; each teaches the actor what failed.
-        Box::pin(work.into_actor(self).map(|(accepted, failed), act, _| {
-            for backend in [Backend::Redis, Backend::Postgres] {
-                if failed[backend as usize] {
-                    act.routes.set(backend, false);
-                }
-            }
             accepted
-        }))
+        };
+        // Concurrent submissions run side by side.
+        Box::pin(work)
     }
 }

@@ -1,7 +1,7 @@
 //! Where Redis is: one address (`redis://`, `rediss://`), or the master a set of Redis
 //! Sentinels name (`redis+sentinel://`, `rediss+sentinel://`). Every connection (the shared
-//! one, the executors' blocking ones, pub/sub) is made from the current [`Link`], so once the
-//! master moves, the next reconnection of each goes to the new one.
+//! one, each HTTP worker's own, the executors' blocking ones, pub/sub) is made from the current
+//! [`Link`], so once the master moves, the next reconnection of each goes to the new one.
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};

@@ -95,6 +95,8 @@ struct Own {
 
 /// How long a thread whose own connection could not be made waits to try again.
 const OWN_RETRY: Duration = Duration::from_secs(1);
+/// How often a thread's own connection is used at least.
+const OWN_KEEPALIVE: Duration = Duration::from_secs(15);
 
 impl RedisQueue {
     pub async fn connect(settings: &RedisSettings) -> RedisResult<RedisQueue> {
@@ -144,8 +146,9 @@ impl RedisQueue {
     /// while it cannot be, the shared connection serves. Call it on the thread, within its
     /// runtime.
     pub fn serve_here(&self) {
-        OWN.with_borrow_mut(|own| {
-            if !own.iter().any(|o| o.queue == self.id) {
+        let new = OWN.with_borrow_mut(|own| {
+            let new = !own.iter().any(|o| o.queue == self.id);
+            if new {
                 own.push(Own {
                     queue: self.id,
                     generation: u64::MAX,
@@ -154,8 +157,23 @@ impl RedisQueue {
                     retry_at: None,
                 });
             }
+            new
         });
         self.own_conn(&self.link());
+        if new {
+            // A quiet thread's connection could be closed while idle (Redis's `timeout`, a
+            // NAT): the next submission would meet that as a Redis failure and flip routing.
+            let queue = self.clone();
+            actix_web::rt::spawn(async move {
+                loop {
+                    actix_web::rt::time::sleep(OWN_KEEPALIVE).await;
+                    if let Some(mut conn) = queue.own_conn(&queue.link()) {
+                        // A failure makes it reconnect; the health monitor judges Redis.
+                        let _ = ::redis::cmd("PING").query_async::<()>(&mut conn).await;
+                    }
+                }
+            });
+        }
     }
 
     /// The thread's own connection for `link`, if it has one; starts making it when the
