@@ -1,11 +1,12 @@
 //! Logged-in sessions and user activity.
 //!
 //! An access token's session lives in Redis (`session:{hash}`, expiring with the token), so an
-//! authenticated call costs one Redis GET. Postgres keeps every token (hashed) and decides when
-//! Redis cannot: while Redis is down, on a Redis miss (a restarted Redis lost its keys), and for
-//! refresh tokens, whose single use must survive anything. Logout revokes in Postgres first and
-//! then deletes the sessions from Redis; a revocation Redis missed (it was down) is replayed
-//! before Redis is trusted again, so a token revoked during an outage stays revoked after it.
+//! authenticated call costs one Redis read (a submit reads its verdict cache entry along).
+//! Postgres keeps every token (hashed) and decides when Redis cannot: while Redis is down, on a
+//! Redis miss (a restarted Redis lost its keys), and for refresh tokens, whose single use must
+//! survive anything. Logout revokes in Postgres first and then deletes the sessions from Redis;
+//! a revocation Redis missed (it was down) is replayed before Redis is trusted again, so a
+//! token revoked during an outage stays revoked after it.
 //!
 //! Activity (last seen) is noted in memory per request and flushed every few seconds to Redis
 //! (`users:last_seen`) and Postgres (`users.last_seen_at`).
@@ -95,12 +96,7 @@ impl Sessions {
     }
 
     /// The live session of an access token, or None when the token is unknown, expired or
-    /// revoked.
-    pub async fn lookup(&self, token_hash: &str) -> Result<Option<Session>, ApiError> {
-        Ok(self.lookup_along(token_hash, None).await?.0)
-    }
-
-    /// `lookup`, reading Redis key `along` in the same round trip: its value, when it was
+    /// revoked; also reads Redis key `along` in the same round trip: its value, when it was
     /// read.
     pub async fn lookup_along(
         &self,

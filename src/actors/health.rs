@@ -172,7 +172,9 @@ impl HealthMonitor {
             ),
         ] {
             if changed {
-                let followers = self.followers.iter().filter_map(|f| f.upgrade());
+                let followers = (self.followers.iter())
+                    .filter_map(|f| f.upgrade())
+                    .filter(|f| f.connected());
                 for subscriber in self.subscribers.iter().cloned().chain(followers) {
                     subscriber.do_send(BackendChanged {
                         backend,
@@ -238,7 +240,8 @@ impl Handler<Subscribe> for HealthMonitor {
         ] {
             subscriber.do_send(BackendChanged { backend, up });
         }
-        self.followers.retain(|f| f.upgrade().is_some());
+        self.followers
+            .retain(|f| f.upgrade().is_some_and(|f| f.connected()));
         self.followers.push(subscriber.downgrade());
     }
 }

@@ -5,10 +5,10 @@
 //! - both down: 503, and nothing was acknowledged.
 //!
 //! The actor owns that decision (`Routes`): it learns of flips from the HealthMonitor's
-//! `BackendChanged`, and of a failure any request met (on any HTTP worker) from the shared
-//! health state, where each request reports what failed on it. It also owns the writes of new submissions: their rows in
-//! Postgres by group commit (`Inserts`) and their jobs in Redis (`Enqueues`). Each HTTP worker
-//! has its own (`Intake::start_here`).
+//! `BackendChanged`, and of a failure any request met (on any HTTP worker) at once, from the
+//! shared health state to which each request reports what failed on it. It also owns the
+//! writes of new submissions: their rows in Postgres by group commit (`Inserts`) and their
+//! jobs in Redis (`Enqueues`). Each HTTP worker has its own (`Intake::start_here`).
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::rc::Rc;

@@ -247,8 +247,9 @@ pub(crate) struct SubmitBody {
 }
 
 /// A submit's caller and body. The caller's session and the verdict cache entry of the
-/// solution (as this process knows its problem) are read in one Redis round trip. A caller
-/// who is not authenticated gets 401 whatever the body, as with `AuthUser` then `Json`.
+/// solution (as this process knows its problem) are read in one Redis round trip, so the body
+/// is read first (within `server.max_json_bytes`); a caller who is not authenticated gets 401
+/// whatever the body.
 pub(crate) struct SubmitRequest {
     caller: AuthUser,
     body: SubmitBody,

@@ -163,11 +163,16 @@ impl RedisQueue {
         if new {
             // A quiet thread's connection could be closed while idle (Redis's `timeout`, a
             // NAT): the next submission would meet that as a Redis failure and flip routing.
-            let queue = self.clone();
+            let id = self.id;
             actix_web::rt::spawn(async move {
                 loop {
                     actix_web::rt::time::sleep(OWN_KEEPALIVE).await;
-                    if let Some(mut conn) = queue.own_conn(&queue.link()) {
+                    let conn = OWN.with_borrow(|own| {
+                        own.iter()
+                            .find(|o| o.queue == id)
+                            .and_then(|o| o.conn.clone())
+                    });
+                    if let Some(mut conn) = conn {
                         // A failure makes it reconnect; the health monitor judges Redis.
                         let _ = ::redis::cmd("PING").query_async::<()>(&mut conn).await;
                     }

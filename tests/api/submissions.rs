@@ -416,14 +416,15 @@ async fn bad_submissions_get_clear_errors_and_store_nothing() {
     let token = app.user("sloppy").await;
     let uk = app.problem_id("uk-customers").await;
     let user_id = app.user_id(&token).await;
-    let raw = |body: &'static str, content_type: &'static str| {
+    let raw_as = |token: &str, body: &'static str, content_type: &'static str| {
         app.client
             .post(app.url("/problems/submit"))
-            .bearer_auth(&token)
+            .bearer_auth(token)
             .header("content-type", content_type)
             .body(body)
             .send()
     };
+    let raw = |body: &'static str, content_type: &'static str| raw_as(&token, body, content_type);
     let cases: Vec<(reqwest::Response, u16, &str)> = vec![
         (
             raw("{\"problem_id\": 1,", "application/json")
@@ -500,6 +501,21 @@ async fn bad_submissions_get_clear_errors_and_store_nothing() {
                 &json!({"problem_id": uk, "sql": "SELECT 1"}),
             )
             .await,
+            401,
+            "unauthorized",
+        ),
+        // Whatever the body, an unknown token is told so first.
+        (
+            raw_as("bogus", "problem_id=1", "application/x-www-form-urlencoded")
+                .await
+                .unwrap(),
+            401,
+            "unauthorized",
+        ),
+        (
+            raw_as("bogus", "{\"problem_id\": 1,", "application/json")
+                .await
+                .unwrap(),
             401,
             "unauthorized",
         ),
