@@ -68,7 +68,7 @@ impl Intake {
     pub fn start_here(&self) -> Addr<SubmissionActor> {
         self.queue.serve_here();
         let actor = SubmissionActor {
-            intake: self.clone(),
+            intake: Rc::new(self.clone()),
             inserts: Rc::new(start_inserts(self.pool.clone())),
             enqueues: Rc::new(start_enqueues(self.queue.clone())),
             routes: Routes::from_health(&self.health),
@@ -81,7 +81,7 @@ impl Intake {
 
 /// Routes submissions (see the module's doc); one per HTTP worker, started by `Intake`.
 pub struct SubmissionActor {
-    intake: Intake,
+    intake: Rc<Intake>,
     inserts: Rc<Inserts>,
     enqueues: Rc<Enqueues>,
     /// Where submissions go now.
@@ -338,22 +338,15 @@ fn unavailable(what: &str) -> SubmitError {
     SubmitError::Unavailable(what.to_string())
 }
 
-/// One submission's routing: what it needs, cloned out of the actor, and what it learns.
+/// One submission's routing: what it needs, shared with its actor, and what it learns.
 struct Router {
-    leaderboard: Recipient<Rescore>,
-    pool: PgPool,
-    queue: RedisQueue,
-    fallback: Addr<FallbackActor>,
-    health: Arc<HealthState>,
-    problems: Arc<ProblemCache>,
+    intake: Rc<Intake>,
     inserts: Rc<Inserts>,
     enqueues: Rc<Enqueues>,
     /// The routes when this submission arrived, less what failed on the way.
     routes: Cell<Routes>,
     /// How much longer this submission may wait on Postgres (time on Redis does not count).
     postgres_left: Cell<Duration>,
-    redis_within: Duration,
-    require_persistence: bool,
 }
 
 impl Router {
@@ -374,7 +367,7 @@ impl Router {
     /// A backend failed on this request: route around it from now on, here and (through the
     /// shared health state) everywhere.
     fn fail(&self, backend: Backend, error: impl std::fmt::Display) {
-        self.health.report_failure(backend, error);
+        self.intake.health.report_failure(backend, error);
         let mut routes = self.routes.get();
         routes.set(backend, false);
         self.routes.set(routes);
@@ -384,14 +377,14 @@ impl Router {
         // Within Redis's own timeout, however many enqueues wait for a hanging Redis before it
         // (one that has not been sent yet when this gives up is not sent at all).
         let enqueued = self.enqueues.submit(job.clone());
-        match actix_web::rt::time::timeout(self.redis_within, enqueued).await {
+        match actix_web::rt::time::timeout(self.intake.redis_within, enqueued).await {
             Ok(Some(Ok(()))) => true,
             Ok(Some(Err(e))) => {
                 self.fail(Backend::Redis, e);
                 false
             }
             Err(_) => {
-                let waited = self.redis_within.as_millis();
+                let waited = self.intake.redis_within.as_millis();
                 self.fail(Backend::Redis, format!("no answer within {waited} ms"));
                 false
             }
@@ -421,7 +414,11 @@ impl Router {
         read: Option<CachedVerdict>,
     ) -> Result<Accepted, SubmitError> {
         let problem = self
-            .on_postgres(self.problems.known(&self.pool, job.problem_id))
+            .on_postgres(
+                self.intake
+                    .problems
+                    .known(&self.intake.pool, job.problem_id),
+            )
             .await?;
         let Some(problem) = problem else {
             return Err(SubmitError::UnknownProblem);
@@ -435,15 +432,19 @@ impl Router {
             Some(read) if read.fingerprint == fingerprint => {
                 Ok(read.json.as_deref().and_then(crate::redis::verdict))
             }
-            _ => self.queue.cached_verdict(&fingerprint).await,
+            _ => self.intake.queue.cached_verdict(&fingerprint).await,
         };
         if let Ok(Some(outcome)) = cached {
             if let Some(accepted) = self.record_cached(job, &problem, outcome).await? {
                 return Ok(accepted);
             }
             // The problem changed since this process remembered it: grade it afresh.
-            self.on_postgres(self.problems.load(&self.pool, job.problem_id, true))
-                .await?;
+            self.on_postgres(
+                self.intake
+                    .problems
+                    .load(&self.intake.pool, job.problem_id, true),
+            )
+            .await?;
         }
         if let Some(existing) = self.insert(job).await? {
             return Ok(Accepted::existing(&existing));
@@ -453,7 +454,7 @@ impl Router {
         }
         // Redis failed on this request: the row exists, queue it in Postgres too.
         let queued = self.on_postgres(async {
-            (self.fallback.send(QueueFallback(job.clone())).await)
+            (self.intake.fallback.send(QueueFallback(job.clone())).await)
                 .map_err(|e| DbError::Task(e.to_string()))?
         });
         match queued.await {
@@ -479,7 +480,7 @@ impl Router {
             return Ok(None);
         }
         let record = job.clone();
-        let inserted = self.on_postgres(db::run(&self.pool, move |c| {
+        let inserted = self.on_postgres(db::run(&self.intake.pool, move |c| {
             Submission::insert_idempotent(c, &NewSubmission::queued(&record, Queue::Redis))
         }));
         match inserted.await? {
@@ -498,7 +499,7 @@ impl Router {
     ) -> Result<Option<Accepted>, SubmitError> {
         let (record, version) = (job.clone(), problem.updated_at);
         let recorded = self
-            .on_postgres(db::run(&self.pool, move |c| {
+            .on_postgres(db::run(&self.intake.pool, move |c| {
                 c.transaction(|c| {
                     if Problem::version_locked(c, record.problem_id)? != Some(version) {
                         return Ok(None);
@@ -523,14 +524,14 @@ impl Router {
             return Ok(Some(Accepted::existing(&stored)));
         }
         if first_solve {
-            self.leaderboard.do_send(Rescore {
+            self.intake.leaderboard.do_send(Rescore {
                 user_id: job.user_id,
             });
         }
         let mut result = SubmissionResult::from(&stored);
         result.source = Backend::Redis;
         let json = serde_json::to_string(&result).expect("result serialises");
-        let queue = self.queue.clone();
+        let queue = self.intake.queue.clone();
         actix_web::rt::spawn(async move {
             let _ = queue.publish_result(result.job_id, &json).await;
         });
@@ -544,7 +545,7 @@ impl Router {
     async fn store_fallback(&self, job: &Job) -> Result<Accepted, SubmitError> {
         let (stored, created) = self
             .on_postgres(async {
-                (self.fallback.send(StoreFallback(job.clone())).await)
+                (self.intake.fallback.send(StoreFallback(job.clone())).await)
                     .map_err(|e| DbError::Task(e.to_string()))?
             })
             .await?;
@@ -561,13 +562,13 @@ impl Router {
         if !self.routes.get().redis {
             return Err(unavailable("Redis and Postgres are both unreachable"));
         }
-        if self.problems.get(job.problem_id).is_none() {
+        if self.intake.problems.get(job.problem_id).is_none() {
             return Err(unavailable(
                 "the problem cannot be checked while the database is unreachable",
             ));
         }
         if let Some(request_id) = &job.request_id {
-            if let Ok(Some(existing)) = self.queue.request(job.user_id, request_id).await {
+            if let Ok(Some(existing)) = self.intake.queue.request(job.user_id, request_id).await {
                 return Ok(Accepted {
                     job_id: existing,
                     created: false,
@@ -576,7 +577,7 @@ impl Router {
             }
         }
         // Only what was acknowledged already (above) is answered without a durable store.
-        if self.require_persistence && !self.health.redis_persists() {
+        if self.intake.require_persistence && !self.intake.health.redis_persists() {
             return Err(unavailable(
                 "the database is unreachable and Redis does not persist (no append-only file, \
                  or it would not say): an acknowledgement could be lost",
@@ -610,19 +611,12 @@ impl Handler<Submit> for SubmissionActor {
     fn handle(&mut self, msg: Submit, _: &mut Context<Self>) -> Self::Result {
         let intake = &self.intake;
         let router = Router {
-            leaderboard: intake.leaderboard.clone(),
-            pool: intake.pool.clone(),
-            queue: intake.queue.clone(),
-            fallback: intake.fallback.clone(),
-            health: intake.health.clone(),
-            problems: intake.problems.clone(),
+            intake: intake.clone(),
             inserts: self.inserts.clone(),
             enqueues: self.enqueues.clone(),
             // A failure any submission met counts at once, whatever worker it was on.
             routes: Cell::new(self.routes.and(Routes::from_health(&intake.health))),
             postgres_left: Cell::new(intake.postgres_within),
-            redis_within: intake.redis_within,
-            require_persistence: intake.require_persistence,
         };
         let max = intake.max_sql_bytes;
         let (events, metrics) = (intake.events.clone(), intake.metrics.clone());
