@@ -88,8 +88,9 @@ impl RedisQueueActor {
     }
 }
 
-/// Requeues jobs unleased on this pass and the previous one (a job is briefly unleased
-/// between BLMOVE and the lease write); returns this pass's new suspects.
+/// Requeues jobs unleased on this pass and the previous one (a job whose id the take script
+/// cannot read is briefly unleased until its executor starts it); returns this pass's new
+/// suspects.
 async fn reap(queue: &RedisQueue, suspects: &HashSet<Uuid>) -> redis::RedisResult<HashSet<Uuid>> {
     let mut next = HashSet::new();
     for (item, job) in queue.unleased().await? {

@@ -3,9 +3,10 @@
 //! (`responses`), user activity, leaderboards (`leaderboards`), rate limits (`ratelimits`) and
 //! the events channel. The keys (all behind `redis.key_prefix`):
 //!
-//! - `problems:queue` (list): jobs waiting, as JSON; LPUSH in, BLMOVE out from the right.
+//! - `problems:queue` (list): jobs waiting, as JSON; LPUSH in, taken from the right.
 //! - `problems:queue:low` (list): background work (rejudges), taken only when the queue is empty.
-//! - `problems:inflight` (list): jobs an executor has taken (moved there atomically).
+//! - `problems:inflight` (list): jobs an executor has taken and started (moved
+//!   there and leased in one script).
 //! - `problems:recording` (list): taken jobs graded and handed over to be recorded (moved there
 //!   by their executor's next take): leased and reaped like in-flight ones, but no longer
 //!   counted against their user's limit.

@@ -99,20 +99,6 @@ if job then return {'job', job, tostring(start(job, ARGV[5], ARGV[6], ARGV[7], A
 return {}
 "#;
 
-/// Admits and starts a job that a blocking move just put in flight (returns `start`'s answer
-/// as a string), or parks it when its user is over the limit (returns 'parked').
-/// KEYS: in-flight, parked users; ARGV: limit, parked prefix, job, then `start`'s.
-const FAIR_ADMIT: &str = r#"
-local u = user_of(ARGV[3])
-if not u or (running(KEYS[1])[u] or 0) <= tonumber(ARGV[1]) then
-  return tostring(start(ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]))
-end
-redis.call('LREM', KEYS[1], 1, ARGV[3])
-redis.call('LPUSH', ARGV[2] .. u, ARGV[3])
-redis.call('SADD', KEYS[2], u)
-return 'parked'
-"#;
-
 /// Live jobs waiting (queued and parked), background jobs waiting, jobs in flight (being
 /// recorded included).
 /// KEYS: queue, background queue, in-flight, parked users, recording; ARGV: parked prefix.
@@ -126,8 +112,6 @@ return {live, redis.call('LLEN', KEYS[2]), redis.call('LLEN', KEYS[3]) + redis.c
 
 static FAIR_TAKE_SCRIPT: LazyLock<Script> =
     LazyLock::new(|| Script::new(&format!("{FAIR_PRELUDE}{FAIR_TAKE}")));
-static FAIR_ADMIT_SCRIPT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&format!("{FAIR_PRELUDE}{FAIR_ADMIT}")));
 
 /// KEYS: recording, in-flight; ARGV: item.
 const FORGET_TAKEN: &str = r"
@@ -191,8 +175,8 @@ impl RedisQueue {
         Ok(id.and_then(|s| s.parse().ok()))
     }
 
-    /// Waits up to `block` for a job, moves it to the in-flight list and starts it under a
-    /// `lease` (`start`): the item, with its attempts (`None`: not started, a job whose id the
+    /// Waits up to `block` for a job, then moves it to the in-flight list and starts it under a
+    /// `lease` (`start`), in one script: the item, with its attempts (`None`: not started, a job whose id the
     /// script could not read; call `start`). A user never has more than `per_user` live jobs
     /// in flight while other users' jobs wait; `handed`, the item of a job graded and being
     /// recorded, no longer counts.
@@ -233,29 +217,22 @@ impl RedisQueue {
                 [_, ..] => continue,
                 [] => {}
             }
-            // Nothing to take: block on live submissions only, so they are never behind
-            // background work; background jobs are picked up within `block`.
-            let next: Option<String> = conn
+            // Nothing to take: wait for a live submission (never behind background work;
+            // background jobs are picked up within `block`), then take it with the script
+            // above. The wait moves the oldest job from the queue's right end to that same end,
+            // which leaves the queue as it was: a job is in flight only once it is taken and
+            // started, in one step. Every idle executor wakes; all but one find nothing.
+            let woke: Option<String> = conn
                 .blmove(
                     self.keys.queue(),
-                    self.keys.inflight(),
+                    self.keys.queue(),
                     Direction::Right,
-                    Direction::Left,
+                    Direction::Right,
                     block.as_secs_f64(),
                 )
                 .await?;
-            let Some(job) = next else { return Ok(None) };
-            let admitted: String = FAIR_ADMIT_SCRIPT
-                .key(self.keys.inflight())
-                .key(self.keys.parked_users())
-                .arg(per_user)
-                .arg(&parked)
-                .arg(&job)
-                .arg(&start_args)
-                .invoke_async(conn)
-                .await?;
-            if admitted != "parked" {
-                return Ok(Some((job, started(&admitted))));
+            if woke.is_none() {
+                return Ok(None);
             }
         }
     }
