@@ -120,6 +120,37 @@ fn plain_on_loopback(url: &str, chosen_by_env: bool) -> String {
     }
 }
 
+/// A raw query (`diesel::sql_query` with its binds) whose text never changes, prepared once per
+/// connection like diesel's own queries. Diesel runs a raw query unprepared, so PostgreSQL
+/// parses, analyses and plans it afresh every time; the cache keys it by its text.
+pub struct Prepared<Q>(pub Q);
+
+impl<Q> diesel::query_builder::QueryId for Prepared<Q> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q> diesel::query_builder::Query for Prepared<Q> {
+    type SqlType = diesel::sql_types::Untyped;
+}
+
+impl<Q> RunQueryDsl<PgConnection> for Prepared<Q> {}
+
+impl<Q: diesel::query_builder::QueryFragment<diesel::pg::Pg>>
+    diesel::query_builder::QueryFragment<diesel::pg::Pg> for Prepared<Q>
+{
+    fn walk_ast<'b>(
+        &'b self,
+        out: diesel::query_builder::AstPass<'_, 'b, diesel::pg::Pg>,
+    ) -> diesel::QueryResult<()> {
+        self.0.walk_ast(out)
+    }
+
+    fn is_safe_to_cache_prepared(&self, _: &diesel::pg::Pg) -> diesel::QueryResult<bool> {
+        Ok(true)
+    }
+}
+
 pub fn pool(
     url: &str,
     size: u32,

@@ -274,7 +274,7 @@ impl Submission {
             graded.iter().map(|g| f(&g.outcome)).collect()
         }
         let [queued, running] = PENDING.map(|s| s.as_str());
-        diesel::sql_query(format!(
+        let update = diesel::sql_query(format!(
             "UPDATE submissions s SET status = x.status, rows_returned = x.rows_returned, \
                expected_rows = x.expected_rows, duration_ms = x.duration_ms, \
                message = x.message, sqlstate = x.sqlstate, diff = x.diff, reason = x.reason, \
@@ -298,8 +298,8 @@ impl Submission {
         .bind::<Array<Nullable<Text>>, _>(each(graded, |o| o.reason))
         .bind::<Array<Nullable<Int2>>, _>(each(graded, |o| o.failed_test))
         .bind::<Array<Nullable<Jsonb>>, _>(each(graded, |o| o.counterexample.clone()))
-        .bind::<Array<Timestamptz>, _>(graded.iter().map(|g| g.at).collect::<Vec<_>>())
-        .load(conn)
+        .bind::<Array<Timestamptz>, _>(graded.iter().map(|g| g.at).collect::<Vec<_>>());
+        crate::db::Prepared(update).load(conn)
     }
 
     /// Records the first solves among `stored` (accepted submissions whose user had not
@@ -327,7 +327,7 @@ impl Submission {
             #[diesel(sql_type = BigInt)]
             user_id: i64,
         }
-        let solved: Vec<Solved> = diesel::sql_query(
+        let insert = diesel::sql_query(
             "INSERT INTO first_solves (user_id, problem_id, submission_id, solved_at) \
              SELECT u, p, s, t FROM unnest($1, $2, $3, $4) WITH ORDINALITY AS x(u, p, s, t, n) \
              ORDER BY n ON CONFLICT DO NOTHING RETURNING submission_id, user_id",
@@ -340,8 +340,8 @@ impl Submission {
         // Solved when recorded, not when graded: a leaderboard rebuild re-applies the solves
         // recorded since shortly before its snapshot (`Standing::changed_since`), and a verdict
         // may wait for its batch much longer than that.
-        .bind::<Array<Timestamptz>, _>(vec![Utc::now(); accepted.len()])
-        .load(conn)?;
+        .bind::<Array<Timestamptz>, _>(vec![Utc::now(); accepted.len()]);
+        let solved: Vec<Solved> = crate::db::Prepared(insert).load(conn)?;
         let users: std::collections::BTreeSet<i64> = solved.iter().map(|s| s.user_id).collect();
         for user_id in users {
             Standing::refresh_user(conn, user_id)?;
