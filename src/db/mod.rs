@@ -122,7 +122,10 @@ fn plain_on_loopback(url: &str, chosen_by_env: bool) -> String {
 
 /// A raw query (`diesel::sql_query` with its binds) whose text never changes, prepared once per
 /// connection like diesel's own queries. Diesel runs a raw query unprepared, so PostgreSQL
-/// parses, analyses and plans it afresh every time; the cache keys it by its text.
+/// parses, analyses and plans it afresh every time; the cache keys it by its text (so a text
+/// that varied would grow the cache). Name its result columns: a `*` that a migration widens
+/// while the process runs fails a prepared statement ("cached plan must not change result
+/// type").
 pub struct Prepared<Q>(pub Q);
 
 impl<Q> diesel::query_builder::QueryId for Prepared<Q> {

@@ -175,9 +175,10 @@ impl RedisQueue {
         Ok(id.and_then(|s| s.parse().ok()))
     }
 
-    /// Waits up to `block` for a job, then moves it to the in-flight list and starts it under a
-    /// `lease` (`start`), in one script: the item, with its attempts (`None`: not started, a job whose id the
-    /// script could not read; call `start`). A user never has more than `per_user` live jobs
+    /// Waits for a job (`None` after `block` with none arriving; one that another executor took
+    /// first starts the wait again), then moves it to the in-flight list and starts it under a
+    /// `lease` (`start`), in one script: the item, with its attempts (`None`: not started, a
+    /// job whose id the script could not read; call `start`). A user never has more than `per_user` live jobs
     /// in flight while other users' jobs wait; `handed`, the item of a job graded and being
     /// recorded, no longer counts.
     pub async fn take(
@@ -221,7 +222,8 @@ impl RedisQueue {
             // background jobs are picked up within `block`), then take it with the script
             // above. The wait moves the oldest job from the queue's right end to that same end,
             // which leaves the queue as it was: a job is in flight only once it is taken and
-            // started, in one step. Every idle executor wakes; all but one find nothing.
+            // started, in one step. Every idle executor wakes (and the wait's no-op move is
+            // written to the AOF and replicas once for each); all but one find nothing.
             let woke: Option<String> = conn
                 .blmove(
                     self.keys.queue(),

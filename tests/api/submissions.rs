@@ -699,3 +699,56 @@ async fn concurrent_retries_with_one_request_id_make_one_submission() {
         .unwrap();
     assert_eq!(mine["total"], 25);
 }
+
+/// The recorder's statements are prepared once per connection: a column that a migration adds
+/// while the process runs (docs/operations.md: additive migrations first, processes after)
+/// must not make them fail on that connection.
+#[actix_web::test]
+async fn verdicts_are_still_recorded_after_a_column_is_added_while_running() {
+    use sqljudge::db::models::{Graded, NewSubmission, Submission};
+    use sqljudge::job::{Job, Outcome, Queue, Status};
+    let app = TestApp::spawn_with(Options {
+        workers: 0,
+        ..Default::default()
+    })
+    .await;
+    let user_id = app.user_id(&app.user("grader").await).await;
+    let problem_id = app.problem_id("uk-customers").await;
+    let jobs: Vec<Job> = (0..2)
+        .map(|i| Job {
+            job_id: uuid::Uuid::new_v4(),
+            user_id,
+            problem_id,
+            sql: format!("SELECT {i}"),
+            request_id: None,
+            submitted_at: chrono::Utc::now(),
+            rejudge: false,
+        })
+        .collect();
+    let mut conn = app.platform_db();
+    let rows: Vec<_> = jobs
+        .iter()
+        .map(|j| NewSubmission::queued(j, Queue::Redis))
+        .collect();
+    Submission::insert_new(&mut conn, &rows).unwrap();
+    let record = |conn: &mut diesel::PgConnection, job: &Job| {
+        let graded = Graded {
+            job: job.clone(),
+            outcome: Outcome::verdict(Status::WrongAnswer, "differs"),
+            version: None,
+            at: chrono::Utc::now(),
+        };
+        Submission::record_graded(conn, &[graded])
+    };
+    assert!(record(&mut conn, &jobs[0]).unwrap()[0].is_some());
+    diesel::sql_query("ALTER TABLE submissions ADD COLUMN added_later integer")
+        .execute(&mut conn)
+        .unwrap();
+    let recorded = record(&mut conn, &jobs[1]).unwrap();
+    let (stored, first_solve) = recorded[0].as_ref().expect("recorded");
+    assert_eq!(
+        (stored.id, stored.outcome.status),
+        (jobs[1].job_id, Status::WrongAnswer)
+    );
+    assert!(!first_solve);
+}

@@ -274,8 +274,21 @@ impl Submission {
             graded.iter().map(|g| f(&g.outcome)).collect()
         }
         let [queued, running] = PENDING.map(|s| s.as_str());
+        // The columns by name, as diesel selects them: the statement is prepared once per
+        // connection, and a `*` that a migration widens would fail it while this process runs.
+        static RETURNING: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            use diesel::query_builder::{QueryBuilder, QueryFragment};
+            let mut sql = diesel::pg::PgQueryBuilder::default();
+            QueryFragment::<diesel::pg::Pg>::to_sql(
+                &Submission::as_select(),
+                &mut sql,
+                &diesel::pg::Pg,
+            )
+            .expect("a column list");
+            sql.finish()
+        });
         let update = diesel::sql_query(format!(
-            "UPDATE submissions s SET status = x.status, rows_returned = x.rows_returned, \
+            "UPDATE submissions SET status = x.status, rows_returned = x.rows_returned, \
                expected_rows = x.expected_rows, duration_ms = x.duration_ms, \
                message = x.message, sqlstate = x.sqlstate, diff = x.diff, reason = x.reason, \
                failed_test = x.failed_test, counterexample = x.counterexample, \
@@ -283,7 +296,9 @@ impl Submission {
              FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) AS x(id, status, \
                rows_returned, expected_rows, duration_ms, message, sqlstate, diff, reason, \
                failed_test, counterexample, graded_at) \
-             WHERE s.id = x.id AND s.status IN ('{queued}', '{running}') RETURNING s.*"
+             WHERE submissions.id = x.id AND submissions.status IN ('{queued}', '{running}') \
+             RETURNING {returning}",
+            returning = *RETURNING
         ))
         .bind::<Array<diesel::sql_types::Uuid>, _>(
             graded.iter().map(|g| g.job.job_id).collect::<Vec<_>>(),
