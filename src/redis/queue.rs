@@ -178,9 +178,9 @@ impl RedisQueue {
     /// Waits for a job (`None` after `block` with none arriving; one that another executor took
     /// first starts the wait again), then moves it to the in-flight list and starts it under a
     /// `lease` (`start`), in one script: the item, with its attempts (`None`: not started, a
-    /// job whose id the script could not read; call `start`). A user never has more than `per_user` live jobs
-    /// in flight while other users' jobs wait; `handed`, the item of a job graded and being
-    /// recorded, no longer counts.
+    /// job whose id the script could not read; call `start`). A user never has more than
+    /// `per_user` live jobs in flight while other users' jobs wait; `handed`, the item of a job
+    /// graded and being recorded, no longer counts.
     pub async fn take(
         &self,
         conn: &mut MultiplexedConnection,
