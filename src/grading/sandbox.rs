@@ -1441,6 +1441,12 @@ fn time_limit(ms: u32) -> Outcome {
 const RESET: &str = "ROLLBACK; CLOSE ALL; RESET ALL; UNLISTEN *; DISCARD PLANS; DISCARD TEMP; \
                      DISCARD SEQUENCES";
 
+/// What a read-only statement is sent behind, in the same query message. PostgreSQL refuses
+/// it in an aborted transaction (it ends none) and outside a transaction block (a query
+/// message of several statements is an implicit one), and an error abandons the rest of the
+/// message; otherwise it costs a subtransaction the rollback ends.
+const GUARD: &str = "SAVEPOINT guard; ";
+
 /// A request already sent, whose answer is still to be read.
 type Sent<'c> = Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + 'c>>;
 
@@ -1479,25 +1485,36 @@ async fn execute<'c>(
         schema = quote_ident(spec.dataset),
     );
     let Some(prelude) = spec.prelude else {
-        let read = async {
-            match spec.check_table {
-                None => read_then_reset(client, spec.sql, s, reset).await,
-                Some(_) => read_result(client, spec, s).await,
+        if spec.check_table.is_some() {
+            // The parse check behind the start: a statement it refuses is not run at all.
+            if !spec.parsed {
+                let (begun, parsed) =
+                    futures_util::join!(client.batch_execute(&begin), client.prepare(spec.sql));
+                begun.map_err(ExecError::Setup)?;
+                drop(parsed?);
+                return read_result(client, spec, s).await;
             }
-        };
-        // Sent in that order without waiting: a start that fails leaves the transaction
-        // aborted, and what follows it is refused, never run outside it.
+            let (begun, read) =
+                futures_util::join!(client.batch_execute(&begin), read_result(client, spec, s));
+            begun.map_err(ExecError::Setup)?;
+            return read;
+        }
+        // A read-only run is sent whole in one round trip: the start, the parse check, then the
+        // statement behind `GUARD` and the reset. A start or a parse check that fails leaves
+        // the transaction aborted, where the guard is refused, and with it the rest of the
+        // text: nothing of a text the parse check refuses runs, whatever it holds.
+        let guarded = format!("{GUARD}{}", spec.sql);
+        let read = read_then_reset(client, &guarded, s, reset);
         if spec.parsed {
             let (begun, read) = futures_util::join!(client.batch_execute(&begin), read);
             begun.map_err(ExecError::Setup)?;
             return read;
         }
-        // The parse check behind the start: a statement it refuses is not run at all.
-        let (begun, parsed) =
-            futures_util::join!(client.batch_execute(&begin), client.prepare(spec.sql));
+        let (begun, parsed, read) =
+            futures_util::join!(client.batch_execute(&begin), client.prepare(spec.sql), read);
         begun.map_err(ExecError::Setup)?;
         drop(parsed?);
-        return read.await;
+        return read;
     };
     client
         .batch_execute(&begin)

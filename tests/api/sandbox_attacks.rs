@@ -142,6 +142,45 @@ async fn hostile_solutions_are_contained() {
     assert_eq!(peek["sqlstate"], "55000");
 }
 
+/// A read-only run goes out in one round trip, its parse check and the statement together: a
+/// text the parse check refuses must not run at all, not even its first statement. Here that
+/// one would sleep for the whole (long) time limit.
+#[actix_web::test]
+async fn a_refused_text_is_not_run_behind_its_parse_check() {
+    let app = TestApp::spawn_with(Options {
+        demo: true,
+        workers: 0,
+        ..Default::default()
+    })
+    .await;
+    let token = app.user("mallory").await;
+    let slow = app
+        .problem_of(
+            json!({"slug": "slow-uk", "title": "UK", "statement": "UK customers.",
+                   "topic": "basics", "dataset": "shop",
+                   "reference_sql": "SELECT name FROM customers WHERE country = 'UK'"}),
+            json!({"time_limit_ms": 10000}),
+        )
+        .await;
+    let id = slow["id"].as_i64().unwrap();
+    for sql in [
+        "SELECT pg_sleep(9); SELECT 1",
+        "SELECT pg_sleep(9) /* ; */ ; COMMIT; SELECT 1",
+        "WITH s AS (SELECT pg_sleep(9)) SELECT * FROM s; ROLLBACK",
+    ] {
+        let started = Instant::now();
+        let result = app.grade(&token, id, sql).await;
+        assert_eq!(result["status"], "rejected", "{sql} => {result}");
+        assert_eq!(result["message"], "exactly one SQL statement is allowed");
+        // A margin of seconds: the sleep would take 9.
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{sql} ran: {:?}",
+            started.elapsed()
+        );
+    }
+}
+
 const STUBBORN: &str = "CREATE TABLE t (a int);\nINSERT INTO t VALUES (1);\n\
 CREATE FUNCTION stubborn() RETURNS int LANGUAGE plpgsql AS $$\nBEGIN\n  LOOP\n    BEGIN\n      PERFORM pg_sleep(0.05);\n    \
 EXCEPTION WHEN query_canceled THEN NULL;\n    END;\n  END LOOP;\nEND $$;\n";
