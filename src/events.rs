@@ -3,11 +3,12 @@
 //! Submission events travel through the Redis channel `events`, so a client connected to any
 //! instance hears about a submission whichever instance accepted or graded it. The queue's own
 //! Redis transactions publish them (`queued` with the enqueue, the final status with the
-//! result), so they are ordered as the state changes are; `running` follows the script that
-//! takes and leases a job, sent before the grading's first request is answered. What does not
-//! pass through Redis (the Postgres fallback, the verdict cache) is published here: to Redis
-//! when it is up, else straight to this instance's connections. Each instance subscribes on a
-//! connection of its own that is re-established whenever it drops or Redis comes back.
+//! result, `running` with the script that takes and leases a job), so they are ordered as the
+//! state changes are. What does not pass through Redis (the Postgres fallback, the verdict
+//! cache) is published here: to Redis when it is up, else straight to this instance's
+//! connections (as is the `running` event of a job it took while its subscription is down).
+//! Each instance subscribes on a connection of its own that is re-established whenever it
+//! drops or Redis comes back.
 //! `health` and `stats` events describe one instance and go to its own admin connections only.
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -75,6 +76,14 @@ impl EventBus {
             }
         }
         self.deliver(&json);
+    }
+
+    /// An event a Redis script published: delivered here too unless this instance hears it
+    /// back through its subscription.
+    pub fn published(&self, json: impl FnOnce() -> String) {
+        if self.subscribed.load(Ordering::Acquire) != self.queue.generation() {
+            self.deliver(&json());
+        }
     }
 
     /// To this instance's connections only.

@@ -24,9 +24,17 @@ pub struct Held {
     /// How many times it has been taken, this time included.
     pub attempts: u32,
     from: From,
-    /// Taken and started in one script: its `running` event is still to be published
-    /// (`JobSource::announce`).
-    announce: bool,
+    /// What is left of publishing its `running` event (`JobSource::announce`).
+    announce: Announce,
+}
+
+enum Announce {
+    /// Published already, to this instance's connections too.
+    Done,
+    /// Published to Redis: this instance's connections hear it only through its subscription.
+    Heard,
+    /// Still to publish.
+    Publish,
 }
 
 enum From {
@@ -117,7 +125,7 @@ impl JobSource {
         };
         let handed = taker.handed.take();
         let (per_user, lease) = (self.settings.per_user_limit, self.lease());
-        let (item, started) = match self
+        let taken = match self
             .queue
             .take(conn, block, per_user, lease, handed.as_deref())
             .await
@@ -125,28 +133,35 @@ impl JobSource {
             Ok(taken) => taken?,
             Err(e) => return self.pause_after(taker, e).await,
         };
-        let job = match serde_json::from_str::<Job>(&item) {
+        let job = match serde_json::from_str::<Job>(&taken.item) {
             Ok(job) => job,
             Err(e) => {
-                log::error!("dropping a queue item that is not a job ({e}): {item:.200}");
-                let _ = self.queue.discard(&item).await;
+                log::error!(
+                    "dropping a queue item that is not a job ({e}): {:.200}",
+                    taken.item
+                );
+                let _ = self.queue.discard(&taken.item).await;
                 return None;
             }
         };
-        if let Some(attempts) = started {
+        let from = From::Redis(taken.item);
+        if let Some(attempts) = taken.attempts {
             return Some(Held {
                 job,
                 attempts,
-                from: From::Redis(item),
-                announce: true,
+                from,
+                announce: match taken.announced {
+                    true => Announce::Heard,
+                    false => Announce::Publish,
+                },
             });
         }
         match self.queue.start(&job, self.lease()).await {
             Ok(attempts) => Some(Held {
                 job,
                 attempts,
-                from: From::Redis(item),
-                announce: false,
+                from,
+                announce: Announce::Heard,
             }),
             Err(e) => {
                 log::warn!(
@@ -191,7 +206,7 @@ impl JobSource {
             job,
             attempts: row.attempts as u32,
             from: From::Postgres,
-            announce: false,
+            announce: Announce::Done,
         })
     }
 
@@ -208,14 +223,16 @@ impl JobSource {
         }
     }
 
-    /// Publishes that a job taken is running, if its take did not. Run beside the grading:
+    /// Publishes that a job taken is running, if its take did not (and to this instance's
+    /// connections, if its take did while its subscription is down). Run beside the grading:
     /// the event goes out before the grading's first request is answered, and so before the
     /// verdict's event.
     pub async fn announce(&self, held: &Held) {
-        if held.announce {
-            self.events
-                .publish(progress_event(&held.job, Status::Running))
-                .await;
+        let event = || progress_event(&held.job, Status::Running);
+        match held.announce {
+            Announce::Done => {}
+            Announce::Heard => self.events.published(event),
+            Announce::Publish => self.events.publish(event()).await,
         }
     }
 

@@ -59,7 +59,7 @@ use secrecy::ExposeSecret;
 pub use instances::InstanceReport;
 pub use keys::Keys;
 use link::{Link, Locator};
-pub use queue::{Completion, Processing};
+pub use queue::{Completion, Processing, Taken};
 pub use results::Unpersisted;
 pub use verdicts::verdict;
 

@@ -21,6 +21,17 @@ pub struct Completion<'a> {
     pub verdict: Option<(&'a str, &'a crate::job::Outcome)>,
 }
 
+/// A job `RedisQueue::take` took.
+pub struct Taken {
+    /// The in-flight list item.
+    pub item: String,
+    /// How many times it has been taken, this time included; `None`: not started, a job
+    /// whose id the script could not read (call `RedisQueue::start`).
+    pub attempts: Option<u32>,
+    /// Its `running` event is published.
+    pub announced: bool,
+}
+
 /// The state of a job Redis knows as not finished.
 #[derive(Debug, Clone)]
 pub struct Processing {
@@ -47,6 +58,20 @@ local function start(job, lease_prefix, processing_prefix, lease_ms, status)
   redis.call('HSET', processing_prefix .. id, 'status', status)
   return redis.call('HINCRBY', processing_prefix .. id, 'attempts', 1)
 end
+-- Publishes a started job's `running` event (`progress_event`, filled in from the job's
+-- JSON: its fields before the solution's text, and `submitted_at` after it, which no escaped
+-- text can fake): 1, or 0 when a field does not read as expected (the caller publishes it).
+local function announce(job, channel)
+  local fields = {
+    id = string.match(job, '^{"job_id":"([%x%-]+)"'),
+    user = string.match(job, '"user_id":(%-?%d+)'),
+    problem = string.match(job, '"problem_id":(%-?%d+)'),
+    at = string.match(job, '"submitted_at":"([%w%-:%.+]+)"'),
+  }
+  if not (fields.id and fields.user and fields.problem and fields.at) then return 0 end
+  redis.call('PUBLISH', channel, (string.gsub(RUNNING_EVENT, '@(%a+)@', fields)))
+  return 1
+end
 local function running(inflight)
   local counts = {}
   for _, job in ipairs(redis.call('LRANGE', inflight, 0, -1)) do
@@ -60,13 +85,18 @@ end
 /// Takes the next job into the in-flight list: first gives users below their limit their
 /// oldest parked jobs back (at the head of the line), then takes live jobs oldest first,
 /// parking those of users at their limit, then background work, and starts the job taken.
-/// Returns `{'job', item, attempts}` (see `start`), `{'more'}` (only parked so far; call
-/// again) or `{}`. A job the caller graded and handed over to be recorded (ARGV[4], unless
+/// Returns `{'job', item, attempts, announced}` (see `start` and `announce`), `{'more'}` (only
+/// parked so far; call again) or `{}`. A job the caller graded and handed over to be recorded (ARGV[4], unless
 /// empty) moves to the recording list first, unless it is recorded already.
 /// KEYS: queue, background queue, in-flight, parked users, recording; ARGV: limit, pops,
 /// parked prefix, handed-over item, then `start`'s lease prefix, processing prefix, lease ms
-/// and status.
+/// and status, then the events channel.
 const FAIR_TAKE: &str = r#"
+local function taken(job)
+  local attempts = start(job, ARGV[5], ARGV[6], ARGV[7], ARGV[8])
+  local announced = attempts > 0 and announce(job, ARGV[9]) or 0
+  return {'job', job, tostring(attempts), tostring(announced)}
+end
 if ARGV[4] ~= '' and redis.call('LREM', KEYS[3], 1, ARGV[4]) == 1 then
   redis.call('LPUSH', KEYS[5], ARGV[4])
 end
@@ -88,14 +118,14 @@ for _ = 1, tonumber(ARGV[2]) do
   local u = user_of(job)
   if not u or (counts[u] or 0) < limit then
     redis.call('LPUSH', KEYS[3], job)
-    return {'job', job, tostring(start(job, ARGV[5], ARGV[6], ARGV[7], ARGV[8]))}
+    return taken(job)
   end
   redis.call('LPUSH', ARGV[3] .. u, job)
   redis.call('SADD', KEYS[4], u)
 end
 if redis.call('LLEN', KEYS[1]) > 0 then return {'more'} end
 local job = redis.call('LMOVE', KEYS[2], KEYS[3], 'RIGHT', 'LEFT')
-if job then return {'job', job, tostring(start(job, ARGV[5], ARGV[6], ARGV[7], ARGV[8]))} end
+if job then return taken(job) end
 return {}
 "#;
 
@@ -110,8 +140,45 @@ end
 return {live, redis.call('LLEN', KEYS[2]), redis.call('LLEN', KEYS[3]) + redis.call('LLEN', KEYS[5])}
 "#;
 
-static FAIR_TAKE_SCRIPT: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&format!("{FAIR_PRELUDE}{FAIR_TAKE}")));
+static FAIR_TAKE_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "local RUNNING_EVENT = [==[{}]==]\n{FAIR_PRELUDE}{FAIR_TAKE}",
+        running_event_template()
+    ))
+});
+
+/// `progress_event(job, Running)` with `@id@`, `@user@`, `@problem@` and `@at@` where the
+/// job's fields go: the take script fills it in, so the event is the one Rust would publish.
+fn running_event_template() -> String {
+    let at = chrono::DateTime::from_timestamp_micros(981_173_106_789_012).expect("in range");
+    let job = Job {
+        job_id: Uuid::from_u128(0x5eed_0000_0000_4000_8000_0000_0000_0001),
+        user_id: 7_130_000_000_000_001,
+        problem_id: 7_130_000_000_000_002,
+        sql: String::new(),
+        request_id: None,
+        submitted_at: at,
+        rejudge: false,
+    };
+    let mut event = progress_event(&job, Status::Running);
+    for (value, name) in [
+        (job.job_id.to_string(), "id"),
+        (job.user_id.to_string(), "user"),
+        (job.problem_id.to_string(), "problem"),
+        (
+            serde_json::to_value(at)
+                .expect("serialises")
+                .as_str()
+                .expect("a string")
+                .to_string(),
+            "at",
+        ),
+    ] {
+        assert_eq!(event.matches(&value).count(), 1, "{value} in {event}");
+        event = event.replace(&value, &format!("@{name}@"));
+    }
+    event
+}
 
 /// KEYS: recording, in-flight; ARGV: item.
 const FORGET_TAKEN: &str = r"
@@ -176,9 +243,8 @@ impl RedisQueue {
     }
 
     /// Waits for a job (`None` after `block` with none arriving; one that another executor took
-    /// first starts the wait again), then moves it to the in-flight list and starts it under a
-    /// `lease` (`start`), in one script: the item, with its attempts (`None`: not started, a
-    /// job whose id the script could not read; call `start`). A user never has more than
+    /// first starts the wait again), then moves it to the in-flight list, starts it under a
+    /// `lease` (`start`) and publishes its `running` event, in one script (`Taken`). A user never has more than
     /// `per_user` live jobs in flight while other users' jobs wait; `handed`, the item of a job
     /// graded and being recorded, no longer counts.
     pub async fn take(
@@ -188,7 +254,7 @@ impl RedisQueue {
         per_user: u32,
         lease: Duration,
         mut handed: Option<&str>,
-    ) -> RedisResult<Option<(String, Option<u32>)>> {
+    ) -> RedisResult<Option<Taken>> {
         let parked = self.keys.parked("");
         let started = |attempts: &str| attempts.parse().ok().filter(|&n| n > 0);
         let start_args = [
@@ -196,6 +262,7 @@ impl RedisQueue {
             self.keys.processing_prefix(),
             lease.as_millis().to_string(),
             Status::Running.as_str().to_string(),
+            self.keys.events(),
         ];
         loop {
             let taken: Vec<String> = FAIR_TAKE_SCRIPT
@@ -212,8 +279,12 @@ impl RedisQueue {
                 .invoke_async(conn)
                 .await?;
             match taken.as_slice() {
-                [kind, item, attempts] if kind == "job" => {
-                    return Ok(Some((item.clone(), started(attempts))))
+                [kind, item, attempts, announced] if kind == "job" => {
+                    return Ok(Some(Taken {
+                        item: item.clone(),
+                        attempts: started(attempts),
+                        announced: announced == "1",
+                    }))
                 }
                 [_, ..] => continue,
                 [] => {}

@@ -66,6 +66,50 @@ async fn statuses_of(socket: &mut Socket, job_id: &str) -> Vec<String> {
     seen
 }
 
+/// The take script publishes `running` itself: byte for byte the event the server builds (its
+/// `queued` one, with the status changed), whatever the solution's text pretends to hold.
+#[actix_web::test]
+async fn the_running_event_the_take_script_publishes_is_the_servers_own() {
+    let app = TestApp::spawn_with(Options {
+        demo: true,
+        workers: 0,
+        ..Default::default()
+    })
+    .await;
+    let token = app.user("live_script").await;
+    let uk = app.problem_id("uk-customers").await;
+    let mut redis = app.redis();
+    redis
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut pubsub = redis.as_pubsub();
+    pubsub.subscribe(app.key("events")).unwrap();
+    let mut next_for = |job_id: &str| loop {
+        let json: String = pubsub.get_message().unwrap().get_payload().unwrap();
+        let event: Value = serde_json::from_str(&json).unwrap();
+        if event["job_id"] == job_id {
+            return (json, event);
+        }
+    };
+    let sql = format!(
+        r#"{UK} AND '"user_id":1,"problem_id":2,"submitted_at":"2000-01-01T00:00:00Z"' <> ''"#
+    );
+    let res = app.submit(&token, uk, &sql).await;
+    assert_eq!(res.status(), 202);
+    let job: Value = res.json().await.unwrap();
+    let job_id = job["job_id"].as_str().unwrap();
+    let (queued, event) = next_for(job_id);
+    assert_eq!(event["status"], "queued", "{queued}");
+    assert_eq!(app.run_pending_jobs().await, 1);
+    let (running, _) = next_for(job_id);
+    assert_eq!(
+        running,
+        queued.replace(r#""status":"queued""#, r#""status":"running""#)
+    );
+    let (last, event) = next_for(job_id);
+    assert_eq!(event["status"], "accepted", "{last}");
+}
+
 #[actix_web::test]
 async fn events_reach_a_socket_on_another_instance_in_order() {
     let app = TestApp::spawn().await;
