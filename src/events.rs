@@ -78,12 +78,9 @@ impl EventBus {
         self.deliver(&json);
     }
 
-    /// An event a Redis script published: delivered here too unless this instance hears it
-    /// back through its subscription.
-    pub fn published(&self, json: impl FnOnce() -> String) {
-        if self.subscribed.load(Ordering::Acquire) != self.queue.generation() {
-            self.deliver(&json());
-        }
+    /// Whether events published to Redis now come back to this instance's connections.
+    pub fn hears(&self) -> bool {
+        self.subscribed.load(Ordering::Acquire) == self.queue.generation()
     }
 
     /// To this instance's connections only.
@@ -94,7 +91,8 @@ impl EventBus {
         });
     }
 
-    fn deliver(&self, json: &str) {
+    /// To this instance's connections, as its subscription would deliver it.
+    pub fn deliver(&self, json: &str) {
         // No connection here to hear it (every event of every instance comes back to each).
         if self.local.receiver_count() == 0 {
             return;

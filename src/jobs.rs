@@ -29,10 +29,10 @@ pub struct Held {
 }
 
 enum Announce {
-    /// Published already, to this instance's connections too.
+    /// Published, and this instance's connections hear it.
     Done,
-    /// Published to Redis: this instance's connections hear it only through its subscription.
-    Heard,
+    /// Published to Redis while this instance was not subscribed: for its connections still.
+    Deliver,
     /// Still to publish.
     Publish,
 }
@@ -125,6 +125,11 @@ impl JobSource {
         };
         let handed = taker.handed.take();
         let (per_user, lease) = (self.settings.per_user_limit, self.lease());
+        // Read first, as `EventBus::publish` does: the take publishes the `running` event.
+        let heard = match self.events.hears() {
+            true => Announce::Done,
+            false => Announce::Deliver,
+        };
         let taken = match self
             .queue
             .take(conn, block, per_user, lease, handed.as_deref())
@@ -151,7 +156,7 @@ impl JobSource {
                 attempts,
                 from,
                 announce: match taken.announced {
-                    true => Announce::Heard,
+                    true => heard,
                     false => Announce::Publish,
                 },
             });
@@ -161,7 +166,7 @@ impl JobSource {
                 job,
                 attempts,
                 from,
-                announce: Announce::Heard,
+                announce: heard,
             }),
             Err(e) => {
                 log::warn!(
@@ -231,7 +236,7 @@ impl JobSource {
         let event = || progress_event(&held.job, Status::Running);
         match held.announce {
             Announce::Done => {}
-            Announce::Heard => self.events.published(event),
+            Announce::Deliver => self.events.deliver(&event()),
             Announce::Publish => self.events.publish(event()).await,
         }
     }

@@ -32,6 +32,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::future::Either;
 use futures_util::{pin_mut, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -1504,16 +1505,45 @@ async fn execute<'c>(
         // the transaction aborted, where the guard is refused, and with it the rest of the
         // text: nothing of a text the parse check refuses runs, whatever it holds.
         let guarded = format!("{GUARD}{}", spec.sql);
-        let read = read_then_reset(client, &guarded, s, reset);
         if spec.parsed {
+            let read = read_then_reset(client, &guarded, s, reset);
             let (begun, read) = futures_util::join!(client.batch_execute(&begin), read);
             begun.map_err(ExecError::Setup)?;
             return read;
         }
+        // The parse check looks up the result's types after its answer, so behind the reset:
+        // the reset's answer is read here meanwhile (left unread, it could hold them up). A
+        // reading given up on drops the connection: its check is not waited for.
+        let (give_up, given_up) = tokio::sync::oneshot::channel::<()>();
+        let checked = async {
+            let prepare = std::pin::pin!(client.prepare(spec.sql));
+            match futures_util::future::select(prepare, given_up).await {
+                Either::Left((parsed, _)) => Some(parsed),
+                Either::Right((Ok(()), _)) => None,
+                Either::Right((Err(_), prepare)) => Some(prepare.await),
+            }
+        };
+        let read = async {
+            let mut sent = None;
+            let read = read_then_reset(client, &guarded, s, &mut sent).await;
+            match sent {
+                Some(sent) => {
+                    drop(give_up);
+                    let reset_done = sent.await;
+                    *reset = Some(Box::pin(std::future::ready(reset_done)));
+                }
+                None => {
+                    let _ = give_up.send(());
+                }
+            }
+            read
+        };
         let (begun, parsed, read) =
-            futures_util::join!(client.batch_execute(&begin), client.prepare(spec.sql), read);
+            futures_util::join!(client.batch_execute(&begin), checked, read);
         begun.map_err(ExecError::Setup)?;
-        drop(parsed?);
+        if let Some(parsed) = parsed {
+            drop(parsed?);
+        }
         return read;
     };
     client

@@ -179,6 +179,25 @@ async fn a_refused_text_is_not_run_behind_its_parse_check() {
             started.elapsed()
         );
     }
+    // A result of a row type has the parse check look the type up after its answer, behind
+    // the statement and the reset: read all the same, and the connection stays usable...
+    let row_typed = "SELECT c FROM customers c WHERE country = 'UK'";
+    let result = app.grade(&token, id, row_typed).await;
+    assert_eq!(result["status"], "wrong_answer", "{result}");
+    // ...and a flood of them stops at the row limit, not waiting for that lookup.
+    let flood = "SELECT c FROM customers c, customers a, customers b, customers d, customers e, customers f";
+    let result = app.grade(&token, id, flood).await;
+    assert_eq!(result["status"], "output_limit_exceeded", "{result}");
+    let message = result["message"].as_str().unwrap();
+    assert!(message.starts_with("the result has more than"), "{result}");
+    let fine = app
+        .grade(
+            &token,
+            id,
+            "SELECT name FROM customers WHERE 'UK' = country",
+        )
+        .await;
+    assert_eq!(fine["status"], "accepted", "{fine}");
 }
 
 const STUBBORN: &str = "CREATE TABLE t (a int);\nINSERT INTO t VALUES (1);\n\
