@@ -43,6 +43,8 @@ pub struct EventBus {
     /// The Redis link generation whose subscription is live (`NOT_SUBSCRIBED`: none): events
     /// published to Redis come back to this instance only while it is the current one.
     subscribed: AtomicU64,
+    /// Subscriptions made so far: a different count is another subscription.
+    subscriptions: AtomicU64,
 }
 
 impl EventBus {
@@ -53,6 +55,7 @@ impl EventBus {
             queue,
             health,
             subscribed: AtomicU64::new(NOT_SUBSCRIBED),
+            subscriptions: AtomicU64::new(0),
         })
     }
 
@@ -78,9 +81,12 @@ impl EventBus {
         self.deliver(&json);
     }
 
-    /// Whether events published to Redis now come back to this instance's connections.
-    pub fn hears(&self) -> bool {
-        self.subscribed.load(Ordering::Acquire) == self.queue.generation()
+    /// The live subscription through which events published to Redis now come back to this
+    /// instance's connections, if any: the same one before and after a publish means it was
+    /// heard.
+    pub fn listening(&self) -> Option<u64> {
+        (self.subscribed.load(Ordering::Acquire) == self.queue.generation())
+            .then(|| self.subscriptions.load(Ordering::Acquire))
     }
 
     /// To this instance's connections only.
@@ -138,6 +144,7 @@ impl EventBus {
         // not drop it (events published meanwhile would be lost).
         let redis = self.health.redis();
         let mut seen_up = redis.up.then_some(redis.since);
+        self.subscriptions.fetch_add(1, Ordering::AcqRel);
         self.subscribed.store(generation, Ordering::Release);
         let mut messages = pubsub.on_message();
         let mut check = actix_web::rt::time::interval(Duration::from_millis(500));

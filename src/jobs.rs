@@ -125,14 +125,18 @@ impl JobSource {
         };
         let handed = taker.handed.take();
         let (per_user, lease) = (self.settings.per_user_limit, self.lease());
-        // Read first, as `EventBus::publish` does: the take publishes the `running` event.
-        let heard = match self.events.hears() {
-            true => Announce::Done,
-            false => Announce::Deliver,
+        // The script that takes a job publishes its `running` event: this instance's
+        // connections heard it if one subscription was live from just before to just after.
+        let listening = std::cell::Cell::new(None);
+        let heard = |before: Option<u64>| match (before, self.events.listening()) {
+            (Some(before), Some(after)) if before == after => Announce::Done,
+            _ => Announce::Deliver,
         };
         let taken = match self
             .queue
-            .take(conn, block, per_user, lease, handed.as_deref())
+            .take(conn, block, per_user, lease, handed.as_deref(), || {
+                listening.set(self.events.listening())
+            })
             .await
         {
             Ok(taken) => taken?,
@@ -156,17 +160,18 @@ impl JobSource {
                 attempts,
                 from,
                 announce: match taken.announced {
-                    true => heard,
+                    true => heard(listening.get()),
                     false => Announce::Publish,
                 },
             });
         }
+        let before = self.events.listening();
         match self.queue.start(&job, self.lease()).await {
             Ok(attempts) => Some(Held {
                 job,
                 attempts,
                 from,
-                announce: heard,
+                announce: heard(before),
             }),
             Err(e) => {
                 log::warn!(

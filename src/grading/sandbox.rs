@@ -1597,9 +1597,14 @@ async fn read_then_reset<'c>(
     let stream = client.simple_query_raw(sql).await?;
     let sent = send(client.batch_execute(RESET)).await;
     let rows = read_stream(stream, s).await;
-    // An error the server reported leaves the connection usable (`conclude`); one of ours,
-    // with rows left unread, does not.
-    if matches!(rows, Ok(_) | Err(ExecError::Db(_))) {
+    // An error the server reported leaves the connection usable (`conclude`); one of ours
+    // (rows it could not decode, too many), with rows left unread, does not.
+    let usable = match &rows {
+        Ok(_) => true,
+        Err(ExecError::Db(e)) => e.as_db_error().is_some(),
+        Err(_) => false,
+    };
+    if usable {
         *reset = Some(sent);
     }
     rows

@@ -246,7 +246,8 @@ impl RedisQueue {
     /// first starts the wait again), then moves it to the in-flight list, starts it under a
     /// `lease` (`start`) and publishes its `running` event, in one script (`Taken`). A user never has more than
     /// `per_user` live jobs in flight while other users' jobs wait; `handed`, the item of a job
-    /// graded and being recorded, no longer counts.
+    /// graded and being recorded, no longer counts. `before_script` runs right before each call
+    /// of the script.
     pub async fn take(
         &self,
         conn: &mut MultiplexedConnection,
@@ -254,6 +255,7 @@ impl RedisQueue {
         per_user: u32,
         lease: Duration,
         mut handed: Option<&str>,
+        mut before_script: impl FnMut(),
     ) -> RedisResult<Option<Taken>> {
         let parked = self.keys.parked("");
         let started = |attempts: &str| attempts.parse().ok().filter(|&n| n > 0);
@@ -265,6 +267,7 @@ impl RedisQueue {
             self.keys.events(),
         ];
         loop {
+            before_script();
             let taken: Vec<String> = FAIR_TAKE_SCRIPT
                 .key(self.keys.queue())
                 .key(self.keys.queue_low())

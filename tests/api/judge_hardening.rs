@@ -157,8 +157,12 @@ async fn user_defined_types_and_undecodable_results_get_verdicts_on_a_reused_con
         assert_eq!(result["status"], expected, "{sql} => {result}");
     }
     // Bytes the driver cannot decode are the statement's doing: a verdict at once (not a job
-    // handed back for ever), and the executor goes on.
-    for sql in ["SELECT latin(), m FROM p", "SELECT latin_error(), m FROM p"] {
+    // handed back for ever, nor after the rest of a flood of them), and the executor goes on.
+    for sql in [
+        "SELECT latin(), m FROM p",
+        "SELECT latin_error(), m FROM p",
+        "SELECT latin(), m, generate_series(1, 10000000) FROM p",
+    ] {
         let started = Instant::now();
         let result = app.grade(&token, id, sql).await;
         assert_eq!(result["status"], "sql_error", "{sql} => {result}");
