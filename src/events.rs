@@ -81,11 +81,11 @@ impl EventBus {
         self.deliver(&json);
     }
 
-    /// The live subscription through which events published to Redis now come back to this
-    /// instance's connections, if any: the same one before and after a publish means it was
-    /// heard.
-    pub fn listening(&self) -> Option<u64> {
-        (self.subscribed.load(Ordering::Acquire) == self.queue.generation())
+    /// The live subscription through which events published to Redis over a connection of
+    /// link `generation` now come back to this instance's connections, if any: the same one
+    /// before and after a publish means it was heard.
+    pub fn listening(&self, generation: u64) -> Option<u64> {
+        (self.subscribed.load(Ordering::Acquire) == generation)
             .then(|| self.subscriptions.load(Ordering::Acquire))
     }
 

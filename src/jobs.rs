@@ -125,17 +125,18 @@ impl JobSource {
         };
         let handed = taker.handed.take();
         let (per_user, lease) = (self.settings.per_user_limit, self.lease());
-        // The script that takes a job publishes its `running` event: this instance's
-        // connections heard it if one subscription was live from just before to just after.
+        // The script that takes a job publishes its `running` event over the taker's connection,
+        // of link `generation` (`start` over the current link): this instance's connections
+        // heard it if one subscription to that link was live from just before to just after.
         let listening = std::cell::Cell::new(None);
-        let heard = |before: Option<u64>| match (before, self.events.listening()) {
+        let heard = |before: Option<u64>, on: u64| match (before, self.events.listening(on)) {
             (Some(before), Some(after)) if before == after => Announce::Done,
             _ => Announce::Deliver,
         };
         let taken = match self
             .queue
             .take(conn, block, per_user, lease, handed.as_deref(), || {
-                listening.set(self.events.listening())
+                listening.set(self.events.listening(generation))
             })
             .await
         {
@@ -160,18 +161,19 @@ impl JobSource {
                 attempts,
                 from,
                 announce: match taken.announced {
-                    true => heard(listening.get()),
+                    true => heard(listening.get(), generation),
                     false => Announce::Publish,
                 },
             });
         }
-        let before = self.events.listening();
+        let on = self.queue.generation();
+        let before = self.events.listening(on);
         match self.queue.start(&job, self.lease()).await {
             Ok(attempts) => Some(Held {
                 job,
                 attempts,
                 from,
-                announce: heard(before),
+                announce: heard(before, on),
             }),
             Err(e) => {
                 log::warn!(
