@@ -86,8 +86,8 @@ end
 /// oldest parked jobs back (at the head of the line), then takes live jobs oldest first,
 /// parking those of users at their limit, then background work, and starts the job taken.
 /// Returns `{'job', item, attempts, announced}` (see `start` and `announce`), `{'more'}` (only
-/// parked so far; call again) or `{}`. A job the caller graded and handed over to be recorded (ARGV[4], unless
-/// empty) moves to the recording list first, unless it is recorded already.
+/// parked so far; call again) or `{}`. A job the caller graded and handed over to be recorded
+/// (ARGV[4], unless empty) moves to the recording list first, unless it is recorded already.
 /// KEYS: queue, background queue, in-flight, parked users, recording; ARGV: limit, pops,
 /// parked prefix, handed-over item, then `start`'s lease prefix, processing prefix, lease ms
 /// and status, then the events channel.
@@ -244,10 +244,10 @@ impl RedisQueue {
 
     /// Waits for a job (`None` after `block` with none arriving; one that another executor took
     /// first starts the wait again), then moves it to the in-flight list, starts it under a
-    /// `lease` (`start`) and publishes its `running` event, in one script (`Taken`). A user never has more than
-    /// `per_user` live jobs in flight while other users' jobs wait; `handed`, the item of a job
-    /// graded and being recorded, no longer counts. `before_script` runs right before each call
-    /// of the script.
+    /// `lease` (`start`) and publishes its `running` event, in one script (`Taken`). A user
+    /// never has more than `per_user` live jobs in flight while other users' jobs wait;
+    /// `handed`, the item of a job graded and being recorded, no longer counts.
+    /// `before_script` runs right before each call of the script.
     pub async fn take(
         &self,
         conn: &mut MultiplexedConnection,
