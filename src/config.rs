@@ -161,6 +161,9 @@ pub struct ExecutorSettings {
     pub dequeue_block_secs: f64,
     /// Live jobs of one user graded at the same time, at most, while others' jobs wait.
     pub per_user_limit: u32,
+    /// An executor whose last grading took less than this takes its next job while it grades,
+    /// when more jobs wait; 0: never.
+    pub take_ahead_after_ms: u64,
     /// Sandbox slots of their own for `POST /problems/{id}/run`, beside the executors'.
     pub run_slots: usize,
 }

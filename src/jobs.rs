@@ -26,6 +26,8 @@ pub struct Held {
     from: From,
     /// What is left of publishing its `running` event (`JobSource::announce`).
     announce: Announce,
+    /// Live jobs were still waiting in Redis when it was taken (see `JobSource::take_ahead`).
+    pub more: bool,
 }
 
 enum Announce {
@@ -75,16 +77,16 @@ pub struct JobSource {
 pub struct Taker {
     /// With the generation of the Redis link it was made from.
     conn: Option<(MultiplexedConnection, u64)>,
-    /// The in-flight item of a job graded and handed over to be recorded: no longer counted
+    /// The in-flight items of jobs graded and handed over to be recorded: no longer counted
     /// against its user's limit from the next take on (see `RedisQueue::take`).
-    handed: Option<String>,
+    handed: Vec<String>,
 }
 
 impl Taker {
     /// Leaves a handed-over job counted against its user until its record is in: moved late,
     /// its item might by then be another executor's take of the same job (handed back).
     pub fn forget_handed(&mut self) {
-        self.handed = None;
+        self.handed.clear();
     }
 }
 
@@ -105,25 +107,39 @@ impl JobSource {
     /// Waits briefly for the next job and starts its lease: from Redis while it is up, else
     /// from the Postgres fallback queue. `None`: nothing to grade now; call again.
     pub async fn take(&self, taker: &mut Taker) -> Option<Held> {
+        let block = Duration::from_secs_f64(self.settings.dequeue_block_secs);
         if self.health.redis_up() {
-            self.take_from_redis(taker).await
+            self.take_from_redis(taker, Some(block)).await
         } else {
             taker.forget_handed();
             self.take_from_postgres().await
         }
     }
 
-    async fn take_from_redis(&self, taker: &mut Taker) -> Option<Held> {
-        let block = Duration::from_secs_f64(self.settings.dequeue_block_secs);
+    /// Takes a job from Redis if one is waiting there now, without waiting for one: for an
+    /// executor to take its next job while it grades one (the take's round trip then overlaps
+    /// the grading), when jobs are waiting anyway (`Held::more`).
+    pub async fn take_ahead(&self, taker: &mut Taker) -> Option<Held> {
+        if self.health.redis_up() {
+            return self.take_from_redis(taker, None).await;
+        }
+        taker.forget_handed();
+        None
+    }
+
+    async fn take_from_redis(&self, taker: &mut Taker, block: Option<Duration>) -> Option<Held> {
         let generation = self.queue.generation();
         let conn = match taker.conn.as_mut() {
             Some((conn, made)) if *made == generation => conn,
-            _ => match self.queue.blocking_connection(block).await {
+            _ => match (self.queue)
+                .blocking_connection(Duration::from_secs_f64(self.settings.dequeue_block_secs))
+                .await
+            {
                 Ok(conn) => &mut taker.conn.insert((conn, generation)).0,
                 Err(e) => return self.pause_after(taker, e).await,
             },
         };
-        let handed = taker.handed.take();
+        let handed = std::mem::take(&mut taker.handed);
         let (per_user, lease) = (self.settings.per_user_limit, self.lease());
         // The script that takes a job publishes its `running` event over the taker's connection,
         // of link `generation` (`start` over the current link): this instance's connections
@@ -135,7 +151,7 @@ impl JobSource {
         };
         let taken = match self
             .queue
-            .take(conn, block, per_user, lease, handed.as_deref(), || {
+            .take(conn, block, per_user, lease, &handed, || {
                 listening.set(self.events.listening(generation))
             })
             .await
@@ -164,6 +180,7 @@ impl JobSource {
                     true => heard(listening.get(), generation),
                     false => Announce::Publish,
                 },
+                more: taken.more,
             });
         }
         let on = self.queue.generation();
@@ -174,6 +191,7 @@ impl JobSource {
                 attempts,
                 from,
                 announce: heard(before, on),
+                more: taken.more,
             }),
             Err(e) => {
                 log::warn!(
@@ -219,6 +237,7 @@ impl JobSource {
             attempts: row.attempts as u32,
             from: From::Postgres,
             announce: Announce::Done,
+            more: false,
         })
     }
 
@@ -228,7 +247,7 @@ impl JobSource {
     pub fn hand_over(&self, held: &Held, taker: &mut Taker) -> bool {
         match &held.from {
             From::Redis(item) => {
-                taker.handed = Some(item.clone());
+                taker.handed.push(item.clone());
                 true
             }
             From::Postgres => false,
@@ -270,8 +289,8 @@ impl JobSource {
         }
     }
 
-    /// Hands a job back to its queue; `counted` when the try was an attempt (see
-    /// `RedisQueue::release`).
+    /// Hands a job back to its queue, and publishes that it is queued again; `counted` when the
+    /// try was an attempt (see `RedisQueue::release`).
     pub async fn release(&self, held: &Held, counted: bool) {
         let job = &held.job;
         let released = match &held.from {
@@ -281,6 +300,11 @@ impl JobSource {
                 .await
                 .map_err(|e| e.to_string()),
             From::Postgres => {
+                // Before the row is claimable again: the next `running` comes after it. (Should
+                // the release fail, the claim lapses and the job is queued all the same.)
+                self.events
+                    .publish(progress_event(job, Status::Queued))
+                    .await;
                 let id = job.job_id;
                 db::run(&self.pool, move |c| {
                     FallbackSubmission::release(c, &[id], counted)

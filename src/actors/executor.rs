@@ -29,8 +29,11 @@ pub struct ExecutorStatus {
     pub busy_since_ms: AtomicI64,
     /// Verdicts handed over and not yet recorded (`RECORDING_DEPTH` at most, but a restarted
     /// executor's may outlive it).
-    pub recording: AtomicUsize,
-    /// Waiting for a job: one may arrive (and must be handed back while shutting down).
+    pub recording: Arc<AtomicUsize>,
+    /// Takes ahead under way (on tasks of their own, which may outlive the wait for them).
+    pub taking_ahead: Arc<AtomicUsize>,
+    /// Waiting for a job, or holding one taken ahead: it must be handed back while shutting
+    /// down.
     pub taking: AtomicBool,
     pub processed: AtomicU64,
     pub restarts: AtomicU64,
@@ -51,6 +54,8 @@ pub struct ExecutorActor {
     index: usize,
     deps: Arc<ExecutorDeps>,
     status: Arc<ExecutorStatus>,
+    /// How many of the pool's executors wait for a job (none takes ahead meanwhile).
+    waiting: Arc<AtomicUsize>,
 }
 
 /// Stops the executor (abandoning its job to the reaper); its supervisor restarts it.
@@ -62,7 +67,12 @@ impl Actor for ExecutorActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let work = work_loop(self.index, self.deps.clone(), self.status.clone());
+        let work = work_loop(
+            self.index,
+            self.deps.clone(),
+            self.status.clone(),
+            self.waiting.clone(),
+        );
         ctx.spawn(work.into_actor(self).map(|_, _, ctx| ctx.stop()));
     }
 }
@@ -72,6 +82,7 @@ impl Supervised for ExecutorActor {
         log::warn!("executor {} restarting", self.index);
         self.status.restarts.fetch_add(1, Ordering::Relaxed);
         self.status.busy_since_ms.store(0, Ordering::Relaxed);
+        self.status.taking.store(false, Ordering::Relaxed);
     }
 }
 
@@ -96,15 +107,17 @@ impl ExecutorPool {
         let status: Vec<Arc<ExecutorStatus>> = (0..deps.jobs.settings.workers)
             .map(|_| Arc::default())
             .collect();
+        let waiting = Arc::new(AtomicUsize::new(0));
         let executors = status
             .iter()
             .enumerate()
             .map(|(index, status)| {
-                let (deps, status) = (deps.clone(), status.clone());
+                let (deps, status, waiting) = (deps.clone(), status.clone(), waiting.clone());
                 Supervisor::start(move |_| ExecutorActor {
                     index,
                     deps,
                     status,
+                    waiting,
                 })
             })
             .collect();
@@ -136,11 +149,14 @@ impl ExecutorPool {
             .slot(self.status.len(), Arc::default())
     }
 
-    /// No executor is grading, recording a verdict or waiting for a job.
+    /// No executor is grading, recording a verdict, waiting for a job or holding or taking one
+    /// ahead.
     pub fn settled(&self) -> bool {
         self.busy() == 0
             && !self.status.iter().any(|s| {
-                s.taking.load(Ordering::Relaxed) || s.recording.load(Ordering::Relaxed) > 0
+                s.taking.load(Ordering::Relaxed)
+                    || s.recording.load(Ordering::Relaxed) > 0
+                    || s.taking_ahead.load(Ordering::Relaxed) > 0
             })
     }
 
@@ -163,37 +179,65 @@ impl ExecutorPool {
 /// them a fifth of the time.)
 const RECORDING_DEPTH: usize = 16;
 
+/// A job taken ahead goes back to the head of the queue, for the next executor to take, when
+/// it waits this long for the grading before it to end. A take ahead still unanswered this
+/// long after the grading is given up (its task hands back what it takes).
+const AHEAD_HOLD: Duration = Duration::from_millis(20);
+
 /// Takes and grades jobs until the actor is stopped or a grading panics (then returns, and
 /// the actor stops). The verdicts of jobs from Redis are recorded while the next jobs are
 /// taken and graded (their leases renewed meanwhile), up to `RECORDING_DEPTH` at a time.
-async fn work_loop(index: usize, deps: Arc<ExecutorDeps>, status: Arc<ExecutorStatus>) {
+/// After short gradings (`take_ahead_after_ms`), while jobs wait (`Held::more`) and no executor
+/// of the pool does, the next job is taken during the grading before it, so that the take's
+/// round trip overlaps the grading.
+async fn work_loop(
+    index: usize,
+    deps: Arc<ExecutorDeps>,
+    status: Arc<ExecutorStatus>,
+    waiting: Arc<AtomicUsize>,
+) {
     let sandbox = deps.servers.for_executor(index);
     let mut slot = sandbox.slot(index, status.slot.clone());
     let mut taker = Taker::default();
     let mut recording = std::collections::VecDeque::new();
+    let quick_below = Duration::from_millis(deps.jobs.settings.take_ahead_after_ms);
+    let mut ahead: Option<Held> = None;
+    let mut quick = false;
     loop {
-        if deps.shutdown.draining() {
-            return std::future::pending().await;
+        // Down, or not yet up to date: the other servers' executors grade meanwhile. A slot
+        // whose last backend would not die takes no job until it is gone (a job taken ahead
+        // goes back first: the wait may be long, and its lease is not renewed).
+        if status.slot.lingering() {
+            hand_back(&deps, &status, &mut ahead).await;
         }
-        // Down, or not yet up to date: the other servers' executors grade meanwhile.
-        if !sandbox.ready() {
+        if deps.shutdown.draining()
+            || !sandbox.ready()
+            || !slot.settle(Some(Duration::from_secs(1))).await
+        {
+            hand_back(&deps, &status, &mut ahead).await;
+            if deps.shutdown.draining() {
+                return std::future::pending().await;
+            }
             taker.forget_handed();
             actix_web::rt::time::sleep(Duration::from_millis(200)).await;
             continue;
         }
-        // A slot whose last backend would not die takes no job until it is gone.
-        if !slot.settle(Some(Duration::from_secs(1))).await {
-            taker.forget_handed();
-            actix_web::rt::time::sleep(Duration::from_millis(200)).await;
-            continue;
-        }
-        status.taking.store(true, Ordering::Relaxed);
-        let held = deps.jobs.take(&mut taker).await;
-        if let (Some(held), true) = (&held, deps.shutdown.draining()) {
-            // Taken while the shutdown began: another instance grades it.
-            deps.jobs.release(held, false).await;
-        }
-        let held = held.filter(|_| !deps.shutdown.draining());
+        let from_ahead = ahead.is_some();
+        let held = match ahead.take() {
+            Some(held) => Some(held),
+            None => {
+                status.taking.store(true, Ordering::Relaxed);
+                let held = {
+                    let _waiting = Counted::new(&waiting);
+                    deps.jobs.take(&mut taker).await
+                };
+                if let (Some(held), true) = (&held, deps.shutdown.draining()) {
+                    // Taken while the shutdown began: another instance grades it.
+                    deps.jobs.release(held, false).await;
+                }
+                held.filter(|_| !deps.shutdown.draining())
+            }
+        };
         if held.is_some() {
             status
                 .busy_since_ms
@@ -203,14 +247,35 @@ async fn work_loop(index: usize, deps: Arc<ExecutorDeps>, status: Arc<ExecutorSt
         let Some(held) = held else {
             continue;
         };
-        let handled = AssertUnwindSafe(handle(&deps, &mut slot, held))
-            .catch_unwind()
-            .await;
+        let take_ahead =
+            quick && held.more && waiting.load(Ordering::Relaxed) == 0 && !deps.shutdown.draining();
+        if from_ahead && !take_ahead {
+            // No take before this grading ends: a job handed over may meanwhile be handed back
+            // and taken by another executor, whose item its move to recording would take.
+            taker.forget_handed();
+        }
+        let started = std::time::Instant::now();
+        let grading = async {
+            let handled = AssertUnwindSafe(handle(&deps, &mut slot, held))
+                .catch_unwind()
+                .await;
+            quick = started.elapsed() < quick_below;
+            handled
+        };
+        let handled = match take_ahead {
+            true => {
+                let (handled, next) = grade_taking_ahead(&deps, &status, &mut taker, grading).await;
+                ahead = next;
+                handled
+            }
+            false => grading.await,
+        };
         let verdict = match handled {
             Ok(verdict) => verdict,
             Err(_) => {
                 status.busy_since_ms.store(0, Ordering::Relaxed);
                 log::error!("executor {index} panicked while grading; restarting it");
+                hand_back(&deps, &status, &mut ahead).await;
                 return;
             }
         };
@@ -219,6 +284,9 @@ async fn work_loop(index: usize, deps: Arc<ExecutorDeps>, status: Arc<ExecutorSt
                 // Its task renews the lease from now on, however long the wait below.
                 recording.push_back(record_meanwhile(&deps, &status, verdict));
                 recording.retain(|r: &actix_web::rt::task::JoinHandle<()>| !r.is_finished());
+                if recording.len() > RECORDING_DEPTH {
+                    hand_back(&deps, &status, &mut ahead).await;
+                }
                 while recording.len() > RECORDING_DEPTH {
                     let _ = recording.pop_front().expect("not empty").await;
                 }
@@ -229,12 +297,100 @@ async fn work_loop(index: usize, deps: Arc<ExecutorDeps>, status: Arc<ExecutorSt
             {
                 status.busy_since_ms.store(0, Ordering::Relaxed);
                 log::error!("executor {index} panicked while recording; restarting it");
+                hand_back(&deps, &status, &mut ahead).await;
                 return;
             }
         }
         status.busy_since_ms.store(0, Ordering::Relaxed);
         status.processed.fetch_add(1, Ordering::Relaxed);
     }
+}
+
+/// One more in a count for as long as it lives (a panic, or the future of a stopped actor
+/// dropped, included).
+struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    fn new(count: &Arc<AtomicUsize>) -> Counted {
+        count.fetch_add(1, Ordering::Relaxed);
+        Counted(count.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Hands a job taken ahead back, uncounted, to the head of the queue.
+async fn hand_back(deps: &ExecutorDeps, status: &ExecutorStatus, ahead: &mut Option<Held>) {
+    if let Some(held) = ahead.take() {
+        deps.jobs.release(&held, false).await;
+        status.taking.store(false, Ordering::Relaxed);
+    }
+}
+
+/// Runs `grading` while taking the next job (`take_ahead`): that job, unless it was handed
+/// back after waiting `AHEAD_HOLD` for the grading to end. While it is held, `status.taking`
+/// is set: shutting down, it must be handed back.
+async fn grade_taking_ahead<T>(
+    deps: &Arc<ExecutorDeps>,
+    status: &ExecutorStatus,
+    taker: &mut Taker,
+    grading: impl std::future::Future<Output = T>,
+) -> (T, Option<Held>) {
+    let (graded, mut ended) = tokio::sync::watch::channel(false);
+    let grading = async move {
+        let output = grading.await;
+        graded.send_replace(true);
+        output
+    };
+    let answer = take_ahead(deps.clone(), status, std::mem::take(taker));
+    let ahead = async {
+        let mut answer = std::pin::pin!(answer);
+        // A take that hangs must not hold up the verdict, whose lease is no longer renewed.
+        let answered = tokio::select! {
+            answered = &mut answer => answered.ok(),
+            _ = ended.wait_for(|ended| *ended) => {
+                actix_web::rt::time::timeout(AHEAD_HOLD, answer).await.ok()?.ok()
+            }
+        };
+        let (held, back) = answered?;
+        *taker = back;
+        let held = held?;
+        status.taking.store(true, Ordering::Relaxed);
+        let wait = ended.wait_for(|ended| *ended);
+        if actix_web::rt::time::timeout(AHEAD_HOLD, wait).await.is_ok() {
+            return Some(held);
+        }
+        hand_back(deps, status, &mut Some(held)).await;
+        None
+    };
+    futures_util::join!(grading, ahead)
+}
+
+/// Takes a job ahead (`JobSource::take_ahead`) on a task of its own, which hands the job back
+/// if its executor no longer waits for it (gave the take up, or stopped): a job is never left
+/// taken with no one to grade it until its lease lapses.
+fn take_ahead(
+    deps: Arc<ExecutorDeps>,
+    status: &ExecutorStatus,
+    mut taker: Taker,
+) -> tokio::sync::oneshot::Receiver<(Option<Held>, Taker)> {
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    let counted = Counted::new(&status.taking_ahead);
+    actix_web::rt::spawn(async move {
+        let _counted = counted;
+        let held = match deps.shutdown.draining() {
+            true => None,
+            false => deps.jobs.take_ahead(&mut taker).await,
+        };
+        if let Err((Some(held), _)) = answer.send((held, taker)) {
+            deps.jobs.release(&held, false).await;
+        }
+    });
+    answered
 }
 
 /// Records a verdict on a task of its own, counted in `status.recording` until it ends (a
@@ -246,14 +402,7 @@ fn record_meanwhile(
     status: &Arc<ExecutorStatus>,
     verdict: Verdict,
 ) -> actix_web::rt::task::JoinHandle<()> {
-    struct Counted(Arc<ExecutorStatus>);
-    impl Drop for Counted {
-        fn drop(&mut self) {
-            self.0.recording.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-    status.recording.fetch_add(1, Ordering::Relaxed);
-    let (deps, counted) = (deps.clone(), Counted(status.clone()));
+    let (deps, counted) = (deps.clone(), Counted::new(&status.recording));
     actix_web::rt::spawn(async move {
         let _counted = counted;
         let limit = Duration::from_millis(deps.jobs.settings.lease_ms) * 8;

@@ -1427,6 +1427,11 @@ impl SlotState {
     pub fn quarantined(&self) -> bool {
         self.quarantined.load(Ordering::Relaxed)
     }
+
+    /// Backends of the slot are still to be seen gone: `Slot::settle` has work to do.
+    pub fn lingering(&self) -> bool {
+        !lock(&self.lingering).is_empty()
+    }
 }
 
 fn time_limit(ms: u32) -> Outcome {

@@ -30,6 +30,8 @@ pub struct Taken {
     pub attempts: Option<u32>,
     /// Its `running` event is published.
     pub announced: bool,
+    /// Live jobs were still waiting after it (for `JobSource::take_ahead`).
+    pub more: bool,
 }
 
 /// The state of a job Redis knows as not finished.
@@ -85,20 +87,22 @@ end
 /// Takes the next job into the in-flight list: first gives users below their limit their
 /// oldest parked jobs back (at the head of the line), then takes live jobs oldest first,
 /// parking those of users at their limit, then background work, and starts the job taken.
-/// Returns `{'job', item, attempts, announced}` (see `start` and `announce`), `{'more'}` (only
-/// parked so far; call again) or `{}`. A job the caller graded and handed over to be recorded
-/// (ARGV[4], unless empty) moves to the recording list first, unless it is recorded already.
+/// Returns `{'job', item, attempts, announced, more}` (see `start` and `announce`; `more`: live
+/// jobs are still waiting), `{'more'}` (only parked so far; call again) or `{}`. Jobs the
+/// caller graded and handed over to be recorded move to the recording list first, unless
+/// recorded already.
 /// KEYS: queue, background queue, in-flight, parked users, recording; ARGV: limit, pops,
-/// parked prefix, handed-over item, then `start`'s lease prefix, processing prefix, lease ms
-/// and status, then the events channel.
+/// parked prefix, how many jobs were handed over, then `start`'s lease prefix, processing
+/// prefix, lease ms and status, then the events channel, then the handed-over items.
 const FAIR_TAKE: &str = r#"
-local function taken(job)
+local function taken(job, live)
   local attempts = start(job, ARGV[5], ARGV[6], ARGV[7], ARGV[8])
   local announced = attempts > 0 and announce(job, ARGV[9]) or 0
-  return {'job', job, tostring(attempts), tostring(announced)}
+  local more = live and redis.call('LLEN', KEYS[1]) > 0 and 1 or 0
+  return {'job', job, tostring(attempts), tostring(announced), tostring(more)}
 end
-if ARGV[4] ~= '' and redis.call('LREM', KEYS[3], 1, ARGV[4]) == 1 then
-  redis.call('LPUSH', KEYS[5], ARGV[4])
+for i = 10, 9 + tonumber(ARGV[4]) do
+  if redis.call('LREM', KEYS[3], 1, ARGV[i]) == 1 then redis.call('LPUSH', KEYS[5], ARGV[i]) end
 end
 local limit = tonumber(ARGV[1])
 local counts = running(KEYS[3])
@@ -118,14 +122,14 @@ for _ = 1, tonumber(ARGV[2]) do
   local u = user_of(job)
   if not u or (counts[u] or 0) < limit then
     redis.call('LPUSH', KEYS[3], job)
-    return taken(job)
+    return taken(job, true)
   end
   redis.call('LPUSH', ARGV[3] .. u, job)
   redis.call('SADD', KEYS[4], u)
 end
 if redis.call('LLEN', KEYS[1]) > 0 then return {'more'} end
 local job = redis.call('LMOVE', KEYS[2], KEYS[3], 'RIGHT', 'LEFT')
-if job then return taken(job) end
+if job then return taken(job, false) end
 return {}
 "#;
 
@@ -242,19 +246,20 @@ impl RedisQueue {
         Ok(id.and_then(|s| s.parse().ok()))
     }
 
-    /// Waits for a job (`None` after `block` with none arriving; one that another executor took
-    /// first starts the wait again), then moves it to the in-flight list, starts it under a
-    /// `lease` (`start`) and publishes its `running` event, in one script (`Taken`). A user
-    /// never has more than `per_user` live jobs in flight while other users' jobs wait;
-    /// `handed`, the item of a job graded and being recorded, no longer counts.
+    /// Waits for a job (`None` after `block` with none arriving, at once when `block` is `None`;
+    /// one that another executor took first starts the wait again), then moves it to the
+    /// in-flight list, starts it under a `lease` (`start`) and publishes its `running` event, in
+    /// one script (`Taken`). A user never has more than `per_user` live jobs in flight while
+    /// other users' jobs wait; `handed`, the items of jobs graded and being recorded, no longer
+    /// count.
     /// `before_script` runs right before each call of the script.
     pub async fn take(
         &self,
         conn: &mut MultiplexedConnection,
-        block: Duration,
+        block: Option<Duration>,
         per_user: u32,
         lease: Duration,
-        mut handed: Option<&str>,
+        mut handed: &[String],
         mut before_script: impl FnMut(),
     ) -> RedisResult<Option<Taken>> {
         let parked = self.keys.parked("");
@@ -277,21 +282,26 @@ impl RedisQueue {
                 .arg(per_user)
                 .arg(64)
                 .arg(&parked)
-                .arg(handed.take().unwrap_or(""))
+                .arg(handed.len())
                 .arg(&start_args)
+                .arg(std::mem::take(&mut handed))
                 .invoke_async(conn)
                 .await?;
             match taken.as_slice() {
-                [kind, item, attempts, announced] if kind == "job" => {
+                [kind, item, attempts, announced, more] if kind == "job" => {
                     return Ok(Some(Taken {
                         item: item.clone(),
                         attempts: started(attempts),
                         announced: announced == "1",
+                        more: more == "1",
                     }))
                 }
                 [_, ..] => continue,
                 [] => {}
             }
+            let Some(block) = block else {
+                return Ok(None);
+            };
             // Nothing to take: wait for a live submission (never behind background work;
             // background jobs are picked up within `block`), then take it with the script
             // above. The wait moves the oldest job from the queue's right end to that same end,
@@ -396,9 +406,10 @@ impl RedisQueue {
             .ignore();
     }
 
-    /// Hands a taken job back. `counted`: the try was an attempt (the solution reached the
-    /// sandbox), and the job waits behind the jobs waiting now; otherwise (the sandbox was
-    /// unreachable) it keeps its place, next in line.
+    /// Hands a taken job back, and publishes its `queued` event. `counted`: the try was an
+    /// attempt (the solution reached the sandbox), and the job waits behind the jobs waiting
+    /// now; otherwise (the sandbox was unreachable, or it was taken ahead) it keeps its place,
+    /// next in line.
     pub async fn release(&self, item: &str, job: &Job, counted: bool) -> RedisResult<()> {
         let job_id = job.job_id;
         let mut pipe = redis::pipe();
@@ -412,6 +423,8 @@ impl RedisQueue {
             )
             .ignore();
         self.forget_taken(&mut pipe, item);
+        pipe.publish(self.keys.events(), progress_event(job, Status::Queued))
+            .ignore();
         if counted {
             pipe.lpush(self.keys.queue_for(job), item).ignore();
         } else {

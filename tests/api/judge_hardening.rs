@@ -428,3 +428,122 @@ async fn backends_that_ignore_cancels_never_pile_up() {
     let status: Value = app.get("/queue/status", None).await.json().await.unwrap();
     assert_eq!(status["executors"]["quarantined"], 0, "{status}");
 }
+
+/// An executor takes its next job while it grades a short one, when more wait; a job so taken
+/// goes back to the head of the queue when the grading before it turns out long, instead of
+/// waiting for it (a free executor would take it; here, the same one once it is done).
+#[actix_web::test]
+async fn a_job_taken_ahead_of_a_long_grading_goes_back_to_the_queue() {
+    let app = TestApp::spawn_with(Options {
+        demo: true,
+        workers: 1,
+        // Every grading counts as short, however loaded the machine.
+        tweak: Some(|s| s.executor.take_ahead_after_ms = 60_000),
+        ..Default::default()
+    })
+    .await;
+    let uk = app.problem_id("uk-customers").await;
+    let mut tokens = Vec::new();
+    for name in ["ahead_w", "ahead_q", "ahead_x", "ahead_y"] {
+        tokens.push(app.user(name).await);
+    }
+    let [w, q, x, y] = &tokens[..] else {
+        unreachable!()
+    };
+    // Every event on the channel, until the test has what it needs.
+    let (ready, subscribed) = std::sync::mpsc::channel();
+    let (events, heard) = std::sync::mpsc::channel::<Value>();
+    // Stops the listener however the test ends.
+    struct Stop(std::sync::Arc<std::sync::atomic::AtomicBool>);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let stop = Stop(Default::default());
+    let mut redis = app.redis();
+    let (channel, stopped) = (app.key("events"), stop.0.clone());
+    let listener = std::thread::spawn(move || {
+        redis
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut pubsub = redis.as_pubsub();
+        pubsub.subscribe(channel).unwrap();
+        ready.send(()).unwrap();
+        while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok(message) = pubsub.get_message() {
+                let json: String = message.get_payload().unwrap();
+                let _ = events.send(serde_json::from_str(&json).unwrap());
+            }
+        }
+    });
+    subscribed.recv().unwrap();
+    let slow = |s: f64| format!("SELECT name FROM customers, pg_sleep({s}) WHERE country = 'UK'");
+    // A slow grading (W), behind which a short one (Q), a long one (X) and another (Y) queue.
+    // Every grading counts as short here: X is taken ahead during Q, and Y during X.
+    let w_job = queued(&app, w, uk, &slow(1.5)).await;
+    let started = Instant::now();
+    while app.result(w, &w_job).await["status"] != "running" {
+        assert!(started.elapsed() < Duration::from_secs(10), "W never ran");
+        sleep(10).await;
+    }
+    let q_job = queued(
+        &app,
+        q,
+        uk,
+        "SELECT name FROM customers WHERE country = 'UK'",
+    )
+    .await;
+    let x_job = queued(&app, x, uk, &slow(1.6)).await;
+    let y_job = queued(
+        &app,
+        y,
+        uk,
+        "SELECT name FROM customers WHERE 'UK' = country",
+    )
+    .await;
+    let result = app.wait_final(q, &q_job, Duration::from_secs(20)).await;
+    assert_eq!(result["status"], "accepted", "{result}");
+    sleep(300).await;
+    assert_eq!(
+        app.result(x, &x_job).await["status"],
+        "running",
+        "X is being graded"
+    );
+    assert_eq!(
+        app.result(y, &y_job).await["status"],
+        "queued",
+        "Y waits in the queue, not held behind X"
+    );
+    let attempts: Option<String> = redis::cmd("HGET")
+        .arg(app.key(&format!("problems:processing:{y_job}")))
+        .arg("attempts")
+        .query(&mut app.redis())
+        .unwrap();
+    assert_eq!(
+        attempts.as_deref(),
+        Some("0"),
+        "handing back a job taken ahead is not an attempt"
+    );
+    for (token, job) in [(w, &w_job), (x, &x_job), (y, &y_job)] {
+        let result = app.wait_final(token, job, Duration::from_secs(20)).await;
+        assert_eq!(result["status"], "accepted", "{result}");
+    }
+    // Y was taken during X's grading (its first `running`), handed back (`queued` again) and
+    // taken again.
+    let mut y_statuses = Vec::new();
+    while y_statuses.last().map(String::as_str) != Some("accepted") {
+        let event = heard
+            .recv_timeout(Duration::from_secs(10))
+            .expect("Y's events");
+        if event["job_id"] == y_job.as_str() {
+            y_statuses.push(event["status"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(
+        y_statuses,
+        ["queued", "running", "queued", "running", "accepted"]
+    );
+    drop(stop);
+    listener.join().unwrap();
+}
