@@ -8,15 +8,17 @@
 //! cache) is published here: to Redis when it is up, else straight to this instance's
 //! connections (as is the `running` event of a job it took while its subscription is down).
 //! Each instance subscribes on a connection of its own that is re-established whenever it
-//! drops or Redis comes back.
+//! drops or Redis comes back, while it has connections to deliver to: with none (for
+//! `IDLE_UNSUBSCRIBE`), Redis sends it nothing, and it reads nothing. A connection starts
+//! listening before its handshake is answered, and waits for the subscription then.
 //! `health` and `stats` events describe one instance and go to its own admin connections only.
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde::Deserialize;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, Notify};
 
 use crate::backends::{Backend, HealthState};
 use crate::job::{submission_event, SubmissionResult};
@@ -36,6 +38,18 @@ struct Addressee {
 
 const NOT_SUBSCRIBED: u64 = u64::MAX;
 
+/// Why a subscription ended.
+enum Ended {
+    /// No connection here has listened for `IDLE_UNSUBSCRIBE`.
+    Idle,
+    /// Its connection dropped or may be stale: subscribe again.
+    Dropped,
+}
+
+/// How long the subscription outlives this instance's last connection (a page that reloads
+/// finds it still live).
+const IDLE_UNSUBSCRIBE: Duration = Duration::from_secs(2);
+
 pub struct EventBus {
     local: broadcast::Sender<Delivery>,
     queue: RedisQueue,
@@ -45,6 +59,14 @@ pub struct EventBus {
     subscribed: AtomicU64,
     /// Subscriptions made so far: a different count is another subscription.
     subscriptions: AtomicU64,
+    /// A connection here started listening (the subscriber waits for one).
+    wanted: Notify,
+    /// Held by `subscribe` and by the subscriber ending for want of listeners: a listener
+    /// comes either before that decision (which it prevents) or after it (and waits for the
+    /// next subscription).
+    listeners: std::sync::Mutex<()>,
+    /// A subscription went live.
+    live: Notify,
 }
 
 impl EventBus {
@@ -56,11 +78,38 @@ impl EventBus {
             health,
             subscribed: AtomicU64::new(NOT_SUBSCRIBED),
             subscriptions: AtomicU64::new(0),
+            wanted: Notify::new(),
+            listeners: std::sync::Mutex::new(()),
+            live: Notify::new(),
         })
     }
 
+    /// Starts listening to this instance's events; `heard_from_now` waits until those
+    /// published to Redis reach it.
     pub fn subscribe(&self) -> broadcast::Receiver<Delivery> {
-        self.local.subscribe()
+        let _listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        let receiver = self.local.subscribe();
+        self.wanted.notify_one();
+        receiver
+    }
+
+    /// Waits (up to `within`; not at all while Redis is down) until the subscription is live:
+    /// from then on, every event published reaches this instance's listeners.
+    pub async fn heard_from_now(&self, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let live = self.live.notified();
+            let mut live = std::pin::pin!(live);
+            live.as_mut().enable();
+            if !self.health.redis_up()
+                || self.subscribed.load(Ordering::Acquire) == self.queue.generation()
+            {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, live).await.is_err() {
+                return;
+            }
+        }
     }
 
     /// A submission's new state, for whichever instance its user is connected to.
@@ -110,13 +159,20 @@ impl EventBus {
         self.local(user_id, json.to_string());
     }
 
-    /// Keeps a subscription to the Redis channel for as long as the process runs.
+    /// Keeps a subscription to the Redis channel while this instance has connections to
+    /// deliver to, for as long as the process runs.
     pub fn start_subscriber(self: &Arc<Self>) {
         let bus = self.clone();
         actix_web::rt::spawn(async move {
             loop {
-                if let Err(e) = bus.listen().await {
-                    log::debug!("event subscription: {e}");
+                if bus.local.receiver_count() == 0 {
+                    bus.wanted.notified().await;
+                    continue;
+                }
+                match bus.listen().await {
+                    Ok(Ended::Idle) => continue,
+                    Ok(Ended::Dropped) => {}
+                    Err(e) => log::debug!("event subscription: {e}"),
                 }
                 bus.subscribed.store(NOT_SUBSCRIBED, Ordering::Release);
                 actix_web::rt::time::sleep(Duration::from_millis(250)).await;
@@ -125,8 +181,9 @@ impl EventBus {
     }
 
     /// One subscription: until its connection drops, Redis went down and came back (a
-    /// connection from before an outage may be silently dead), or the master moved.
-    async fn listen(&self) -> redis::RedisResult<()> {
+    /// connection from before an outage may be silently dead), the master moved, or this
+    /// instance has had no connection to deliver to for `IDLE_UNSUBSCRIBE`.
+    async fn listen(&self) -> redis::RedisResult<Ended> {
         // Bounded: a connection that hangs while subscribing must not stall the loop for good.
         let generation = self.queue.generation();
         let subscribing = async {
@@ -146,8 +203,10 @@ impl EventBus {
         let mut seen_up = redis.up.then_some(redis.since);
         self.subscriptions.fetch_add(1, Ordering::AcqRel);
         self.subscribed.store(generation, Ordering::Release);
+        self.live.notify_waiters();
         let mut messages = pubsub.on_message();
         let mut check = actix_web::rt::time::interval(Duration::from_millis(500));
+        let mut idle_since = None;
         loop {
             tokio::select! {
                 message = messages.next() => match message {
@@ -156,17 +215,30 @@ impl EventBus {
                             self.deliver(&json);
                         }
                     }
-                    None => return Ok(()),
+                    None => return Ok(Ended::Dropped),
                 },
                 _ = check.tick() => {
                     if self.queue.generation() != generation {
-                        return Ok(()); // the master moved
+                        return Ok(Ended::Dropped); // the master moved
+                    }
+                    match self.local.receiver_count() {
+                        0 if idle_since.get_or_insert_with(Instant::now).elapsed()
+                            >= IDLE_UNSUBSCRIBE =>
+                        {
+                            let _listeners = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+                            if self.local.receiver_count() == 0 {
+                                self.subscribed.store(NOT_SUBSCRIBED, Ordering::Release);
+                                return Ok(Ended::Idle);
+                            }
+                        }
+                        0 => {}
+                        _ => idle_since = None,
                     }
                     let redis = self.health.redis();
                     match (redis.up, seen_up) {
                         (true, None) => seen_up = Some(redis.since),
-                        (true, Some(since)) if since != redis.since => return Ok(()),
-                        (false, Some(_)) => return Ok(()),
+                        (true, Some(since)) if since != redis.since => return Ok(Ended::Dropped),
+                        (false, Some(_)) => return Ok(Ended::Dropped),
                         _ => {}
                     }
                 }

@@ -12,15 +12,20 @@ use actix_web::http::header::CACHE_CONTROL;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{CloseCode, CloseReason, Message};
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::{self, error::RecvError};
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{authenticate, bearer, redeem, Principal};
 use crate::auth::token_hash;
 use crate::error::responses;
 use crate::error::ApiError;
+use crate::events::Delivery;
 use crate::state::AppState;
 use crate::tickets::Grant;
+
+/// How long a handshake waits for this instance's subscription to events (made when it has
+/// listeners) before it is answered.
+const SUBSCRIBE_WITHIN: Duration = Duration::from_secs(2);
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/ws", web::get().to(connect))
@@ -107,10 +112,14 @@ pub(crate) async fn connect(
     };
     let (response, session, stream) = actix_ws::handle(&req, body)
         .map_err(|e| ApiError::Invalid(format!("not a WebSocket upgrade: {e}")))?;
+    // Listening before the handshake is answered: the client hears every event published
+    // after it (the subscription to Redis is made when this instance has listeners).
+    let events = state.events.subscribe();
+    state.events.heard_from_now(SUBSCRIBE_WITHIN).await;
     let state = state.into_inner();
     actix_web::rt::spawn(async move {
         state.metrics.ws_connections.inc();
-        let reason = serve(&state, &principal, session, stream).await;
+        let reason = serve(&state, &principal, session, stream, events).await;
         log::debug!("websocket closed: {reason}");
         state.metrics.ws_connections.dec();
     });
@@ -123,11 +132,11 @@ async fn serve(
     principal: &Principal,
     mut session: actix_ws::Session,
     mut stream: actix_ws::MessageStream,
+    mut events: broadcast::Receiver<Delivery>,
 ) -> &'static str {
     let settings = &state.settings.websocket;
     let send_timeout = Duration::from_millis(settings.send_timeout_ms);
     let client_timeout = Duration::from_millis(settings.client_timeout_ms);
-    let mut events = state.events.subscribe();
     let mut heartbeat = actix_web::rt::time::interval(Duration::from_millis(settings.heartbeat_ms));
     let mut last_heard = Instant::now();
     let user_id = principal.user.as_ref().map(|u| u.id);

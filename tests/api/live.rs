@@ -162,6 +162,53 @@ async fn events_reach_a_socket_on_another_instance_in_order() {
     let _ = other.wait();
 }
 
+/// How many connections subscribe to this app's events channel.
+fn event_subscribers(app: &TestApp) -> i64 {
+    let (_, count): (String, i64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(app.key("events"))
+        .query(&mut app.redis())
+        .unwrap();
+    count
+}
+
+/// Redis sends an instance events only while it has sockets to deliver them to; a socket
+/// hears every event published once its handshake is answered.
+#[actix_web::test]
+async fn an_instance_subscribes_to_events_while_it_has_sockets() {
+    let app = TestApp::spawn().await;
+    let ann = app.user("live_idle").await;
+    let uk = app.problem_id("uk-customers").await;
+    sleep(600).await;
+    assert_eq!(event_subscribers(&app), 0, "no socket, no subscription");
+    for round in 0..2 {
+        let mut socket = connect(&app.address, &ann).await.unwrap();
+        assert_eq!(
+            event_subscribers(&app),
+            1,
+            "subscribed before the handshake is answered (round {round})"
+        );
+        let res = app
+            .submit(&ann, uk, &format!("{UK} AND {round} = {round}"))
+            .await;
+        assert_eq!(res.status(), 202);
+        let job: Value = res.json().await.unwrap();
+        assert_eq!(
+            statuses_of(&mut socket, job["job_id"].as_str().unwrap()).await,
+            ["queued", "running", "accepted"]
+        );
+        drop(socket);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while event_subscribers(&app) > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "unsubscribed a while after the last socket closed"
+            );
+            sleep(100).await;
+        }
+    }
+}
+
 #[actix_web::test]
 async fn invalid_tokens_are_refused_before_the_upgrade() {
     let app = TestApp::spawn_with(Options {
