@@ -12,7 +12,7 @@
 //!   counted against their user's limit.
 //! - `problems:parked:{user_id}` (list) and `problems:parked_users` (set): live jobs of users who
 //!   already have `executor.per_user_limit` jobs in flight, set aside by the taker so that other
-//!   users' jobs go first; a user's oldest parked job returns to the head of the line as soon
+//!   users' jobs go first; a user's oldest parked job is taken before any queued job as soon
 //!   as one of theirs leaves the in-flight list.
 //! - `problems:lease:{job_id}` (string, PX): the taker's lease; a job in flight whose lease is
 //!   gone on two consecutive reaper passes is put back in the queue, behind waiting work.

@@ -84,9 +84,10 @@ local function running(inflight)
 end
 "#;
 
-/// Takes the next job into the in-flight list: first gives users below their limit their
-/// oldest parked jobs back (at the head of the line), then takes live jobs oldest first,
-/// parking those of users at their limit, then background work, and starts the job taken.
+/// Takes the next job into the in-flight list: first the parked job submitted first among
+/// users below their limit (each user's parked jobs go oldest first), then live jobs oldest
+/// first, parking those of users at their limit, then background work, and starts the job
+/// taken.
 /// Returns `{'job', item, attempts, announced, more}` (see `start` and `announce`; `more`: live
 /// jobs are still waiting), `{'more'}` (only parked so far; call again) or `{}`. Jobs the
 /// caller graded and handed over to be recorded move to the recording list first, unless
@@ -106,15 +107,27 @@ for i = 10, 9 + tonumber(ARGV[4]) do
 end
 local limit = tonumber(ARGV[1])
 local counts = running(KEYS[3])
+-- A parked job reached the head of the line before any job still queued: of users below the
+-- limit, the one submitted first is taken. Users at the limit are passed over at no cost (one
+-- whose list is gone leaves the set when next below the limit).
+local pick, oldest
 for _, u in ipairs(redis.call('SMEMBERS', KEYS[4])) do
-  local key = ARGV[3] .. u
-  local free = limit - (counts[u] or 0)
-  if free > 0 then
-    local back = redis.call('LRANGE', key, -free, -1)
-    for _, job in ipairs(back) do redis.call('RPUSH', KEYS[1], job) end
-    redis.call('LTRIM', key, 0, -(#back + 1))
+  if (counts[u] or 0) < limit then
+    local job = redis.call('LINDEX', ARGV[3] .. u, -1)
+    if job then
+      local at = string.match(job, '"submitted_at":"([%w%-:%.+]+)"') or ''
+      if not pick or at < oldest then pick, oldest = u, at end
+    else
+      redis.call('SREM', KEYS[4], u)
+    end
   end
-  if redis.call('LLEN', key) == 0 then redis.call('SREM', KEYS[4], u) end
+end
+if pick then
+  local key = ARGV[3] .. pick
+  local job = redis.call('RPOP', key)
+  if redis.call('LLEN', key) == 0 then redis.call('SREM', KEYS[4], pick) end
+  redis.call('LPUSH', KEYS[3], job)
+  return taken(job, true)
 end
 for _ = 1, tonumber(ARGV[2]) do
   local job = redis.call('RPOP', KEYS[1])
