@@ -110,12 +110,18 @@ local counts = running(KEYS[3])
 -- A parked job reached the head of the line before any job still queued: of users below the
 -- limit, the one submitted first is taken. Users at the limit are passed over at no cost (one
 -- whose list is gone leaves the set when next below the limit).
+local function arrival(job)
+  local at = string.match(job, '"submitted_at":"([%w%-:%.+]+)"') or ''
+  local whole, fraction = string.match(at, '^([^.Z+]+)%.?(%d*)')
+  if not whole then return '~' end
+  return whole .. fraction .. string.rep('0', 9 - #fraction)
+end
 local pick, oldest
 for _, u in ipairs(redis.call('SMEMBERS', KEYS[4])) do
   if (counts[u] or 0) < limit then
     local job = redis.call('LINDEX', ARGV[3] .. u, -1)
     if job then
-      local at = string.match(job, '"submitted_at":"([%w%-:%.+]+)"') or ''
+      local at = arrival(job)
       if not pick or at < oldest then pick, oldest = u, at end
     else
       redis.call('SREM', KEYS[4], u)
@@ -200,6 +206,16 @@ fn running_event_template() -> String {
 /// KEYS: recording, in-flight; ARGV: item.
 const FORGET_TAKEN: &str = r"
 if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then redis.call('LREM', KEYS[2], 1, ARGV[1]) end";
+
+/// Puts a live job back next in line: at the head of the queue, or, while its user has parked
+/// jobs (taken before the queue), at the oldest end of them. KEYS: parked users, the user's
+/// parked list, queue; ARGV: user, item.
+const NEXT_IN_LINE: &str = r"
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then
+  redis.call('RPUSH', KEYS[2], ARGV[2])
+else
+  redis.call('RPUSH', KEYS[3], ARGV[2])
+end";
 
 /// Puts an in-flight (or recording) job back in the queue, behind waiting work, unless its
 /// lease is still held. KEYS: in-flight, queue, lease, recording.
@@ -422,7 +438,7 @@ impl RedisQueue {
     /// Hands a taken job back, and publishes its `queued` event. `counted`: the try was an
     /// attempt (the solution reached the sandbox), and the job waits behind the jobs waiting
     /// now; otherwise (the sandbox was unreachable, or it was taken ahead) it keeps its place,
-    /// next in line.
+    /// next in line (`NEXT_IN_LINE`).
     pub async fn release(&self, item: &str, job: &Job, counted: bool) -> RedisResult<()> {
         let job_id = job.job_id;
         let mut pipe = redis::pipe();
@@ -441,9 +457,20 @@ impl RedisQueue {
         if counted {
             pipe.lpush(self.keys.queue_for(job), item).ignore();
         } else {
-            pipe.rpush(self.keys.queue_for(job), item)
-                .ignore()
-                .hincr(self.keys.processing(job_id), "attempts", -1)
+            if job.rejudge {
+                pipe.rpush(self.keys.queue_for(job), item).ignore();
+            } else {
+                pipe.cmd("EVAL")
+                    .arg(NEXT_IN_LINE)
+                    .arg(3)
+                    .arg(self.keys.parked_users())
+                    .arg(self.keys.parked(&job.user_id.to_string()))
+                    .arg(self.keys.queue())
+                    .arg(job.user_id)
+                    .arg(item)
+                    .ignore();
+            }
+            pipe.hincr(self.keys.processing(job_id), "attempts", -1)
                 .ignore();
         }
         pipe.query_async(&mut self.conn()).await
