@@ -188,6 +188,19 @@ async fn all_accepted(app: &TestApp, token: &str, jobs: &[uuid::Uuid]) {
     }
 }
 
+/// Set aside and back, a user's jobs were graded in the order they were submitted.
+async fn graded_in_order(app: &TestApp, token: &str, jobs: &[uuid::Uuid]) {
+    let mut graded = Vec::new();
+    for id in jobs {
+        let result = app
+            .wait_final(token, &id.to_string(), Duration::from_secs(5))
+            .await;
+        let at = result["graded_at"].as_str().unwrap();
+        graded.push(chrono::DateTime::parse_from_rfc3339(at).unwrap());
+    }
+    assert!(graded.is_sorted(), "graded out of order: {graded:?}");
+}
+
 /// Samples, until `done`, how many live jobs of `user_id` are in flight at once (the most).
 async fn most_in_flight(
     app: &TestApp,
@@ -258,16 +271,7 @@ async fn one_account_flooding_the_queue_holds_one_executor_and_others_go_first()
         );
         all_accepted(&app, &flooder, &flood).await;
         done.store(true, std::sync::atomic::Ordering::Relaxed);
-        // Parked and back, the flood kept its order: oldest first.
-        let mut graded = Vec::new();
-        for id in &flood {
-            let result = app
-                .wait_final(&flooder, &id.to_string(), Duration::from_secs(5))
-                .await;
-            let at = result["graded_at"].as_str().unwrap();
-            graded.push(chrono::DateTime::parse_from_rfc3339(at).unwrap());
-        }
-        assert!(graded.is_sorted(), "graded out of order: {graded:?}");
+        graded_in_order(&app, &flooder, &flood).await;
     };
     let (most, ()) = futures_util::join!(sampler, victim_run);
     assert_eq!(most, 1, "the flooder held {most} executors at once");
@@ -341,16 +345,7 @@ async fn the_postgres_fallback_queue_is_just_as_fair() {
         );
         all_accepted(&app, &flooder, &flood).await;
         done.store(true, std::sync::atomic::Ordering::Relaxed);
-        // Parked and back, the flood kept its order: oldest first.
-        let mut graded = Vec::new();
-        for id in &flood {
-            let result = app
-                .wait_final(&flooder, &id.to_string(), Duration::from_secs(5))
-                .await;
-            let at = result["graded_at"].as_str().unwrap();
-            graded.push(chrono::DateTime::parse_from_rfc3339(at).unwrap());
-        }
-        assert!(graded.is_sorted(), "graded out of order: {graded:?}");
+        graded_in_order(&app, &flooder, &flood).await;
     };
     let (most, ()) = futures_util::join!(sampler, work);
     assert_eq!(most, 1, "the flooder held {most} executors at once");
