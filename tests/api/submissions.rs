@@ -752,3 +752,108 @@ async fn verdicts_are_still_recorded_after_a_column_is_added_while_running() {
     );
     assert!(!first_solve);
 }
+
+/// Verdicts are recorded row by row through the primary key, however stale the planner's view:
+/// the recording statement's plan cached while the table was small, and statistics from before
+/// a burst that queued thousands of submissions (ANALYZE saw few pending). Each batch must not
+/// read the whole table or backlog.
+#[actix_web::test]
+async fn recording_verdicts_finds_rows_by_key_whatever_the_statistics_say() {
+    use diesel::sql_types::{BigInt, Text};
+    use sqljudge::db::models::{Graded, NewSubmission, Submission};
+    use sqljudge::job::{Job, Outcome, Queue, Status};
+    #[derive(diesel::QueryableByName)]
+    struct Scans {
+        #[diesel(sql_type = Text)]
+        relation: String,
+        #[diesel(sql_type = BigInt)]
+        scans: i64,
+    }
+    let app = TestApp::spawn_with(Options {
+        workers: 0,
+        ..Default::default()
+    })
+    .await;
+    let user_id = app.user_id(&app.user("burst").await).await;
+    let problem_id = app.problem_id("uk-customers").await;
+    let mut conn = app.platform_db();
+    // Queues `n` submissions and records them on `conn`, in one batch; the scans of the
+    // submissions table and its indexes that the recording transaction made (`pg_stat_xact`).
+    let record = |conn: &mut diesel::PgConnection, n: usize| {
+        let jobs: Vec<Job> = (0..n)
+            .map(|i| Job {
+                job_id: uuid::Uuid::new_v4(),
+                user_id,
+                problem_id,
+                sql: format!("SELECT {i}"),
+                request_id: None,
+                submitted_at: chrono::Utc::now(),
+                rejudge: false,
+            })
+            .collect();
+        let new: Vec<_> = jobs
+            .iter()
+            .map(|j| NewSubmission::queued(j, Queue::Redis))
+            .collect();
+        Submission::insert_new(conn, &new).unwrap();
+        let graded: Vec<Graded> = jobs
+            .into_iter()
+            .map(|job| Graded {
+                job,
+                outcome: Outcome::verdict(Status::WrongAnswer, "differs"),
+                version: None,
+                at: chrono::Utc::now(),
+            })
+            .collect();
+        diesel::Connection::transaction(conn, |conn| {
+            let recorded = Submission::record_graded(conn, &graded)?;
+            assert!(recorded.iter().all(Option::is_some), "all recorded");
+            diesel::sql_query(
+                "SELECT c.relname::text AS relation, pg_stat_get_xact_numscans(c.oid) AS scans \
+                 FROM pg_class c WHERE (c.oid = 'submissions'::regclass OR c.oid IN \
+                 (SELECT indexrelid FROM pg_index WHERE indrelid = 'submissions'::regclass)) \
+                 AND pg_stat_get_xact_numscans(c.oid) > 0",
+            )
+            .load::<Scans>(conn)
+        })
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.relation, s.scans))
+        .collect::<Vec<_>>()
+    };
+    // While the table is small: the statement's plan is cached on this connection.
+    for _ in 0..8 {
+        record(&mut conn, 4);
+    }
+    let rows = |status: &str, graded: &str, n: u32| {
+        format!(
+            "INSERT INTO submissions (id, user_id, problem_id, sql_query, status, queue, \
+             graded_at) SELECT gen_random_uuid(), {user_id}, {problem_id}, 'SELECT 1', \
+             '{status}', 'redis', {graded} FROM generate_series(1, {n})"
+        )
+    };
+    // What ANALYZE sees: a history of graded submissions, hardly any pending. Then the burst.
+    for sql in [
+        "ALTER TABLE submissions SET (autovacuum_enabled = false)".to_string(),
+        rows("accepted", "now()", 20_000),
+        rows("queued", "NULL", 5),
+        "ANALYZE submissions".to_string(),
+        rows("queued", "NULL", 5_000),
+    ] {
+        diesel::sql_query(sql).execute(&mut conn).unwrap();
+    }
+    // On the connection whose plan was cached, then on a new one that plans afresh.
+    let mut fresh = app.platform_db();
+    for conn in [&mut conn, &mut fresh] {
+        let scans = record(conn, 16);
+        assert!(
+            scans
+                .iter()
+                .any(|(relation, _)| relation == "submissions_pkey")
+                && scans
+                    .iter()
+                    .all(|(relation, _)| relation == "submissions_pkey"),
+            "the recording reads rows by key, not the table or the pending backlog: {scans:?}"
+        );
+    }
+}
