@@ -1,0 +1,1 @@
+DROP INDEX fallback_submissions_available_idx;
