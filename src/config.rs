@@ -159,8 +159,9 @@ pub struct ExecutorSettings {
     pub resweep_after_ms: u64,
     pub max_attempts: u32,
     pub dequeue_block_secs: f64,
-    /// Live jobs of one user graded at the same time, at most, while others' jobs wait.
-    pub per_user_limit: u32,
+    /// Live jobs of one user graded at the same time, at most, while others' jobs wait (0 would
+    /// grade none: refused when the settings are read).
+    pub per_user_limit: std::num::NonZeroU32,
     /// An executor whose last grading took less than this takes its next job while it grades,
     /// when more jobs wait; 0: never.
     pub take_ahead_after_ms: u64,

@@ -140,7 +140,7 @@ impl JobSource {
             },
         };
         let handed = std::mem::take(&mut taker.handed);
-        let (per_user, lease) = (self.settings.per_user_limit, self.lease());
+        let (per_user, lease) = (self.settings.per_user_limit.get(), self.lease());
         // The script that takes a job publishes its `running` event over the taker's connection,
         // of link `generation` (`start` over the current link): this instance's connections
         // heard it if one subscription to that link was live from just before to just after.
@@ -213,7 +213,7 @@ impl JobSource {
 
     async fn take_from_postgres(&self) -> Option<Held> {
         let lease = chrono::Duration::milliseconds(self.settings.lease_ms as i64);
-        let per_user = self.settings.per_user_limit;
+        let per_user = self.settings.per_user_limit.get();
         let claimed = db::run(&self.pool, move |c| {
             FallbackSubmission::claim(c, 1, lease, Some(per_user))
         })

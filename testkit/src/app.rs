@@ -762,3 +762,22 @@ impl Drop for TestApp {
         .join();
     }
 }
+
+/// Rows and index entries of `table` (and its indexes) that the current transaction has read
+/// so far: what a statement costs in reads, as the difference of two calls around it.
+pub fn rows_read(conn: &mut PgConnection, table: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct Read {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        rows: i64,
+    }
+    diesel::sql_query(
+        "SELECT coalesce(sum(pg_stat_get_xact_tuples_returned(oid)), 0)::bigint AS rows \
+         FROM pg_class WHERE oid = $1::regclass \
+         OR oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = $1::regclass)",
+    )
+    .bind::<diesel::sql_types::Text, _>(table)
+    .get_result::<Read>(conn)
+    .unwrap()
+    .rows
+}

@@ -372,7 +372,7 @@ async fn backends_that_ignore_cancels_never_pile_up() {
         demo: true,
         workers: 4,
         tweak: Some(|s| {
-            s.executor.per_user_limit = 2;
+            s.executor.per_user_limit = std::num::NonZeroU32::new(2).unwrap();
             s.sandbox.backend_exit_wait_ms = 100;
             // Each long division ignores cancels and terminations for about 0.6 s here
             // (PostgreSQL 15.20 checks between them): the slot gives up well before that.
