@@ -502,9 +502,10 @@ async fn sentinel_failover_under_load() {
     assert_eq!(app.fallback_pending(), 0, "the fallback queue drained");
 }
 
-/// A claim from the Postgres fallback queue reads the jobs it takes (and those it passes over),
-/// never the whole backlog, whatever the statistics (an ANALYZE from before an outage that
-/// queued thousands). The claim is still the oldest available job of a user below the limit.
+/// A claim from the Postgres fallback queue never reads the whole backlog, whatever the
+/// statistics (an ANALYZE from before an outage that queued thousands), nor one user's flood
+/// ahead of everyone else's jobs. The claim is still the oldest available job of a user below
+/// the limit.
 #[actix_web::test]
 async fn a_fallback_claim_reads_what_it_takes_not_the_whole_backlog() {
     use diesel::{Connection, RunQueryDsl};
@@ -520,40 +521,55 @@ async fn a_fallback_claim_reads_what_it_takes_not_the_whole_backlog() {
         .execute(&mut conn)
         .unwrap();
     // The outage's backlog, seen by this transaction alone (the app's own claims see none):
-    // 5,000 jobs of 16 users, in order; the first three (users 0, 1, 2) are being graded.
+    // user 99's flood of 5,000 jobs, then 5,000 jobs of 16 users, in turn. User 99's first job
+    // and then those of users 0, 1 and 2 are being graded.
     conn.test_transaction::<_, diesel::result::Error, _>(|conn| {
-        diesel::sql_query(
-            "INSERT INTO fallback_submissions (id, data, created_at) \
-             SELECT id, jsonb_build_object('job_id', id, 'user_id', i % 16, 'problem_id', 1, \
-               'sql', 'SELECT 1', 'request_id', NULL, 'submitted_at', at, 'rejudge', false), at \
-             FROM (SELECT gen_random_uuid() AS id, i, \
-                   now() - interval '1 hour' + i * interval '1 ms' AS at \
-                   FROM generate_series(0, 4999) i) j",
-        )
-        .execute(conn)?;
-        for _ in 0..3 {
-            FallbackSubmission::claim(conn, 1, lease, Some(1))?;
-        }
+        let jobs = |user: &str, from: &str| {
+            format!(
+                "INSERT INTO fallback_submissions (id, data, created_at) \
+                 SELECT id, jsonb_build_object('job_id', id, 'user_id', {user}, \
+                   'problem_id', 1, 'sql', 'SELECT 1', 'request_id', NULL, \
+                   'submitted_at', at, 'rejudge', false), at \
+                 FROM (SELECT gen_random_uuid() AS id, i, \
+                       now() - interval '{from}' + i * interval '1 ms' AS at \
+                       FROM generate_series(0, 4999) i) j"
+            )
+        };
+        diesel::sql_query(jobs("99", "2 hours")).execute(conn)?;
+        diesel::sql_query(jobs("i % 16", "1 hour")).execute(conn)?;
         let user = |f: &FallbackSubmission| f.data["user_id"].as_i64().unwrap();
+        let mut busy = Vec::new();
+        for _ in 0..4 {
+            busy.extend(
+                FallbackSubmission::claim(conn, 1, lease, Some(1))?
+                    .iter()
+                    .map(user),
+            );
+        }
+        assert_eq!(
+            busy,
+            [99, 0, 1, 2],
+            "the flood's first job, then the others' in turn"
+        );
         let before = rows_read(conn, "fallback_submissions");
         let fair = FallbackSubmission::claim(conn, 1, lease, Some(1))?;
         let fair_reads = rows_read(conn, "fallback_submissions") - before;
         assert_eq!(
             fair.iter().map(user).collect::<Vec<_>>(),
             [3],
-            "users 0-2 are at their limit"
+            "users 99 and 0-2 are at their limit"
         );
         let before = rows_read(conn, "fallback_submissions");
         let any = FallbackSubmission::claim(conn, 4, lease, None)?;
         let any_reads = rows_read(conn, "fallback_submissions") - before;
         assert_eq!(
             any.iter().map(user).collect::<Vec<_>>(),
-            [4, 5, 6, 7],
-            "the oldest four"
+            [99, 99, 99, 99],
+            "without a limit, the oldest four"
         );
         assert!(
-            fair_reads < 50 && any_reads < 50,
-            "a claim reads rows in the index's order, not the backlog of 5,000: \
+            fair_reads < 300 && any_reads < 50,
+            "a claim reads what it takes, not the backlog of 10,000 or the flood of 5,000: \
              {fair_reads} and {any_reads} rows read"
         );
         Ok(())

@@ -19,6 +19,51 @@ pub struct FallbackSubmission {
     pub attempts: i32,
 }
 
+/// A fallback job waiting to be claimed (never claimed, or its claim lapsed), and when it
+/// became available: the order claims take them in (`fallback_submissions_available_idx`).
+const WAITING: &str = "(claimed_until IS NULL OR claimed_until < $1)";
+const AVAILABLE_AT: &str = "coalesce(claimed_until, created_at)";
+
+/// The users at their limit, from the live leases alone: the future end of the available
+/// index (a job's `created_at` may be ahead of this clock too, hence the filter).
+/// $1: now, $2: how many to claim, $3: the limit.
+const BUSY: &str = "busy AS MATERIALIZED (SELECT data->>'user_id' AS user_id \
+     FROM fallback_submissions \
+     WHERE coalesce(claimed_until, created_at) >= $1 AND claimed_until >= $1 \
+     GROUP BY 1 HAVING count(*) >= $3)";
+
+/// Of the first 64 waiting jobs, the first of users below the limit.
+static CLAIM_AHEAD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH {BUSY} SELECT id FROM (SELECT id, data->>'user_id' AS user_id, \
+         {AVAILABLE_AT} AS at FROM fallback_submissions WHERE {WAITING} \
+         ORDER BY {AVAILABLE_AT} LIMIT 64) w \
+         WHERE NOT EXISTS (SELECT FROM busy WHERE busy.user_id = w.user_id) \
+         ORDER BY at LIMIT $2"
+    )
+});
+
+/// Each waiting user's first job (the users found one index probe each, in
+/// `fallback_submissions_user_idx`; every job names its user), of users below the limit, the
+/// first of them.
+static CLAIM_BY_USER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "WITH RECURSIVE {BUSY}, users(user_id) AS ( \
+           (SELECT data->>'user_id' FROM fallback_submissions \
+            WHERE data->>'user_id' IS NOT NULL ORDER BY 1 LIMIT 1) \
+           UNION ALL \
+           SELECT (SELECT data->>'user_id' FROM fallback_submissions \
+                   WHERE data->>'user_id' > users.user_id ORDER BY 1 LIMIT 1) \
+           FROM users WHERE users.user_id IS NOT NULL) \
+         SELECT first.id FROM users CROSS JOIN LATERAL ( \
+           SELECT id, {AVAILABLE_AT} AS at FROM fallback_submissions \
+           WHERE data->>'user_id' = users.user_id AND {WAITING} \
+           ORDER BY {AVAILABLE_AT} LIMIT $2) first \
+         WHERE NOT EXISTS (SELECT FROM busy WHERE busy.user_id = users.user_id) \
+         ORDER BY first.at LIMIT $2"
+    )
+});
+
 impl FallbackSubmission {
     pub fn job(&self) -> Option<Job> {
         serde_json::from_value(self.data.clone()).ok()
@@ -74,45 +119,59 @@ impl FallbackSubmission {
         }
         conn.transaction(|conn| {
             let now = Utc::now();
-            // Whatever the planner estimates (a plan cached while the queue was short, the
-            // statistics of an ANALYZE from before an outage), the queue is walked in its
-            // index's order: a backlog of thousands is not read and sorted for every claim.
-            // The settings end with the transaction.
-            let mut setup =
-                String::from("SET LOCAL enable_seqscan = off; SET LOCAL enable_sort = off");
-            let (busy, fair) = if per_user.is_some() {
+            // Whatever the planner estimates (the statistics of an ANALYZE from before an
+            // outage), the queue is read through its indexes: a backlog of thousands is not
+            // read and sorted for every claim. (A plan with a disabled step, when there is no
+            // other, would look costly enough to be JIT-compiled: no JIT.) The settings end
+            // with the transaction.
+            conn.batch_execute(
+                "SET LOCAL enable_seqscan = off; SET LOCAL enable_sort = off; \
+                 SET LOCAL jit = off",
+            )?;
+            let load = |conn: &mut PgConnection, sql: &str| {
+                diesel::sql_query(sql)
+                    .bind::<Timestamptz, _>(now)
+                    .bind::<BigInt, _>(limit)
+                    .bind::<BigInt, _>(i64::from(per_user.unwrap_or(0)))
+                    .load::<Claimable>(conn)
+                    .map(|c| c.into_iter().map(|c| c.id).collect::<Vec<Uuid>>())
+            };
+            let ids = if per_user.is_none() {
+                load(
+                    conn,
+                    &format!(
+                        "SELECT id FROM fallback_submissions WHERE {WAITING} \
+                         ORDER BY {AVAILABLE_AT} LIMIT $2 FOR UPDATE SKIP LOCKED"
+                    ),
+                )?
+            } else {
                 // Claims take turns, or two executors could each start one more of a user's
                 // jobs than the limit allows.
-                setup.push_str(
-                    "; SELECT pg_advisory_xact_lock(hashtext('sqljudge.fallback.claim'))",
-                );
-                // The users at their limit, from the live leases alone (the index's future
-                // end: a job's `created_at` may be ahead of this clock too, hence the filter).
-                (
-                    "WITH busy AS MATERIALIZED (SELECT data->>'user_id' AS user_id \
-                     FROM fallback_submissions \
-                     WHERE coalesce(claimed_until, created_at) >= $1 AND claimed_until >= $1 \
-                     GROUP BY 1 HAVING count(*) >= $3) ",
-                    "AND NOT EXISTS (SELECT FROM busy WHERE busy.user_id = f.data->>'user_id')",
+                diesel::sql_query(
+                    "SELECT pg_advisory_xact_lock(hashtext('sqljudge.fallback.claim'))",
                 )
-            } else {
-                ("", "")
+                .execute(conn)?;
+                // The first waiting jobs, in order, nearly always hold one of a user below
+                // the limit; when they do not (one user's flood ahead), each waiting user's
+                // first job, one index probe per user instead of a walk through the flood.
+                let first = load(conn, &CLAIM_AHEAD)?;
+                if first.is_empty() {
+                    load(conn, &CLAIM_BY_USER)?
+                } else {
+                    first
+                }
             };
-            conn.batch_execute(&setup)?;
-            let ids: Vec<Uuid> = diesel::sql_query(format!(
-                "{busy}SELECT id FROM fallback_submissions f \
-                 WHERE (claimed_until IS NULL OR claimed_until < $1) {fair} \
-                 ORDER BY coalesce(claimed_until, created_at) LIMIT $2 FOR UPDATE SKIP LOCKED"
-            ))
-            .bind::<Timestamptz, _>(now)
-            .bind::<BigInt, _>(limit)
-            .bind::<BigInt, _>(i64::from(per_user.unwrap_or(0)))
-            .load::<Claimable>(conn)?
-            .into_iter()
-            .map(|c| c.id)
-            .collect();
+            // Still waiting: a claim without a limit may have taken one meanwhile (a fair
+            // claim does not lock what it reads; the update waits for that claim's lock and
+            // reads the row again).
             let mut claimed = diesel::update(
-                fallback_submissions::table.filter(fallback_submissions::id.eq_any(&ids)),
+                fallback_submissions::table
+                    .filter(fallback_submissions::id.eq_any(&ids))
+                    .filter(
+                        fallback_submissions::claimed_until
+                            .is_null()
+                            .or(fallback_submissions::claimed_until.lt(now)),
+                    ),
             )
             .set((
                 fallback_submissions::claimed_until.eq(now + lease),
