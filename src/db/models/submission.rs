@@ -8,6 +8,14 @@ use crate::job::{Job, Outcome, Queue, Status};
 
 const PENDING: [Status; 2] = [Status::Queued, Status::Running];
 
+/// `PENDING` as an SQL condition whose constants stand in the text: a plan that PostgreSQL
+/// caches for any parameter values (a generic one) can then still use
+/// `submissions_pending_idx`, whose predicate it must prove from them.
+static PENDING_SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let [queued, running] = PENDING.map(|s| s.as_str());
+    format!("submissions.status IN ('{queued}', '{running}')")
+});
+
 #[derive(Debug, Clone, Queryable, QueryableByName, Selectable)]
 #[diesel(table_name = submissions)]
 pub struct Submission {
@@ -273,7 +281,6 @@ impl Submission {
         fn each<T>(graded: &[&Graded], f: impl Fn(&Outcome) -> T) -> Vec<T> {
             graded.iter().map(|g| f(&g.outcome)).collect()
         }
-        let [queued, running] = PENDING.map(|s| s.as_str());
         // The columns by name, as diesel selects them: the statement is prepared once per
         // connection, and a `*` that a migration widens would fail it while this process runs.
         static RETURNING: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
@@ -310,9 +317,9 @@ impl Submission {
              FROM unnest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) AS x(id, status, \
                rows_returned, expected_rows, duration_ms, message, sqlstate, diff, reason, \
                failed_test, counterexample, graded_at) \
-             WHERE submissions.id = x.id \
-               AND (submissions.status IN ('{queued}', '{running}')) IS TRUE \
+             WHERE submissions.id = x.id AND ({pending}) IS TRUE \
              RETURNING {returning}",
+            pending = *PENDING_SQL,
             returning = *RETURNING
         ))
         .bind::<Array<diesel::sql_types::Uuid>, _>(
@@ -547,7 +554,7 @@ impl Submission {
         let in_fallback =
             fallback_submissions::table.filter(fallback_submissions::id.eq(submissions::id));
         submissions::table
-            .filter(submissions::status.eq_any(PENDING))
+            .filter(diesel::dsl::sql::<diesel::sql_types::Bool>(&PENDING_SQL))
             .filter(submissions::created_at.lt(cutoff))
             .filter(diesel::dsl::not(diesel::dsl::exists(in_fallback)))
             .select(Submission::as_select())
