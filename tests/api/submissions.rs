@@ -700,22 +700,16 @@ async fn concurrent_retries_with_one_request_id_make_one_submission() {
     assert_eq!(mine["total"], 25);
 }
 
-/// The recorder's statements are prepared once per connection: a column that a migration adds
-/// while the process runs (docs/operations.md: additive migrations first, processes after)
-/// must not make them fail on that connection.
-#[actix_web::test]
-async fn verdicts_are_still_recorded_after_a_column_is_added_while_running() {
-    use sqljudge::db::models::{Graded, NewSubmission, Submission};
-    use sqljudge::job::{Job, Outcome, Queue, Status};
-    let app = TestApp::spawn_with(Options {
-        workers: 0,
-        ..Default::default()
-    })
-    .await;
-    let user_id = app.user_id(&app.user("grader").await).await;
-    let problem_id = app.problem_id("uk-customers").await;
-    let jobs: Vec<Job> = (0..2)
-        .map(|i| Job {
+/// `n` submissions of `user_id` to `problem_id`, queued in Postgres (as the intake leaves them).
+fn queued_jobs(
+    conn: &mut diesel::PgConnection,
+    user_id: i64,
+    problem_id: i64,
+    n: usize,
+) -> Vec<sqljudge::job::Job> {
+    use sqljudge::db::models::{NewSubmission, Submission};
+    let jobs: Vec<sqljudge::job::Job> = (0..n)
+        .map(|i| sqljudge::job::Job {
             job_id: uuid::Uuid::new_v4(),
             user_id,
             problem_id,
@@ -725,20 +719,43 @@ async fn verdicts_are_still_recorded_after_a_column_is_added_while_running() {
             rejudge: false,
         })
         .collect();
-    let mut conn = app.platform_db();
     let rows: Vec<_> = jobs
         .iter()
-        .map(|j| NewSubmission::queued(j, Queue::Redis))
+        .map(|j| NewSubmission::queued(j, sqljudge::job::Queue::Redis))
         .collect();
-    Submission::insert_new(&mut conn, &rows).unwrap();
+    Submission::insert_new(conn, &rows).unwrap();
+    jobs
+}
+
+/// A job graded `wrong_answer` now.
+fn wrong_answer(job: sqljudge::job::Job) -> sqljudge::db::models::Graded {
+    use sqljudge::job::{Outcome, Status};
+    sqljudge::db::models::Graded {
+        job,
+        outcome: Outcome::verdict(Status::WrongAnswer, "differs"),
+        version: None,
+        at: chrono::Utc::now(),
+    }
+}
+
+/// The recorder's statements are prepared once per connection: a column that a migration adds
+/// while the process runs (docs/operations.md: additive migrations first, processes after)
+/// must not make them fail on that connection.
+#[actix_web::test]
+async fn verdicts_are_still_recorded_after_a_column_is_added_while_running() {
+    use sqljudge::db::models::Submission;
+    use sqljudge::job::{Job, Status};
+    let app = TestApp::spawn_with(Options {
+        workers: 0,
+        ..Default::default()
+    })
+    .await;
+    let user_id = app.user_id(&app.user("grader").await).await;
+    let problem_id = app.problem_id("uk-customers").await;
+    let mut conn = app.platform_db();
+    let jobs = queued_jobs(&mut conn, user_id, problem_id, 2);
     let record = |conn: &mut diesel::PgConnection, job: &Job| {
-        let graded = Graded {
-            job: job.clone(),
-            outcome: Outcome::verdict(Status::WrongAnswer, "differs"),
-            version: None,
-            at: chrono::Utc::now(),
-        };
-        Submission::record_graded(conn, &[graded])
+        Submission::record_graded(conn, &[wrong_answer(job.clone())])
     };
     assert!(record(&mut conn, &jobs[0]).unwrap()[0].is_some());
     diesel::sql_query("ALTER TABLE submissions ADD COLUMN added_later integer")
@@ -759,8 +776,7 @@ async fn verdicts_are_still_recorded_after_a_column_is_added_while_running() {
 /// Each batch must not read the whole table or backlog.
 #[actix_web::test]
 async fn recording_verdicts_finds_rows_by_key_whatever_the_statistics_say() {
-    use sqljudge::db::models::{Graded, NewSubmission, Submission};
-    use sqljudge::job::{Job, Outcome, Queue, Status};
+    use sqljudge::db::models::Submission;
     let app = TestApp::spawn_with(Options {
         workers: 0,
         ..Default::default()
@@ -772,30 +788,9 @@ async fn recording_verdicts_finds_rows_by_key_whatever_the_statistics_say() {
     // Queues `n` submissions and records them on `conn`, in one batch; the rows and index
     // entries of `submissions` that the recording read.
     let record = |conn: &mut diesel::PgConnection, n: usize| {
-        let jobs: Vec<Job> = (0..n)
-            .map(|i| Job {
-                job_id: uuid::Uuid::new_v4(),
-                user_id,
-                problem_id,
-                sql: format!("SELECT {i}"),
-                request_id: None,
-                submitted_at: chrono::Utc::now(),
-                rejudge: false,
-            })
-            .collect();
-        let new: Vec<_> = jobs
-            .iter()
-            .map(|j| NewSubmission::queued(j, Queue::Redis))
-            .collect();
-        Submission::insert_new(conn, &new).unwrap();
-        let graded: Vec<Graded> = jobs
+        let graded: Vec<_> = queued_jobs(conn, user_id, problem_id, n)
             .into_iter()
-            .map(|job| Graded {
-                job,
-                outcome: Outcome::verdict(Status::WrongAnswer, "differs"),
-                version: None,
-                at: chrono::Utc::now(),
-            })
+            .map(wrong_answer)
             .collect();
         diesel::Connection::transaction(conn, |conn| {
             let before = rows_read(conn, "submissions");
