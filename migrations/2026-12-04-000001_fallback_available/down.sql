@@ -1,2 +1,1 @@
 DROP INDEX fallback_submissions_available_idx;
-DROP INDEX fallback_submissions_user_idx;

@@ -3,7 +3,3 @@
 -- live leases (theirs is the future end), which fair claims count by user.
 CREATE INDEX fallback_submissions_available_idx
     ON fallback_submissions ((coalesce(claimed_until, created_at)));
--- Each user's jobs in that order: when one user's flood fills the head of the queue, a fair
--- claim finds each waiting user's first job, instead of walking through the flood.
-CREATE INDEX fallback_submissions_user_idx
-    ON fallback_submissions ((data->>'user_id'), (coalesce(claimed_until, created_at)));

@@ -843,9 +843,10 @@ async fn recording_verdicts_finds_rows_by_key_whatever_the_statistics_say() {
     burst(&mut conn, "queued", "NULL", 5_000);
     let mut fresh = app.platform_db();
     at_most(record(&mut fresh, 16), "statistics from before a burst");
-    // The sweep for pending submissions Redis lost reads pending ones (the planner may read
-    // the whole backlog out of the pending index and sort it), not the history of graded
-    // ones, also in a plan made for any values (which PostgreSQL may cache).
+    // The sweep for pending submissions Redis lost reads the pending index (whose entries
+    // here also include the 5,000 made graded above, not vacuumed: up to about 10,000), not
+    // the history of graded ones, also in a plan made for any values (which PostgreSQL may
+    // cache).
     let mut sweep = app.platform_db();
     diesel::sql_query("SET plan_cache_mode = force_generic_plan")
         .execute(&mut sweep)
@@ -858,8 +859,8 @@ async fn recording_verdicts_finds_rows_by_key_whatever_the_statistics_say() {
     })
     .unwrap();
     assert!(
-        reads < 6_000,
+        reads < 15_000,
         "the sweep read {reads} rows of submissions for its 10 oldest pending (5,005 pending, \
-         25,000 in all)"
+         30,000 in all)"
     );
 }

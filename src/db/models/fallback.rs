@@ -32,20 +32,20 @@ const BUSY: &str = "busy AS MATERIALIZED (SELECT data->>'user_id' AS user_id \
      WHERE coalesce(claimed_until, created_at) >= $1 AND claimed_until >= $1 \
      GROUP BY 1 HAVING count(*) >= $3)";
 
-/// Of the first 64 waiting jobs, the first of users below the limit.
+/// Of the first 64 waiting jobs, those of users below the limit, in order.
 static CLAIM_AHEAD: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "WITH {BUSY} SELECT id FROM (SELECT id, data->>'user_id' AS user_id, \
          {AVAILABLE_AT} AS at FROM fallback_submissions WHERE {WAITING} \
          ORDER BY {AVAILABLE_AT} LIMIT 64) w \
-         WHERE NOT EXISTS (SELECT FROM busy WHERE busy.user_id = w.user_id) \
-         ORDER BY at LIMIT $2"
+         WHERE NOT EXISTS (SELECT FROM busy WHERE busy.user_id = w.user_id) ORDER BY at"
     )
 });
 
 /// Each waiting user's first job (the users found one index probe each, in
-/// `fallback_submissions_user_idx`; every job names its user), of users below the limit, the
-/// first of them.
+/// `fallback_submissions_user_idx`; every job names its user), of users below the limit, in
+/// order (64 at most). A user's jobs are read as a range of that index: with an equality,
+/// the planner may walk the available index instead, through the flood.
 static CLAIM_BY_USER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     format!(
         "WITH RECURSIVE {BUSY}, users(user_id) AS ( \
@@ -57,10 +57,11 @@ static CLAIM_BY_USER: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| 
            FROM users WHERE users.user_id IS NOT NULL) \
          SELECT first.id FROM users CROSS JOIN LATERAL ( \
            SELECT id, {AVAILABLE_AT} AS at FROM fallback_submissions \
-           WHERE data->>'user_id' = users.user_id AND {WAITING} \
-           ORDER BY {AVAILABLE_AT} LIMIT $2) first \
+           WHERE data->>'user_id' >= users.user_id AND data->>'user_id' <= users.user_id \
+             AND {WAITING} \
+           ORDER BY data->>'user_id', {AVAILABLE_AT} LIMIT 1) first \
          WHERE NOT EXISTS (SELECT FROM busy WHERE busy.user_id = users.user_id) \
-         ORDER BY first.at LIMIT $2"
+         ORDER BY first.at LIMIT 64"
     )
 });
 
@@ -104,7 +105,9 @@ impl FallbackSubmission {
 
     /// Claims up to `limit` unclaimed (or lapsed) jobs for `lease`, in the order they became
     /// available (a job handed back waits behind those already waiting). With `per_user`, a
-    /// user's jobs are skipped while that many of theirs are claimed, so other users go first.
+    /// user's jobs are skipped while that many of theirs are claimed, so other users go first
+    /// (callers take one job at a time this way: of the first 64 waiting jobs, fewer than
+    /// `limit` may qualify while more would further on).
     pub fn claim(
         conn: &mut PgConnection,
         limit: i64,
@@ -124,10 +127,7 @@ impl FallbackSubmission {
             // read and sorted for every claim. (A plan with a disabled step, when there is no
             // other, would look costly enough to be JIT-compiled: no JIT.) The settings end
             // with the transaction.
-            conn.batch_execute(
-                "SET LOCAL enable_seqscan = off; SET LOCAL enable_sort = off; \
-                 SET LOCAL jit = off",
-            )?;
+            conn.batch_execute("SET LOCAL enable_seqscan = off; SET LOCAL jit = off")?;
             let load = |conn: &mut PgConnection, sql: &str| {
                 diesel::sql_query(sql)
                     .bind::<Timestamptz, _>(now)
@@ -154,16 +154,30 @@ impl FallbackSubmission {
                 // The first waiting jobs, in order, nearly always hold one of a user below
                 // the limit; when they do not (one user's flood ahead), each waiting user's
                 // first job, one index probe per user instead of a walk through the flood.
-                let first = load(conn, &CLAIM_AHEAD)?;
-                if first.is_empty() {
-                    load(conn, &CLAIM_BY_USER)?
-                } else {
-                    first
+                let mut candidates = load(conn, &CLAIM_AHEAD)?;
+                if candidates.is_empty() {
+                    candidates = load(conn, &CLAIM_BY_USER)?;
                 }
+                // The first that no claim without a limit holds (one lookup, nearly always).
+                let mut ids = Vec::new();
+                for id in candidates {
+                    if ids.len() as i64 == limit {
+                        break;
+                    }
+                    let free = diesel::sql_query(
+                        "SELECT id FROM fallback_submissions WHERE id = $1 \
+                         AND (claimed_until IS NULL OR claimed_until < $2) \
+                         FOR UPDATE SKIP LOCKED",
+                    )
+                    .bind::<diesel::sql_types::Uuid, _>(id)
+                    .bind::<Timestamptz, _>(now)
+                    .load::<Claimable>(conn)?;
+                    ids.extend(free.into_iter().map(|c| c.id));
+                }
+                ids
             };
-            // Still waiting: a claim without a limit may have taken one meanwhile (a fair
-            // claim does not lock what it reads; the update waits for that claim's lock and
-            // reads the row again).
+            // Still waiting: another claim may have taken one between this statement's
+            // snapshot and its lock.
             let mut claimed = diesel::update(
                 fallback_submissions::table
                     .filter(fallback_submissions::id.eq_any(&ids))

@@ -1,0 +1,1 @@
+DROP INDEX fallback_submissions_user_idx;
