@@ -164,28 +164,21 @@ impl FallbackSubmission {
                     if ids.len() as i64 == limit {
                         break;
                     }
-                    let free = diesel::sql_query(
-                        "SELECT id FROM fallback_submissions WHERE id = $1 \
-                         AND (claimed_until IS NULL OR claimed_until < $2) \
-                         FOR UPDATE SKIP LOCKED",
-                    )
-                    .bind::<diesel::sql_types::Uuid, _>(id)
+                    let free = diesel::sql_query(format!(
+                        "SELECT id FROM fallback_submissions WHERE {WAITING} AND id = $2 \
+                         FOR UPDATE SKIP LOCKED"
+                    ))
                     .bind::<Timestamptz, _>(now)
+                    .bind::<diesel::sql_types::Uuid, _>(id)
                     .load::<Claimable>(conn)?;
                     ids.extend(free.into_iter().map(|c| c.id));
                 }
                 ids
             };
-            // Still waiting: another claim may have taken one between this statement's
-            // snapshot and its lock.
+            // Locked by this transaction, and still waiting when locked (`FOR UPDATE` reads a
+            // row changed meanwhile again).
             let mut claimed = diesel::update(
-                fallback_submissions::table
-                    .filter(fallback_submissions::id.eq_any(&ids))
-                    .filter(
-                        fallback_submissions::claimed_until
-                            .is_null()
-                            .or(fallback_submissions::claimed_until.lt(now)),
-                    ),
+                fallback_submissions::table.filter(fallback_submissions::id.eq_any(&ids)),
             )
             .set((
                 fallback_submissions::claimed_until.eq(now + lease),
