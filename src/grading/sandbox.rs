@@ -1483,13 +1483,15 @@ async fn execute<'c>(
     } else {
         "READ ONLY"
     };
-    let begin = format!(
-        "BEGIN ISOLATION LEVEL READ COMMITTED {mode}; \
-         SET LOCAL statement_timeout = {t}; SET LOCAL lock_timeout = {t}; \
-         SET LOCAL search_path = {schema}",
-        t = spec.time_limit_ms,
-        schema = quote_ident(spec.dataset),
-    );
+    let t = spec.time_limit_ms;
+    let begin = [
+        format!("BEGIN ISOLATION LEVEL READ COMMITTED {mode}"),
+        format!("SET LOCAL statement_timeout = {t}"),
+        format!("SET LOCAL lock_timeout = {t}"),
+        format!("SET LOCAL search_path = {}", quote_ident(spec.dataset)),
+    ];
+    let starting = begin.len();
+    let begin = begin.join("; ");
     let Some(prelude) = spec.prelude else {
         if spec.check_table.is_some() {
             // The parse check behind the start: a statement it refuses is not run at all.
@@ -1506,15 +1508,16 @@ async fn execute<'c>(
             return read;
         }
         // A read-only run is sent whole in one round trip: the start, the parse check, then the
-        // statement behind `GUARD` and the reset. A start or a parse check that fails leaves
-        // the transaction aborted, where the guard is refused, and with it the rest of the
-        // text: nothing of a text the parse check refuses runs, whatever it holds.
-        let guarded = format!("{GUARD}{}", spec.sql);
+        // statement behind `GUARD` with the reset behind it, in one message. A start or a parse
+        // check that fails leaves the transaction aborted, where the guard is refused, and with
+        // it the rest of the message: nothing of a text the parse check refuses runs, whatever
+        // it holds. A text that parsed as one statement ends where it seems to: the newline
+        // ends a trailing comment, and the `;` the statement.
+        let guarded = format!("{GUARD}{}\n;{RESET}", spec.sql);
         if spec.parsed {
-            let read = read_then_reset(client, &guarded, s, reset);
-            let (begun, read) = futures_util::join!(client.batch_execute(&begin), read);
-            begun.map_err(ExecError::Setup)?;
-            return read;
+            // The start goes in the same message: one exchange with the server for the run.
+            let text = format!("{begin}; {guarded}");
+            return read_and_reset(client, &text, starting + 1, s, reset).await;
         }
         // The parse check looks up the result's types after its answer, so behind the reset:
         // the reset's answer is read here meanwhile (left unread, it could hold them up). A
@@ -1530,7 +1533,7 @@ async fn execute<'c>(
         };
         let read = async {
             let mut sent = None;
-            let read = read_then_reset(client, &guarded, s, &mut sent).await;
+            let read = read_and_reset(client, &guarded, 1, s, &mut sent).await;
             match sent {
                 Some(sent) => {
                     drop(give_up);
@@ -1590,29 +1593,41 @@ async fn read_result(
     }
 }
 
-/// `read_rows` with `RESET` sent behind the statement and left in `reset` once the rows are
-/// read (not when reading them failed on our side: the connection is then dropped).
-async fn read_then_reset<'c>(
+/// Reads the answer to `text`: `setup` statements of ours, the statement, then `RESET`'s
+/// statements, sent as one message. An error in ours is a `Setup` error. Once the connection is
+/// known to be usable, its reset is left in `reset`: the rest of the answer, or, when an error
+/// the server reported skipped it, a reset sent now (none when reading failed on our side:
+/// with rows left unread, the connection is dropped).
+async fn read_and_reset<'c>(
     client: &'c Client,
-    sql: &str,
+    text: &str,
+    setup: usize,
     s: &SandboxSettings,
     reset: &mut Option<Sent<'c>>,
 ) -> Result<ResultSet, ExecError> {
-    // Sent on its first poll, which `simple_query_raw` completes.
-    let stream = client.simple_query_raw(sql).await?;
-    let sent = send(client.batch_execute(RESET)).await;
-    let rows = read_stream(stream, s).await;
-    // An error the server reported leaves the connection usable (`conclude`); one of ours
-    // (rows it could not decode, too many), with rows left unread, does not.
-    let usable = match &rows {
-        Ok(_) => true,
-        Err(ExecError::Db(e)) => e.as_db_error().is_some(),
-        Err(_) => false,
-    };
-    if usable {
-        *reset = Some(sent);
+    let mut stream = Box::pin(client.simple_query_raw(text).await?);
+    let mut completed = 0;
+    match read_answers(stream.as_mut(), s, setup + 1, &mut completed).await {
+        Ok(rows) => {
+            *reset = Some(Box::pin(async move {
+                while let Some(answer) = stream.next().await {
+                    answer?;
+                }
+                Ok(())
+            }));
+            Ok(rows)
+        }
+        Err(ExecError::Db(e)) => {
+            if e.as_db_error().is_some() {
+                *reset = Some(send(client.batch_execute(RESET)).await);
+            }
+            Err(match completed < setup {
+                true => ExecError::Setup(e),
+                false => ExecError::Db(e),
+            })
+        }
+        Err(e) => Err(e),
     }
-    rows
 }
 
 async fn read_rows(
@@ -1620,17 +1635,25 @@ async fn read_rows(
     sql: &str,
     s: &SandboxSettings,
 ) -> Result<ResultSet, ExecError> {
-    read_stream(client.simple_query_raw(sql).await?, s).await
+    let stream = client.simple_query_raw(sql).await?;
+    pin_mut!(stream);
+    read_answers(stream, s, usize::MAX, &mut 0).await
 }
 
-async fn read_stream(
-    stream: tokio_postgres::SimpleQueryStream,
+/// Reads `stream` up to its `statements`-th completed statement, or its end: the columns and
+/// rows it returned. `completed` counts the statements completed meanwhile.
+async fn read_answers(
+    mut stream: Pin<&mut tokio_postgres::SimpleQueryStream>,
     s: &SandboxSettings,
+    statements: usize,
+    completed: &mut usize,
 ) -> Result<ResultSet, ExecError> {
-    pin_mut!(stream);
     let mut result = ResultSet::default();
     let mut bytes = 0usize;
-    while let Some(message) = stream.next().await {
+    while *completed < statements {
+        let Some(message) = stream.next().await else {
+            break;
+        };
         match message? {
             SimpleQueryMessage::RowDescription(columns) => {
                 result.columns = columns.iter().map(|c| c.name().to_string()).collect();
@@ -1656,6 +1679,7 @@ async fn read_stream(
                 }
                 result.rows.push(values);
             }
+            SimpleQueryMessage::CommandComplete(_) => *completed += 1,
             _ => {}
         }
     }

@@ -126,3 +126,39 @@ async fn a_random_seed_does_not_survive_into_the_next_grading() {
     }
     assert_ne!(seen[0], seen[1], "the seed survived the reset: {seen:?}");
 }
+
+/// The reset is sent in the same message as the solution, behind it: a solution ending in a
+/// line comment must not turn it into one, which would leave its transaction open (and its
+/// `now()`) for the next grading on the connection (one executor: the same connection).
+#[actix_web::test]
+async fn a_trailing_comment_does_not_swallow_the_reset() {
+    let app = TestApp::spawn_with(Options {
+        workers: 1,
+        ..Default::default()
+    })
+    .await;
+    let problem = app.problem_id("no-email").await;
+    let token = app.user("commenter").await;
+    let mut seen = Vec::new();
+    for (i, tail) in ["-- the end", "--", "-- two\n-- lines", ""]
+        .iter()
+        .enumerate()
+    {
+        let graded = app
+            .grade(
+                &token,
+                problem,
+                &format!("SELECT (now() + interval '{i} s' - interval '{i} s')::text {tail}"),
+            )
+            .await;
+        assert_eq!(graded["status"], "wrong_answer", "{graded}");
+        seen.push(graded["diff"]["extra_rows"][0][0].clone());
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for pair in seen.windows(2) {
+        assert_ne!(
+            pair[0], pair[1],
+            "a transaction outlived its grading: {seen:?}"
+        );
+    }
+}
