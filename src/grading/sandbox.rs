@@ -1519,9 +1519,9 @@ async fn execute<'c>(
             let text = format!("{begin}; {guarded}");
             return read_and_reset(client, &text, starting + 1, s, reset).await;
         }
-        // The parse check looks up the result's types after its answer, so behind the reset:
-        // the reset's answer is read here meanwhile (left unread, it could hold them up). A
-        // reading given up on drops the connection: its check is not waited for.
+        // The parse check looks up the result's types after its answer, so behind the message:
+        // a reset sent after an error is read here meanwhile (left unread, it could hold them
+        // up). A reading given up on drops the connection: its check is not waited for.
         let (give_up, given_up) = tokio::sync::oneshot::channel::<()>();
         let checked = async {
             let prepare = std::pin::pin!(client.prepare(spec.sql));
@@ -1549,8 +1549,12 @@ async fn execute<'c>(
         let (begun, parsed, read) =
             futures_util::join!(client.batch_execute(&begin), checked, read);
         begun.map_err(ExecError::Setup)?;
-        if let Some(parsed) = parsed {
-            drop(parsed?);
+        match parsed {
+            // The check parsed the text, then looked up the result's types behind a statement
+            // that failed, in the transaction it aborted: the statement's error is the answer.
+            Some(Err(e)) if read.is_err() && aborted(&e) => {}
+            Some(parsed) => drop(parsed?),
+            None => {}
         }
         return read;
     };
@@ -1593,6 +1597,11 @@ async fn read_result(
     }
 }
 
+/// The error of a statement sent into a transaction that an earlier one aborted.
+fn aborted(e: &tokio_postgres::Error) -> bool {
+    e.code() == Some(&SqlState::IN_FAILED_SQL_TRANSACTION)
+}
+
 /// Reads the answer to `text`: `setup` statements of ours, the statement, then `RESET`'s
 /// statements, sent as one message. An error in ours is a `Setup` error. Once the connection is
 /// known to be usable, its reset is left in `reset`: the rest of the answer, or, when an error
@@ -1621,7 +1630,10 @@ async fn read_and_reset<'c>(
             if e.as_db_error().is_some() {
                 *reset = Some(send(client.batch_execute(RESET)).await);
             }
-            Err(match completed < setup {
+            // The server parses the whole message before it runs any of it: an error before the
+            // first completion may be the statement's (one too deeply nested to parse behind
+            // ours); one between ours is ours.
+            Err(match (1..setup).contains(&completed) {
                 true => ExecError::Setup(e),
                 false => ExecError::Db(e),
             })

@@ -162,3 +162,63 @@ async fn a_trailing_comment_does_not_swallow_the_reset() {
         );
     }
 }
+
+/// A statement whose result has a type the connection has not looked up yet (a table's row
+/// type) and that fails: the driver's lookup of the type runs after it, in the transaction it
+/// aborted. The verdict is the statement's error, not the lookup's (25P02), whether or not the
+/// lookup comes first; and a time limit stays a time limit.
+#[actix_web::test]
+async fn a_failing_statement_keeps_its_error_behind_a_type_lookup() {
+    let app = TestApp::spawn_with(Options {
+        workers: 0,
+        ..Default::default()
+    })
+    .await;
+    let problem = app.problem_id("no-email").await;
+    let token = app.user("looker").await;
+    // A new connection each time (no executor: each grading has a slot of its own).
+    for (sql, status, sqlstate) in [
+        ("SELECT c, 1/0 FROM customers c", "sql_error", Some("22012")),
+        (
+            "SELECT c, (SELECT 1/0) FROM customers c",
+            "sql_error",
+            Some("22012"),
+        ),
+        (
+            "SELECT c, pg_sleep(30) FROM customers c",
+            "time_limit_exceeded",
+            None,
+        ),
+    ] {
+        let graded = app.grade(&token, problem, sql).await;
+        assert_eq!(graded["status"], status, "{sql}: {graded}");
+        if let Some(code) = sqlstate {
+            assert_eq!(graded["sqlstate"], code, "{sql}: {graded}");
+        }
+    }
+}
+
+/// PostgreSQL parses a message whole, and a statement behind ours sits a little deeper in
+/// its parser: a text nested just deep enough to parse alone but not behind them is the
+/// statement's error, a verdict, never an interrupted grading retried until it gives up.
+#[actix_web::test]
+async fn a_statement_nested_to_the_parsers_limit_gets_a_verdict() {
+    let app = TestApp::spawn_with(Options {
+        workers: 0,
+        ..Default::default()
+    })
+    .await;
+    let problem = app.problem_id("no-email").await;
+    let token = app.user("nester").await;
+    // Bison's stack holds 10,000 entries; alone, about 9,990 parentheses parse.
+    for depth in 9_980..=10_000 {
+        let sql = format!("SELECT {}1{}", "(".repeat(depth), ")".repeat(depth));
+        let graded = app.grade(&token, problem, &sql).await;
+        let status = graded["status"].as_str().unwrap();
+        assert!(
+            ["wrong_answer", "sql_error"].contains(&status),
+            "depth {depth}: {}",
+            graded["message"]
+        );
+    }
+}
