@@ -1552,7 +1552,11 @@ async fn execute<'c>(
         match parsed {
             // The check parsed the text, then looked up the result's types behind a statement
             // that failed, in the transaction it aborted: the statement's error is the answer.
-            Some(Err(e)) if read.is_err() && aborted(&e) => {}
+            // The driver closes no statement it could not finish preparing: the connection,
+            // which holds the text, goes.
+            Some(Err(e)) if read.is_err() && aborted(&e) => {
+                *reset = Some(Box::pin(std::future::ready(Err(e))));
+            }
             Some(parsed) => drop(parsed?),
             None => {}
         }

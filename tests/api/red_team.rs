@@ -222,3 +222,34 @@ async fn a_statement_nested_to_the_parsers_limit_gets_a_verdict() {
         );
     }
 }
+
+/// That lookup failing leaves the parse check's statement prepared on the connection, text
+/// and all: the next grading there (one executor: the same connection, unless it was dropped)
+/// must not find another solution's text in `pg_prepared_statements`.
+#[actix_web::test]
+async fn a_failed_type_lookup_leaves_no_statement_behind() {
+    let app = TestApp::spawn_with(Options {
+        workers: 1,
+        ..Default::default()
+    })
+    .await;
+    let problem = app.problem_id("no-email").await;
+    let token = app.user("peeker").await;
+    let failed = app
+        .grade(
+            &token,
+            problem,
+            "SELECT c, 1/0 FROM customers c /* a secret approach */",
+        )
+        .await;
+    assert_eq!(failed["sqlstate"], "22012", "{failed}");
+    let peek = app
+        .grade(
+            &token,
+            problem,
+            "SELECT statement FROM pg_prepared_statements WHERE statement LIKE '%a secret' || ' approach%'",
+        )
+        .await;
+    assert_eq!(peek["status"], "wrong_answer", "{peek}");
+    assert_eq!(peek["diff"]["extra_rows"], serde_json::json!([]), "{peek}");
+}
