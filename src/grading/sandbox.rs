@@ -1517,6 +1517,7 @@ async fn execute<'c>(
         if spec.parsed {
             // The start goes in the same message: one exchange with the server for the run.
             let text = format!("{begin}; {guarded}");
+            // Ours before the statement: the start's, then the guard.
             return read_and_reset(client, &text, starting + 1, s, reset).await;
         }
         // The parse check looks up the result's types after its answer, so behind the message:
@@ -1533,6 +1534,7 @@ async fn execute<'c>(
         };
         let read = async {
             let mut sent = None;
+            // Ours before the statement: the guard.
             let read = read_and_reset(client, &guarded, 1, s, &mut sent).await;
             match sent {
                 Some(sent) => {
