@@ -529,13 +529,16 @@ impl Sandbox {
         // backends and locks of others; column statistics (their most common values and
         // histograms would show a hidden test's rows); set_config() (settings, role); functions that run
         // query text (they would run set_config() out of sight of the keyword check);
-        // large objects and WAL messages (they write even in a READ ONLY transaction).
+        // large objects and WAL messages (they write even in a READ ONLY transaction); the
+        // connection's prepared statements and cursors (a pooled connection's earlier
+        // gradings: the reset closes them, this is the second line).
         sql.push_str(&format!(
             "REVOKE ALL ON DATABASE {db} FROM PUBLIC;\n\
              REVOKE ALL ON SCHEMA public FROM PUBLIC;\n\
              REVOKE SELECT ON pg_catalog.pg_stat_activity FROM PUBLIC;\n\
              DO $$ DECLARE v text; BEGIN\n\
-               FOREACH v IN ARRAY ARRAY['pg_stats', 'pg_stats_ext', 'pg_stats_ext_exprs'] LOOP\n\
+               FOREACH v IN ARRAY ARRAY['pg_stats', 'pg_stats_ext', 'pg_stats_ext_exprs',\n\
+                 'pg_prepared_statements', 'pg_cursors'] LOOP\n\
                  IF to_regclass('pg_catalog.' || v) IS NOT NULL THEN\n\
                    EXECUTE format('REVOKE SELECT ON pg_catalog.%I FROM PUBLIC', v);\n\
                  END IF;\n\
@@ -550,7 +553,7 @@ impl Sandbox {
                    OR p.proname IN ('pg_cancel_backend', 'pg_terminate_backend',\n\
                      'pg_stat_get_activity', 'pg_notify', 'pg_blocking_pids',\n\
                      'set_config', 'ts_stat', 'pg_logical_emit_message', 'loread', 'lowrite',\n\
-                     'setseed')\n\
+                     'setseed', 'pg_prepared_statement', 'pg_cursor')\n\
                    OR p.proname LIKE '%\\_to\\_xml%'\n\
                    OR p.proname LIKE 'lo\\_%'\n\
                    OR (p.proname = 'ts_rewrite' AND p.proargtypes[1] = 'text'::regtype))\n\

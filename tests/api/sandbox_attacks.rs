@@ -51,6 +51,17 @@ async fn hostile_solutions_are_contained() {
             &["sql_error"],
         ),
         ("SELECT query FROM pg_stat_activity", &["sql_error"]),
+        // What earlier gradings on this connection left (the reset closes it all).
+        (
+            "SELECT statement FROM pg_prepared_statements",
+            &["sql_error"],
+        ),
+        (
+            "SELECT statement FROM pg_prepared_statement()",
+            &["sql_error"],
+        ),
+        ("SELECT statement FROM pg_cursors", &["sql_error"]),
+        ("SELECT statement FROM pg_cursor()", &["sql_error"]),
         (
             "SELECT pg_stat_get_backend_activity(s) FROM pg_stat_get_backend_idset() s",
             &["sql_error"],
