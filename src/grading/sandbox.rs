@@ -526,32 +526,32 @@ impl Sandbox {
             limit = self.settings.connection_limit,
         ));
         // What solutions never need, caught by catalog query so that every overload goes:
-        // backends and locks of others; column statistics (their most common values and
-        // histograms would show a hidden test's rows); set_config() (settings, role); functions that run
-        // query text (they would run set_config() out of sight of the keyword check);
+        // other sessions' activity, statistics and locks (backends to signal; column statistics,
+        // whose most common values and histograms would show a hidden test's rows; table
+        // statistics, which a session keeps through any reset for up to a second: an earlier
+        // grading's scans and rows read or changed); set_config() (settings, role); functions
+        // that run query text (they would run set_config() out of sight of the keyword check);
         // large objects and WAL messages (they write even in a READ ONLY transaction); the
-        // connection's prepared statements and cursors (a pooled connection's earlier
-        // gradings: the reset closes them, this is the second line).
+        // connection's prepared statements and cursors (an earlier grading's: the reset closes
+        // them, this is the second line).
         sql.push_str(&format!(
             "REVOKE ALL ON DATABASE {db} FROM PUBLIC;\n\
              REVOKE ALL ON SCHEMA public FROM PUBLIC;\n\
-             REVOKE SELECT ON pg_catalog.pg_stat_activity FROM PUBLIC;\n\
-             DO $$ DECLARE v text; BEGIN\n\
-               FOREACH v IN ARRAY ARRAY['pg_stats', 'pg_stats_ext', 'pg_stats_ext_exprs',\n\
-                 'pg_prepared_statements', 'pg_cursors'] LOOP\n\
-                 IF to_regclass('pg_catalog.' || v) IS NOT NULL THEN\n\
-                   EXECUTE format('REVOKE SELECT ON pg_catalog.%I FROM PUBLIC', v);\n\
-                 END IF;\n\
-               END LOOP;\n\
+             DO $$ DECLARE v regclass; BEGIN\n\
+               FOR v IN SELECT c.oid::regclass FROM pg_class c\n\
+                 JOIN pg_namespace n ON n.oid = c.relnamespace\n\
+                 WHERE n.nspname = 'pg_catalog' AND c.relkind = 'v' AND (c.relname LIKE 'pg\\_stat%'\n\
+                   OR c.relname IN ('pg_locks', 'pg_prepared_statements', 'pg_cursors'))\n\
+               LOOP EXECUTE format('REVOKE SELECT ON %s FROM PUBLIC', v); END LOOP;\n\
              END $$;\n\
              DO $$ DECLARE f regprocedure; BEGIN\n\
                FOR f IN SELECT p.oid::regprocedure FROM pg_proc p\n\
                  JOIN pg_namespace n ON n.oid = p.pronamespace\n\
                  WHERE n.nspname = 'pg_catalog' AND (p.proname LIKE 'pg\\_advisory%'\n\
                    OR p.proname LIKE 'pg\\_try\\_advisory%'\n\
-                   OR p.proname LIKE 'pg\\_stat\\_get\\_backend%'\n\
+                   OR p.proname LIKE 'pg\\_stat\\_get\\_%'\n\
                    OR p.proname IN ('pg_cancel_backend', 'pg_terminate_backend',\n\
-                     'pg_stat_get_activity', 'pg_notify', 'pg_blocking_pids',\n\
+                     'pg_lock_status', 'pg_notify', 'pg_blocking_pids',\n\
                      'set_config', 'ts_stat', 'pg_logical_emit_message', 'loread', 'lowrite',\n\
                      'setseed', 'pg_prepared_statement', 'pg_cursor')\n\
                    OR p.proname LIKE '%\\_to\\_xml%'\n\
