@@ -377,12 +377,15 @@ impl Sandbox {
         self.admin_client_on(&self.dbname).await
     }
 
-    /// An admin connection to one of the sandbox's databases.
+    /// An admin connection to one of the sandbox's databases. It resolves names in
+    /// `pg_catalog` alone: the default path starts with a schema named after the admin's login,
+    /// which a dataset of that name would own, and a function there matching a call of ours
+    /// exactly (`format(text, regclass)`) would run as the superuser.
     async fn admin_client_on(&self, db: &str) -> Result<Client, SandboxError> {
         let mut config = self.admin.clone();
-        config
-            .dbname(db)
-            .options(format!("{FORMATS} -c client_min_messages=warning"));
+        config.dbname(db).options(format!(
+            "{FORMATS} -c client_min_messages=warning -c search_path=pg_catalog"
+        ));
         self.connect(&config).await
     }
 
@@ -496,9 +499,7 @@ impl Sandbox {
 
     /// A connection to the cluster's maintenance database, to create databases.
     async fn server_client(&self) -> Result<Client, SandboxError> {
-        let mut server = self.admin.clone();
-        server.dbname("postgres");
-        self.connect(&server).await
+        self.admin_client_on("postgres").await
     }
 
     /// Roles of earlier versions: groups that could read (write) every dataset, and slot

@@ -514,3 +514,58 @@ async fn datasets_loaded_by_earlier_versions_are_adopted() {
         .await;
     assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
 }
+
+/// A dataset named after the admin's login owns the schema the default search path starts
+/// with: functions there that match our admin calls more exactly than `pg_catalog`'s
+/// (`format(text, regclass)` against `format(text, VARIADIC "any")`) must never be called as
+/// the admin, not when the dataset is loaded (its routines are neutralized by such calls) nor
+/// at a bootstrap.
+#[actix_web::test]
+async fn a_dataset_named_after_the_admin_runs_nothing_as_the_admin() {
+    let app = TestApp::spawn_with(Options {
+        workers: 0,
+        ..Default::default()
+    })
+    .await;
+    #[derive(diesel::QueryableByName)]
+    struct Who {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        name: String,
+    }
+    let admin = diesel::sql_query("SELECT current_user::text AS name")
+        .get_result::<Who>(&mut app.sandbox_db())
+        .unwrap()
+        .name;
+    let mut script =
+        format!("CREATE SCHEMA \"{admin}\";\nCREATE TABLE \"{admin}\".calls (who text);\n");
+    // Each overload records a call made with a superuser's rights.
+    for ty in [
+        "regclass",
+        "regprocedure",
+        "regrole",
+        "regnamespace",
+        "text",
+        "name",
+    ] {
+        script.push_str(&format!(
+            "CREATE FUNCTION \"{admin}\".format(text, {ty}) RETURNS text LANGUAGE plpgsql AS $$\n\
+             BEGIN\n\
+               IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN\n\
+                 INSERT INTO \"{admin}\".calls VALUES (current_user);\n\
+               END IF;\n\
+               RETURN pg_catalog.format($1, $2);\n\
+             END $$;\n"
+        ));
+    }
+    let res = app.put_dataset(&admin, &script).await;
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    app.state.sandbox.bootstrap().await.unwrap();
+    assert_eq!(
+        count(
+            &mut app.sandbox_db(),
+            &format!("SELECT count(*) AS n FROM \"{admin}\".calls"),
+        ),
+        0,
+        "a function of the dataset ran as the admin"
+    );
+}
