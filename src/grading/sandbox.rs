@@ -534,7 +534,9 @@ impl Sandbox {
         // that run query text (they would run set_config() out of sight of the keyword check);
         // large objects and WAL messages (they write even in a READ ONLY transaction); the
         // connection's prepared statements and cursors (an earlier grading's: the reset closes
-        // them, this is the second line).
+        // them, this is the second line); what measures others' writes (sizes, WAL positions,
+        // transaction ids and their fate, snapshots, who blocks whom), and taking a transaction
+        // id in a READ ONLY transaction.
         sql.push_str(&format!(
             "REVOKE ALL ON DATABASE {db} FROM PUBLIC;\n\
              REVOKE ALL ON SCHEMA public FROM PUBLIC;\n\
@@ -554,7 +556,16 @@ impl Sandbox {
                    OR p.proname IN ('pg_cancel_backend', 'pg_terminate_backend',\n\
                      'pg_lock_status', 'pg_notify', 'pg_blocking_pids',\n\
                      'set_config', 'ts_stat', 'pg_logical_emit_message', 'loread', 'lowrite',\n\
-                     'setseed', 'pg_prepared_statement', 'pg_cursor')\n\
+                     'setseed', 'pg_prepared_statement', 'pg_cursor', 'pg_relation_size',\n\
+                     'pg_table_size', 'pg_total_relation_size', 'pg_indexes_size',\n\
+                     'pg_database_size', 'pg_tablespace_size', 'pg_current_wal_lsn',\n\
+                     'pg_current_wal_insert_lsn', 'pg_current_wal_flush_lsn',\n\
+                     'pg_current_snapshot', 'txid_current_snapshot', 'pg_xact_status',\n\
+                     'txid_status', 'pg_current_xact_id', 'pg_current_xact_id_if_assigned',\n\
+                     'txid_current', 'txid_current_if_assigned', 'pg_last_committed_xact',\n\
+                     'pg_xact_commit_timestamp', 'pg_xact_commit_timestamp_origin',\n\
+                     'pg_isolation_test_session_is_blocked', 'pg_safe_snapshot_blocking_pids',\n\
+                     'pg_get_multixact_members')\n\
                    OR p.proname LIKE '%\\_to\\_xml%'\n\
                    OR p.proname LIKE 'lo\\_%'\n\
                    OR (p.proname = 'ts_rewrite' AND p.proargtypes[1] = 'text'::regtype))\n\

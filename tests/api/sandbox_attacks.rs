@@ -85,6 +85,17 @@ async fn hostile_solutions_are_contained() {
             &["sql_error"],
         ),
         ("SELECT locktype FROM pg_lock_status()", &["sql_error"]),
+        // What measures others' writes, and a transaction id taken in a read-only one.
+        ("SELECT pg_relation_size('shop.customers')", &["sql_error"]),
+        ("SELECT pg_current_wal_insert_lsn()::text", &["sql_error"]),
+        ("SELECT pg_current_snapshot()::text", &["sql_error"]),
+        ("SELECT pg_current_xact_id()::text", &["sql_error"]),
+        ("SELECT txid_current()", &["sql_error"]),
+        ("SELECT pg_xact_status('1'::xid8)", &["sql_error"]),
+        (
+            "SELECT pg_isolation_test_session_is_blocked(1, ARRAY[2])",
+            &["sql_error"],
+        ),
         (
             "SELECT pg_stat_get_backend_activity(s) FROM pg_stat_get_backend_idset() s",
             &["sql_error"],
