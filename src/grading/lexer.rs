@@ -2,8 +2,10 @@
 //! the server is involved: where each statement of a dataset script ends (and which `COPY`
 //! data follows it), and which keyword a solution starts with. It knows standard and `E''`
 //! strings, quoted identifiers, dollar quotes, `--` comments and nested `/* */` comments.
-//! It is not the security boundary: the server itself refuses more than one statement
-//! (extended-protocol Parse) and the sandbox roles can do nothing harmful.
+//! It is not the boundary between statements: the server itself refuses more than one
+//! (extended-protocol Parse) and the sandbox roles can do nothing harmful. It is the one
+//! around system columns (`system_column`), which no privilege covers: there it refuses
+//! whatever might name one.
 
 /// One piece of a dataset script.
 #[derive(Debug, Clone, PartialEq)]
@@ -262,6 +264,12 @@ enum Token {
 /// The tokens of `sql` outside any parentheses (a subquery's or a function call's clauses are
 /// not the statement's own), with comments dropped.
 fn top_level_tokens(sql: &str) -> Vec<Token> {
+    tokens(sql, true)
+}
+
+/// The tokens of `sql`, comments dropped: outside any parentheses only (each parenthesized
+/// part then stands as one `(`), or all.
+fn tokens(sql: &str, top_level: bool) -> Vec<Token> {
     let s = sql.as_bytes();
     let (mut tokens, mut depth, mut i) = (Vec::new(), 0usize, 0);
     loop {
@@ -310,13 +318,40 @@ fn top_level_tokens(sql: &str) -> Vec<Token> {
                 Some(Token::Other(sql[start..i].to_string()))
             }
         };
-        if depth > 1 || (depth == 1 && token != Some(Token::Other("(".into()))) {
+        if top_level && (depth > 1 || (depth == 1 && token != Some(Token::Other("(".into())))) {
             continue;
         }
         if let Some(token) = token {
             tokens.push(token);
         }
     }
+}
+
+/// PostgreSQL's system columns that record what transactions did to a row and where it lies:
+/// an earlier grading's rolled-back writes and row locks stay readable there.
+const SYSTEM_COLUMNS: [&str; 5] = ["xmin", "xmax", "cmin", "cmax", "ctid"];
+
+/// The first name in `sql`, at any depth, that is (or may be) a system column of
+/// `SYSTEM_COLUMNS`: a word or quoted identifier of that name, or a Unicode-escaped identifier
+/// (`U&"..."`, which can spell any name).
+pub fn system_column(sql: &str) -> Option<String> {
+    let tokens = tokens(sql, false);
+    tokens
+        .iter()
+        .enumerate()
+        .find_map(|(i, token)| match token {
+            Token::Word(w) | Token::Quoted(w) if SYSTEM_COLUMNS.contains(&w.as_str()) => {
+                Some(w.clone())
+            }
+            Token::Quoted(q)
+                if i >= 2
+                    && is_word(&tokens[i - 2], "u")
+                    && tokens[i - 1] == Token::Other("&".into()) =>
+            {
+                Some(format!("U&\"{q}\""))
+            }
+            _ => None,
+        })
 }
 
 fn is_word(token: &Token, word: &str) -> bool {
@@ -463,6 +498,24 @@ mod tests {
             leading_words("create schema \"Shop\";", 3),
             vec!["CREATE", "SCHEMA", "\"Shop\""]
         );
+    }
+
+    #[test]
+    fn system_columns_are_found_wherever_they_are_named() {
+        for (sql, found) in [
+            ("SELECT xmax FROM t", Some("xmax")),
+            ("SELECT t.XMIN::text FROM t", Some("xmin")),
+            ("SELECT \"ctid\" FROM t", Some("ctid")),
+            ("SELECT (SELECT max(c.cmax::text) FROM t c)", Some("cmax")),
+            ("SELECT a FROM t WHERE Cmin = 0", Some("cmin")),
+            ("SELECT U&\"\\0078max\" FROM t", Some("U&\"\\0078max\"")),
+            ("SELECT u&\"a\" FROM t", Some("U&\"a\"")),
+            ("SELECT 'xmax', $$ctid$$ FROM t -- xmin\n/* cmax */", None),
+            ("SELECT \"XMAX\", xmax1, max_x FROM t", None),
+            ("SELECT u & a FROM t", None),
+        ] {
+            assert_eq!(system_column(sql).as_deref(), found, "{sql}");
+        }
     }
 
     #[test]

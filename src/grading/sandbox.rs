@@ -1187,6 +1187,16 @@ impl Slot {
             }
             Some(_) => {}
         }
+        if let Some(name) = lexer::system_column(spec.sql) {
+            return Ok(Run::Failed(Outcome::verdict(
+                Status::Rejected,
+                format!(
+                    "{name} is not allowed: the system columns xmin, xmax, cmin, cmax and ctid \
+                     (and Unicode-escaped names) are not available to solutions; \
+                     rename an alias that uses one"
+                ),
+            )));
+        }
         if !writeable && spec.prelude.is_none() {
             return self.run_on_role(spec).await;
         }

@@ -85,6 +85,19 @@ async fn hostile_solutions_are_contained() {
             &["sql_error"],
         ),
         ("SELECT locktype FROM pg_lock_status()", &["sql_error"]),
+        // System columns: an earlier grading's rolled-back writes and row locks (the aborted
+        // transaction in xmax), its dead rows (ctid).
+        ("SELECT xmax::text FROM customers", &["rejected"]),
+        ("SELECT \"ctid\"::text FROM customers", &["rejected"]),
+        (
+            "SELECT name FROM customers c WHERE c.XMIN::text <> '' /* xmin */",
+            &["rejected"],
+        ),
+        (
+            "SELECT (SELECT max(o.cmax::text) FROM orders o)",
+            &["rejected"],
+        ),
+        ("SELECT U&\"\\0078max\"::text FROM customers", &["rejected"]),
         // What measures others' writes, and a transaction id taken in a read-only one.
         ("SELECT pg_relation_size('shop.customers')", &["sql_error"]),
         ("SELECT pg_current_wal_insert_lsn()::text", &["sql_error"]),
