@@ -534,9 +534,9 @@ impl Sandbox {
         // that run query text (they would run set_config() out of sight of the keyword check);
         // large objects and WAL messages (they write even in a READ ONLY transaction); the
         // connection's prepared statements and cursors (an earlier grading's: the reset closes
-        // them, this is the second line); what measures others' writes (sizes, WAL positions,
-        // transaction ids and their fate, snapshots, who blocks whom), and taking a transaction
-        // id in a READ ONLY transaction.
+        // them, this is the second line); what measures others' writes (sizes, a table's pages,
+        // WAL positions, transaction ids, their age and fate, snapshots, the control file, who
+        // blocks whom), and taking a transaction id in a READ ONLY transaction.
         sql.push_str(&format!(
             "REVOKE ALL ON DATABASE {db} FROM PUBLIC;\n\
              REVOKE ALL ON SCHEMA public FROM PUBLIC;\n\
@@ -565,7 +565,11 @@ impl Sandbox {
                      'txid_current', 'txid_current_if_assigned', 'pg_last_committed_xact',\n\
                      'pg_xact_commit_timestamp', 'pg_xact_commit_timestamp_origin',\n\
                      'pg_isolation_test_session_is_blocked', 'pg_safe_snapshot_blocking_pids',\n\
-                     'pg_get_multixact_members')\n\
+                     'pg_get_multixact_members', 'pg_control_checkpoint', 'pg_control_system',\n\
+                     'pg_control_recovery', 'pg_control_init')\n\
+                   OR p.oid IN (to_regprocedure('pg_catalog.age(xid)'),\n\
+                     to_regprocedure('pg_catalog.mxid_age(xid)'),\n\
+                     to_regprocedure('pg_catalog.currtid2(text, tid)'))\n\
                    OR p.proname LIKE '%\\_to\\_xml%'\n\
                    OR p.proname LIKE 'lo\\_%'\n\
                    OR (p.proname = 'ts_rewrite' AND p.proargtypes[1] = 'text'::regtype))\n\
@@ -1191,7 +1195,7 @@ impl Slot {
             return Ok(Run::Failed(Outcome::verdict(
                 Status::Rejected,
                 format!(
-                    "{name} is not allowed: the system columns xmin, xmax, cmin, cmax and ctid \
+                    "{name} is not allowed: the system columns xmin, xmax, cmin and cmax \
                      (and Unicode-escaped names) are not available to solutions; \
                      rename an alias that uses one"
                 ),

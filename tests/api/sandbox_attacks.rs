@@ -88,7 +88,12 @@ async fn hostile_solutions_are_contained() {
         // System columns: an earlier grading's rolled-back writes and row locks (the aborted
         // transaction in xmax), its dead rows (ctid).
         ("SELECT xmax::text FROM customers", &["rejected"]),
-        ("SELECT \"ctid\"::text FROM customers", &["rejected"]),
+        ("SELECT \"cmin\"::text FROM customers", &["rejected"]),
+        (
+            "SELECT id, E''\n'\\' ' AS pad, xmax::text FROM orders --'",
+            &["rejected"],
+        ),
+        ("SELECT xmax(c)::text FROM customers c", &["rejected"]),
         (
             "SELECT name FROM customers c WHERE c.XMIN::text <> '' /* xmin */",
             &["rejected"],
@@ -104,6 +109,16 @@ async fn hostile_solutions_are_contained() {
         ("SELECT pg_current_snapshot()::text", &["sql_error"]),
         ("SELECT pg_current_xact_id()::text", &["sql_error"]),
         ("SELECT txid_current()", &["sql_error"]),
+        ("SELECT age('3'::xid)", &["sql_error"]),
+        ("SELECT mxid_age('1'::xid)", &["sql_error"]),
+        (
+            "SELECT currtid2('customers', '(0,1)'::tid)::text",
+            &["sql_error"],
+        ),
+        (
+            "SELECT next_xid FROM pg_control_checkpoint()",
+            &["sql_error"],
+        ),
         ("SELECT pg_xact_status('1'::xid8)", &["sql_error"]),
         (
             "SELECT pg_isolation_test_session_is_blocked(1, ARRAY[2])",
