@@ -664,6 +664,9 @@ mod tests {
             "SELECT\u{b}1",
             "SELECT 1\u{b}",
             "SELECT 1",
+            // An E'' string's continuation reads `\'` as a quote: the spaces are inside it.
+            "SELECT E''\n'\\' a  b'",
+            "SELECT E''\n'\\' a b'",
         ];
         for (i, a) in distinct.iter().enumerate() {
             for b in &distinct[i + 1..] {
