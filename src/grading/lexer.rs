@@ -3,9 +3,9 @@
 //! data follows it), and which keyword a solution starts with. It knows standard and `E''`
 //! strings, quoted identifiers, dollar quotes, `--` comments and nested `/* */` comments.
 //! It is not the boundary between statements: the server itself refuses more than one
-//! (extended-protocol Parse) and the sandbox roles can do nothing harmful. It is the one
-//! around system columns (`system_column`), which no privilege covers: there it refuses
-//! whatever might name one.
+//! (extended-protocol Parse) and the sandbox roles can do nothing harmful. Around system
+//! columns, which no privilege covers, `system_column` asks PostgreSQL's own scanner first
+//! and falls back on this one only for a text that scanner refuses.
 
 /// One piece of a dataset script.
 #[derive(Debug, Clone, PartialEq)]
