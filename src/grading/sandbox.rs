@@ -27,10 +27,11 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use futures_util::future::Either;
 use futures_util::{pin_mut, StreamExt};
@@ -184,8 +185,12 @@ pub struct Sandbox {
     dbname: String,
     /// Bumped whenever grading roles may have been dropped and created again (start-up
     /// adoption, a failed first load): a session of a dropped role has none of the new one's
-    /// rights, so slots then close their idle connections.
+    /// rights, so idle connections opened before are closed.
     roles_changed: AtomicU64,
+    /// Idle grading connections of this process's slots, least recently used first (see
+    /// `take_idle`), at most `IDLE_PER_SLOT` for each slot there is.
+    idle: std::sync::Mutex<Vec<SandboxConn>>,
+    slots: AtomicUsize,
     /// Reachable and up to date with the platform's datasets and tests: its executors take
     /// jobs only then (see `restore::keep`).
     ready: AtomicBool,
@@ -235,6 +240,8 @@ impl Sandbox {
             port,
             dbname,
             roles_changed: AtomicU64::new(0),
+            idle: Default::default(),
+            slots: AtomicUsize::new(0),
             ready: AtomicBool::new(false),
             stale: tokio::sync::Notify::new(),
             graded: AtomicU64::new(0),
@@ -971,17 +978,86 @@ impl Sandbox {
 
     /// A slot: the connections one executor (or the reference runner) uses, one at a time.
     pub fn slot(self: &Arc<Self>, index: usize, state: Arc<SlotState>) -> Slot {
+        self.slots.fetch_add(1, Ordering::SeqCst);
         Slot {
             sandbox: self.clone(),
             index,
             state,
-            idle: Vec::new(),
             admins: Vec::new(),
-            roles_seen: 0,
         }
     }
 
-    async fn connect_role(&self, role: &str, db: &str) -> Result<SandboxConn, SandboxError> {
+    /// An idle connection as `role` to `db` opened on this thread (which drives it), if any.
+    fn take_idle(&self, role: &str, db: &str) -> Option<SandboxConn> {
+        let (roles, thread) = (
+            self.roles_changed.load(Ordering::SeqCst),
+            thread::current().id(),
+        );
+        let mut idle = lock(&self.idle);
+        idle.retain(|c| c.roles == roles && !c.client.is_closed());
+        let at = idle
+            .iter()
+            .rposition(|c| c.role == role && c.db == db && c.thread == thread)?;
+        Some(idle.remove(at))
+    }
+
+    /// Keeps a clean connection for the next run; closing the least recently used one, when
+    /// there are enough, ends its backend at once. Of one role, no more are kept than
+    /// `sandbox.connection_limit` leaves beside a run in every slot: alone, a process never
+    /// meets the limit.
+    fn put_idle(&self, conn: SandboxConn) {
+        if conn.roles != self.roles_changed.load(Ordering::SeqCst) {
+            return;
+        }
+        let slots = self.slots.load(Ordering::SeqCst).max(1);
+        let of_role = (self.settings.connection_limit as usize).saturating_sub(slots);
+        let evicted = {
+            let mut idle = lock(&self.idle);
+            let role = conn.role.clone();
+            idle.push(conn);
+            let same = idle.iter().filter(|c| c.role == role).count();
+            let mut evicted =
+                take_oldest(&mut idle, same.saturating_sub(of_role), |c| c.role == role);
+            let excess = idle.len().saturating_sub(IDLE_PER_SLOT * slots);
+            evicted.extend(idle.drain(..excess));
+            evicted
+        };
+        drop(evicted);
+    }
+
+    /// Opens a grading connection. Idle connections are only a cache: when a connection limit
+    /// is reached (the role's, the database's or the server's, counted over every process),
+    /// the older half of this process's that count against it are closed to make room, and
+    /// the connection is tried again for up to `CROWDED_WAIT`, as other processes' may be
+    /// closed too.
+    async fn open(&self, role: &str, db: &str) -> Result<SandboxConn, SandboxError> {
+        let until = Instant::now() + CROWDED_WAIT;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            match self.connect_role(role, db).await {
+                Ok(conn) => return Ok(conn),
+                Err(Refused::Crowded(_)) if Instant::now() + pause < until => {
+                    let closed = {
+                        let mut idle = lock(&self.idle);
+                        let counted = |c: &SandboxConn| c.role == role || c.db == db;
+                        // None of ours counts against the role's or the database's limit:
+                        // the server's is reached, which all count against.
+                        let all = !idle.iter().any(counted);
+                        let which = |c: &SandboxConn| all || counted(c);
+                        let n = idle.iter().filter(|c| which(c)).count();
+                        take_oldest(&mut idle, n.div_ceil(2), which)
+                    };
+                    drop(closed);
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+                Err(Refused::Crowded(e) | Refused::Other(e)) => return Err(e),
+            }
+        }
+    }
+
+    async fn connect_role(&self, role: &str, db: &str) -> Result<SandboxConn, Refused> {
+        let roles = self.roles_changed.load(Ordering::SeqCst);
         let mut config = Config::new();
         config
             .user(role)
@@ -1027,7 +1103,50 @@ impl Sandbox {
             pid,
             role: role.to_string(),
             db: db.to_string(),
+            roles,
+            thread: thread::current().id(),
         })
+    }
+}
+
+/// Removes the first (least recently used) `n` connections `which` picks.
+fn take_oldest(
+    idle: &mut Vec<SandboxConn>,
+    mut n: usize,
+    which: impl Fn(&SandboxConn) -> bool,
+) -> Vec<SandboxConn> {
+    let mut taken = Vec::new();
+    let mut i = 0;
+    while n > 0 && i < idle.len() {
+        if which(&idle[i]) {
+            taken.push(idle.remove(i));
+            n -= 1;
+        } else {
+            i += 1;
+        }
+    }
+    taken
+}
+
+/// Why `connect_role` opened no connection.
+enum Refused {
+    /// A connection limit is reached (SQLSTATE 53300): closing idle connections makes room.
+    Crowded(SandboxError),
+    Other(SandboxError),
+}
+
+impl From<SandboxError> for Refused {
+    fn from(e: SandboxError) -> Self {
+        Refused::Other(e)
+    }
+}
+
+impl From<tokio_postgres::Error> for Refused {
+    fn from(e: tokio_postgres::Error) -> Self {
+        match e.code() == Some(&SqlState::TOO_MANY_CONNECTIONS) {
+            true => Refused::Crowded(e.into()),
+            false => Refused::Other(e.into()),
+        }
     }
 }
 
@@ -1127,6 +1246,10 @@ struct SandboxConn {
     role: String,
     /// The database (sample or hidden test) it is connected to.
     db: String,
+    /// `Sandbox::roles_changed` when it was opened.
+    roles: u64,
+    /// The thread whose runtime drives it.
+    thread: thread::ThreadId,
 }
 
 enum ExecError {
@@ -1144,10 +1267,13 @@ impl From<tokio_postgres::Error> for ExecError {
     }
 }
 
-/// Idle grading connections a slot keeps (by role and database): a grading goes through its
-/// tests one after the other, each in its own database, and the next one reuses them (the
+/// Idle grading connections kept for each slot (by role and database): a grading goes through
+/// its tests one after the other, each in its own database, and the next one reuses them (the
 /// default 1 sample + 3 generated + 1 uploaded tests of a dataset fit).
-const IDLE_CONNECTIONS: usize = 5;
+const IDLE_PER_SLOT: usize = 5;
+
+/// How long a slot tries to open a connection while a connection limit is reached.
+const CROWDED_WAIT: Duration = Duration::from_secs(2);
 
 /// One executor's connections. Not shared: an executor grades one job at a time, one test
 /// after the other.
@@ -1155,12 +1281,14 @@ pub struct Slot {
     sandbox: Arc<Sandbox>,
     index: usize,
     state: Arc<SlotState>,
-    /// Least recently used first.
-    idle: Vec<SandboxConn>,
     /// Privileged connections, by database: write turns, sequences, terminating backends.
     admins: Vec<(String, Client)>,
-    /// `Sandbox::roles_changed` when the idle connections were opened.
-    roles_seen: u64,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.sandbox.slots.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Slot {
@@ -1322,21 +1450,9 @@ impl Slot {
         let settings = self.sandbox.settings.clone();
         let role = self.sandbox.grading_role(spec.dataset, writes);
         let db = self.sandbox.database_of(spec.data);
-        let roles = self.sandbox.roles_changed.load(Ordering::SeqCst);
-        if roles != self.roles_seen {
-            self.idle.clear();
-            self.roles_seen = roles;
-        }
-        self.idle.retain(|c| !c.client.is_closed());
-        let conn = match self.idle.iter().position(|c| c.role == role && c.db == db) {
-            Some(at) => self.idle.remove(at),
-            None => {
-                // Closing the least recently used connection ends its backend at once.
-                if self.idle.len() >= IDLE_CONNECTIONS {
-                    self.idle.remove(0);
-                }
-                self.sandbox.connect_role(&role, &db).await?
-            }
+        let conn = match self.sandbox.take_idle(&role, &db) {
+            Some(conn) => conn,
+            None => self.sandbox.open(&role, &db).await?,
         };
         // Room for the protocol's own bytes around the values we count ourselves.
         conn.budget
@@ -1358,7 +1474,7 @@ impl Slot {
             }
         };
         if clean {
-            self.idle.push(conn);
+            self.sandbox.put_idle(conn);
         } else {
             self.discard(conn).await;
         }

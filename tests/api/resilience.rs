@@ -1,5 +1,6 @@
 //! Jobs survive executors that fail, duplicate deliveries and lost Redis state: every
 //! acknowledged submission gets exactly one final record.
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -7,7 +8,8 @@ use redis::Commands;
 use serde_json::Value;
 use sqljudge::actors::executor::Restart;
 use sqljudge::db::models::{NewSubmission, Submission};
-use sqljudge::job::{Job, Queue};
+use sqljudge::grading::sandbox::{Run, RunSpec, Sandbox, Slot};
+use sqljudge::job::{Job, Queue, TestData};
 use sqljudge_testkit::app::{count, Options, TestApp};
 
 fn rows_for(app: &TestApp, table: &str, column: &str, job_id: &str) -> i64 {
@@ -152,4 +154,106 @@ async fn orphaned_and_duplicated_jobs_are_graded_and_recorded_once() {
     assert_eq!(inflight, 0, "nothing left in flight");
     let recording: i64 = app.redis().llen(app.key("problems:recording")).unwrap();
     assert_eq!(recording, 0, "nothing left being recorded");
+}
+
+/// Runs a query of every dataset's on `slot`, which must answer with rows.
+async fn rows(slot: &mut Slot, dataset: &str, data: TestData) {
+    let spec = RunSpec {
+        dataset,
+        data,
+        sql: "SELECT 1",
+        time_limit_ms: 2000,
+        check_table: None,
+        prelude: None,
+        parsed: false,
+    };
+    let run = slot.run(&spec).await.expect("a connection");
+    assert!(matches!(run, Run::Rows(_)), "{run:?}");
+}
+
+/// A slot does not fail for want of a connection while idle ones of its own process take the
+/// room: with room for three connections (loading a dataset takes two), four slots each
+/// keeping one make room in turn.
+#[actix_web::test]
+async fn a_slot_closes_idle_connections_to_make_room() {
+    let app = TestApp::spawn_with(Options {
+        workers: 0,
+        tweak: Some(|s| s.sandbox.connection_limit = 3),
+        ..Options::default()
+    })
+    .await;
+    let sandbox = &app.state.sandbox;
+    let mut slots = [900, 901, 902, 903].map(|index| sandbox.slot(index, Default::default()));
+    for turn in [0, 1, 2, 3, 0] {
+        rows(&mut slots[turn], "shop", TestData::Sample).await;
+    }
+}
+
+/// Processes share the limit (`sandbox.connection_limit` counts the connections of all of
+/// them): one whose next connection meets it closes some of its idle ones and tries again.
+#[actix_web::test]
+async fn a_process_that_meets_the_limit_closes_idle_connections_of_its_own() {
+    let app = TestApp::spawn_with(Options {
+        demo: false,
+        workers: 0,
+        tweak: Some(|s| s.sandbox.connection_limit = 10),
+        ..Options::default()
+    })
+    .await;
+    let script =
+        "CREATE SCHEMA crowd; CREATE TABLE crowd.t (x int); INSERT INTO crowd.t VALUES (1);";
+    let res = app.put_dataset("crowd", script).await;
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    for n in 1..=5 {
+        let res = app.put_test("crowd", &n.to_string(), script).await;
+        assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    }
+    // Six databases: the sample and five tests.
+    let data: Vec<TestData> = [TestData::Sample]
+        .into_iter()
+        .chain((1..=5).map(TestData::Uploaded))
+        .collect();
+    // Another process's sandbox (same server, roles and limit).
+    let other = Arc::new(Sandbox::new(app.state.sandbox.settings().clone()).unwrap());
+    let mut ours = app.state.sandbox.slot(900, Default::default());
+    let mut theirs = other.slot(0, Default::default());
+    // Each keeps an idle connection to five databases: ten, the limit.
+    for &d in &data[..5] {
+        rows(&mut ours, "crowd", d).await;
+        rows(&mut theirs, "crowd", d).await;
+    }
+    // The sixth database: ours makes room, then theirs finds it.
+    rows(&mut ours, "crowd", data[5]).await;
+    rows(&mut theirs, "crowd", data[5]).await;
+}
+
+/// The same through the executors: four of them, which keep up to five idle connections each,
+/// grade a problem in five databases with room for six connections.
+#[actix_web::test]
+async fn executors_make_room_under_a_connection_limit_below_their_idle_connections() {
+    let app = TestApp::spawn_with(Options {
+        workers: 4,
+        tweak: Some(|s| s.sandbox.connection_limit = 6),
+        ..Options::default()
+    })
+    .await;
+    let problem = app.problem_id("uk-customers").await;
+    let mut jobs = Vec::new();
+    // Several users, so that the fair queue lets every executor grade at once.
+    for u in 0..4 {
+        let token = app.user(&format!("crowd{u}")).await;
+        for i in 0..6 {
+            // Unlike texts: the verdict cache answers none of them.
+            let sql =
+                format!("SELECT name FROM customers WHERE country = 'UK' AND {u}{i} = {u}{i}");
+            let res = app.submit(&token, problem, &sql).await;
+            assert_eq!(res.status(), 202);
+            let job: Value = res.json().await.unwrap();
+            jobs.push((token.clone(), job["job_id"].as_str().unwrap().to_string()));
+        }
+    }
+    for (token, id) in &jobs {
+        let result = app.wait_final(token, id, Duration::from_secs(60)).await;
+        assert_eq!(result["status"], "accepted", "{result}");
+    }
 }
