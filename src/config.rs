@@ -117,6 +117,8 @@ pub struct SandboxSettings {
     pub backend_exit_wait_ms: u64,
     /// Connections to the sandbox database at most (superusers aside), and per grading role.
     pub connection_limit: u32,
+    /// Seconds a grading connection may stay idle; then its server closes it.
+    pub idle_connection_secs: u32,
     /// Counterexamples: searched only in hidden tests of at most this many rows, with at
     /// most this many runs and this much time (ms) per wrong answer.
     pub counterexample_max_rows: usize,

@@ -611,6 +611,8 @@ impl Sandbox {
         let s = &self.settings;
         let password = self.password_sql();
         let outer_limit = s.max_time_limit_ms as u64 + s.grace_ms;
+        // Another process's idle connections hold the limit's room no longer than this.
+        let idle = s.idle_connection_secs;
         for writeable in [false, true] {
             let role = self.grading_role(dataset, writeable);
             let q = quote_ident(&role);
@@ -631,6 +633,7 @@ impl Sandbox {
                  GRANT CONNECT ON DATABASE {db} TO {q};\n\
                  ALTER ROLE {q} SET statement_timeout = '{outer_limit}ms';\n\
                  ALTER ROLE {q} SET idle_in_transaction_session_timeout = '60s';\n\
+                 ALTER ROLE {q} SET idle_session_timeout = '{idle}s';\n\
                  ALTER ROLE {q} SET temp_file_limit = '256MB';\n\
                  ALTER ROLE {q} SET work_mem = '8MB';\n\
                  ALTER ROLE {q} SET hash_mem_multiplier = 1;\n\
@@ -989,37 +992,52 @@ impl Sandbox {
 
     /// An idle connection as `role` to `db` opened on this thread (which drives it), if any.
     fn take_idle(&self, role: &str, db: &str) -> Option<SandboxConn> {
-        let (roles, thread) = (
-            self.roles_changed.load(Ordering::SeqCst),
-            thread::current().id(),
-        );
+        let thread = thread::current().id();
         let mut idle = lock(&self.idle);
-        idle.retain(|c| c.roles == roles && !c.client.is_closed());
+        self.prune(&mut idle);
         let at = idle
             .iter()
             .rposition(|c| c.role == role && c.db == db && c.thread == thread)?;
         Some(idle.remove(at))
     }
 
+    /// Closes idle connections that may not be used again: opened before roles changed,
+    /// closed, or idle for half of `idle_connection_secs` (the server closes them at the whole,
+    /// and must not while a run starts on one).
+    fn prune(&self, idle: &mut Vec<SandboxConn>) {
+        let roles = self.roles_changed.load(Ordering::SeqCst);
+        let fresh = match self.settings.idle_connection_secs {
+            0 => Duration::MAX,
+            secs => Duration::from_millis(secs as u64 * 500),
+        };
+        idle.retain(|c| c.roles == roles && !c.client.is_closed() && c.since.elapsed() < fresh);
+    }
+
     /// Keeps a clean connection for the next run; closing the least recently used one, when
-    /// there are enough, ends its backend at once. Of one role, no more are kept than
-    /// `sandbox.connection_limit` leaves beside a run in every slot: alone, a process never
-    /// meets the limit.
-    fn put_idle(&self, conn: SandboxConn) {
-        if conn.roles != self.roles_changed.load(Ordering::SeqCst) {
-            return;
-        }
+    /// there are enough, ends its backend at once (this thread's first: learners' runs, on
+    /// the HTTP workers, do not push out the executors' connections). Of one role, no more
+    /// are kept than `sandbox.connection_limit` leaves beside a run in every slot: alone, a
+    /// process never meets a role's limit.
+    fn put_idle(&self, mut conn: SandboxConn) {
+        conn.since = Instant::now();
         let slots = self.slots.load(Ordering::SeqCst).max(1);
         let of_role = (self.settings.connection_limit as usize).saturating_sub(slots);
         let evicted = {
             let mut idle = lock(&self.idle);
-            let role = conn.role.clone();
+            let (role, thread) = (conn.role.clone(), conn.thread);
             idle.push(conn);
-            let same = idle.iter().filter(|c| c.role == role).count();
-            let mut evicted =
-                take_oldest(&mut idle, same.saturating_sub(of_role), |c| c.role == role);
-            let excess = idle.len().saturating_sub(IDLE_PER_SLOT * slots);
-            evicted.extend(idle.drain(..excess));
+            self.prune(&mut idle);
+            let mut evicted = Vec::new();
+            for here in [true, false] {
+                let ours = |c: &SandboxConn| (c.thread == thread) == here;
+                let same = idle.iter().filter(|c| c.role == role).count();
+                let excess = same.saturating_sub(of_role);
+                evicted.extend(take_oldest(&mut idle, excess, |c| {
+                    c.role == role && ours(c)
+                }));
+                let excess = idle.len().saturating_sub(IDLE_PER_SLOT * slots);
+                evicted.extend(take_oldest(&mut idle, excess, ours));
+            }
             evicted
         };
         drop(evicted);
@@ -1029,19 +1047,25 @@ impl Sandbox {
     /// is reached (the role's, the database's or the server's, counted over every process),
     /// the older half of this process's that count against it are closed to make room, and
     /// the connection is tried again for up to `CROWDED_WAIT`, as other processes' may be
-    /// closed too.
+    /// closed too (their server closes them after `idle_connection_secs` at the latest).
     async fn open(&self, role: &str, db: &str) -> Result<SandboxConn, SandboxError> {
         let until = Instant::now() + CROWDED_WAIT;
         let mut pause = Duration::from_millis(5);
         loop {
             match self.connect_role(role, db).await {
                 Ok(conn) => return Ok(conn),
-                Err(Refused::Crowded(_)) if Instant::now() + pause < until => {
+                Err(Refused::Crowded(e)) if Instant::now() + pause < until => {
+                    // Which limit, as PostgreSQL's message says (in English: else either).
+                    let message = e.to_string();
+                    let counted = |c: &SandboxConn| match () {
+                        _ if message.contains("for role") => c.role == role,
+                        _ if message.contains("for database") => c.db == db,
+                        _ => c.role == role || c.db == db,
+                    };
                     let closed = {
                         let mut idle = lock(&self.idle);
-                        let counted = |c: &SandboxConn| c.role == role || c.db == db;
-                        // None of ours counts against the role's or the database's limit:
-                        // the server's is reached, which all count against.
+                        // None of ours counts against it: the server's limit is reached,
+                        // which all count against.
                         let all = !idle.iter().any(counted);
                         let which = |c: &SandboxConn| all || counted(c);
                         let n = idle.iter().filter(|c| which(c)).count();
@@ -1105,6 +1129,7 @@ impl Sandbox {
             db: db.to_string(),
             roles,
             thread: thread::current().id(),
+            since: Instant::now(),
         })
     }
 }
@@ -1250,6 +1275,8 @@ struct SandboxConn {
     roles: u64,
     /// The thread whose runtime drives it.
     thread: thread::ThreadId,
+    /// When it was last put back idle.
+    since: Instant,
 }
 
 enum ExecError {

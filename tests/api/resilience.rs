@@ -171,6 +171,22 @@ async fn rows(slot: &mut Slot, dataset: &str, data: TestData) {
     assert!(matches!(run, Run::Rows(_)), "{run:?}");
 }
 
+/// Dataset `crowd` with `tests` uploaded tests: its databases, the sample's first.
+async fn crowd_dataset(app: &TestApp, tests: i16) -> Vec<TestData> {
+    let script =
+        "CREATE SCHEMA crowd; CREATE TABLE crowd.t (x int); INSERT INTO crowd.t VALUES (1);";
+    let res = app.put_dataset("crowd", script).await;
+    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    for n in 1..=tests {
+        let res = app.put_test("crowd", &n.to_string(), script).await;
+        assert!(res.status().is_success(), "{}", res.text().await.unwrap());
+    }
+    [TestData::Sample]
+        .into_iter()
+        .chain((1..=tests).map(TestData::Uploaded))
+        .collect()
+}
+
 /// A slot does not fail for want of a connection while idle ones of its own process take the
 /// room: with room for three connections (loading a dataset takes two), four slots each
 /// keeping one make room in turn.
@@ -200,19 +216,7 @@ async fn a_process_that_meets_the_limit_closes_idle_connections_of_its_own() {
         ..Options::default()
     })
     .await;
-    let script =
-        "CREATE SCHEMA crowd; CREATE TABLE crowd.t (x int); INSERT INTO crowd.t VALUES (1);";
-    let res = app.put_dataset("crowd", script).await;
-    assert!(res.status().is_success(), "{}", res.text().await.unwrap());
-    for n in 1..=5 {
-        let res = app.put_test("crowd", &n.to_string(), script).await;
-        assert!(res.status().is_success(), "{}", res.text().await.unwrap());
-    }
-    // Six databases: the sample and five tests.
-    let data: Vec<TestData> = [TestData::Sample]
-        .into_iter()
-        .chain((1..=5).map(TestData::Uploaded))
-        .collect();
+    let data = crowd_dataset(&app, 5).await;
     // Another process's sandbox (same server, roles and limit).
     let other = Arc::new(Sandbox::new(app.state.sandbox.settings().clone()).unwrap());
     let mut ours = app.state.sandbox.slot(900, Default::default());
@@ -225,6 +229,34 @@ async fn a_process_that_meets_the_limit_closes_idle_connections_of_its_own() {
     // The sixth database: ours makes room, then theirs finds it.
     rows(&mut ours, "crowd", data[5]).await;
     rows(&mut theirs, "crowd", data[5]).await;
+}
+
+/// Another process's idle connections hold the limit's room for `idle_connection_secs` at
+/// most: the sandbox server closes them, even while that process does nothing at all.
+#[actix_web::test]
+async fn the_idle_connections_of_another_process_make_room_in_time() {
+    let app = TestApp::spawn_with(Options {
+        demo: false,
+        workers: 0,
+        tweak: Some(|s| {
+            s.sandbox.connection_limit = 4;
+            s.sandbox.idle_connection_secs = 1;
+        }),
+        ..Options::default()
+    })
+    .await;
+    let data = crowd_dataset(&app, 3).await;
+    // Another process, sized for a larger limit: it keeps an idle connection to each of the
+    // four databases, as many as the role may have.
+    let mut settings = app.state.sandbox.settings().clone();
+    settings.connection_limit = 10;
+    let other = Arc::new(Sandbox::new(settings).unwrap());
+    let mut theirs = other.slot(0, Default::default());
+    for &d in &data {
+        rows(&mut theirs, "crowd", d).await;
+    }
+    let mut ours = app.state.sandbox.slot(900, Default::default());
+    rows(&mut ours, "crowd", TestData::Sample).await;
 }
 
 /// The same through the executors: four of them, which keep up to five idle connections each,
