@@ -232,6 +232,12 @@ impl Sandbox {
                 "sandbox.role_prefix must be [a-z][a-z0-9_]*, at most 40 characters".into(),
             ));
         }
+        // PostgreSQL takes idle_session_timeout up to 2^31 - 1 ms.
+        if settings.idle_connection_secs > 86_400 {
+            return Err(SandboxError::Config(
+                "sandbox.idle_connection_secs must be at most 86400 (a day)".into(),
+            ));
+        }
         Ok(Sandbox {
             settings,
             admin,
@@ -1057,16 +1063,19 @@ impl Sandbox {
                 Err(Refused::Crowded(e)) if Instant::now() + pause < until => {
                     // Which limit, as PostgreSQL's message says (in English: else either).
                     let message = e.to_string();
-                    let counted = |c: &SandboxConn| match () {
-                        _ if message.contains("for role") => c.role == role,
-                        _ if message.contains("for database") => c.db == db,
+                    let by_role = message.contains("for role");
+                    let by_database = !by_role && message.contains("for database");
+                    let counted = |c: &SandboxConn| match (by_role, by_database) {
+                        (true, _) => c.role == role,
+                        (_, true) => c.db == db,
                         _ => c.role == role || c.db == db,
                     };
                     let closed = {
                         let mut idle = lock(&self.idle);
-                        // None of ours counts against it: the server's limit is reached,
-                        // which all count against.
-                        let all = !idle.iter().any(counted);
+                        // Neither a role's nor a database's, and none of ours counts against
+                        // either: the server's, which all count against. (A role's or a
+                        // database's limit full of other connections: none of ours helps.)
+                        let all = !by_role && !by_database && !idle.iter().any(counted);
                         let which = |c: &SandboxConn| all || counted(c);
                         let n = idle.iter().filter(|c| which(c)).count();
                         take_oldest(&mut idle, n.div_ceil(2), which)

@@ -400,9 +400,11 @@ async fn backends_that_ignore_cancels_never_pile_up() {
         let (mut most, mut quarantined, mut unhealthy) = (0, 0, 0);
         let mut conn = app.sandbox_db();
         while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            // Busy ones: idle connections are bounded by the pool (and the demo's load leaves
+            // some there for a few seconds).
             most = most.max(count(
                 &mut conn,
-                "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'sqljudge-sandbox'",
+                "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'sqljudge-sandbox' AND state <> 'idle'",
             ));
             let health = app.get("/health", None).await;
             if health.status() != 200 {
@@ -430,8 +432,9 @@ async fn backends_that_ignore_cancels_never_pile_up() {
         done.store(true, std::sync::atomic::Ordering::Relaxed);
     };
     let ((most, quarantined, unhealthy), ()) = futures_util::join!(sample, work);
-    println!("runaway backends: peak sandbox backends {most} with 4 executors; quarantined slots up to {quarantined}");
-    assert!(most <= 4 + 2, "{most} sandbox backends with 4 executors");
+    println!("runaway backends: peak busy sandbox backends {most} with 4 executors; quarantined slots up to {quarantined}");
+    // A slot waits for its terminated backend to exit before it opens another: one each.
+    assert!(most <= 4, "{most} busy sandbox backends with 4 executors");
     assert!(quarantined >= 1, "no slot was ever reported quarantined");
     assert_eq!(unhealthy, 0);
     // Once the verdicts are out, no runaway backend is left and no slot is quarantined.
