@@ -190,6 +190,7 @@ pub struct Sandbox {
     /// Idle grading connections of this process's slots, least recently used first (see
     /// `take_idle`), at most `IDLE_PER_SLOT` for each slot there is.
     idle: std::sync::Mutex<Vec<SandboxConn>>,
+    /// Slots there are now (`slot` counts them up, dropping one down): the pool's size.
     slots: AtomicUsize,
     /// Reachable and up to date with the platform's datasets and tests: its executors take
     /// jobs only then (see `restore::keep`).
