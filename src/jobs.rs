@@ -2,6 +2,7 @@
 //! Redis queue while Redis is up, the Postgres fallback queue otherwise. An executor grades
 //! without knowing which one a job came from, and completing a job is the one place a verdict
 //! of a queued job is recorded and published.
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -82,6 +83,23 @@ pub struct Taker {
     handed: Vec<String>,
 }
 
+/// One more in a count for as long as it lives (a panic, or the future of a stopped actor
+/// dropped, included).
+pub struct Counted(Arc<AtomicUsize>);
+
+impl Counted {
+    pub fn new(count: &Arc<AtomicUsize>) -> Counted {
+        count.fetch_add(1, Ordering::Relaxed);
+        Counted(count.clone())
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl Taker {
     /// Leaves a handed-over job counted against its user until its record is in: moved late,
     /// its item might by then be another executor's take of the same job (handed back).
@@ -105,14 +123,15 @@ impl JobSource {
     }
 
     /// Waits briefly for the next job and starts its lease: from Redis while it is up, else
-    /// from the Postgres fallback queue. `None`: nothing to grade now; call again.
-    pub async fn take(&self, taker: &mut Taker) -> Option<Held> {
+    /// from the Postgres fallback queue. `None`: nothing to grade now; call again. While it
+    /// waits because no job is there (not while it merely asks), it counts itself in `waiting`.
+    pub async fn take(&self, taker: &mut Taker, waiting: &Arc<AtomicUsize>) -> Option<Held> {
         let block = Duration::from_secs_f64(self.settings.dequeue_block_secs);
         if self.health.redis_up() {
-            self.take_from_redis(taker, Some(block)).await
+            self.take_from_redis(taker, Some((block, waiting))).await
         } else {
             taker.forget_handed();
-            self.take_from_postgres().await
+            self.take_from_postgres(waiting).await
         }
     }
 
@@ -127,7 +146,11 @@ impl JobSource {
         None
     }
 
-    async fn take_from_redis(&self, taker: &mut Taker, block: Option<Duration>) -> Option<Held> {
+    async fn take_from_redis(
+        &self,
+        taker: &mut Taker,
+        block: Option<(Duration, &Arc<AtomicUsize>)>,
+    ) -> Option<Held> {
         let generation = self.queue.generation();
         let conn = match taker.conn.as_mut() {
             Some((conn, made)) if *made == generation => conn,
@@ -151,9 +174,14 @@ impl JobSource {
         };
         let taken = match self
             .queue
-            .take(conn, block, per_user, lease, &handed, || {
-                listening.set(self.events.listening(generation))
-            })
+            .take(
+                conn,
+                block.map(|(block, waiting)| (block, || Counted::new(waiting))),
+                per_user,
+                lease,
+                &handed,
+                || listening.set(self.events.listening(generation)),
+            )
             .await
         {
             Ok(taken) => taken?,
@@ -211,7 +239,7 @@ impl JobSource {
         None
     }
 
-    async fn take_from_postgres(&self) -> Option<Held> {
+    async fn take_from_postgres(&self, waiting: &Arc<AtomicUsize>) -> Option<Held> {
         let lease = chrono::Duration::milliseconds(self.settings.lease_ms as i64);
         let per_user = self.settings.per_user_limit.get();
         let claimed = db::run(&self.pool, move |c| {
@@ -219,6 +247,7 @@ impl JobSource {
         })
         .await;
         let Ok(Some(row)) = claimed.map(|mut rows| rows.pop()) else {
+            let _waiting = Counted::new(waiting);
             actix_web::rt::time::sleep(Duration::from_millis(100)).await;
             return None;
         };

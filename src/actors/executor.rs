@@ -16,7 +16,7 @@ use crate::grading;
 use crate::grading::sandbox::{SandboxError, Slot, SlotState};
 use crate::grading::servers::SandboxServers;
 use crate::job::{Outcome, Status};
-use crate::jobs::{Completed, GradedAgainst, Held, JobSource, Taker};
+use crate::jobs::{Completed, Counted, GradedAgainst, Held, JobSource, Taker};
 use crate::metrics::Metrics;
 use crate::problems::ProblemCache;
 use crate::shutdown::Shutdown;
@@ -54,7 +54,10 @@ pub struct ExecutorActor {
     index: usize,
     deps: Arc<ExecutorDeps>,
     status: Arc<ExecutorStatus>,
-    /// How many of the pool's executors wait for a job (none takes ahead meanwhile).
+    /// How many of the pool's executors wait for a job to arrive, finding none to take (none
+    /// takes ahead meanwhile). One merely asking for the next job of a backlog does not count:
+    /// it stopped the others' takes ahead, and they then asked in turn, each grading only
+    /// once its own take was answered.
     waiting: Arc<AtomicUsize>,
 }
 
@@ -132,7 +135,8 @@ impl ExecutorPool {
     /// end on `slot`, as an executor would: a one-step run for tests and tools with no
     /// executors of their own (`executor.workers = 0`). False when nothing was waiting.
     pub async fn try_execute_task(&self, slot: &mut Slot) -> bool {
-        let Some(held) = self.deps.jobs.take(&mut Taker::default()).await else {
+        let waiting = Arc::default();
+        let Some(held) = self.deps.jobs.take(&mut Taker::default(), &waiting).await else {
             return false;
         };
         if let Some(verdict) = handle(&self.deps, slot, held).await {
@@ -227,10 +231,7 @@ async fn work_loop(
             Some(held) => Some(held),
             None => {
                 status.taking.store(true, Ordering::Relaxed);
-                let held = {
-                    let _waiting = Counted::new(&waiting);
-                    deps.jobs.take(&mut taker).await
-                };
+                let held = deps.jobs.take(&mut taker, &waiting).await;
                 if let (Some(held), true) = (&held, deps.shutdown.draining()) {
                     // Taken while the shutdown began: another instance grades it.
                     deps.jobs.release(held, false).await;
@@ -303,23 +304,6 @@ async fn work_loop(
         }
         status.busy_since_ms.store(0, Ordering::Relaxed);
         status.processed.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// One more in a count for as long as it lives (a panic, or the future of a stopped actor
-/// dropped, included).
-struct Counted(Arc<AtomicUsize>);
-
-impl Counted {
-    fn new(count: &Arc<AtomicUsize>) -> Counted {
-        count.fetch_add(1, Ordering::Relaxed);
-        Counted(count.clone())
-    }
-}
-
-impl Drop for Counted {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

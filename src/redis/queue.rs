@@ -275,17 +275,18 @@ impl RedisQueue {
         Ok(id.and_then(|s| s.parse().ok()))
     }
 
-    /// Waits for a job (`None` after `block` with none arriving, at once when `block` is `None`;
-    /// one that another executor took first starts the wait again), then moves it to the
-    /// in-flight list, starts it under a `lease` (`start`) and publishes its `running` event, in
-    /// one script (`Taken`). A user never has more than `per_user` live jobs in flight while
-    /// other users' jobs wait; `handed`, the items of jobs graded and being recorded, no longer
-    /// count.
-    /// `before_script` runs right before each call of the script.
-    pub async fn take(
+    /// Waits for a job (`None` after `block`'s time with none arriving, at once when `block` is
+    /// `None`; one that another executor took first starts the wait again), then moves it to
+    /// the in-flight list, starts it under a `lease` (`start`) and publishes its `running`
+    /// event, in one script (`Taken`). A user never has more than `per_user` live jobs in
+    /// flight while other users' jobs wait; `handed`, the items of jobs graded and being
+    /// recorded, no longer count.
+    /// `before_script` runs right before each call of the script; what `block`'s function
+    /// returns is kept while the take waits for a job to arrive.
+    pub async fn take<W>(
         &self,
         conn: &mut MultiplexedConnection,
-        block: Option<Duration>,
+        block: Option<(Duration, impl Fn() -> W)>,
         per_user: u32,
         lease: Duration,
         mut handed: &[String],
@@ -328,9 +329,10 @@ impl RedisQueue {
                 [_, ..] => continue,
                 [] => {}
             }
-            let Some(block) = block else {
+            let Some((block, waiting)) = &block else {
                 return Ok(None);
             };
+            let _waiting = waiting();
             // Nothing to take: wait for a live submission (never behind background work;
             // background jobs are picked up within `block`), then take it with the script
             // above. The wait moves the oldest job from the queue's right end to that same end,
