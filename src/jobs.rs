@@ -123,8 +123,11 @@ impl JobSource {
     }
 
     /// Waits briefly for the next job and starts its lease: from Redis while it is up, else
-    /// from the Postgres fallback queue. `None`: nothing to grade now; call again. While it
-    /// waits because no job is there (not while it merely asks), it counts itself in `waiting`.
+    /// from the Postgres fallback queue. `None`: nothing to grade now; call again. It counts
+    /// itself in `waiting` while it waits for a job to arrive, having found none to take (in
+    /// Redis, until its try to take the one that arrived is answered; in the fallback queue,
+    /// also after a claim that failed), not while it merely asks for one or pauses after an
+    /// error reaching Redis.
     pub async fn take(&self, taker: &mut Taker, waiting: &Arc<AtomicUsize>) -> Option<Held> {
         let block = Duration::from_secs_f64(self.settings.dequeue_block_secs);
         if self.health.redis_up() {

@@ -282,7 +282,8 @@ impl RedisQueue {
     /// flight while other users' jobs wait; `handed`, the items of jobs graded and being
     /// recorded, no longer count.
     /// `before_script` runs right before each call of the script; what `block`'s function
-    /// returns is kept while the take waits for a job to arrive.
+    /// returns is kept while the take waits for a job to arrive, and then until the script's
+    /// try to take it is answered (another caller may take it first meanwhile).
     pub async fn take<W>(
         &self,
         conn: &mut MultiplexedConnection,
@@ -301,6 +302,7 @@ impl RedisQueue {
             Status::Running.as_str().to_string(),
             self.keys.events(),
         ];
+        let mut woken = None;
         loop {
             before_script();
             let taken: Vec<String> = FAIR_TAKE_SCRIPT
@@ -317,6 +319,7 @@ impl RedisQueue {
                 .arg(std::mem::take(&mut handed))
                 .invoke_async(conn)
                 .await?;
+            drop(woken.take());
             match taken.as_slice() {
                 [kind, item, attempts, announced, more] if kind == "job" => {
                     return Ok(Some(Taken {
@@ -332,7 +335,7 @@ impl RedisQueue {
             let Some((block, waiting)) = &block else {
                 return Ok(None);
             };
-            let _waiting = waiting();
+            let counted = waiting();
             // Nothing to take: wait for a live submission (never behind background work;
             // background jobs are picked up within `block`), then take it with the script
             // above. The wait moves the oldest job from the queue's right end to that same end,
@@ -351,6 +354,7 @@ impl RedisQueue {
             if woke.is_none() {
                 return Ok(None);
             }
+            woken = Some(counted);
         }
     }
 
