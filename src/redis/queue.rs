@@ -203,9 +203,11 @@ fn running_event_template() -> String {
     event
 }
 
-/// KEYS: recording, in-flight; ARGV: item.
+/// KEYS: recording, in-flight; ARGV: items.
 const FORGET_TAKEN: &str = r"
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then redis.call('LREM', KEYS[2], 1, ARGV[1]) end";
+for _, item in ipairs(ARGV) do
+  if redis.call('LREM', KEYS[1], 1, item) == 0 then redis.call('LREM', KEYS[2], 1, item) end
+end";
 
 /// Puts a live job back next in line: at the head of the queue, or, while its user has parked
 /// jobs (taken before the queue), at the oldest end of them. KEYS: parked users, the user's
@@ -424,20 +426,22 @@ impl RedisQueue {
                 .ignore()
                 .del(&[self.keys.processing(job_id), self.keys.lease(job_id)])
                 .ignore();
-            self.forget_taken(&mut pipe, job.item);
         }
+        // One script call for the whole batch: each call costs Redis more than its two LREMs.
+        let items: Vec<&str> = jobs.iter().map(|job| job.item).collect();
+        self.forget_taken(&mut pipe, &items);
         pipe.query_async(&mut self.conn()).await
     }
 
-    /// Removes a taken job's item from the recording list, else from the in-flight one: one
+    /// Removes each taken job's item from the recording list, else from the in-flight one: one
     /// copy (a job delivered twice has two, one per taker).
-    fn forget_taken(&self, pipe: &mut redis::Pipeline, item: &str) {
+    fn forget_taken(&self, pipe: &mut redis::Pipeline, items: &[&str]) {
         pipe.cmd("EVAL")
             .arg(FORGET_TAKEN)
             .arg(2)
             .arg(self.keys.recording())
             .arg(self.keys.inflight())
-            .arg(item)
+            .arg(items)
             .ignore();
     }
 
@@ -457,7 +461,7 @@ impl RedisQueue {
                 Status::Queued.as_str(),
             )
             .ignore();
-        self.forget_taken(&mut pipe, item);
+        self.forget_taken(&mut pipe, &[item]);
         pipe.publish(self.keys.events(), progress_event(job, Status::Queued))
             .ignore();
         if counted {
