@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
+use std::time::Duration;
 
 use futures_util::FutureExt;
 
@@ -24,6 +25,21 @@ impl<T: 'static, R: 'static> Batcher<T, R> {
         F: Fn(Vec<T>) -> Fut + 'static,
         Fut: Future<Output = Vec<R>> + 'static,
     {
+        Self::start_lingering(writers, max, Duration::ZERO, write)
+    }
+
+    /// As `start`, but a writer that finds fewer than `max` items waits up to `linger` after
+    /// the first for more to arrive: fewer, larger writes where no caller waits on the answer.
+    pub fn start_lingering<F, Fut>(
+        writers: usize,
+        max: usize,
+        linger: Duration,
+        write: F,
+    ) -> Batcher<T, R>
+    where
+        F: Fn(Vec<T>) -> Fut + 'static,
+        Fut: Future<Output = Vec<R>> + 'static,
+    {
         let (tx, rx) = mpsc::unbounded_channel::<Waiting<T, R>>();
         let (rx, write) = (Rc::new(Mutex::new(rx)), Rc::new(write));
         for _ in 0..writers.max(1) {
@@ -38,10 +54,19 @@ impl<T: 'static, R: 'static> Batcher<T, R> {
                         // Callers woken by the last write's answers (on this thread) send
                         // their next items now: they go in this batch, not the one after.
                         tokio::task::yield_now().await;
+                        let until = tokio::time::Instant::now() + linger;
                         while batch.len() < max {
-                            match rx.try_recv() {
-                                Ok(next) => batch.push(next),
-                                Err(_) => break,
+                            let next = match rx.try_recv() {
+                                Ok(next) => Some(next),
+                                Err(_) if linger.is_zero() => None,
+                                Err(_) => tokio::time::timeout_at(until, rx.recv())
+                                    .await
+                                    .ok()
+                                    .flatten(),
+                            };
+                            match next {
+                                Some(next) => batch.push(next),
+                                None => break,
                             }
                         }
                     }
@@ -109,5 +134,37 @@ mod tests {
             writes.len() <= 4 && writes.iter().all(|&n| n <= 64),
             "{writes:?}"
         );
+    }
+
+    #[actix_web::test]
+    async fn a_lingering_writer_waits_for_the_items_that_follow_its_first() {
+        let linger = Duration::from_millis(300);
+        let writes = Rc::new(std::cell::RefCell::new(Vec::new()));
+        let seen = writes.clone();
+        let batcher = Rc::new(Batcher::start_lingering(
+            1,
+            64,
+            linger,
+            move |items: Vec<u32>| {
+                seen.borrow_mut().push(items.clone());
+                async move { items }
+            },
+        ));
+        // One every 10 ms: each finds the writer still waiting for more.
+        let calls = (0..5u32).map(|i| {
+            let batcher = batcher.clone();
+            async move {
+                actix_web::rt::time::sleep(Duration::from_millis(10 * u64::from(i))).await;
+                batcher.submit(i).await
+            }
+        });
+        let answers = futures_util::future::join_all(calls).await;
+        assert_eq!(answers, (0..5).map(Some).collect::<Vec<_>>());
+        assert_eq!(*writes.borrow(), vec![vec![0, 1, 2, 3, 4]]);
+        // A lone item is written when the linger is over.
+        let started = std::time::Instant::now();
+        assert_eq!(batcher.submit(7).await, Some(7));
+        assert!(started.elapsed() >= linger);
+        assert_eq!(writes.borrow().len(), 2);
     }
 }

@@ -438,6 +438,12 @@ impl JobSource {
 /// Postgres is down the results wait in Redis and are recorded when it is back.
 pub struct Recorder(Batcher<Verdict, Recorded>);
 
+/// How long the recorder waits after a verdict for more to write with it (each is published
+/// that much later at most). In a drain of one-query jobs by 4 executors, batches grew from
+/// about 9 verdicts to 20-50, and PostgreSQL's CPU for recording fell from 0.041 to 0.028 ms
+/// a verdict (0.078 to 0.046 ms on the five-query demo problem).
+const RECORD_LINGER: std::time::Duration = std::time::Duration::from_millis(3);
+
 struct Verdict {
     job: Job,
     /// The job's in-flight list item.
@@ -462,10 +468,15 @@ impl Recorder {
     /// that finish while it writes go together in its next batch (and no two batches of this
     /// process refresh one user's standings at once).
     pub fn start(queue: RedisQueue, pool: PgPool, health: Arc<HealthState>) -> Recorder {
-        Recorder(Batcher::start(1, 64, move |verdicts: Vec<Verdict>| {
-            let (queue, pool, health) = (queue.clone(), pool.clone(), health.clone());
-            async move { record_all(&queue, &pool, &health, verdicts).await }
-        }))
+        Recorder(Batcher::start_lingering(
+            1,
+            64,
+            RECORD_LINGER,
+            move |verdicts: Vec<Verdict>| {
+                let (queue, pool, health) = (queue.clone(), pool.clone(), health.clone());
+                async move { record_all(&queue, &pool, &health, verdicts).await }
+            },
+        ))
     }
 }
 
