@@ -438,8 +438,8 @@ impl JobSource {
 /// Postgres is down the results wait in Redis and are recorded when it is back.
 pub struct Recorder(Batcher<Verdict, Recorded>);
 
-/// How long the recorder waits after a verdict for more to write with it (each is published
-/// that much later at most). In a drain of one-query jobs by 4 executors, batches grew from
+/// How long the recorder waits, after taking a verdict, for more to record with it when fewer
+/// than a batch's 64 are waiting. In a drain of one-query jobs by 4 executors, batches grew from
 /// about 9 verdicts to 20-50, and PostgreSQL's CPU for recording fell from 0.041 to 0.028 ms
 /// a verdict (0.078 to 0.046 ms on the five-query demo problem).
 const RECORD_LINGER: std::time::Duration = std::time::Duration::from_millis(3);
