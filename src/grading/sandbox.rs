@@ -40,7 +40,7 @@ use tokio::net::TcpStream;
 use tokio_postgres::config::{Host, SslMode};
 use tokio_postgres::error::{DbError, SqlState};
 use tokio_postgres::tls::MakeTlsConnect;
-use tokio_postgres::{Client, Config, NoTls, SimpleQueryMessage};
+use tokio_postgres::{Client, Config, NoTls, SimpleQueryMessage, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use secrecy::ExposeSecret;
@@ -547,8 +547,8 @@ impl Sandbox {
         // grading's scans and rows read or changed); set_config() (settings, role); functions
         // that run query text (they would run set_config() out of sight of the keyword check);
         // large objects and WAL messages (they write even in a READ ONLY transaction); the
-        // connection's prepared statements and cursors (an earlier grading's: the reset closes
-        // them, this is the second line); what measures others' writes (sizes, a table's pages,
+        // connection's prepared statements and cursors (an earlier grading's: the reset and the
+        // next run's first message close them, this is the second line); what measures others' writes (sizes, a table's pages,
         // WAL positions, transaction ids, their age and fate, snapshots, the control file, who
         // blocks whom), and taking a transaction id in a READ ONLY transaction.
         sql.push_str(&format!(
@@ -1140,6 +1140,7 @@ impl Sandbox {
             roles,
             thread: thread::current().id(),
             since: Instant::now(),
+            checked: None,
         })
     }
 }
@@ -1287,6 +1288,10 @@ struct SandboxConn {
     thread: thread::ThreadId,
     /// When it was last put back idle.
     since: Instant,
+    /// The last run's parse check, still prepared on the server. The next run closes it: the
+    /// `Close` goes out in the same write as that run's messages, ahead of them, instead of
+    /// waking the backend again on its own after each run.
+    checked: Option<Statement>,
 }
 
 enum ExecError {
@@ -1487,7 +1492,7 @@ impl Slot {
         let settings = self.sandbox.settings.clone();
         let role = self.sandbox.grading_role(spec.dataset, writes);
         let db = self.sandbox.database_of(spec.data);
-        let conn = match self.sandbox.take_idle(&role, &db) {
+        let mut conn = match self.sandbox.take_idle(&role, &db) {
             Some(conn) => conn,
             None => self.sandbox.open(&role, &db).await?,
         };
@@ -1496,9 +1501,10 @@ impl Slot {
             .reset((settings.max_output_bytes * 2 + settings.max_rows * 64 + 65536) as i64);
         let deadline = Duration::from_millis(spec.time_limit_ms as u64 + settings.grace_ms);
         let mut reset = None;
-        let result =
-            tokio::time::timeout(deadline, execute(&conn.client, spec, &settings, &mut reset))
-                .await;
+        // Queued now, so it is sent with (and read by the server before) this run's messages.
+        drop(conn.checked.take());
+        let run = execute(&conn.client, spec, &settings, &mut reset, &mut conn.checked);
+        let result = tokio::time::timeout(deadline, run).await;
         let exceeded = conn.budget.exceeded();
         let (verdict, answered) = conclude(result, exceeded, spec, &settings);
         let clean = match (answered, reset) {
@@ -1653,12 +1659,14 @@ async fn send<'c>(
 
 /// Runs the statement of `spec`. A read-only run sends `RESET` right behind the statement (the
 /// server takes it once the statement is over, in the same round trip) and leaves it in
-/// `reset`, to be awaited; other runs leave the reset to the caller.
+/// `reset`, to be awaited; other runs leave the reset to the caller. The parse check's
+/// statement is left in `checked`, for the next run to close.
 async fn execute<'c>(
     client: &'c Client,
     spec: &RunSpec<'_>,
     s: &SandboxSettings,
     reset: &mut Option<Sent<'c>>,
+    checked: &mut Option<Statement>,
 ) -> Result<ResultSet, ExecError> {
     let mode = if spec.check_table.is_some() || spec.prelude.is_some() {
         "READ WRITE"
@@ -1681,7 +1689,7 @@ async fn execute<'c>(
                 let (begun, parsed) =
                     futures_util::join!(client.batch_execute(&begin), client.prepare(spec.sql));
                 begun.map_err(ExecError::Setup)?;
-                drop(parsed?);
+                *checked = Some(parsed?);
                 return read_result(client, spec, s).await;
             }
             let (begun, read) =
@@ -1706,7 +1714,7 @@ async fn execute<'c>(
         // a reset sent after an error is read here meanwhile (left unread, it could hold them
         // up). A reading given up on drops the connection: its check is not waited for.
         let (give_up, given_up) = tokio::sync::oneshot::channel::<()>();
-        let checked = async {
+        let check = async {
             let prepare = std::pin::pin!(client.prepare(spec.sql));
             match futures_util::future::select(prepare, given_up).await {
                 Either::Left((parsed, _)) => Some(parsed),
@@ -1730,8 +1738,7 @@ async fn execute<'c>(
             }
             read
         };
-        let (begun, parsed, read) =
-            futures_util::join!(client.batch_execute(&begin), checked, read);
+        let (begun, parsed, read) = futures_util::join!(client.batch_execute(&begin), check, read);
         begun.map_err(ExecError::Setup)?;
         match parsed {
             // The check parsed the text, then looked up the result's types behind a statement
@@ -1741,7 +1748,7 @@ async fn execute<'c>(
             Some(Err(e)) if read.is_err() && aborted(&e) => {
                 *reset = Some(Box::pin(std::future::ready(Err(e))));
             }
-            Some(parsed) => drop(parsed?),
+            Some(parsed) => *checked = Some(parsed?),
             None => {}
         }
         return read;
@@ -1761,7 +1768,7 @@ async fn execute<'c>(
             .map_err(ExecError::Setup)?;
     }
     // The server parses the text as one statement or refuses it.
-    drop(client.prepare(spec.sql).await?);
+    *checked = Some(client.prepare(spec.sql).await?);
     read_result(client, spec, s).await
 }
 
