@@ -547,9 +547,10 @@ impl Sandbox {
         // grading's scans and rows read or changed); set_config() (settings, role); functions
         // that run query text (they would run set_config() out of sight of the keyword check);
         // large objects and WAL messages (they write even in a READ ONLY transaction); the
-        // connection's prepared statements and cursors (an earlier grading's: the reset and the
-        // next run's first message close them, this is the second line); what measures others' writes (sizes, a table's pages,
-        // WAL positions, transaction ids, their age and fate, snapshots, the control file, who
+        // connection's prepared statements and cursors (an earlier grading's: the next run's
+        // first message closes its parse check's statement and the reset its cursors, this is
+        // the second line); what measures others' writes (sizes, a table's pages, WAL
+        // positions, transaction ids, their age and fate, snapshots, the control file, who
         // blocks whom), and taking a transaction id in a READ ONLY transaction.
         sql.push_str(&format!(
             "REVOKE ALL ON DATABASE {db} FROM PUBLIC;\n\
