@@ -8,6 +8,7 @@ pub mod mutants;
 pub mod sandbox;
 pub mod servers;
 pub mod tls;
+mod wire;
 
 use std::time::Instant;
 
@@ -74,7 +75,6 @@ pub fn spec_for<'a>(
         time_limit_ms,
         check_table: fields.check_table.as_deref().filter(|_| fields.writeable),
         prelude: None,
-        parsed: false,
     }
 }
 
@@ -129,16 +129,12 @@ async fn run_tests(slot: &mut Slot, problem: &Problem, sql: &str) -> Result<Test
     }
     for (i, test) in problem.hidden().into_iter().enumerate() {
         let index = i as i16 + 1;
-        // It parsed as one statement on the sample.
-        let spec = RunSpec {
-            parsed: true,
-            ..spec_for(
-                &problem.fields,
-                problem.time_limit_ms as u32,
-                sql,
-                test.data,
-            )
-        };
+        let spec = spec_for(
+            &problem.fields,
+            problem.time_limit_ms as u32,
+            sql,
+            test.data,
+        );
         let (run, ms) = execute(slot, &spec).await?;
         duration_ms = duration_ms.saturating_add(ms);
         let expected = ResultSet {

@@ -11,9 +11,8 @@
 //!   or write large objects are revoked; per-role memory limits, and the cluster's own
 //!   (`config/sandbox-postgresql.conf`), bound the rest.
 //! - The leading keyword must start a query (or, for writeable problems, a DML statement), and
-//!   the server itself parses the text first (extended-protocol Parse), which refuses a second
-//!   statement however it is hidden; a grading's hidden tests run the text that parsed so on
-//!   its sample, on the same server.
+//!   the text reaches the server only in an extended-protocol `Parse` (`wire`), which refuses a
+//!   second statement however it is hidden.
 //! - Everything runs in a transaction that is always rolled back, read-only for read problems,
 //!   followed by a reset of the session; any doubt about a connection's state and it is thrown
 //!   away, and the slot opens no other until its backend is gone.
@@ -24,7 +23,6 @@
 //! - Writeable problems on one dataset take turns (advisory lock) and its sequences are put
 //!   back afterwards, so gradings never block or affect each other.
 use std::collections::HashMap;
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
@@ -33,20 +31,21 @@ use std::task::{Context, Poll};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use futures_util::future::Either;
-use futures_util::{pin_mut, StreamExt};
+use bytes::BytesMut;
+use fallible_iterator::FallibleIterator;
+use postgres_protocol::message::backend::Message;
+use postgres_protocol::message::frontend;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_postgres::config::{Host, SslMode};
-use tokio_postgres::error::{DbError, SqlState};
-use tokio_postgres::tls::MakeTlsConnect;
-use tokio_postgres::{Client, Config, NoTls, SimpleQueryMessage, Statement};
-use tokio_postgres_rustls::MakeRustlsConnect;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, Config, NoTls};
 
 use secrecy::ExposeSecret;
 
 use super::compare::ResultSet;
 use super::lexer;
+use super::wire::{self, ServerError, WireError};
 use crate::config::SandboxSettings;
 use crate::job::{Outcome, Status, TestData};
 
@@ -90,9 +89,6 @@ pub struct RunSpec<'a> {
     /// Statements of ours (deleting rows, for a counterexample) run first in the statement's
     /// transaction, with the write role's rights; a read-only statement then runs read-only.
     pub prelude: Option<&'a str>,
-    /// The text parsed as one statement already (on an earlier test of the same grading, on
-    /// this server): no parse check again, and it is sent right behind its transaction's start.
-    pub parsed: bool,
 }
 
 /// The rows a statement produced (the check table's contents for writeable problems), or
@@ -179,7 +175,7 @@ pub struct Sandbox {
     settings: SandboxSettings,
     admin: Config,
     /// Set when the URL's `sslmode` asks for TLS (see `tls`).
-    tls: Option<MakeRustlsConnect>,
+    tls: Option<super::tls::Tls>,
     host: String,
     port: u16,
     dbname: String,
@@ -329,7 +325,7 @@ impl Sandbox {
                 Some(tls) => {
                     let mut config = config.clone();
                     config.ssl_mode(SslMode::Require);
-                    let (client, connection) = config.connect(tls.clone()).await?;
+                    let (client, connection) = config.connect(tls.admin.clone()).await?;
                     detach(client, connection)
                 }
             })
@@ -547,8 +543,8 @@ impl Sandbox {
         // grading's scans and rows read or changed); set_config() (settings, role); functions
         // that run query text (they would run set_config() out of sight of the keyword check);
         // large objects and WAL messages (they write even in a READ ONLY transaction); the
-        // connection's prepared statements and cursors (an earlier grading's: the next run's
-        // first message closes its parse check's statement and the reset its cursors, this is
+        // connection's prepared statements and cursors (an earlier grading's: a run's own
+        // statements replace its unnamed statement and the reset closes its cursors, this is
         // the second line); what measures others' writes (sizes, a table's pages, WAL
         // positions, transaction ids, their age and fate, snapshots, the control file, who
         // blocks whom), and taking a transaction id in a READ ONLY transaction.
@@ -1003,22 +999,28 @@ impl Sandbox {
         let thread = thread::current().id();
         let mut idle = lock(&self.idle);
         self.prune(&mut idle);
-        let at = idle
-            .iter()
-            .rposition(|c| c.role == role && c.db == db && c.thread == thread)?;
-        Some(idle.remove(at))
+        loop {
+            let at = idle
+                .iter()
+                .rposition(|c| c.role == role && c.db == db && c.thread == thread)?;
+            let mut conn = idle.remove(at);
+            // Only this thread can look (its runtime drives the connection).
+            if !conn.conn.closed() {
+                return Some(conn);
+            }
+        }
     }
 
-    /// Closes idle connections that may not be used again: opened before roles changed,
-    /// closed, or idle for half of `idle_connection_secs` (the server closes them at the whole,
-    /// and must not while a run starts on one).
+    /// Closes idle connections that may not be used again: opened before roles changed, or
+    /// idle for half of `idle_connection_secs` (the server closes them at the whole, and must
+    /// not while a run starts on one). One closed otherwise is found when taken.
     fn prune(&self, idle: &mut Vec<SandboxConn>) {
         let roles = self.roles_changed.load(Ordering::SeqCst);
         let fresh = match self.settings.idle_connection_secs {
             0 => Duration::MAX,
             secs => Duration::from_millis(secs as u64 * 500),
         };
-        idle.retain(|c| c.roles == roles && !c.client.is_closed() && c.since.elapsed() < fresh);
+        idle.retain(|c| c.roles == roles && c.since.elapsed() < fresh);
     }
 
     /// Keeps a clean connection for the next run; closing the least recently used one, when
@@ -1093,55 +1095,54 @@ impl Sandbox {
 
     async fn connect_role(&self, role: &str, db: &str) -> Result<SandboxConn, Refused> {
         let roles = self.roles_changed.load(Ordering::SeqCst);
-        let mut config = Config::new();
-        config
-            .user(role)
-            .dbname(db)
-            .application_name("sqljudge-sandbox")
-            .options(format!("{FORMATS} -c client_min_messages=error"));
-        self.login_password(&mut config);
-        let tcp = tokio::time::timeout(
-            Duration::from_secs(5),
-            TcpStream::connect((self.host.as_str(), self.port)),
-        )
-        .await
-        .map_err(|_| SandboxError::Unavailable("connect timed out".into()))?
-        .map_err(|e| SandboxError::Unavailable(e.to_string()))?;
-        tcp.set_nodelay(true).ok();
         let budget = Arc::new(Budget::default());
         budget.reset(i64::MAX / 2);
-        let stream = BudgetStream {
-            inner: tcp,
-            budget: budget.clone(),
+        let login = async {
+            let tcp = TcpStream::connect((self.host.as_str(), self.port))
+                .await
+                .map_err(|e| SandboxError::Unavailable(e.to_string()))?;
+            tcp.set_nodelay(true).ok();
+            let stream = BudgetStream {
+                inner: tcp,
+                budget: budget.clone(),
+            };
+            let (io, end_point): (Box<dyn wire::Io>, _) = match &self.tls {
+                None => (Box::new(stream), None),
+                Some(tls) => wire::start_tls(stream, &tls.grading, &self.host)
+                    .await
+                    .map_err(|e| SandboxError::Unavailable(e.to_string()))?,
+            };
+            let options = format!("{FORMATS} -c client_min_messages=error");
+            let params = [
+                ("client_encoding", "UTF8"),
+                ("user", role),
+                ("database", db),
+                ("application_name", "sqljudge-sandbox"),
+                ("options", options.as_str()),
+            ];
+            let password = self.settings.role_password.expose_secret();
+            let password = (!password.is_empty()).then_some(password.as_bytes());
+            wire::Conn::connect(io, &params, password, end_point)
+                .await
+                .map_err(|e| match e.server() {
+                    Some(db) if db.code == SqlState::TOO_MANY_CONNECTIONS => {
+                        Refused::Crowded(SandboxError::Unavailable(e.to_string()))
+                    }
+                    _ => Refused::Other(SandboxError::Unavailable(e.to_string())),
+                })
         };
-        let client = match &self.tls {
-            None => {
-                let (client, connection) = config.connect_raw(stream, NoTls).await?;
-                detach(client, connection)
-            }
-            Some(tls) => {
-                config.ssl_mode(SslMode::Require);
-                let tls =
-                    MakeTlsConnect::<BudgetStream>::make_tls_connect(&mut tls.clone(), &self.host)
-                        .unwrap_or_else(|never| match never {});
-                let (client, connection) = config.connect_raw(stream, tls).await?;
-                detach(client, connection)
-            }
-        };
-        let pid: i32 = client
-            .query_one("SELECT pg_backend_pid()", &[])
-            .await?
-            .get(0);
+        let conn = tokio::time::timeout(Duration::from_secs(5), login)
+            .await
+            .map_err(|_| SandboxError::Unavailable("connect timed out".into()))??;
         Ok(SandboxConn {
-            client,
+            pid: conn.pid(),
+            conn,
             budget,
-            pid,
             role: role.to_string(),
             db: db.to_string(),
             roles,
             thread: thread::current().id(),
             since: Instant::now(),
-            checked: None,
         })
     }
 }
@@ -1175,15 +1176,6 @@ enum Refused {
 impl From<SandboxError> for Refused {
     fn from(e: SandboxError) -> Self {
         Refused::Other(e)
-    }
-}
-
-impl From<tokio_postgres::Error> for Refused {
-    fn from(e: tokio_postgres::Error) -> Self {
-        match e.code() == Some(&SqlState::TOO_MANY_CONNECTIONS) {
-            true => Refused::Crowded(e.into()),
-            false => Refused::Other(e.into()),
-        }
     }
 }
 
@@ -1276,7 +1268,7 @@ impl AsyncWrite for BudgetStream {
 }
 
 struct SandboxConn {
-    client: Client,
+    conn: wire::Conn,
     budget: Arc<Budget>,
     pid: i32,
     /// The dataset grading role it is logged in as.
@@ -1289,25 +1281,17 @@ struct SandboxConn {
     thread: thread::ThreadId,
     /// When it was last put back idle.
     since: Instant,
-    /// The last run's parse check, still prepared on the server. The next run closes it: the
-    /// `Close` goes out in the same write as that run's messages, ahead of them, instead of
-    /// waking the backend again on its own after each run.
-    checked: Option<Statement>,
 }
 
 enum ExecError {
-    /// Opening the transaction failed: the solution was not involved.
-    Setup(tokio_postgres::Error),
+    /// Starting the transaction failed: the solution was not involved.
+    Setup(WireError),
     /// Our prelude failed (the rows it removes break a constraint): the run says nothing.
-    Prelude(tokio_postgres::Error),
-    Db(tokio_postgres::Error),
+    Prelude(WireError),
+    Db(WireError),
     Output(String),
-}
-
-impl From<tokio_postgres::Error> for ExecError {
-    fn from(e: tokio_postgres::Error) -> Self {
-        ExecError::Db(e)
-    }
+    /// The text cannot go into a message (a NUL byte; requests refuse them long before).
+    Unsendable(String),
 }
 
 /// Idle grading connections kept for each slot (by role and database): a grading goes through
@@ -1501,22 +1485,16 @@ impl Slot {
         conn.budget
             .reset((settings.max_output_bytes * 2 + settings.max_rows * 64 + 65536) as i64);
         let deadline = Duration::from_millis(spec.time_limit_ms as u64 + settings.grace_ms);
-        let mut reset = None;
-        // Queued now, so it is sent with (and read by the server before) this run's messages.
-        drop(conn.checked.take());
-        let run = execute(&conn.client, spec, &settings, &mut reset, &mut conn.checked);
+        let mut idle = false;
+        let run = execute(&mut conn.conn, spec, &settings, &mut idle);
         let result = tokio::time::timeout(deadline, run).await;
         let exceeded = conn.budget.exceeded();
         let (verdict, answered) = conclude(result, exceeded, spec, &settings);
-        let clean = match (answered, reset) {
-            (false, _) => false,
-            (true, reset) => {
-                let reset = reset.unwrap_or_else(|| Box::pin(conn.client.batch_execute(RESET)));
-                tokio::time::timeout(Duration::from_secs(5), reset)
+        let clean = answered
+            && (idle
+                || tokio::time::timeout(Duration::from_secs(5), reset(&mut conn.conn))
                     .await
-                    .is_ok_and(|r| r.is_ok())
-            }
-        };
+                    .unwrap_or(false));
         if clean {
             self.sandbox.put_idle(conn);
         } else {
@@ -1530,7 +1508,15 @@ impl Slot {
     /// pile up backends until the cluster ran out of connections. The job stays in flight
     /// meanwhile, so the backend counts against its user's fair share.
     async fn discard(&mut self, conn: SandboxConn) {
-        let SandboxConn { pid, role, .. } = conn;
+        let SandboxConn {
+            pid,
+            role,
+            conn: session,
+            ..
+        } = conn;
+        // Closed first: a backend blocked writing to it (a huge error message, cut by the byte
+        // budget) cannot die until its socket closes.
+        drop(session);
         lock(&self.state.lingering).push((pid, role));
         self.settle(None).await;
     }
@@ -1630,254 +1616,178 @@ fn time_limit(ms: u32) -> Outcome {
     )
 }
 
-/// What leaves a grading connection as new after a run. Not DISCARD ALL: its DEALLOCATE ALL
-/// drops the driver's cached type-lookup statements, and the next result with a user-defined
-/// type would fail with "prepared statement does not exist".
-const RESET: &str = "ROLLBACK; CLOSE ALL; RESET ALL; UNLISTEN *; DISCARD PLANS; DISCARD TEMP; \
-                     DISCARD SEQUENCES";
+/// What leaves a grading connection as new after a run, one statement at a time. Not DISCARD
+/// ALL: it cannot run in the transaction a run's messages share.
+const RESET: [&str; 7] = [
+    "ROLLBACK",
+    "CLOSE ALL",
+    "RESET ALL",
+    "UNLISTEN *",
+    "DISCARD PLANS",
+    "DISCARD TEMP",
+    "DISCARD SEQUENCES",
+];
 
-/// What a read-only statement is sent behind, in the same query message. PostgreSQL refuses
-/// it in an aborted transaction (it ends none) and outside a transaction block (a query
-/// message of several statements is an implicit one), and an error abandons the rest of the
-/// message; otherwise it costs a subtransaction the rollback ends.
-const GUARD: &str = "SAVEPOINT guard; ";
-
-/// A request already sent, whose answer is still to be read.
-type Sent<'c> = Pin<Box<dyn Future<Output = Result<(), tokio_postgres::Error>> + 'c>>;
-
-/// Sends a request now (tokio-postgres sends on the first poll) and returns it, to be awaited
-/// later.
-async fn send<'c>(
-    request: impl Future<Output = Result<(), tokio_postgres::Error>> + 'c,
-) -> Sent<'c> {
-    let mut request = Box::pin(futures_util::future::maybe_done(request));
-    let _ = futures_util::poll!(request.as_mut());
-    Box::pin(async move {
-        request.as_mut().await;
-        request.as_mut().take_output().expect("awaited to its end")
-    })
+/// A statement of a run, in the order sent.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Step {
+    /// Ours: the transaction's start, its settings, the reset after it.
+    Ours,
+    /// Our prelude (rows removed for a counterexample): statements of ours in one query message.
+    Prelude,
+    /// The solution.
+    Statement,
+    /// The check table, read after a writeable statement.
+    Check,
 }
 
-/// Runs the statement of `spec`. A read-only run sends `RESET` right behind the statement (the
-/// server takes it once the statement is over, in the same round trip) and leaves it in
-/// `reset`, to be awaited; other runs leave the reset to the caller. The parse check's
-/// statement is left in `checked`, for the next run to close.
-async fn execute<'c>(
-    client: &'c Client,
-    spec: &RunSpec<'_>,
-    s: &SandboxSettings,
-    reset: &mut Option<Sent<'c>>,
-    checked: &mut Option<Statement>,
-) -> Result<ResultSet, ExecError> {
-    let mode = if spec.check_table.is_some() || spec.prelude.is_some() {
-        "READ WRITE"
-    } else {
-        "READ ONLY"
-    };
+/// The messages of a run, in one write under one `Sync`: every statement is parsed, bound and
+/// executed on its own (extended protocol), so the solution's text reaches the server only in a
+/// `Parse`, which refuses a second statement however it is hidden. The first error makes the
+/// server skip everything else up to the `Sync`: nothing runs after a failed start, and the
+/// reset, skipped too, is then sent on its own.
+fn queue_run(out: &mut BytesMut, spec: &RunSpec<'_>) -> io::Result<Vec<Step>> {
+    let writes = spec.check_table.is_some() || spec.prelude.is_some();
+    let mode = if writes { "READ WRITE" } else { "READ ONLY" };
     let t = spec.time_limit_ms;
-    let begin = [
-        format!("BEGIN ISOLATION LEVEL READ COMMITTED {mode}"),
-        format!("SET LOCAL statement_timeout = {t}"),
-        format!("SET LOCAL lock_timeout = {t}"),
-        format!("SET LOCAL search_path = {}", quote_ident(spec.dataset)),
-    ];
-    let starting = begin.len();
-    let begin = begin.join("; ");
-    let Some(prelude) = spec.prelude else {
-        if spec.check_table.is_some() {
-            // The parse check behind the start: a statement it refuses is not run at all.
-            if !spec.parsed {
-                let (begun, parsed) =
-                    futures_util::join!(client.batch_execute(&begin), client.prepare(spec.sql));
-                begun.map_err(ExecError::Setup)?;
-                *checked = Some(parsed?);
-                return read_result(client, spec, s).await;
-            }
-            let (begun, read) =
-                futures_util::join!(client.batch_execute(&begin), read_result(client, spec, s));
-            begun.map_err(ExecError::Setup)?;
-            return read;
+    let mut steps = Vec::new();
+    let mut ours =
+        |sql: &str, out: &mut BytesMut| queue_statement(out, sql, Step::Ours, &mut steps);
+    ours(&format!("BEGIN ISOLATION LEVEL READ COMMITTED {mode}"), out)?;
+    ours(&format!("SET LOCAL statement_timeout = {t}"), out)?;
+    ours(&format!("SET LOCAL lock_timeout = {t}"), out)?;
+    ours(
+        &format!("SET LOCAL search_path = {}", quote_ident(spec.dataset)),
+        out,
+    )?;
+    if let Some(prelude) = spec.prelude {
+        frontend::query(prelude, out)?;
+        steps.push(Step::Prelude);
+        if spec.check_table.is_none() {
+            queue_statement(out, "SET TRANSACTION READ ONLY", Step::Ours, &mut steps)?;
         }
-        // A read-only run is sent whole in one round trip: the start, the parse check, then the
-        // statement behind `GUARD` with the reset behind it, in one message. A start or a parse
-        // check that fails leaves the transaction aborted, where the guard is refused, and with
-        // it the rest of the message: nothing of a text the parse check refuses runs, whatever
-        // it holds. A text that parsed as one statement ends where it seems to: the newline
-        // ends a trailing comment, and the `;` the statement.
-        let guarded = format!("{GUARD}{}\n;{RESET}", spec.sql);
-        if spec.parsed {
-            // The start goes in the same message: one exchange with the server for the run.
-            let text = format!("{begin}; {guarded}");
-            // Ours before the statement: the start's, then the guard.
-            return read_and_reset(client, &text, starting + 1, s, reset).await;
-        }
-        // The parse check looks up the result's types after its answer, so behind the message:
-        // a reset sent after an error is read here meanwhile (left unread, it could hold them
-        // up). A reading given up on drops the connection: its check is not waited for.
-        let (give_up, given_up) = tokio::sync::oneshot::channel::<()>();
-        let check = async {
-            let prepare = std::pin::pin!(client.prepare(spec.sql));
-            match futures_util::future::select(prepare, given_up).await {
-                Either::Left((parsed, _)) => Some(parsed),
-                Either::Right((Ok(()), _)) => None,
-                Either::Right((Err(_), prepare)) => Some(prepare.await),
-            }
-        };
-        let read = async {
-            let mut sent = None;
-            // Ours before the statement: the guard.
-            let read = read_and_reset(client, &guarded, 1, s, &mut sent).await;
-            match sent {
-                Some(sent) => {
-                    drop(give_up);
-                    let reset_done = sent.await;
-                    *reset = Some(Box::pin(std::future::ready(reset_done)));
-                }
-                None => {
-                    let _ = give_up.send(());
-                }
-            }
-            read
-        };
-        let (begun, parsed, read) = futures_util::join!(client.batch_execute(&begin), check, read);
-        begun.map_err(ExecError::Setup)?;
-        match parsed {
-            // The check parsed the text, then looked up the result's types behind a statement
-            // that failed, in the transaction it aborted: the statement's error is the answer.
-            // The driver closes no statement it could not finish preparing: the connection,
-            // which holds the text, goes.
-            Some(Err(e)) if read.is_err() && aborted(&e) => {
-                *reset = Some(Box::pin(std::future::ready(Err(e))));
-            }
-            Some(parsed) => *checked = Some(parsed?),
-            None => {}
-        }
-        return read;
-    };
-    client
-        .batch_execute(&begin)
-        .await
-        .map_err(ExecError::Setup)?;
-    client
-        .batch_execute(prelude)
-        .await
-        .map_err(ExecError::Prelude)?;
-    if spec.check_table.is_none() {
-        client
-            .batch_execute("SET TRANSACTION READ ONLY")
-            .await
-            .map_err(ExecError::Setup)?;
     }
-    // The server parses the text as one statement or refuses it.
-    *checked = Some(client.prepare(spec.sql).await?);
-    read_result(client, spec, s).await
+    queue_statement(out, spec.sql, Step::Statement, &mut steps)?;
+    if let Some(table) = spec.check_table {
+        let check = format!("SELECT * FROM {}", quote_qualified(table));
+        queue_statement(out, &check, Step::Check, &mut steps)?;
+    }
+    for sql in RESET {
+        queue_statement(out, sql, Step::Ours, &mut steps)?;
+    }
+    frontend::sync(out);
+    Ok(steps)
 }
 
-/// What the statement returned; for a writeable problem, its check table after it.
-async fn read_result(
-    client: &Client,
+/// One statement, parsed, bound and executed as the unnamed statement and portal, its rows as
+/// text (described first when they are read).
+fn queue_statement(
+    out: &mut BytesMut,
+    sql: &str,
+    step: Step,
+    steps: &mut Vec<Step>,
+) -> io::Result<()> {
+    frontend::parse("", sql, std::iter::empty(), out)?;
+    frontend::bind(
+        "",
+        "",
+        std::iter::empty(),
+        std::iter::empty::<()>(),
+        |(), _| Ok(postgres_protocol::IsNull::No),
+        std::iter::empty(), // every column as text
+        out,
+    )
+    .map_err(|_| io::Error::other("a statement without parameters failed to bind"))?;
+    if step != Step::Ours {
+        frontend::describe(b'P', "", out)?;
+    }
+    frontend::execute("", 0, out)?;
+    steps.push(step);
+    Ok(())
+}
+
+/// Runs `spec` on `conn`: what the statement returned (a writeable problem's check table
+/// after it). `idle`: the connection answered everything and is as new, no reset needed.
+async fn execute(
+    conn: &mut wire::Conn,
     spec: &RunSpec<'_>,
     s: &SandboxSettings,
+    idle: &mut bool,
 ) -> Result<ResultSet, ExecError> {
-    let rows = read_rows(client, spec.sql, s).await?;
-    match spec.check_table {
-        Some(table) => {
-            read_rows(
-                client,
-                &format!("SELECT * FROM {}", quote_qualified(table)),
-                s,
-            )
-            .await
+    let steps = match queue_run(&mut conn.output, spec) {
+        Ok(steps) => steps,
+        // A NUL byte: no PostgreSQL text holds one.
+        Err(e) => {
+            conn.output.clear();
+            return Err(ExecError::Unsendable(e.to_string()));
         }
-        None => Ok(rows),
-    }
+    };
+    conn.send()
+        .await
+        .map_err(|e| ExecError::Setup(WireError::Io(e)))?;
+    read_run(conn, &steps, s, idle).await
 }
 
-/// The error of a statement sent into a transaction that an earlier one aborted.
-fn aborted(e: &tokio_postgres::Error) -> bool {
-    e.code() == Some(&SqlState::IN_FAILED_SQL_TRANSACTION)
-}
-
-/// Reads the answer to `text`: `setup` statements of ours, the statement, then `RESET`'s
-/// statements, sent as one message. An error in ours is a `Setup` error. Once the connection is
-/// known to be usable, its reset is left in `reset`: the rest of the answer, or, when an error
-/// the server reported skipped it, a reset sent now (none when reading failed on our side:
-/// with rows left unread, the connection is dropped).
-async fn read_and_reset<'c>(
-    client: &'c Client,
-    text: &str,
-    setup: usize,
+/// Reads the answers to a run's `steps` up to its end (`ReadyForQuery` after the `Sync`):
+/// the rows of its last `Statement` or `Check`, or the first error, as the step it failed in
+/// makes it. Rows and bytes are counted as they come.
+async fn read_run(
+    conn: &mut wire::Conn,
+    steps: &[Step],
     s: &SandboxSettings,
-    reset: &mut Option<Sent<'c>>,
+    idle: &mut bool,
 ) -> Result<ResultSet, ExecError> {
-    let mut stream = Box::pin(client.simple_query_raw(text).await?);
-    let mut completed = 0;
-    match read_answers(stream.as_mut(), s, setup + 1, &mut completed).await {
-        Ok(rows) => {
-            *reset = Some(Box::pin(async move {
-                while let Some(answer) = stream.next().await {
-                    answer?;
-                }
-                Ok(())
-            }));
-            Ok(rows)
-        }
-        Err(ExecError::Db(e)) => {
-            if e.as_db_error().is_some() {
-                *reset = Some(send(client.batch_execute(RESET)).await);
-            }
-            // The server parses the whole message before it runs any of it: an error before the
-            // first completion may be the statement's (one too deeply nested to parse behind
-            // ours); one between ours is ours.
-            Err(match (1..setup).contains(&completed) {
-                true => ExecError::Setup(e),
-                false => ExecError::Db(e),
-            })
-        }
-        Err(e) => Err(e),
-    }
-}
-
-async fn read_rows(
-    client: &Client,
-    sql: &str,
-    s: &SandboxSettings,
-) -> Result<ResultSet, ExecError> {
-    let stream = client.simple_query_raw(sql).await?;
-    pin_mut!(stream);
-    read_answers(stream, s, usize::MAX, &mut 0).await
-}
-
-/// Reads `stream` up to its `statements`-th completed statement, or its end: the columns and
-/// rows it returned. `completed` counts the statements completed meanwhile.
-async fn read_answers(
-    mut stream: Pin<&mut tokio_postgres::SimpleQueryStream>,
-    s: &SandboxSettings,
-    statements: usize,
-    completed: &mut usize,
-) -> Result<ResultSet, ExecError> {
-    let mut result = ResultSet::default();
+    let mut at = 0;
+    let (mut rows, mut kept) = (ResultSet::default(), ResultSet::default());
     let mut bytes = 0usize;
-    while *completed < statements {
-        let Some(message) = stream.next().await else {
-            break;
+    let mut failed: Option<(usize, WireError)> = None;
+    // The current step's statement parsed, and not bound yet.
+    let mut binding = false;
+    let broken = |what: &str| ExecError::Db(WireError::Protocol(format!("unexpected {what}")));
+    loop {
+        let step = steps.get(at).copied();
+        let keeps = matches!(step, Some(Step::Statement | Step::Check));
+        let message = match conn.next().await {
+            Ok(message) => message,
+            // The server's error first (a termination's), then the connection's end.
+            Err(e) => match failed {
+                Some((at, first)) => return Err(failure(steps, at, first)),
+                None => return Err(ExecError::Db(e)),
+            },
         };
-        match message? {
-            SimpleQueryMessage::RowDescription(columns) => {
-                result.columns = columns.iter().map(|c| c.name().to_string()).collect();
+        match message {
+            Message::ParseComplete => binding = true,
+            Message::BindComplete => binding = false,
+            Message::NoData | Message::ParameterDescription(_) => {}
+            Message::RowDescription(body) if keeps => {
+                let mut fields = body.fields();
+                rows.columns.clear();
+                while let Some(field) =
+                    fields.next().map_err(|e| ExecError::Db(wire::framing(e)))?
+                {
+                    rows.columns.push(field.name().to_string());
+                }
             }
-            SimpleQueryMessage::Row(row) => {
-                if result.rows.len() == s.max_rows {
+            Message::DataRow(body) if keeps => {
+                if rows.rows.len() == s.max_rows {
                     return Err(ExecError::Output(format!(
                         "the result has more than {} rows",
                         s.max_rows
                     )));
                 }
-                let mut values = Vec::with_capacity(row.len());
-                for i in 0..row.len() {
-                    let value = row.try_get(i)?;
-                    bytes += value.map_or(0, str::len);
-                    values.push(value.map(str::to_string));
+                let mut ranges = body.ranges();
+                let mut values = Vec::with_capacity(rows.columns.len());
+                while let Some(range) =
+                    ranges.next().map_err(|e| ExecError::Db(wire::framing(e)))?
+                {
+                    values.push(match range {
+                        Some(range) => {
+                            let value = wire::text(&body.buffer()[range]).map_err(ExecError::Db)?;
+                            bytes += value.len();
+                            Some(value.to_string())
+                        }
+                        None => None,
+                    });
                 }
                 if bytes > s.max_output_bytes {
                     return Err(ExecError::Output(format!(
@@ -1885,13 +1795,96 @@ async fn read_answers(
                         s.max_output_bytes
                     )));
                 }
-                result.rows.push(values);
+                rows.rows.push(values);
             }
-            SimpleQueryMessage::CommandComplete(_) => *completed += 1,
-            _ => {}
+            // Our statements return none; the prelude's DELETEs neither.
+            Message::RowDescription(_) | Message::DataRow(_) => {}
+            Message::CommandComplete(_) | Message::EmptyQueryResponse => {
+                // A query message (the prelude) may hold several: it ends at its ReadyForQuery.
+                if step != Some(Step::Prelude) {
+                    if keeps {
+                        kept = std::mem::take(&mut rows);
+                        bytes = 0;
+                    }
+                    at += 1;
+                }
+            }
+            Message::ErrorResponse(body) => {
+                let mut error = wire::server_error(body.fields());
+                if error.server().is_none() {
+                    return Err(ExecError::Db(error));
+                }
+                // Parameters ($1) make the solution fail to bind without values: a protocol
+                // violation, which would read as the server's failure. (Bind also plans it:
+                // errors of planning stay as they are.)
+                if binding
+                    && step == Some(Step::Statement)
+                    && error
+                        .server()
+                        .is_some_and(|e| e.code == SqlState::PROTOCOL_VIOLATION)
+                {
+                    error = WireError::Server(ServerError {
+                        severity: "ERROR".into(),
+                        code: SqlState::UNDEFINED_PARAMETER,
+                        message: "parameters ($1, $2, ...) are not available: a solution runs \
+                                  without any"
+                            .into(),
+                    });
+                }
+                // Statements after a failed prelude fail as in an aborted transaction; the first
+                // error says why.
+                failed.get_or_insert((at, error));
+                if step != Some(Step::Prelude) {
+                    at = steps.len(); // skipped up to the Sync
+                }
+            }
+            Message::ReadyForQuery(body) => {
+                if step == Some(Step::Prelude) {
+                    at += 1;
+                    continue;
+                }
+                *idle = failed.is_none() && at == steps.len() && body.status() == b'I';
+                break;
+            }
+            Message::CopyInResponse(_) | Message::CopyOutResponse(_) => return Err(broken("copy")),
+            _ => return Err(broken("message")),
         }
     }
-    Ok(result)
+    let last_read = steps
+        .iter()
+        .rposition(|s| matches!(s, Step::Statement | Step::Check));
+    match failed {
+        None => Ok(kept),
+        // The reset failed after the rows were read: they stand, the connection goes.
+        Some((at, _)) if last_read.is_some_and(|last| at > last) => Ok(kept),
+        Some((at, e)) => Err(failure(steps, at, e)),
+    }
+}
+
+/// An error the server reported, as the step it failed in makes it.
+fn failure(steps: &[Step], at: usize, e: WireError) -> ExecError {
+    match steps.get(at) {
+        Some(Step::Prelude) => ExecError::Prelude(e),
+        Some(Step::Statement | Step::Check) => ExecError::Db(e),
+        _ => ExecError::Setup(e),
+    }
+}
+
+/// Sends the reset on its own (a run that failed skipped its own); true once the connection is
+/// as new.
+async fn reset(conn: &mut wire::Conn) -> bool {
+    if frontend::query(&RESET.join("; "), &mut conn.output).is_err() || conn.send().await.is_err() {
+        return false;
+    }
+    let mut clean = true;
+    loop {
+        match conn.next().await {
+            Ok(Message::ReadyForQuery(body)) => return clean && body.status() == b'I',
+            Ok(Message::ErrorResponse(_)) => clean = false,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
 }
 
 /// What a run came to, and whether the connection is still in a known state (it answered):
@@ -1912,18 +1905,18 @@ fn conclude(
             ),
             false,
         ),
-        Ok(Err(ExecError::Db(e))) => match e.as_db_error() {
-            Some(db) => (classify(db, spec, settings).map(Run::Failed), true),
-            // Bytes the driver cannot decode come from the statement (e.g. another
-            // client_encoding): a verdict, not an outage.
-            None if unreadable(&e) => (
+        Ok(Err(ExecError::Db(e))) => match e {
+            WireError::Server(db) => (classify(&db, spec, settings).map(Run::Failed), true),
+            // Bytes that are not text come from the statement (e.g. another client_encoding):
+            // a verdict, not an outage.
+            WireError::Unreadable(e) => (
                 failed(
                     Status::SqlError,
                     format!("the result cannot be read as UTF-8 text ({e})"),
                 ),
                 false,
             ),
-            None => (Err(SandboxError::Interrupted(e.to_string())), false),
+            e => (Err(SandboxError::Interrupted(e.to_string())), false),
         },
         Ok(Err(ExecError::Setup(e))) => (Err(SandboxError::Interrupted(e.to_string())), false),
         Ok(Err(ExecError::Prelude(e))) => (
@@ -1931,26 +1924,14 @@ fn conclude(
             true,
         ),
         Ok(Err(ExecError::Output(reason))) => (failed(Status::OutputLimitExceeded, reason), false),
+        Ok(Err(ExecError::Unsendable(reason))) => (
+            failed(
+                Status::Rejected,
+                format!("the statement cannot be sent: {reason}"),
+            ),
+            true,
+        ),
         Err(_elapsed) => (Ok(Run::Failed(time_limit(spec.time_limit_ms))), false),
-    }
-}
-
-/// Whether a driver error (not one the server reported) means the bytes the server sent could
-/// not be decoded, rather than that the connection broke.
-fn unreadable(e: &tokio_postgres::Error) -> bool {
-    use std::error::Error as _;
-    if e.is_closed() {
-        return false;
-    }
-    match e.source() {
-        // Undecodable column names and messages surface as invalid input while parsing.
-        Some(source) => source.downcast_ref::<io::Error>().is_none_or(|io| {
-            matches!(
-                io.kind(),
-                io::ErrorKind::InvalidInput | io::ErrorKind::InvalidData
-            )
-        }),
-        None => false,
     }
 }
 
@@ -1974,27 +1955,27 @@ fn infrastructure_failure(code: &str) -> bool {
 /// The verdict for an error the server reported, or `Interrupted` when the error is the
 /// server's, not the statement's.
 fn classify(
-    db: &DbError,
+    db: &ServerError,
     spec: &RunSpec<'_>,
     s: &SandboxSettings,
 ) -> Result<Outcome, SandboxError> {
-    let code = db.code();
+    let code = &db.code;
     if *code == SqlState::QUERY_CANCELED {
         // Only our statement_timeout makes a time-limit verdict; any other cancel (an
         // operator's pg_cancel_backend) is an interruption.
-        if db.message().contains("statement timeout") {
+        if db.message.as_str().contains("statement timeout") {
             return Ok(time_limit(spec.time_limit_ms));
         }
-        return Err(SandboxError::Interrupted(db.message().to_string()));
+        return Err(SandboxError::Interrupted(db.message.as_str().to_string()));
     }
     if infrastructure_failure(code.code()) {
         return Err(SandboxError::Interrupted(format!(
             "{} ({})",
-            db.message(),
+            db.message.as_str(),
             code.code()
         )));
     }
-    if *code == SqlState::SYNTAX_ERROR && db.message().contains("multiple commands") {
+    if *code == SqlState::SYNTAX_ERROR && db.message.as_str().contains("multiple commands") {
         return Ok(Outcome::verdict(
             Status::Rejected,
             "exactly one SQL statement is allowed",
@@ -2006,7 +1987,7 @@ fn classify(
             "this problem is read-only: data cannot be changed",
         ));
     }
-    let mut message = db.message().to_string();
+    let mut message = db.message.as_str().to_string();
     if message.len() > s.max_message_bytes {
         let mut cut = s.max_message_bytes;
         while !message.is_char_boundary(cut) {

@@ -16,6 +16,14 @@ use rustls::{
 };
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+/// The TLS of a sandbox server's connections: administration's (tokio-postgres) and grading's
+/// (`wire`), on one configuration.
+#[derive(Clone)]
+pub struct Tls {
+    pub admin: MakeRustlsConnect,
+    pub grading: tokio_rustls::TlsConnector,
+}
+
 use super::sandbox::SandboxError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,8 +37,8 @@ enum Check {
 }
 
 /// Splits `sslmode` and `sslrootcert` off a `postgres://` URL: the URL tokio-postgres may
-/// parse, and the connector to use (None: in the clear).
-pub fn split(url: &str) -> Result<(String, Option<MakeRustlsConnect>), SandboxError> {
+/// parse, and the connectors to use (None: in the clear).
+pub fn split(url: &str) -> Result<(String, Option<Tls>), SandboxError> {
     let (base, query) = url.split_once('?').unwrap_or((url, ""));
     let (mut mode, mut root) = (None, None);
     let mut kept = Vec::new();
@@ -69,7 +77,7 @@ fn decode(value: &str) -> Result<String, SandboxError> {
         .map_err(|_| SandboxError::Config("sandbox URL: sslrootcert is not UTF-8".into()))
 }
 
-fn connector(check: Check, root: Option<&str>) -> Result<MakeRustlsConnect, SandboxError> {
+fn connector(check: Check, root: Option<&str>) -> Result<Tls, SandboxError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -93,7 +101,10 @@ fn connector(check: Check, root: Option<&str>) -> Result<MakeRustlsConnect, Sand
                 .with_no_client_auth()
         }
     };
-    Ok(MakeRustlsConnect::new(config))
+    Ok(Tls {
+        grading: tokio_rustls::TlsConnector::from(Arc::new(config.clone())),
+        admin: MakeRustlsConnect::new(config),
+    })
 }
 
 fn roots(file: Option<&str>) -> Result<RootCertStore, SandboxError> {

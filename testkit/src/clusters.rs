@@ -10,6 +10,8 @@ pub struct PgCluster {
     dir: PathBuf,
     /// Serving TLS only (`hostssl`), with a certificate of its own authority (`ca_file`).
     tls: bool,
+    /// How logins other than `postgres` authenticate over TCP (trust when None).
+    logins: Option<&'static str>,
 }
 
 /// A PostgreSQL program: on the PATH, else Debian's newest under /usr/lib/postgresql.
@@ -63,13 +65,19 @@ fn run(name: &str, args: &[&str], dir: &Path) -> Result<(), String> {
 impl PgCluster {
     /// Created and started, with trust authentication for `postgres` over TCP.
     pub fn start() -> PgCluster {
-        PgCluster::create(false)
+        PgCluster::create(false, None)
     }
 
     /// Accepting TCP connections over TLS only, with a certificate for 127.0.0.1 signed by an
     /// authority made for it (`ca_file`).
     pub fn start_tls() -> PgCluster {
-        PgCluster::create(true)
+        PgCluster::create(true, None)
+    }
+
+    /// As `start` (`start_tls` when `tls`), but logins other than `postgres` give their
+    /// password by `method` of pg_hba.conf (`md5`: stored as MD5, so that MD5 is asked for).
+    pub fn start_with_logins(tls: bool, method: &'static str) -> PgCluster {
+        PgCluster::create(tls, Some(method))
     }
 
     /// The authority that signed a TLS cluster's certificate (PEM).
@@ -77,7 +85,7 @@ impl PgCluster {
         self.dir.join("ca.crt")
     }
 
-    fn create(tls: bool) -> PgCluster {
+    fn create(tls: bool, logins: Option<&'static str>) -> PgCluster {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("sqljudge-pg-{port}"));
         let _ = std::fs::remove_dir_all(&dir);
@@ -98,7 +106,12 @@ impl PgCluster {
             .arg("postgres:")
             .arg(&dir)
             .status();
-        let cluster = PgCluster { port, dir, tls };
+        let cluster = PgCluster {
+            port,
+            dir,
+            tls,
+            logins,
+        };
         run(
             "initdb",
             &[
@@ -113,10 +126,15 @@ impl PgCluster {
             &cluster.dir,
         )
         .unwrap();
-        if tls {
+        if tls || logins.is_some() {
+            let host = if tls { "hostssl" } else { "host" };
+            let method = logins.unwrap_or("trust");
             std::fs::write(
                 cluster.dir.join("data/pg_hba.conf"),
-                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+                format!(
+                    "local all all trust\n{host} all postgres 127.0.0.1/32 trust\n\
+                     {host} all all 127.0.0.1/32 {method}\n"
+                ),
             )
             .unwrap();
         }
@@ -135,6 +153,9 @@ impl PgCluster {
             self.port,
             self.dir.display()
         );
+        if self.logins == Some("md5") {
+            options += " -c password_encryption=md5";
+        }
         if self.tls {
             let dir = self.dir.display();
             options += &format!(

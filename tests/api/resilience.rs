@@ -165,7 +165,6 @@ async fn rows(slot: &mut Slot, dataset: &str, data: TestData) {
         time_limit_ms: 2000,
         check_table: None,
         prelude: None,
-        parsed: false,
     };
     let run = slot.run(&spec).await.expect("a connection");
     assert!(matches!(run, Run::Rows(_)), "{run:?}");

@@ -213,6 +213,22 @@ async fn hostile_solutions_are_contained() {
     let peek = app.grade(&token, hire, "SELECT lastval()").await;
     assert_eq!(peek["status"], "sql_error", "{peek}");
     assert_eq!(peek["sqlstate"], "55000");
+
+    // Mistakes the server finds while binding and planning a statement are verdicts with
+    // their own SQLSTATE: a parameter no value is bound to (not the server's failure, retried),
+    // a constant that cannot be computed.
+    for (sql, sqlstate) in [
+        ("SELECT name FROM customers WHERE country = $1", "42P02"),
+        ("SELECT name FROM customers WHERE 1/0 = 1", "22012"),
+        (
+            "SELECT name FROM customers WHERE id = 'x'::text::int",
+            "22P02",
+        ),
+    ] {
+        let result = app.grade(&token, uk, sql).await;
+        assert_eq!(result["status"], "sql_error", "{sql} => {result}");
+        assert_eq!(result["sqlstate"], sqlstate, "{sql} => {result}");
+    }
 }
 
 /// A read-only run goes out in one round trip, its parse check and the statement together: a

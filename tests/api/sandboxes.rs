@@ -85,7 +85,11 @@ async fn until_graded_on(app: &TestApp, token: &str, problem: i64, index: usize,
 
 #[actix_web::test]
 async fn a_pool_of_two_sandbox_servers() {
-    let (a, b) = (PgCluster::start(), PgCluster::start());
+    // Their logins give passwords: by SCRAM to one, MD5 to the other.
+    let (a, b) = (
+        PgCluster::start_with_logins(false, "scram-sha-256"),
+        PgCluster::start_with_logins(false, "md5"),
+    );
     let app = TestApp::spawn_with(Options {
         workers: 4,
         sandbox_urls: Some(format!("{},{}", a.url(DB), b.url(DB))),

@@ -10,10 +10,11 @@ use sqljudge_testkit::faults::free_port;
 const DB: &str = "sj_sandbox";
 
 /// TLS to a sandbox server that accepts TLS only (`hostssl`): every connection, admin and
-/// grading, is encrypted, and the certificate is checked as `sslmode` says.
+/// grading, is encrypted, and the certificate is checked as `sslmode` says. Its logins give
+/// their password by SCRAM, bound to the TLS channel.
 #[actix_web::test]
 async fn tls_to_a_sandbox_server() {
-    let cluster = PgCluster::start_tls();
+    let cluster = PgCluster::start_with_logins(true, "scram-sha-256");
     let other = PgCluster::start_tls(); // another authority
                                         // A sandbox database per service: each has roles of its own.
     let base = |n: u8| format!("postgres://postgres@127.0.0.1:{}/{DB}_{n}", cluster.port);
