@@ -492,10 +492,15 @@ impl Sandbox {
 
     /// The password of the logins the sandbox creates, on a connection config.
     fn login_password(&self, config: &mut Config) {
-        let password = self.settings.role_password.expose_secret();
-        if !password.is_empty() {
+        if let Some(password) = self.role_password() {
             config.password(password);
         }
+    }
+
+    /// The password of the logins the sandbox creates, if one is set.
+    fn role_password(&self) -> Option<&[u8]> {
+        let password = self.settings.role_password.expose_secret();
+        (!password.is_empty()).then_some(password.as_bytes())
     }
 
     fn password_sql(&self) -> String {
@@ -1120,9 +1125,7 @@ impl Sandbox {
                 ("application_name", "sqljudge-sandbox"),
                 ("options", options.as_str()),
             ];
-            let password = self.settings.role_password.expose_secret();
-            let password = (!password.is_empty()).then_some(password.as_bytes());
-            wire::Conn::connect(io, &params, password, end_point)
+            wire::Conn::connect(io, &params, self.role_password(), end_point)
                 .await
                 .map_err(|e| match e.server() {
                     Some(db) if db.code == SqlState::TOO_MANY_CONNECTIONS => {
@@ -1135,7 +1138,6 @@ impl Sandbox {
             .await
             .map_err(|_| SandboxError::Unavailable("connect timed out".into()))??;
         Ok(SandboxConn {
-            pid: conn.pid(),
             conn,
             budget,
             role: role.to_string(),
@@ -1270,7 +1272,6 @@ impl AsyncWrite for BudgetStream {
 struct SandboxConn {
     conn: wire::Conn,
     budget: Arc<Budget>,
-    pid: i32,
     /// The dataset grading role it is logged in as.
     role: String,
     /// The database (sample or hidden test) it is connected to.
@@ -1509,11 +1510,11 @@ impl Slot {
     /// meanwhile, so the backend counts against its user's fair share.
     async fn discard(&mut self, conn: SandboxConn) {
         let SandboxConn {
-            pid,
             role,
             conn: session,
             ..
         } = conn;
+        let pid = session.pid();
         // Closed first: a backend blocked writing to it (a huge error message, cut by the byte
         // budget) cannot die until its socket closes.
         drop(session);
