@@ -88,10 +88,12 @@ impl RedisQueueActor {
     }
 }
 
-/// Requeues jobs unleased on this pass and the previous one (a job whose id the take script
+/// Counts users' jobs in flight again, and requeues jobs unleased on this pass and the
+/// previous one (a job whose id the take script
 /// cannot read is briefly unleased until its executor starts it); returns this pass's new
 /// suspects.
 async fn reap(queue: &RedisQueue, suspects: &HashSet<Uuid>) -> redis::RedisResult<HashSet<Uuid>> {
+    queue.recount_inflight().await?;
     let mut next = HashSet::new();
     for (item, job) in queue.unleased().await? {
         if !suspects.contains(&job.job_id) {

@@ -42,6 +42,11 @@ impl Keys {
     pub fn inflight(&self) -> String {
         format!("{}problems:inflight", self.prefix)
     }
+    /// How many live jobs each user has in `inflight` (hash user id -> count), kept by the
+    /// scripts that move jobs in and out of it.
+    pub fn inflight_users(&self) -> String {
+        format!("{}problems:inflight_users", self.prefix)
+    }
     /// In-flight jobs graded and being recorded: leased still, no longer counted per user.
     pub fn recording(&self) -> String {
         format!("{}problems:recording", self.prefix)

@@ -7,6 +7,10 @@
 //! - `problems:queue:low` (list): background work (rejudges), taken only when the queue is empty.
 //! - `problems:inflight` (list): jobs an executor has taken and started (moved
 //!   there and leased in one script).
+//! - `problems:inflight_users` (hash user id -> count): each user's live jobs in the in-flight
+//!   list, kept in the same scripts that move jobs in and out of it, and counted again from the
+//!   list at every reaper pass (whatever a script that failed half-way, or an older version,
+//!   left behind).
 //! - `problems:recording` (list): taken jobs graded and handed over to be recorded (moved there
 //!   by their executor's next take): leased and reaped like in-flight ones, but no longer
 //!   counted against their user's limit.

@@ -43,44 +43,44 @@ pub struct Processing {
     pub submitted_at: chrono::DateTime<chrono::Utc>,
 }
 
-/// Lua shared by the fair-queue scripts: a job's user, and how many live jobs each user has in
-/// flight. A job's JSON names `user_id` before the solution's text, and any quote inside that
-/// text is escaped, so the first match is the real field.
-const FAIR_PRELUDE: &str = r#"
+/// Lua shared by the queue's scripts. A job's fields are read from its JSON as serde writes a
+/// `Job`: `job_id` (a UUID, 36 characters), `user_id` and `problem_id` first, then the
+/// solution's text, then `submitted_at`, then `rejudge`, last and only when true. Any quote
+/// inside text is escaped, so no text can fake a field. `count` keeps each user's number of
+/// live jobs in flight (`Keys::inflight_users`): every script that moves a job into or out of
+/// the in-flight list counts it with `user_of`, as `RECOUNT` does. Numbers go to
+/// `redis.call` as strings: Redis prints a Lua number with `snprintf("%.17g")`, which costs more
+/// than most commands.
+const JOB_LUA: &str = r#"
 local function user_of(job)
-  if string.find(job, '"rejudge":true', 1, true) then return nil end
-  return string.match(job, '"user_id":(%-?%d+)')
+  if string.sub(job, -16) == ',"rejudge":true}' then return nil end
+  return string.match(job, '^,"user_id":(%-?%d+)', 49)
 end
--- Starts a job's lease as `RedisQueue::start` does (the event aside): its attempts, or 0
--- when its id cannot be read (the caller then starts it). A job's JSON begins with its id.
-local function start(job, lease_prefix, processing_prefix, lease_ms, status)
-  local id = string.match(job, '^{"job_id":"([%x%-]+)"')
-  if not id then return 0 end
-  redis.call('SET', lease_prefix .. id, 1, 'PX', lease_ms)
+local function submitted_at(job)
+  local from = string.find(job, '"submitted_at":"', math.max(1, #job - 80), true)
+  return from and string.match(job, '^([%w%-:%.+]+)"', from + 16)
+end
+local function count(users, u, by)
+  if u and redis.call('HINCRBY', users, u, by) <= 0 then redis.call('HDEL', users, u) end
+end
+"#;
+
+/// Lua of the take script: starting a job and announcing it.
+const TAKE_LUA: &str = r#"
+-- Starts a job's lease as `RedisQueue::start` does (the event aside): its attempts.
+local function start(id, lease_prefix, processing_prefix, lease_ms, status)
+  redis.call('SET', lease_prefix .. id, '1', 'PX', lease_ms)
   redis.call('HSET', processing_prefix .. id, 'status', status)
-  return redis.call('HINCRBY', processing_prefix .. id, 'attempts', 1)
+  return redis.call('HINCRBY', processing_prefix .. id, 'attempts', '1')
 end
 -- Publishes a started job's `running` event (`progress_event`, filled in from the job's
--- JSON: its fields before the solution's text, and `submitted_at` after it, which no escaped
--- text can fake): 1, or 0 when a field does not read as expected (the caller publishes it).
-local function announce(job, channel)
-  local fields = {
-    id = string.match(job, '^{"job_id":"([%x%-]+)"'),
-    user = string.match(job, '"user_id":(%-?%d+)'),
-    problem = string.match(job, '"problem_id":(%-?%d+)'),
-    at = string.match(job, '"submitted_at":"([%w%-:%.+]+)"'),
-  }
-  if not (fields.id and fields.user and fields.problem and fields.at) then return 0 end
-  redis.call('PUBLISH', channel, (string.gsub(RUNNING_EVENT, '@(%a+)@', fields)))
-  return 1
-end
-local function running(inflight)
-  local counts = {}
-  for _, job in ipairs(redis.call('LRANGE', inflight, 0, -1)) do
-    local u = user_of(job)
-    if u then counts[u] = (counts[u] or 0) + 1 end
-  end
-  return counts
+-- fields): '1', or '0' when a field does not read as expected (the caller publishes it).
+local function announce(job, id, channel)
+  local user, problem = string.match(job, '^,"user_id":(%-?%d+),"problem_id":(%-?%d+)', 49)
+  local at = submitted_at(job)
+  if not (user and problem and at) then return '0' end
+  redis.call('PUBLISH', channel, running_event(id, user, problem, at))
+  return '1'
 end
 "#;
 
@@ -92,34 +92,44 @@ end
 /// jobs are still waiting), `{'more'}` (only parked so far; call again) or `{}`. Jobs the
 /// caller graded and handed over to be recorded move to the recording list first, unless
 /// recorded already.
-/// KEYS: queue, background queue, in-flight, parked users, recording; ARGV: limit, pops,
-/// parked prefix, how many jobs were handed over, then `start`'s lease prefix, processing
-/// prefix, lease ms and status, then the events channel, then the handed-over items.
+/// KEYS: queue, background queue, in-flight, parked users, recording, in-flight users; ARGV:
+/// limit, pops, parked prefix, how many jobs were handed over, then `start`'s lease prefix,
+/// processing prefix, lease ms and status, then the events channel, then the handed-over
+/// items.
 const FAIR_TAKE: &str = r#"
+-- Moves a job to the in-flight list and starts it: `attempts` 0 when its id cannot be read
+-- (the caller then starts it and publishes its event).
 local function taken(job, live)
-  local attempts = start(job, ARGV[5], ARGV[6], ARGV[7], ARGV[8])
-  local announced = attempts > 0 and announce(job, ARGV[9]) or 0
-  local more = live and redis.call('LLEN', KEYS[1]) > 0 and 1 or 0
-  return {'job', job, tostring(attempts), tostring(announced), tostring(more)}
+  redis.call('LPUSH', KEYS[3], job)
+  count(KEYS[6], user_of(job), '1')
+  local id = string.match(job, '^{"job_id":"([%x%-]+)"')
+  local attempts = id and start(id, ARGV[5], ARGV[6], ARGV[7], ARGV[8]) or 0
+  local announced = id and announce(job, id, ARGV[9]) or '0'
+  local more = live and redis.call('LLEN', KEYS[1]) > 0 and '1' or '0'
+  return {'job', job, attempts, announced, more}
 end
 for i = 10, 9 + tonumber(ARGV[4]) do
-  if redis.call('LREM', KEYS[3], 1, ARGV[i]) == 1 then redis.call('LPUSH', KEYS[5], ARGV[i]) end
+  if redis.call('LREM', KEYS[3], '1', ARGV[i]) == 1 then
+    redis.call('LPUSH', KEYS[5], ARGV[i])
+    count(KEYS[6], user_of(ARGV[i]), '-1')
+  end
 end
 local limit = tonumber(ARGV[1])
-local counts = running(KEYS[3])
+local counts = {}
+local flat = redis.call('HGETALL', KEYS[6])
+for i = 1, #flat, 2 do counts[flat[i]] = tonumber(flat[i + 1]) end
 -- A parked job reached the head of the line before any job still queued: of users below the
 -- limit, the one submitted first is taken. Users at the limit are passed over at no cost (one
 -- whose list is gone leaves the set when next below the limit).
 local function arrival(job)
-  local at = string.match(job, '"submitted_at":"([%w%-:%.+]+)"') or ''
-  local whole, fraction = string.match(at, '^([^.Z+]+)%.?(%d*)')
+  local whole, fraction = string.match(submitted_at(job) or '', '^([^.Z+]+)%.?(%d*)')
   if not whole then return '~' end
   return whole .. fraction .. string.rep('0', 9 - #fraction)
 end
 local pick, oldest
 for _, u in ipairs(redis.call('SMEMBERS', KEYS[4])) do
   if (counts[u] or 0) < limit then
-    local job = redis.call('LINDEX', ARGV[3] .. u, -1)
+    local job = redis.call('LINDEX', ARGV[3] .. u, '-1')
     if job then
       local at = arrival(job)
       if not pick or at < oldest then pick, oldest = u, at end
@@ -132,22 +142,18 @@ if pick then
   local key = ARGV[3] .. pick
   local job = redis.call('RPOP', key)
   if redis.call('LLEN', key) == 0 then redis.call('SREM', KEYS[4], pick) end
-  redis.call('LPUSH', KEYS[3], job)
   return taken(job, true)
 end
 for _ = 1, tonumber(ARGV[2]) do
   local job = redis.call('RPOP', KEYS[1])
   if not job then break end
   local u = user_of(job)
-  if not u or (counts[u] or 0) < limit then
-    redis.call('LPUSH', KEYS[3], job)
-    return taken(job, true)
-  end
+  if not u or (counts[u] or 0) < limit then return taken(job, true) end
   redis.call('LPUSH', ARGV[3] .. u, job)
   redis.call('SADD', KEYS[4], u)
 end
 if redis.call('LLEN', KEYS[1]) > 0 then return {'more'} end
-local job = redis.call('LMOVE', KEYS[2], KEYS[3], 'RIGHT', 'LEFT')
+local job = redis.call('RPOP', KEYS[2])
 if job then return taken(job, false) end
 return {}
 "#;
@@ -165,14 +171,15 @@ return {live, redis.call('LLEN', KEYS[2]), redis.call('LLEN', KEYS[3]) + redis.c
 
 static FAIR_TAKE_SCRIPT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        "local RUNNING_EVENT = [==[{}]==]\n{FAIR_PRELUDE}{FAIR_TAKE}",
-        running_event_template()
+        "{}{JOB_LUA}{TAKE_LUA}{FAIR_TAKE}",
+        running_event_lua()
     ))
 });
 
-/// `progress_event(job, Running)` with `@id@`, `@user@`, `@problem@` and `@at@` where the
-/// job's fields go: the take script fills it in, so the event is the one Rust would publish.
-fn running_event_template() -> String {
+/// `progress_event(job, Running)` as a Lua function of the job's fields, `running_event(id,
+/// user, problem, at)`: the event Rust would publish, as literal pieces joined around them
+/// (one concatenation; `string.gsub` over a template costs several times as much).
+fn running_event_lua() -> String {
     let at = chrono::DateTime::from_timestamp_micros(981_173_106_789_012).expect("in range");
     let job = Job {
         job_id: Uuid::from_u128(0x5eed_0000_0000_4000_8000_0000_0000_0001),
@@ -183,8 +190,8 @@ fn running_event_template() -> String {
         submitted_at: at,
         rejudge: false,
     };
-    let mut event = progress_event(&job, Status::Running);
-    for (value, name) in [
+    let event = progress_event(&job, Status::Running);
+    let mut fields: Vec<(usize, usize, &str)> = [
         (job.job_id.to_string(), "id"),
         (job.user_id.to_string(), "user"),
         (job.problem_id.to_string(), "problem"),
@@ -196,18 +203,43 @@ fn running_event_template() -> String {
                 .to_string(),
             "at",
         ),
-    ] {
+    ]
+    .into_iter()
+    .map(|(value, name)| {
         assert_eq!(event.matches(&value).count(), 1, "{value} in {event}");
-        event = event.replace(&value, &format!("@{name}@"));
+        (event.find(&value).expect("found"), value.len(), name)
+    })
+    .collect();
+    fields.sort();
+    let literal = |text: &str| {
+        assert!(!text.contains("]==]") && !text.starts_with('\n'), "{text}");
+        format!("[==[{text}]==]")
+    };
+    let (mut pieces, mut from) = (Vec::new(), 0);
+    for (at, len, name) in fields {
+        pieces.push(literal(&event[from..at]));
+        pieces.push(name.to_string());
+        from = at + len;
     }
-    event
+    pieces.push(literal(&event[from..]));
+    format!(
+        "local function running_event(id, user, problem, at) return {} end\n",
+        pieces.join(" .. ")
+    )
 }
 
-/// KEYS: recording, in-flight; ARGV: items.
-const FORGET_TAKEN: &str = r"
+/// KEYS: recording, in-flight, in-flight users; ARGV: items.
+static FORGET_TAKEN: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{JOB_LUA}{}",
+        r"
 for _, item in ipairs(ARGV) do
-  if redis.call('LREM', KEYS[1], 1, item) == 0 then redis.call('LREM', KEYS[2], 1, item) end
-end";
+  if redis.call('LREM', KEYS[1], '1', item) == 0 and redis.call('LREM', KEYS[2], '1', item) == 1 then
+    count(KEYS[3], user_of(item), '-1')
+  end
+end"
+    )
+});
 
 /// Puts a live job back next in line: at the head of the queue, or, while its user has parked
 /// jobs (taken before the queue), at the oldest end of them. KEYS: parked users, the user's
@@ -220,14 +252,37 @@ else
 end";
 
 /// Puts an in-flight (or recording) job back in the queue, behind waiting work, unless its
-/// lease is still held. KEYS: in-flight, queue, lease, recording.
-const REQUEUE_IF_NO_LEASE: &str = r"
+/// lease is still held. KEYS: in-flight, queue, lease, recording, in-flight users.
+static REQUEUE_IF_NO_LEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{JOB_LUA}{}",
+        r"
 if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
-if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 or redis.call('LREM', KEYS[4], 1, ARGV[1]) == 1 then
-  redis.call('LPUSH', KEYS[2], ARGV[1])
-  return 1
+if redis.call('LREM', KEYS[1], '1', ARGV[1]) == 1 then
+  count(KEYS[5], user_of(ARGV[1]), '-1')
+elseif redis.call('LREM', KEYS[4], '1', ARGV[1]) == 0 then
+  return 0
 end
-return 0";
+redis.call('LPUSH', KEYS[2], ARGV[1])
+return 1"
+    ))
+});
+
+/// Counts each user's live jobs in flight again, from the list. KEYS: in-flight, in-flight
+/// users.
+static RECOUNT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        "{JOB_LUA}{}",
+        r"
+local counts = {}
+for _, job in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  local u = user_of(job)
+  if u then counts[u] = (counts[u] or 0) + 1 end
+end
+redis.call('DEL', KEYS[2])
+for u, n in pairs(counts) do redis.call('HSET', KEYS[2], u, n) end"
+    ))
+});
 
 impl RedisQueue {
     /// Queues jobs and records them as queued, atomically.
@@ -313,6 +368,7 @@ impl RedisQueue {
                 .key(self.keys.inflight())
                 .key(self.keys.parked_users())
                 .key(self.keys.recording())
+                .key(self.keys.inflight_users())
                 .arg(per_user)
                 .arg(64)
                 .arg(&parked)
@@ -437,10 +493,11 @@ impl RedisQueue {
     /// copy (a job delivered twice has two, one per taker).
     fn forget_taken(&self, pipe: &mut redis::Pipeline, items: &[&str]) {
         pipe.cmd("EVAL")
-            .arg(FORGET_TAKEN)
-            .arg(2)
+            .arg(FORGET_TAKEN.as_str())
+            .arg(3)
             .arg(self.keys.recording())
             .arg(self.keys.inflight())
+            .arg(self.keys.inflight_users())
             .arg(items)
             .ignore();
     }
@@ -488,7 +545,9 @@ impl RedisQueue {
 
     /// Drops an item that is not a job at all (never produced by us).
     pub async fn discard(&self, item: &str) -> RedisResult<()> {
-        self.conn().lrem(self.keys.inflight(), 1, item).await
+        let mut pipe = redis::pipe();
+        self.forget_taken(&mut pipe, &[item]);
+        pipe.query_async(&mut self.conn()).await
     }
 
     /// Jobs in flight (or being recorded) whose lease is missing.
@@ -513,12 +572,23 @@ impl RedisQueue {
 
     /// Requeues an in-flight job whose lease is (still) missing; true if it was.
     pub async fn requeue_unleased(&self, item: &str, job: &Job) -> RedisResult<bool> {
-        Script::new(REQUEUE_IF_NO_LEASE)
+        REQUEUE_IF_NO_LEASE
             .key(self.keys.inflight())
             .key(self.keys.queue_for(job))
             .key(self.keys.lease(job.job_id))
             .key(self.keys.recording())
+            .key(self.keys.inflight_users())
             .arg(item)
+            .invoke_async(&mut self.conn())
+            .await
+    }
+
+    /// Counts each user's live jobs in flight again (see `Keys::inflight_users`), correcting
+    /// whatever a script stopped half-way by an error, or an older version, left behind.
+    pub async fn recount_inflight(&self) -> RedisResult<()> {
+        RECOUNT
+            .key(self.keys.inflight())
+            .key(self.keys.inflight_users())
             .invoke_async(&mut self.conn())
             .await
     }

@@ -228,6 +228,8 @@ async fn one_account_flooding_the_queue_holds_one_executor_and_others_go_first()
     let app = TestApp::spawn_with(Options {
         demo: true,
         workers: 2,
+        // No reaper pass counts users' jobs in flight again: the scripts' counts alone.
+        tweak: Some(|s| s.executor.reaper_interval_ms = 600_000),
         ..Default::default()
     })
     .await;
@@ -280,6 +282,52 @@ async fn one_account_flooding_the_queue_holds_one_executor_and_others_go_first()
     assert_eq!((recorded.rows, recorded.final_rows), (10, 10));
     let depth: Value = app.get("/health", None).await.json().await.unwrap();
     assert_eq!(depth["queue"]["pending"], 0, "{depth}");
+    // Every job counted into the in-flight list was counted out of it.
+    let counts: std::collections::HashMap<String, i64> = redis::cmd("HGETALL")
+        .arg(app.key("problems:inflight_users"))
+        .query(&mut app.redis())
+        .unwrap();
+    assert!(counts.is_empty(), "{counts:?}");
+}
+
+#[actix_web::test]
+async fn a_wrong_count_of_jobs_in_flight_is_corrected_by_the_next_reaper_pass() {
+    let app = TestApp::spawn_with(Options {
+        demo: true,
+        workers: 2,
+        ..Default::default()
+    })
+    .await;
+    let uk = app.problem_id("uk-customers").await;
+    let learner = app.user("learner").await;
+    let learner_id = app.user_id(&learner).await;
+    // As a script stopped half-way would leave it: the learner seems to be at their limit
+    // with nothing of theirs in flight, and another user has a count and no list.
+    let _: () = redis::cmd("HSET")
+        .arg(app.key("problems:inflight_users"))
+        .arg(learner_id)
+        .arg(3)
+        .arg(-7)
+        .arg(1)
+        .query(&mut app.redis())
+        .unwrap();
+    let job = queued(
+        &app,
+        &learner,
+        uk,
+        "SELECT name FROM customers WHERE country = 'UK'",
+    )
+    .await;
+    let result = app
+        .wait_final(&learner, &job, Duration::from_secs(20))
+        .await;
+    assert_eq!(result["status"], "accepted", "{result}");
+    sleep(1000).await;
+    let counts: std::collections::HashMap<String, i64> = redis::cmd("HGETALL")
+        .arg(app.key("problems:inflight_users"))
+        .query(&mut app.redis())
+        .unwrap();
+    assert!(counts.is_empty(), "{counts:?}");
 }
 
 #[actix_web::test]
