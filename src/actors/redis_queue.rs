@@ -1,5 +1,6 @@
 //! `RedisQueueActor` keeps the Redis queue whole (new jobs come in through the
 //! `SubmissionActor`s' enqueuers): it hands back jobs whose executor vanished (lease reaper),
+//! counts each user's jobs in flight again (whatever a failed script or an older instance left),
 //! re-queues submissions Postgres holds as pending but Redis has forgotten (e.g. after a Redis
 //! restart, or a crash between the two writes of a submit), and records in Postgres the
 //! results graded while Postgres was down. It sweeps on an interval and as soon as the
@@ -50,6 +51,21 @@ impl RedisQueueActor {
         }
     }
 
+    /// Counts users' jobs in flight again (`RedisQueue::recount_inflight`): at start, then on
+    /// every tick, even while a slow sweep is still under way.
+    fn recount(&mut self, ctx: &mut Context<Self>) {
+        if !self.health.redis_up() {
+            return;
+        }
+        let queue = self.queue.clone();
+        let recount = async move {
+            if let Err(e) = queue.recount_inflight().await {
+                log::warn!("counting users' jobs in flight: {e}");
+            }
+        };
+        ctx.spawn(recount.into_actor(self));
+    }
+
     fn sweep(&mut self, ctx: &mut Context<Self>) {
         if self.sweeping {
             return;
@@ -88,12 +104,10 @@ impl RedisQueueActor {
     }
 }
 
-/// Counts users' jobs in flight again, and requeues jobs unleased on this pass and the
-/// previous one (a job whose id the take script
+/// Requeues jobs unleased on this pass and the previous one (a job whose id the take script
 /// cannot read is briefly unleased until its executor starts it); returns this pass's new
 /// suspects.
 async fn reap(queue: &RedisQueue, suspects: &HashSet<Uuid>) -> redis::RedisResult<HashSet<Uuid>> {
-    queue.recount_inflight().await?;
     let mut next = HashSet::new();
     for (item, job) in queue.unleased().await? {
         if !suspects.contains(&job.job_id) {
@@ -164,9 +178,13 @@ impl Actor for RedisQueueActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        self.recount(ctx);
         ctx.run_interval(
             Duration::from_millis(self.settings.reaper_interval_ms),
-            Self::sweep,
+            |act, ctx| {
+                act.recount(ctx);
+                act.sweep(ctx);
+            },
         );
     }
 }

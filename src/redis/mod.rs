@@ -9,8 +9,8 @@
 //!   there and leased in one script).
 //! - `problems:inflight_users` (hash user id -> count): each user's live jobs in the in-flight
 //!   list, kept in the same scripts that move jobs in and out of it, and counted again from the
-//!   list at every reaper pass (whatever a script that failed half-way, or an older version,
-//!   left behind).
+//!   list at start and on every reaper tick (whatever a script that failed half-way, or an
+//!   older version, left behind).
 //! - `problems:recording` (list): taken jobs graded and handed over to be recorded (moved there
 //!   by their executor's next take): leased and reaped like in-flight ones, but no longer
 //!   counted against their user's limit.

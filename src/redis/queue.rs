@@ -268,19 +268,28 @@ return 1"
     ))
 });
 
-/// Counts each user's live jobs in flight again, from the list. KEYS: in-flight, in-flight
+/// Counts each user's live jobs in flight again, from the list, and writes the counts only
+/// where they differ (nothing then goes to the AOF and replicas). KEYS: in-flight, in-flight
 /// users.
 static RECOUNT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         "{JOB_LUA}{}",
         r"
 local counts = {}
-for _, job in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+for _, job in ipairs(redis.call('LRANGE', KEYS[1], '0', '-1')) do
   local u = user_of(job)
   if u then counts[u] = (counts[u] or 0) + 1 end
 end
-redis.call('DEL', KEYS[2])
-for u, n in pairs(counts) do redis.call('HSET', KEYS[2], u, n) end"
+local flat = redis.call('HGETALL', KEYS[2])
+for i = 1, #flat, 2 do
+  local u, n = flat[i], tonumber(flat[i + 1])
+  if not counts[u] then
+    redis.call('HDEL', KEYS[2], u)
+  elseif counts[u] == n then
+    counts[u] = nil
+  end
+end
+for u, n in pairs(counts) do redis.call('HSET', KEYS[2], u, tostring(n)) end"
     ))
 });
 
