@@ -223,6 +223,15 @@ async fn most_in_flight(
     most
 }
 
+/// The per-user counts of jobs in flight are all gone (`problems:inflight_users`).
+fn assert_no_jobs_counted_in_flight(app: &TestApp) {
+    let counts: std::collections::HashMap<String, i64> = redis::cmd("HGETALL")
+        .arg(app.key("problems:inflight_users"))
+        .query(&mut app.redis())
+        .unwrap();
+    assert!(counts.is_empty(), "{counts:?}");
+}
+
 #[actix_web::test]
 async fn one_account_flooding_the_queue_holds_one_executor_and_others_go_first() {
     let app = TestApp::spawn_with(Options {
@@ -283,11 +292,7 @@ async fn one_account_flooding_the_queue_holds_one_executor_and_others_go_first()
     let depth: Value = app.get("/health", None).await.json().await.unwrap();
     assert_eq!(depth["queue"]["pending"], 0, "{depth}");
     // Every job counted into the in-flight list was counted out of it.
-    let counts: std::collections::HashMap<String, i64> = redis::cmd("HGETALL")
-        .arg(app.key("problems:inflight_users"))
-        .query(&mut app.redis())
-        .unwrap();
-    assert!(counts.is_empty(), "{counts:?}");
+    assert_no_jobs_counted_in_flight(&app);
 }
 
 #[actix_web::test]
@@ -323,11 +328,7 @@ async fn a_wrong_count_of_jobs_in_flight_is_corrected_by_the_next_reaper_pass() 
         .await;
     assert_eq!(result["status"], "accepted", "{result}");
     sleep(1000).await;
-    let counts: std::collections::HashMap<String, i64> = redis::cmd("HGETALL")
-        .arg(app.key("problems:inflight_users"))
-        .query(&mut app.redis())
-        .unwrap();
-    assert!(counts.is_empty(), "{counts:?}");
+    assert_no_jobs_counted_in_flight(&app);
 }
 
 #[actix_web::test]
