@@ -77,6 +77,8 @@ pub struct DatabaseSettings {
     pub checkout_timeout_ms: u64,
     /// The most a submission waits on Postgres before routing around it.
     pub request_timeout_ms: u64,
+    /// The same when Postgres is the only place that could keep the submission.
+    pub request_timeout_alone_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -209,6 +209,9 @@ impl Application {
             events: events.clone(),
             metrics: metrics.clone(),
             postgres_within: Duration::from_millis(settings.database.request_timeout_ms),
+            postgres_alone_within: Duration::from_millis(
+                settings.database.request_timeout_alone_ms,
+            ),
             redis_within: Duration::from_millis(settings.redis.timeout_ms),
             require_persistence: settings.redis.require_persistence,
         };

@@ -55,6 +55,8 @@ pub struct Intake {
     pub metrics: Arc<Metrics>,
     /// The most a submission waits on Postgres before routing around it.
     pub postgres_within: Duration,
+    /// The same when Redis could not keep it alone: routing around Postgres would only refuse it.
+    pub postgres_alone_within: Duration,
     /// The most it waits for its enqueue in Redis (`redis.timeout_ms`).
     pub redis_within: Duration,
     /// `redis.require_persistence`: no acknowledgement from a Redis that would forget it.
@@ -62,6 +64,11 @@ pub struct Intake {
 }
 
 impl Intake {
+    /// Whether Redis may acknowledge a submission it alone keeps (`redis.require_persistence`).
+    fn redis_keeps_alone(&self) -> bool {
+        !self.require_persistence || self.health.redis_persists()
+    }
+
     /// Starts a supervised `SubmissionActor` on this thread, with its own group commit and
     /// enqueuer and this thread's own Redis connection. Call it on the thread, within its
     /// runtime (an HTTP worker's app factory).
@@ -577,7 +584,7 @@ impl Router {
             }
         }
         // Only what was acknowledged already (above) is answered without a durable store.
-        if self.intake.require_persistence && !self.intake.health.redis_persists() {
+        if !self.intake.redis_keeps_alone() {
             return Err(unavailable(
                 "the database is unreachable and Redis does not persist (no append-only file, \
                  or it would not say): an acknowledgement could be lost",
@@ -610,13 +617,19 @@ impl Handler<Submit> for SubmissionActor {
 
     fn handle(&mut self, msg: Submit, _: &mut Context<Self>) -> Self::Result {
         let intake = &self.intake;
+        // A failure any submission met counts at once, whatever worker it was on.
+        let routes = self.routes.and(Routes::from_health(&intake.health));
+        let redis_alone = routes.redis && intake.redis_keeps_alone();
         let router = Router {
             intake: intake.clone(),
             inserts: self.inserts.clone(),
             enqueues: self.enqueues.clone(),
-            // A failure any submission met counts at once, whatever worker it was on.
-            routes: Cell::new(self.routes.and(Routes::from_health(&intake.health))),
-            postgres_left: Cell::new(intake.postgres_within),
+            routes: Cell::new(routes),
+            // A slow Postgres (a loaded machine) is waited for where nothing else would take it.
+            postgres_left: Cell::new(match redis_alone {
+                true => intake.postgres_within,
+                false => intake.postgres_alone_within,
+            }),
         };
         let max = intake.max_sql_bytes;
         let (events, metrics) = (intake.events.clone(), intake.metrics.clone());

@@ -362,6 +362,45 @@ async fn a_stalled_postgres_costs_a_submission_at_most_its_timeout() {
         .await;
 }
 
+/// Routing around a slow Postgres helps only where Redis can keep a submission alone. Where it
+/// cannot (no append-only file), a Postgres slower than `database.request_timeout_ms` (a loaded
+/// machine) is waited for, up to `database.request_timeout_alone_ms`, instead of the submission
+/// being refused with 503.
+#[actix_web::test]
+async fn a_slow_postgres_is_waited_for_where_redis_cannot_keep_a_submission_alone() {
+    let redis = RedisInstance::start();
+    let pg_proxy = Proxy::start(postgres_port());
+    let app = TestApp::spawn_with(Options {
+        redis_url: Some(redis.url()),
+        platform_port: Some(pg_proxy.port),
+        ..Options::default()
+    })
+    .await;
+    let token = app.user("patient").await;
+    let uk = app.problem_id("uk-customers").await;
+    let sql = |n: u32| format!("SELECT name FROM customers WHERE country = 'UK' AND {n} >= 0");
+    assert_eq!(app.grade(&token, uk, &sql(0)).await["status"], "accepted");
+
+    pg_proxy.set(Mode::Hang);
+    let started = Instant::now();
+    let stall = async {
+        sleep(700).await;
+        pg_proxy.set(Mode::Forward);
+    };
+    let slow = sql(1);
+    let (res, ()) = futures_util::join!(app.submit(&token, uk, &slow), stall);
+    let waited = started.elapsed();
+    let status = res.status();
+    let job: Value = res.json().await.unwrap();
+    assert_eq!(status, 202, "{job}");
+    assert!(waited >= Duration::from_millis(650), "{waited:?}");
+    app.wait_recorded_once(
+        &[job["job_id"].as_str().unwrap().to_string()],
+        Duration::from_secs(30),
+    )
+    .await;
+}
+
 /// While Postgres is down a 202 would rest on Redis alone: a Redis without its append-only file
 /// (it forgets everything when it restarts) gets no such acknowledgement. The submission is
 /// refused with 503 and Retry-After, `/health` says why, and nothing is half accepted; when
