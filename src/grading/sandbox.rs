@@ -14,8 +14,10 @@
 //!   the text reaches the server only in an extended-protocol `Parse` (`wire`), which refuses a
 //!   second statement however it is hidden.
 //! - Everything runs in a transaction that is always rolled back, read-only for read problems,
-//!   followed by a reset of the session; any doubt about a connection's state and it is thrown
-//!   away, and the slot opens no other until its backend is gone.
+//!   which undoes every setting, cursor, LISTEN and temporary table of the run; sequences' session
+//!   state is discarded after a writing run, and a run that did not end cleanly is followed by a
+//!   full reset of the session; any doubt about a connection's state and it is thrown away, and
+//!   the slot opens no other until its backend is gone.
 //! - Time: `statement_timeout` inside, and a deadline outside the session that terminates the
 //!   backend from an admin connection (a solution cannot catch that).
 //! - Output: rows and bytes are counted as they stream, and the socket itself has a byte
@@ -1617,8 +1619,9 @@ fn time_limit(ms: u32) -> Outcome {
     )
 }
 
-/// What leaves a grading connection as new after a run, one statement at a time. Not DISCARD
-/// ALL: it cannot run in the transaction a run's messages share.
+/// What leaves a grading connection as new after a run that did not end cleanly, one statement
+/// at a time. Not DISCARD ALL: it cannot run in the transaction a run's messages share. (After
+/// a clean run the ROLLBACK alone does this; see `queue_run`.)
 const RESET: [&str; 7] = [
     "ROLLBACK",
     "CLOSE ALL",
@@ -1647,6 +1650,13 @@ enum Step {
 /// `Parse`, which refuses a second statement however it is hidden. The first error makes the
 /// server skip everything else up to the `Sync`: nothing runs after a failed start, and the
 /// reset, skipped too, is then sent on its own.
+///
+/// A run that ends cleanly ends with its ROLLBACK, which undoes in PostgreSQL itself whatever a
+/// session statement did within it: settings (`SET`, `set_config(.., false)`), LISTEN, cursors
+/// (`WITH HOLD` ones too), temporary tables. Only sequences' session state (`lastval()`,
+/// cached values) is not transactional: a writing run discards it. What else a session keeps
+/// (advisory locks, prepared statements, the random seed) no solution can reach (the keyword
+/// check, the unnamed statement, revoked functions), and `RESET` would not undo most of it.
 fn queue_run(out: &mut BytesMut, spec: &RunSpec<'_>) -> io::Result<Vec<Step>> {
     let writes = spec.check_table.is_some() || spec.prelude.is_some();
     let mode = if writes { "READ WRITE" } else { "READ ONLY" };
@@ -1673,8 +1683,9 @@ fn queue_run(out: &mut BytesMut, spec: &RunSpec<'_>) -> io::Result<Vec<Step>> {
         let check = format!("SELECT * FROM {}", quote_qualified(table));
         queue_statement(out, &check, Step::Check, &mut steps)?;
     }
-    for sql in RESET {
-        queue_statement(out, sql, Step::Ours, &mut steps)?;
+    queue_statement(out, "ROLLBACK", Step::Ours, &mut steps)?;
+    if writes {
+        queue_statement(out, "DISCARD SEQUENCES", Step::Ours, &mut steps)?;
     }
     frontend::sync(out);
     Ok(steps)

@@ -260,3 +260,63 @@ async fn a_failed_type_lookup_leaves_no_statement_behind() {
     assert_eq!(peek["status"], "wrong_answer", "{peek}");
     assert_eq!(peek["diff"]["extra_rows"], serde_json::json!([]), "{peek}");
 }
+
+/// A grading ends with its ROLLBACK alone (and `DISCARD SEQUENCES` after a write): what a
+/// session statement changes within it must be undone by PostgreSQL itself. A dataset's
+/// function changes settings for the session (not `SET LOCAL`) and listens on a channel; the
+/// next grading on the same connection (one executor) has none of it.
+#[actix_web::test]
+async fn what_a_function_changes_in_the_session_ends_with_its_grading() {
+    let app = TestApp::spawn_with(Options {
+        demo: false,
+        workers: 1,
+        ..Default::default()
+    })
+    .await;
+    let script = "CREATE TABLE t (id int PRIMARY KEY);\n\
+        INSERT INTO t VALUES (1), (2);\n\
+        CREATE FUNCTION tweak() RETURNS int LANGUAGE plpgsql AS $$ BEGIN \
+        SET work_mem = '64MB'; SET DateStyle = 'German'; SET search_path = pg_catalog; \
+        LISTEN sqljudge_leak; RETURN 1; END $$;\n";
+    let res = app.put_dataset("sess", script).await;
+    assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
+    let created = app
+        .problem_of(
+            json!({"slug": "sess", "title": "sess", "statement": "-", "topic": "basics",
+                   "dataset": "sess", "reference_sql": "SELECT id FROM t"}),
+            json!({"generated_tests": 0}),
+        )
+        .await;
+    let problem = created["id"].as_i64().unwrap();
+    let token = app.user("tweaker").await;
+    let pristine = "current_setting('work_mem') = '8MB' \
+        AND current_setting('DateStyle') = 'ISO, MDY' \
+        AND current_setting('search_path') = 'sess' \
+        AND NOT EXISTS (SELECT FROM pg_listening_channels())";
+    for round in 0..3 {
+        // The changes hold within the grading that made them (a CASE: a WHERE's conditions
+        // would be reordered by cost)...
+        let tweaked = app
+            .grade(
+                &token,
+                problem,
+                &format!(
+                    "SELECT CASE WHEN sess.tweak() = 1 \
+                     AND current_setting('DateStyle') LIKE 'German%' \
+                     AND current_setting('work_mem') = '64MB' AND {round} >= 0 THEN id END \
+                     FROM sess.t"
+                ),
+            )
+            .await;
+        assert_eq!(tweaked["status"], "accepted", "{tweaked}");
+        // ...and not in the next one on the same connection.
+        let next = app
+            .grade(
+                &token,
+                problem,
+                &format!("SELECT id FROM t WHERE {pristine} AND {round} >= 0"),
+            )
+            .await;
+        assert_eq!(next["status"], "accepted", "round {round}: {next}");
+    }
+}
