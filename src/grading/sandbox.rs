@@ -14,10 +14,10 @@
 //!   the text reaches the server only in an extended-protocol `Parse` (`wire`), which refuses a
 //!   second statement however it is hidden.
 //! - Everything runs in a transaction that is always rolled back, read-only for read problems,
-//!   which undoes every setting, cursor, LISTEN and temporary table of the run; sequences' session
-//!   state is discarded after a writing run, and a run that did not end cleanly is followed by a
-//!   full reset of the session; any doubt about a connection's state and it is thrown away, and
-//!   the slot opens no other until its backend is gone.
+//!   which undoes every setting, cursor, LISTEN and temporary table of the run; cached plans, and
+//!   after a writing run sequences' session state, are discarded, and a run that did not end
+//!   cleanly is followed by a full reset of the session; any doubt about a connection's state
+//!   and it is thrown away, and the slot opens no other until its backend is gone.
 //! - Time: `statement_timeout` inside, and a deadline outside the session that terminates the
 //!   backend from an admin connection (a solution cannot catch that).
 //! - Output: rows and bytes are counted as they stream, and the socket itself has a byte
@@ -1065,11 +1065,16 @@ impl Sandbox {
     /// the older half of this process's that count against it are closed to make room, and
     /// the connection is tried again for up to `CROWDED_WAIT`, as other processes' may be
     /// closed too (their server closes them after `idle_connection_secs` at the latest).
-    async fn open(&self, role: &str, db: &str) -> Result<SandboxConn, SandboxError> {
+    async fn open(
+        &self,
+        role: &str,
+        db: &str,
+        spec: &RunSpec<'_>,
+    ) -> Result<SandboxConn, SandboxError> {
         let until = Instant::now() + CROWDED_WAIT;
         let mut pause = Duration::from_millis(5);
         loop {
-            match self.connect_role(role, db).await {
+            match self.connect_role(role, db, spec).await {
                 Ok(conn) => return Ok(conn),
                 Err(Refused::Crowded(e)) if Instant::now() + pause < until => {
                     // Which limit, as PostgreSQL's message says (in English: else either).
@@ -1100,7 +1105,14 @@ impl Sandbox {
         }
     }
 
-    async fn connect_role(&self, role: &str, db: &str) -> Result<SandboxConn, Refused> {
+    /// A session as `role` on `db` whose defaults are what `spec`'s runs set: its dataset's
+    /// schema alone on the path, and its time limit (a run with another sets its own).
+    async fn connect_role(
+        &self,
+        role: &str,
+        db: &str,
+        spec: &RunSpec<'_>,
+    ) -> Result<SandboxConn, Refused> {
         let roles = self.roles_changed.load(Ordering::SeqCst);
         let budget = Arc::new(Budget::default());
         budget.reset(i64::MAX / 2);
@@ -1119,7 +1131,15 @@ impl Sandbox {
                     .await
                     .map_err(|e| SandboxError::Unavailable(e.to_string()))?,
             };
-            let options = format!("{FORMATS} -c client_min_messages=error");
+            let t = spec.time_limit_ms;
+            // Startup options are split at spaces, and a backslash escapes.
+            let path = quote_ident(spec.dataset)
+                .replace('\\', "\\\\")
+                .replace(' ', "\\ ");
+            let options = format!(
+                "{FORMATS} -c client_min_messages=error -c search_path={path} \
+                 -c statement_timeout={t} -c lock_timeout={t}"
+            );
             let params = [
                 ("client_encoding", "UTF8"),
                 ("user", role),
@@ -1147,6 +1167,7 @@ impl Sandbox {
             roles,
             thread: thread::current().id(),
             since: Instant::now(),
+            time_limit_ms: spec.time_limit_ms,
         })
     }
 }
@@ -1284,6 +1305,9 @@ struct SandboxConn {
     thread: thread::ThreadId,
     /// When it was last put back idle.
     since: Instant,
+    /// The statement and lock timeouts of the session (its login's): RESET ALL comes back to
+    /// them, and a run with another time limit sets its own.
+    time_limit_ms: u32,
 }
 
 enum ExecError {
@@ -1482,14 +1506,20 @@ impl Slot {
         let db = self.sandbox.database_of(spec.data);
         let mut conn = match self.sandbox.take_idle(&role, &db) {
             Some(conn) => conn,
-            None => self.sandbox.open(&role, &db).await?,
+            None => self.sandbox.open(&role, &db, spec).await?,
         };
         // Room for the protocol's own bytes around the values we count ourselves.
         conn.budget
             .reset((settings.max_output_bytes * 2 + settings.max_rows * 64 + 65536) as i64);
         let deadline = Duration::from_millis(spec.time_limit_ms as u64 + settings.grace_ms);
         let mut idle = false;
-        let run = execute(&mut conn.conn, spec, &settings, &mut idle);
+        let run = execute(
+            &mut conn.conn,
+            spec,
+            conn.time_limit_ms,
+            &settings,
+            &mut idle,
+        );
         let result = tokio::time::timeout(deadline, run).await;
         let exceeded = conn.budget.exceeded();
         let (verdict, answered) = conclude(result, exceeded, spec, &settings);
@@ -1653,11 +1683,20 @@ enum Step {
 ///
 /// A run that ends cleanly ends with its ROLLBACK, which undoes in PostgreSQL itself whatever a
 /// session statement did within it: settings (`SET`, `set_config(.., false)`), LISTEN, cursors
-/// (`WITH HOLD` ones too), temporary tables. Only sequences' session state (`lastval()`,
-/// cached values) is not transactional: a writing run discards it. What else a session keeps
-/// (advisory locks, prepared statements, the random seed) no solution can reach (the keyword
-/// check, the unnamed statement, revoked functions), and `RESET` would not undo most of it.
-fn queue_run(out: &mut BytesMut, spec: &RunSpec<'_>) -> io::Result<Vec<Step>> {
+/// (`WITH HOLD` ones too), temporary tables. What is not transactional goes after it: cached
+/// plans (PL/pgSQL keeps statements analysed under the settings of their first call, such as
+/// a `DateStyle` a function's `SET` clause chose) and, after a writing run, sequences' session
+/// state (`lastval()`, cached values). What else a session keeps (advisory locks, prepared
+/// statements, the random seed) no solution can reach (the keyword check, the unnamed
+/// statement, revoked functions), and `RESET` would not undo most of it.
+///
+/// The session's own defaults (`connect_role`) are the dataset's search path and, where
+/// `session_limit_ms` is the run's, its timeouts: then nothing is set.
+fn queue_run(
+    out: &mut BytesMut,
+    spec: &RunSpec<'_>,
+    session_limit_ms: u32,
+) -> io::Result<Vec<Step>> {
     let writes = spec.check_table.is_some() || spec.prelude.is_some();
     let mode = if writes { "READ WRITE" } else { "READ ONLY" };
     let t = spec.time_limit_ms;
@@ -1665,12 +1704,10 @@ fn queue_run(out: &mut BytesMut, spec: &RunSpec<'_>) -> io::Result<Vec<Step>> {
     let mut ours =
         |sql: &str, out: &mut BytesMut| queue_statement(out, sql, Step::Ours, &mut steps);
     ours(&format!("BEGIN ISOLATION LEVEL READ COMMITTED {mode}"), out)?;
-    ours(&format!("SET LOCAL statement_timeout = {t}"), out)?;
-    ours(&format!("SET LOCAL lock_timeout = {t}"), out)?;
-    ours(
-        &format!("SET LOCAL search_path = {}", quote_ident(spec.dataset)),
-        out,
-    )?;
+    if t != session_limit_ms {
+        ours(&format!("SET LOCAL statement_timeout = {t}"), out)?;
+        ours(&format!("SET LOCAL lock_timeout = {t}"), out)?;
+    }
     if let Some(prelude) = spec.prelude {
         frontend::query(prelude, out)?;
         steps.push(Step::Prelude);
@@ -1684,6 +1721,7 @@ fn queue_run(out: &mut BytesMut, spec: &RunSpec<'_>) -> io::Result<Vec<Step>> {
         queue_statement(out, &check, Step::Check, &mut steps)?;
     }
     queue_statement(out, "ROLLBACK", Step::Ours, &mut steps)?;
+    queue_statement(out, "DISCARD PLANS", Step::Ours, &mut steps)?;
     if writes {
         queue_statement(out, "DISCARD SEQUENCES", Step::Ours, &mut steps)?;
     }
@@ -1723,10 +1761,11 @@ fn queue_statement(
 async fn execute(
     conn: &mut wire::Conn,
     spec: &RunSpec<'_>,
+    session_limit_ms: u32,
     s: &SandboxSettings,
     idle: &mut bool,
 ) -> Result<ResultSet, ExecError> {
-    let steps = match queue_run(&mut conn.output, spec) {
+    let steps = match queue_run(&mut conn.output, spec, session_limit_ms) {
         Ok(steps) => steps,
         // A NUL byte: no PostgreSQL text holds one.
         Err(e) => {

@@ -261,10 +261,12 @@ async fn a_failed_type_lookup_leaves_no_statement_behind() {
     assert_eq!(peek["diff"]["extra_rows"], serde_json::json!([]), "{peek}");
 }
 
-/// A grading ends with its ROLLBACK alone (and `DISCARD SEQUENCES` after a write): what a
-/// session statement changes within it must be undone by PostgreSQL itself. A dataset's
-/// function changes settings for the session (not `SET LOCAL`) and listens on a channel; the
-/// next grading on the same connection (one executor) has none of it.
+/// A grading ends with its ROLLBACK and DISCARD PLANS (and `DISCARD SEQUENCES` after a write):
+/// what a session statement changes within it must be undone by PostgreSQL itself. A dataset's
+/// function changes settings for the session (not `SET LOCAL`) and listens on a channel;
+/// another reads a date under the `DateStyle` its caller's `SET` clause chose, and PL/pgSQL
+/// keeps that statement analysed for the session. The next grading on the same connection
+/// (one executor) has none of it.
 #[actix_web::test]
 async fn what_a_function_changes_in_the_session_ends_with_its_grading() {
     let app = TestApp::spawn_with(Options {
@@ -273,11 +275,15 @@ async fn what_a_function_changes_in_the_session_ends_with_its_grading() {
         ..Default::default()
     })
     .await;
-    let script = "CREATE TABLE t (id int PRIMARY KEY);\n\
-        INSERT INTO t VALUES (1), (2);\n\
+    let script = "CREATE TABLE t (id int PRIMARY KEY, day date);\n\
+        INSERT INTO t VALUES (1, '2020-01-02'), (2, '2020-02-01');\n\
         CREATE FUNCTION tweak() RETURNS int LANGUAGE plpgsql AS $$ BEGIN \
         SET work_mem = '64MB'; SET DateStyle = 'German'; SET search_path = pg_catalog; \
-        LISTEN sqljudge_leak; RETURN 1; END $$;\n";
+        LISTEN sqljudge_leak; RETURN 1; END $$;\n\
+        CREATE FUNCTION day_of() RETURNS int LANGUAGE plpgsql AS $$ BEGIN \
+        RETURN (SELECT id FROM sess.t WHERE day = '01/02/2020'); END $$;\n\
+        CREATE FUNCTION dmy_day_of() RETURNS int LANGUAGE sql SET DateStyle = 'ISO, DMY' \
+        AS 'SELECT sess.day_of()';\n";
     let res = app.put_dataset("sess", script).await;
     assert_eq!(res.status(), 201, "{}", res.text().await.unwrap());
     let created = app
@@ -291,8 +297,9 @@ async fn what_a_function_changes_in_the_session_ends_with_its_grading() {
     let token = app.user("tweaker").await;
     let pristine = "current_setting('work_mem') = '8MB' \
         AND current_setting('DateStyle') = 'ISO, MDY' \
-        AND current_setting('search_path') = 'sess' \
-        AND NOT EXISTS (SELECT FROM pg_listening_channels())";
+        AND current_schemas(false)::text = '{sess}' \
+        AND NOT EXISTS (SELECT FROM pg_listening_channels()) \
+        AND day_of() = 1";
     for round in 0..3 {
         // The changes hold within the grading that made them (a CASE: a WHERE's conditions
         // would be reordered by cost)...
@@ -301,14 +308,14 @@ async fn what_a_function_changes_in_the_session_ends_with_its_grading() {
                 &token,
                 problem,
                 &format!(
-                    "SELECT CASE WHEN sess.tweak() = 1 \
+                    "SELECT CASE WHEN sess.dmy_day_of() = 2 AND sess.tweak() = 1 \
                      AND current_setting('DateStyle') LIKE 'German%' \
                      AND current_setting('work_mem') = '64MB' AND {round} >= 0 THEN id END \
                      FROM sess.t"
                 ),
             )
             .await;
-        assert_eq!(tweaked["status"], "accepted", "{tweaked}");
+        assert_eq!(tweaked["status"], "accepted", "round {round}: {tweaked}");
         // ...and not in the next one on the same connection.
         let next = app
             .grade(
