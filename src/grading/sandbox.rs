@@ -15,7 +15,7 @@
 //!   second statement however it is hidden.
 //! - Everything runs in a transaction that is always rolled back, read-only for read problems,
 //!   which undoes every setting, cursor, LISTEN and temporary table of the run; cached plans, and
-//!   after a writing run sequences' session state, are discarded, and a run that did not end
+//!   in a writing run sequences' session state, are discarded before it; a run that did not end
 //!   cleanly is followed by a full reset of the session; any doubt about a connection's state
 //!   and it is thrown away, and the slot opens no other until its backend is gone.
 //! - Time: `statement_timeout` inside, and a deadline outside the session that terminates the
@@ -1650,8 +1650,8 @@ fn time_limit(ms: u32) -> Outcome {
 }
 
 /// What leaves a grading connection as new after a run that did not end cleanly, one statement
-/// at a time. Not DISCARD ALL: it cannot run in the transaction a run's messages share. (After
-/// a clean run the ROLLBACK alone does this; see `queue_run`.)
+/// at a time. Not DISCARD ALL: it cannot run in the transaction a run's messages share. (A clean
+/// run needs less; see `queue_run`.)
 const RESET: [&str; 7] = [
     "ROLLBACK",
     "CLOSE ALL",
@@ -1683,9 +1683,9 @@ enum Step {
 ///
 /// A run that ends cleanly ends with its ROLLBACK, which undoes in PostgreSQL itself whatever a
 /// session statement did within it: settings (`SET`, `set_config(.., false)`), LISTEN, cursors
-/// (`WITH HOLD` ones too), temporary tables. What is not transactional goes after it: cached
-/// plans (PL/pgSQL keeps statements analysed under the settings of their first call, such as
-/// a `DateStyle` a function's `SET` clause chose) and, after a writing run, sequences' session
+/// (`WITH HOLD` ones too), temporary tables. What is not transactional is discarded before it:
+/// cached plans (PL/pgSQL keeps statements analysed under the settings of their first call, such
+/// as a `DateStyle` a function's `SET` clause chose) and, in a writing run, sequences' session
 /// state (`lastval()`, cached values). What else a session keeps (advisory locks, prepared
 /// statements, the random seed) no solution can reach (the keyword check, the unnamed
 /// statement, revoked functions), and `RESET` would not undo most of it.
@@ -1720,11 +1720,12 @@ fn queue_run(
         let check = format!("SELECT * FROM {}", quote_qualified(table));
         queue_statement(out, &check, Step::Check, &mut steps)?;
     }
-    queue_statement(out, "ROLLBACK", Step::Ours, &mut steps)?;
+    // Within the transaction (they are not transactional): no second one to start and end.
     queue_statement(out, "DISCARD PLANS", Step::Ours, &mut steps)?;
     if writes {
         queue_statement(out, "DISCARD SEQUENCES", Step::Ours, &mut steps)?;
     }
+    queue_statement(out, "ROLLBACK", Step::Ours, &mut steps)?;
     frontend::sync(out);
     Ok(steps)
 }

@@ -326,4 +326,27 @@ async fn what_a_function_changes_in_the_session_ends_with_its_grading() {
             .await;
         assert_eq!(next["status"], "accepted", "round {round}: {next}");
     }
+    // The session's time limit is the one it was opened with; a run with another sets its own
+    // for its transaction alone.
+    let quick = app
+        .problem_of(
+            json!({"slug": "sess-quick", "title": "quick", "statement": "-", "topic": "basics",
+                   "dataset": "sess", "reference_sql": "SELECT id FROM t", "time_limit_ms": 500}),
+            json!({"generated_tests": 0}),
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let sleepy = "SELECT id FROM t, pg_sleep(0.8)";
+    for (id, status) in [
+        (quick, "time_limit_exceeded"),
+        (problem, "accepted"),
+        (quick, "time_limit_exceeded"),
+    ] {
+        let graded = app.grade(&token, id, sleepy).await;
+        assert_eq!(graded["status"], status, "{graded}");
+    }
+    let limit = "SELECT id FROM t WHERE current_setting('statement_timeout') = '2s'";
+    let graded = app.grade(&token, problem, limit).await;
+    assert_eq!(graded["status"], "accepted", "{graded}");
 }
