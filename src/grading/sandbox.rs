@@ -1065,16 +1065,11 @@ impl Sandbox {
     /// the older half of this process's that count against it are closed to make room, and
     /// the connection is tried again for up to `CROWDED_WAIT`, as other processes' may be
     /// closed too (their server closes them after `idle_connection_secs` at the latest).
-    async fn open(
-        &self,
-        role: &str,
-        db: &str,
-        spec: &RunSpec<'_>,
-    ) -> Result<SandboxConn, SandboxError> {
+    async fn open(&self, role: &str, db: &str, dataset: &str) -> Result<SandboxConn, SandboxError> {
         let until = Instant::now() + CROWDED_WAIT;
         let mut pause = Duration::from_millis(5);
         loop {
-            match self.connect_role(role, db, spec).await {
+            match self.connect_role(role, db, dataset).await {
                 Ok(conn) => return Ok(conn),
                 Err(Refused::Crowded(e)) if Instant::now() + pause < until => {
                     // Which limit, as PostgreSQL's message says (in English: else either).
@@ -1105,13 +1100,13 @@ impl Sandbox {
         }
     }
 
-    /// A session as `role` on `db` whose defaults are what `spec`'s runs set: its dataset's
-    /// schema alone on the path, and its time limit (a run with another sets its own).
+    /// A session as `role` on `db` whose defaults are what most runs would set: `dataset`'s
+    /// schema alone on the path, and the default time limit (a run with another sets its own).
     async fn connect_role(
         &self,
         role: &str,
         db: &str,
-        spec: &RunSpec<'_>,
+        dataset: &str,
     ) -> Result<SandboxConn, Refused> {
         let roles = self.roles_changed.load(Ordering::SeqCst);
         let budget = Arc::new(Budget::default());
@@ -1131,11 +1126,19 @@ impl Sandbox {
                     .await
                     .map_err(|e| SandboxError::Unavailable(e.to_string()))?,
             };
-            let t = spec.time_limit_ms;
-            // Startup options are split at spaces, and a backslash escapes.
-            let path = quote_ident(spec.dataset)
-                .replace('\\', "\\\\")
-                .replace(' ', "\\ ");
+            let t = self.settings.default_time_limit_ms;
+            // Bare, as `SET search_path` shows a plain name (every dataset's is one), else
+            // quoted; startup options are split at spaces, and a backslash escapes.
+            let plain = dataset.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+                && dataset
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            let path = match plain {
+                true => dataset.to_string(),
+                false => quote_ident(dataset)
+                    .replace('\\', "\\\\")
+                    .replace(' ', "\\ "),
+            };
             let options = format!(
                 "{FORMATS} -c client_min_messages=error -c search_path={path} \
                  -c statement_timeout={t} -c lock_timeout={t}"
@@ -1167,7 +1170,6 @@ impl Sandbox {
             roles,
             thread: thread::current().id(),
             since: Instant::now(),
-            time_limit_ms: spec.time_limit_ms,
         })
     }
 }
@@ -1305,9 +1307,6 @@ struct SandboxConn {
     thread: thread::ThreadId,
     /// When it was last put back idle.
     since: Instant,
-    /// The statement and lock timeouts of the session (its login's): RESET ALL comes back to
-    /// them, and a run with another time limit sets its own.
-    time_limit_ms: u32,
 }
 
 enum ExecError {
@@ -1506,20 +1505,14 @@ impl Slot {
         let db = self.sandbox.database_of(spec.data);
         let mut conn = match self.sandbox.take_idle(&role, &db) {
             Some(conn) => conn,
-            None => self.sandbox.open(&role, &db, spec).await?,
+            None => self.sandbox.open(&role, &db, spec.dataset).await?,
         };
         // Room for the protocol's own bytes around the values we count ourselves.
         conn.budget
             .reset((settings.max_output_bytes * 2 + settings.max_rows * 64 + 65536) as i64);
         let deadline = Duration::from_millis(spec.time_limit_ms as u64 + settings.grace_ms);
         let mut idle = false;
-        let run = execute(
-            &mut conn.conn,
-            spec,
-            conn.time_limit_ms,
-            &settings,
-            &mut idle,
-        );
+        let run = execute(&mut conn.conn, spec, &settings, &mut idle);
         let result = tokio::time::timeout(deadline, run).await;
         let exceeded = conn.budget.exceeded();
         let (verdict, answered) = conclude(result, exceeded, spec, &settings);
@@ -1690,12 +1683,12 @@ enum Step {
 /// statements, the random seed) no solution can reach (the keyword check, the unnamed
 /// statement, revoked functions), and `RESET` would not undo most of it.
 ///
-/// The session's own defaults (`connect_role`) are the dataset's search path and, where
-/// `session_limit_ms` is the run's, its timeouts: then nothing is set.
+/// The session's own defaults (`connect_role`) are the dataset's search path and, where the
+/// run's time limit is `default_limit_ms`, its timeouts: then nothing is set.
 fn queue_run(
     out: &mut BytesMut,
     spec: &RunSpec<'_>,
-    session_limit_ms: u32,
+    default_limit_ms: u32,
 ) -> io::Result<Vec<Step>> {
     let writes = spec.check_table.is_some() || spec.prelude.is_some();
     let mode = if writes { "READ WRITE" } else { "READ ONLY" };
@@ -1704,7 +1697,7 @@ fn queue_run(
     let mut ours =
         |sql: &str, out: &mut BytesMut| queue_statement(out, sql, Step::Ours, &mut steps);
     ours(&format!("BEGIN ISOLATION LEVEL READ COMMITTED {mode}"), out)?;
-    if t != session_limit_ms {
+    if t != default_limit_ms {
         ours(&format!("SET LOCAL statement_timeout = {t}"), out)?;
         ours(&format!("SET LOCAL lock_timeout = {t}"), out)?;
     }
@@ -1762,11 +1755,10 @@ fn queue_statement(
 async fn execute(
     conn: &mut wire::Conn,
     spec: &RunSpec<'_>,
-    session_limit_ms: u32,
     s: &SandboxSettings,
     idle: &mut bool,
 ) -> Result<ResultSet, ExecError> {
-    let steps = match queue_run(&mut conn.output, spec, session_limit_ms) {
+    let steps = match queue_run(&mut conn.output, spec, s.default_time_limit_ms) {
         Ok(steps) => steps,
         // A NUL byte: no PostgreSQL text holds one.
         Err(e) => {

@@ -326,8 +326,8 @@ async fn what_a_function_changes_in_the_session_ends_with_its_grading() {
             .await;
         assert_eq!(next["status"], "accepted", "round {round}: {next}");
     }
-    // The session's time limit is the one it was opened with; a run with another sets its own
-    // for its transaction alone.
+    // The session's time limit is the default one; a run with another sets its own for its
+    // transaction alone.
     let quick = app
         .problem_of(
             json!({"slug": "sess-quick", "title": "quick", "statement": "-", "topic": "basics",
