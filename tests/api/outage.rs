@@ -362,12 +362,9 @@ async fn a_stalled_postgres_costs_a_submission_at_most_its_timeout() {
         .await;
 }
 
-/// Routing around a slow Postgres helps only where Redis can keep a submission alone. Where it
-/// cannot (no append-only file), a Postgres slower than `database.request_timeout_ms` (a loaded
-/// machine) is waited for, up to `database.request_timeout_alone_ms`, instead of the submission
-/// being refused with 503.
-#[actix_web::test]
-async fn a_slow_postgres_is_waited_for_where_redis_cannot_keep_a_submission_alone() {
+/// An app whose Postgres is behind a proxy the test controls, on a Redis of its own without an
+/// append-only file.
+async fn behind_pg_proxy_with_volatile_redis() -> (RedisInstance, Proxy, TestApp) {
     let redis = RedisInstance::start();
     let pg_proxy = Proxy::start(postgres_port());
     let app = TestApp::spawn_with(Options {
@@ -376,6 +373,16 @@ async fn a_slow_postgres_is_waited_for_where_redis_cannot_keep_a_submission_alon
         ..Options::default()
     })
     .await;
+    (redis, pg_proxy, app)
+}
+
+/// Routing around a slow Postgres helps only where Redis can keep a submission alone. Where it
+/// cannot (no append-only file), a Postgres slower than `database.request_timeout_ms` (a loaded
+/// machine) is waited for, up to `database.request_timeout_alone_ms`, instead of the submission
+/// being refused with 503.
+#[actix_web::test]
+async fn a_slow_postgres_is_waited_for_where_redis_cannot_keep_a_submission_alone() {
+    let (_redis, pg_proxy, app) = behind_pg_proxy_with_volatile_redis().await;
     let token = app.user("patient").await;
     let uk = app.problem_id("uk-customers").await;
     let sql = |n: u32| format!("SELECT name FROM customers WHERE country = 'UK' AND {n} >= 0");
@@ -407,14 +414,7 @@ async fn a_slow_postgres_is_waited_for_where_redis_cannot_keep_a_submission_alon
 /// Postgres answers again submissions are taken as before.
 #[actix_web::test]
 async fn without_postgres_a_redis_that_does_not_persist_acknowledges_nothing() {
-    let redis = RedisInstance::start();
-    let pg_proxy = Proxy::start(postgres_port());
-    let app = TestApp::spawn_with(Options {
-        redis_url: Some(redis.url()),
-        platform_port: Some(pg_proxy.port),
-        ..Options::default()
-    })
-    .await;
+    let (_redis, pg_proxy, app) = behind_pg_proxy_with_volatile_redis().await;
     let token = app.user("volatile").await;
     let uk = app.problem_id("uk-customers").await;
     let sql = |n: u32| format!("SELECT name FROM customers WHERE country = 'UK' AND {n} >= 0");
