@@ -134,20 +134,26 @@ impl Handler<Rescore> for LeaderboardActor {
         if !self.health.redis_up() {
             return; // the rebuild when Redis returns covers it
         }
-        let (queue, pool, health) = (self.queue.clone(), self.pool.clone(), self.health.clone());
+        let (queue, pool) = (self.queue.clone(), self.pool.clone());
         let cache = self.cache.clone();
         ctx.spawn(
             async move {
                 let result = rescore(&queue, &pool, user_id).await;
                 cache.invalidate(&[Scope::Leaderboards]).await;
-                if let Err(e) = result {
-                    if !health.redis_up() || !health.postgres_up() {
-                        return; // the rebuild when it is back covers it
-                    }
-                    log::warn!("leaderboard update for user {user_id}: {e}");
-                }
+                result
             }
-            .into_actor(self),
+            .into_actor(self)
+            .map(move |result, act, ctx| {
+                // Not dropped: a command that timed out while both backends still count as up
+                // (a stalled thread) brings no flip, so no rebuild would follow on its own.
+                // While one is down, the rebuild waits for its return.
+                if let Err(e) = result {
+                    if act.health.redis_up() && act.health.postgres_up() {
+                        log::warn!("leaderboard update for user {user_id}: {e}; rebuilding");
+                    }
+                    act.rebuild(ctx);
+                }
+            }),
         );
     }
 }
