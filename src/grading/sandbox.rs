@@ -1129,11 +1129,7 @@ impl Sandbox {
             let t = self.settings.default_time_limit_ms;
             // Bare, as `SET search_path` shows a plain name (every dataset's is one), else
             // quoted; startup options are split at spaces, and a backslash escapes.
-            let plain = dataset.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
-                && dataset
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-            let path = match plain {
+            let path = match super::dataset::valid_name(dataset) {
                 true => dataset.to_string(),
                 false => quote_ident(dataset)
                     .replace('\\', "\\\\")
