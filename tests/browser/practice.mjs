@@ -26,7 +26,10 @@ main("practice", async ({ base, id }) => {
     if (listed !== problems.length) throw new Error(`${listed} problems listed of ${problems.length}`);
     console.log(`practice: ${listed} problems listed`);
 
-    // Register and log in with the keyboard only.
+    // Register and log in with the keyboard only. The list it returns to loads slowly: what the
+    // learner does meanwhile (a filter, a focused link) must survive its arrival.
+    const slowList = async (route) => { await new Promise((r) => setTimeout(r, 1500)); await route.continue(); };
+    await page.route(`${base}/problems`, slowList);
     await page.focus("#login-link");
     await page.keyboard.press("Enter");
     await page.waitForSelector("#view-auth:not([hidden])");
@@ -51,8 +54,10 @@ main("practice", async ({ base, id }) => {
     // Open the problem from the list with the keyboard.
     const uk = problems.find((p) => p.slug === "uk-customers").id;
     await page.focus(`[data-problem="${uk}"] a`);
+    await page.waitForTimeout(1500); // the slow list arrives while the link has the focus
     await page.keyboard.press("Enter");
     await page.waitForFunction(() => document.getElementById("p-title").textContent === "Customers in the UK");
+    await page.unroute(`${base}/problems`, slowList);
     await page.waitForSelector('[data-table="customers"] tbody tr');
     const sample = await text('[data-table="customers"]');
     if (!sample.includes("Ada") || !sample.includes("8 rows")) throw new Error(`sample data: ${sample}`);
