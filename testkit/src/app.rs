@@ -76,6 +76,8 @@ pub struct TestApp {
     id: String,
     /// Executors grading in the background; with none, `grade` grades in the test's own task.
     workers: usize,
+    /// Drops what the app made when the test ends (the app's fields drop before it).
+    _cleanup: Cleanup,
 }
 
 pub struct Options {
@@ -164,6 +166,12 @@ impl TestApp {
         settings.redis.key_prefix = format!("test:{id}:");
         settings.auth.admin_token = format!("admin-{id}").into();
         let redis_url = settings.redis.url.expose_secret().to_string();
+        // From here on, a panic (a build or demo load that fails) leaves nothing behind either.
+        let cleanup = Cleanup {
+            id: id.clone(),
+            server: server.clone(),
+            redis_url: redis_url.clone(),
+        };
         settings.executor.workers = options.workers;
         // Tests that restore the sandbox call it themselves: no pass may race them.
         settings.sandbox.restore_check_secs = 0;
@@ -211,6 +219,7 @@ impl TestApp {
             redis_url,
             id,
             workers: options.workers,
+            _cleanup: cleanup,
         }
     }
 
@@ -720,7 +729,14 @@ impl TestApp {
     }
 }
 
-impl Drop for TestApp {
+/// A test app's databases, sandbox roles and Redis keys, dropped with it.
+struct Cleanup {
+    id: String,
+    server: String,
+    redis_url: String,
+}
+
+impl Drop for Cleanup {
     fn drop(&mut self) {
         let (id, server, redis_url) =
             (self.id.clone(), self.server.clone(), self.redis_url.clone());
