@@ -70,14 +70,10 @@ pub struct TestApp {
     pub admin_token: String,
     pub state: actix_web::web::Data<AppState>,
     pub sandbox_url: String,
-    /// The PostgreSQL server URL without a database name.
-    server: String,
-    redis_url: String,
-    id: String,
     /// Executors grading in the background; with none, `grade` grades in the test's own task.
     workers: usize,
-    /// Drops what the app made when the test ends (the app's fields drop before it).
-    _cleanup: Cleanup,
+    /// What the app made, dropped when the test ends (after the app's other fields).
+    made: Made,
 }
 
 pub struct Options {
@@ -167,10 +163,10 @@ impl TestApp {
         settings.auth.admin_token = format!("admin-{id}").into();
         let redis_url = settings.redis.url.expose_secret().to_string();
         // From here on, a panic (a build or demo load that fails) leaves nothing behind either.
-        let cleanup = Cleanup {
-            id: id.clone(),
-            server: server.clone(),
-            redis_url: redis_url.clone(),
+        let made = Made {
+            id,
+            server,
+            redis_url,
         };
         settings.executor.workers = options.workers;
         // Tests that restore the sandbox call it themselves: no pass may race them.
@@ -215,11 +211,8 @@ impl TestApp {
             admin_token,
             state,
             sandbox_url,
-            server,
-            redis_url,
-            id,
             workers: options.workers,
-            _cleanup: cleanup,
+            made,
         }
     }
 
@@ -498,7 +491,11 @@ impl TestApp {
 
     /// A synchronous connection to this test's platform database.
     pub fn platform_db(&self) -> PgConnection {
-        PgConnection::establish(&format!("{}/sqljudge_t_{}{NO_TLS}", self.server, self.id)).unwrap()
+        PgConnection::establish(&format!(
+            "{}/sqljudge_t_{}{NO_TLS}",
+            self.made.server, self.made.id
+        ))
+        .unwrap()
     }
 
     /// An admin connection to this test's sandbox database.
@@ -718,25 +715,28 @@ impl TestApp {
     }
 
     pub fn redis(&self) -> redis::Connection {
-        redis::Client::open(self.redis_url.as_str())
+        redis::Client::open(self.made.redis_url.as_str())
             .unwrap()
             .get_connection()
             .unwrap()
     }
 
     pub fn key(&self, suffix: &str) -> String {
-        format!("test:{}:{suffix}", self.id)
+        format!("test:{}:{suffix}", self.made.id)
     }
 }
 
-/// A test app's databases, sandbox roles and Redis keys, dropped with it.
-struct Cleanup {
+/// A test app's databases, sandbox roles and Redis keys: their names, and their removal when
+/// dropped.
+struct Made {
+    /// In every name.
     id: String,
+    /// The PostgreSQL server URL without a database name.
     server: String,
     redis_url: String,
 }
 
-impl Drop for Cleanup {
+impl Drop for Made {
     fn drop(&mut self) {
         let (id, server, redis_url) =
             (self.id.clone(), self.server.clone(), self.redis_url.clone());
