@@ -171,6 +171,33 @@ pub struct ExecutorSettings {
     pub take_ahead_after_ms: u64,
     /// Sandbox slots of their own for `POST /problems/{id}/run`, beside the executors'.
     pub run_slots: usize,
+    /// The scheduling niceness of the executors' thread.
+    pub nice: Nice,
+}
+
+/// A niceness any process may give its own threads: 0 (that of the rest) to 19 (the lowest
+/// priority). A negative one needs privileges: refused when the settings are read.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(try_from = "i64")]
+pub struct Nice(u8);
+
+impl Nice {
+    pub const NORMAL: Nice = Nice(0);
+
+    pub fn get(self) -> u8 {
+        self.0
+    }
+}
+
+impl TryFrom<i64> for Nice {
+    type Error = String;
+
+    fn try_from(value: i64) -> Result<Nice, String> {
+        match u8::try_from(value) {
+            Ok(nice) if nice <= 19 => Ok(Nice(nice)),
+            _ => Err(format!("a niceness is from 0 to 19, not {value}")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -227,5 +254,31 @@ impl Settings {
             builder = builder.set_override_option(key, std::env::var(var).ok())?;
         }
         builder.build()?.try_deserialize()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_nice(nice: i64) -> Result<Settings, config::ConfigError> {
+        config::Config::builder()
+            .add_source(config::File::with_name("config/default"))
+            .set_override("executor.nice", nice)?
+            .build()?
+            .try_deserialize()
+    }
+
+    #[test]
+    fn a_niceness_outside_0_to_19_is_refused_with_the_reason() {
+        assert_eq!(with_nice(19).unwrap().executor.nice.get(), 19);
+        assert_eq!(with_nice(0).unwrap().executor.nice.get(), 0);
+        for bad in [-1, 20, 300] {
+            let error = with_nice(bad).unwrap_err().to_string();
+            assert!(
+                error.contains(&format!("a niceness is from 0 to 19, not {bad}")),
+                "{error}"
+            );
+        }
     }
 }

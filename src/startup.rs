@@ -166,7 +166,7 @@ impl Application {
             metrics: metrics.clone(),
             stats: stats.clone(),
             shutdown: shutdown.clone(),
-        });
+        })?;
         let monitor = {
             let monitor = HealthMonitor {
                 state: health.clone(),

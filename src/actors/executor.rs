@@ -1,9 +1,10 @@
-//! The executor pool: supervised `ExecutorActor`s, each grading one job at a time on its own
-//! sandbox slot. Jobs come leased from the `JobSource` (Redis or the Postgres fallback: the
-//! executor does not know which); an actor that fails (a panic while grading, or a `Restart`
-//! from the watchdog) stops, its supervisor starts it afresh, and the job it held is handed to
-//! another executor when its lease lapses. While the process shuts down, executors take no new
-//! job, and hand back at once the ones whose grading outlasts the grace period.
+//! The executor pool: supervised `ExecutorActor`s on a thread of their own, each grading one
+//! job at a time on its own sandbox slot. Jobs come leased from the `JobSource` (Redis or the
+//! Postgres fallback: the executor does not know which); an actor that fails (a panic while
+//! grading, or a `Restart` from the watchdog) stops, its supervisor starts it afresh, and the
+//! job it held is handed to another executor when its lease lapses. While the process shuts
+//! down, executors take no new job, and hand back at once the ones whose grading outlasts the
+//! grace period.
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use futures_util::FutureExt;
 
+use crate::config::Nice;
 use crate::grading;
 use crate::grading::sandbox::{SandboxError, Slot, SlotState};
 use crate::grading::servers::SandboxServers;
@@ -102,33 +104,67 @@ pub struct ExecutorPool {
     pub executors: Vec<Addr<ExecutorActor>>,
     pub status: Vec<Arc<ExecutorStatus>>,
     deps: Arc<ExecutorDeps>,
+    /// None with no executors.
+    _thread: Option<Arc<ExecutorThread>>,
+}
+
+/// The executors' own thread (an arbiter), stopped with the pool's last handle.
+struct ExecutorThread(Arbiter);
+
+impl Drop for ExecutorThread {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
 }
 
 impl ExecutorPool {
-    pub fn start(deps: ExecutorDeps) -> ExecutorPool {
+    /// Starts the executors on a thread of their own at `executor.nice`: with the HTTP workers
+    /// at their normal priority, a burst of submissions takes the CPU from grading, not the
+    /// other way round (`config/default.toml`). Their gradings' tasks (takes ahead, verdicts
+    /// waiting to be recorded) run there too, apart from the recorder's and the health
+    /// monitor's.
+    pub fn start(deps: ExecutorDeps) -> std::io::Result<ExecutorPool> {
         let deps = Arc::new(deps);
-        let status: Vec<Arc<ExecutorStatus>> = (0..deps.jobs.settings.workers)
-            .map(|_| Arc::default())
-            .collect();
+        let settings = &deps.jobs.settings;
+        let status: Vec<Arc<ExecutorStatus>> =
+            (0..settings.workers).map(|_| Arc::default()).collect();
+        let thread = match settings.workers {
+            0 => None,
+            _ => {
+                let nice = settings.nice;
+                Some(Arc::new(ExecutorThread(Arbiter::try_with_tokio_rt(
+                    move || {
+                        // Threads inherit it: the runtime's blocking pool too.
+                        lower_priority(nice);
+                        tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build()
+                    },
+                )?)))
+            }
+        };
         let waiting = Arc::new(AtomicUsize::new(0));
-        let executors = status
-            .iter()
-            .enumerate()
-            .map(|(index, status)| {
-                let (deps, status, waiting) = (deps.clone(), status.clone(), waiting.clone());
-                Supervisor::start(move |_| ExecutorActor {
-                    index,
-                    deps,
-                    status,
-                    waiting,
+        let executors = match &thread {
+            None => Vec::new(),
+            Some(thread) => (status.iter().enumerate())
+                .map(|(index, status)| {
+                    let (deps, status) = (deps.clone(), status.clone());
+                    let waiting = waiting.clone();
+                    Supervisor::start_in_arbiter(&thread.0.handle(), move |_| ExecutorActor {
+                        index,
+                        deps,
+                        status,
+                        waiting,
+                    })
                 })
-            })
-            .collect();
-        ExecutorPool {
+                .collect(),
+        };
+        Ok(ExecutorPool {
             executors,
             status,
             deps,
-        }
+            _thread: thread,
+        })
     }
 
     /// Takes one job, if one is waiting (within `dequeue_block_secs`), and grades it to the
@@ -174,6 +210,29 @@ impl ExecutorPool {
     /// Executors waiting for a sandbox backend that ignores termination to exit.
     pub fn quarantined(&self) -> usize {
         self.status.iter().filter(|s| s.slot.quarantined()).count()
+    }
+}
+
+/// Gives the calling thread the niceness `nice` (Linux, where a niceness is a thread's own).
+fn lower_priority(nice: Nice) {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: gettid and setpriority only read and set this thread's scheduling attributes.
+        let changed = unsafe {
+            let thread = libc::gettid() as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, thread, nice.get().into())
+        };
+        if changed != 0 {
+            log::warn!(
+                "executors: niceness {} not set: {}",
+                nice.get(),
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    if nice.get() != 0 {
+        log::warn!("executors: niceness is set on Linux only; they run at the normal priority");
     }
 }
 

@@ -175,6 +175,10 @@ impl TestApp {
         settings.executor.reaper_interval_ms = 200;
         settings.executor.dequeue_block_secs = 0.5;
         settings.executor.resweep_after_ms = 2000;
+        // A run's tests share one scheduling group (the session's): niced, a test's executors
+        // would yield to every other test's threads, and the waits for verdicts would stretch
+        // on a busy machine. The niceness's own test sets it.
+        settings.executor.nice = sqljudge::config::Nice::NORMAL;
         settings.rate_limit = options
             .rate_limit
             .unwrap_or(sqljudge::config::RateLimitSettings {
@@ -549,6 +553,10 @@ impl TestApp {
             (
                 "SQLJUDGE__EXECUTOR__RESWEEP_AFTER_MS",
                 s.executor.resweep_after_ms.to_string(),
+            ),
+            (
+                "SQLJUDGE__EXECUTOR__NICE",
+                s.executor.nice.get().to_string(),
             ),
             (
                 "SQLJUDGE__HEALTH__INTERVAL_MS",

@@ -288,3 +288,60 @@ async fn executors_make_room_under_a_connection_limit_below_their_idle_connectio
         assert_eq!(result["status"], "accepted", "{result}");
     }
 }
+
+/// Niceness of each thread of this process, by the thread's name (its first 15 bytes).
+fn thread_niceness() -> Vec<(String, i64)> {
+    let mut threads = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let Ok(stat) = std::fs::read_to_string(task.unwrap().path().join("stat")) else {
+            continue; // ended meanwhile
+        };
+        // "tid (name) state ppid ...": the name may hold spaces and parentheses.
+        let (head, tail) = stat.rsplit_once(')').unwrap();
+        let name = head.split_once('(').unwrap().1.to_string();
+        let nice = tail.split_whitespace().nth(16).unwrap().parse().unwrap();
+        threads.push((name, nice));
+    }
+    threads
+}
+
+#[actix_web::test]
+async fn executors_grade_on_a_thread_of_their_own_at_the_configured_niceness() {
+    let app = TestApp::spawn_with(Options {
+        workers: 2,
+        tweak: Some(|s| s.executor.nice = 7.try_into().unwrap()),
+        ..Default::default()
+    })
+    .await;
+    let token = app.user("niced").await;
+    let uk = app.problem_id("uk-customers").await;
+    let graded = app
+        .grade(
+            &token,
+            uk,
+            "SELECT name FROM customers WHERE country = 'UK'",
+        )
+        .await;
+    assert_eq!(graded["status"], "accepted");
+
+    // Arbiters: the executors' thread, and the HTTP workers (this test's and others', all at 0).
+    let threads = thread_niceness();
+    let arbiters: Vec<i64> = threads
+        .iter()
+        .filter(|(name, _)| name.starts_with("actix-rt"))
+        .map(|(_, nice)| *nice)
+        .collect();
+    assert_eq!(
+        arbiters.iter().filter(|nice| **nice == 7).count(),
+        1,
+        "one thread for the executors: {threads:?}"
+    );
+    assert!(
+        arbiters.iter().filter(|nice| **nice == 0).count() >= 2,
+        "HTTP workers keep the normal priority: {threads:?}"
+    );
+    assert!(
+        arbiters.iter().all(|nice| [0, 7].contains(nice)),
+        "{threads:?}"
+    );
+}
