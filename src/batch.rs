@@ -54,7 +54,7 @@ impl<T: 'static, R: 'static> Batcher<T, R> {
                         let mut rx = rx.lock().await;
                         let Some(first) = rx.recv().await else { return };
                         batch.push(first);
-                        // Callers woken by the last write's answers (on this thread) send
+                        // Callers on this thread woken by the last write's answers send
                         // their next items now: they go in this batch, not the one after.
                         tokio::task::yield_now().await;
                         let until = tokio::time::Instant::now() + linger;

@@ -171,12 +171,12 @@ pub struct ExecutorSettings {
     pub take_ahead_after_ms: u64,
     /// Sandbox slots of their own for `POST /problems/{id}/run`, beside the executors'.
     pub run_slots: usize,
-    /// The scheduling niceness of the executors' thread.
+    /// How many steps of niceness the executors' thread runs below the rest of the process.
     pub nice: Nice,
 }
 
-/// A niceness any process may give its own threads: 0 (that of the rest) to 19 (the lowest
-/// priority). A negative one needs privileges: refused when the settings are read.
+/// Steps of niceness any process may lower its own threads by: 0 (none) to 19 (from the normal
+/// priority to the lowest). Raising one needs privileges: refused when the settings are read.
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(try_from = "i64")]
 pub struct Nice(u8);

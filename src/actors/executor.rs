@@ -105,24 +105,27 @@ pub struct ExecutorPool {
     pub status: Vec<Arc<ExecutorStatus>>,
     deps: Arc<ExecutorDeps>,
     /// None with no executors.
-    _thread: Option<Arc<ExecutorThread>>,
+    thread: Option<Arc<ExecutorThread>>,
 }
 
 /// The executors' own thread (an arbiter), stopped with the pool's last handle.
-struct ExecutorThread(Arbiter);
+struct ExecutorThread(std::sync::Mutex<Option<Arbiter>>);
 
 impl Drop for ExecutorThread {
     fn drop(&mut self) {
-        self.0.stop();
+        if let Some(arbiter) = self.0.get_mut().expect("executor thread lock").take() {
+            arbiter.stop();
+        }
     }
 }
 
 impl ExecutorPool {
-    /// Starts the executors on a thread of their own at `executor.nice`: with the HTTP workers
-    /// at their normal priority, a burst of submissions takes the CPU from grading, not the
-    /// other way round (`config/default.toml`). Their gradings' tasks (takes ahead, verdicts
-    /// waiting to be recorded) run there too, apart from the recorder's and the health
-    /// monitor's.
+    /// Starts the executors on a thread of their own, `executor.nice` steps of niceness below
+    /// the rest of the process: with the HTTP workers at its priority, a burst of submissions
+    /// takes the CPU from grading, not the other way round (`config/default.toml`). Their
+    /// gradings' tasks (takes ahead, verdicts waiting to be recorded) run there too, apart from
+    /// the recorder's and the health monitor's, and they reach Redis over a connection of that
+    /// thread's own: the shared one's task stays on the main thread.
     pub fn start(deps: ExecutorDeps) -> std::io::Result<ExecutorPool> {
         let deps = Arc::new(deps);
         let settings = &deps.jobs.settings;
@@ -132,15 +135,16 @@ impl ExecutorPool {
             0 => None,
             _ => {
                 let nice = settings.nice;
-                Some(Arc::new(ExecutorThread(Arbiter::try_with_tokio_rt(
-                    move || {
-                        // Threads inherit it: the runtime's blocking pool too.
-                        lower_priority(nice);
-                        tokio::runtime::Builder::new_current_thread()
-                            .enable_all()
-                            .build()
-                    },
-                )?)))
+                let arbiter = Arbiter::try_with_tokio_rt(move || {
+                    // Threads inherit it: the runtime's blocking pool too.
+                    lower_priority(nice);
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                })?;
+                let queue = deps.jobs.queue.clone();
+                arbiter.spawn_fn(move || queue.serve_here());
+                Some(Arc::new(ExecutorThread(Some(arbiter).into())))
             }
         };
         let waiting = Arc::new(AtomicUsize::new(0));
@@ -150,7 +154,9 @@ impl ExecutorPool {
                 .map(|(index, status)| {
                     let (deps, status) = (deps.clone(), status.clone());
                     let waiting = waiting.clone();
-                    Supervisor::start_in_arbiter(&thread.0.handle(), move |_| ExecutorActor {
+                    let arbiter = thread.0.lock().expect("executor thread lock");
+                    let arbiter = arbiter.as_ref().expect("not stopped yet").handle();
+                    Supervisor::start_in_arbiter(&arbiter, move |_| ExecutorActor {
                         index,
                         deps,
                         status,
@@ -163,8 +169,18 @@ impl ExecutorPool {
             executors,
             status,
             deps,
-            _thread: thread,
+            thread,
         })
+    }
+
+    /// Stops the executors and waits for their thread to end: nothing of theirs runs after
+    /// this (a test's cleanup), and the jobs they held are left to their leases.
+    pub fn stop(&self) {
+        let arbiter = self.thread.as_ref().and_then(|t| t.0.lock().ok()?.take());
+        if let Some(arbiter) = arbiter {
+            arbiter.stop();
+            let _ = arbiter.join();
+        }
     }
 
     /// Takes one job, if one is waiting (within `dequeue_block_secs`), and grades it to the
@@ -213,27 +229,32 @@ impl ExecutorPool {
     }
 }
 
-/// Gives the calling thread the niceness `nice` (Linux, where a niceness is a thread's own).
+/// Lowers the calling thread's priority by `nice` steps of niceness (Linux, where a niceness is
+/// a thread's own; the kernel stops at 19).
 fn lower_priority(nice: Nice) {
+    if nice.get() == 0 {
+        return;
+    }
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: gettid and setpriority only read and set this thread's scheduling attributes.
-        let changed = unsafe {
-            let thread = libc::gettid() as libc::id_t;
-            libc::setpriority(libc::PRIO_PROCESS, thread, nice.get().into())
+        // SAFETY: nice only changes this thread's niceness; errno is this thread's own, and
+        // cleared first since -1 is also a niceness.
+        let (now, errno) = unsafe {
+            *libc::__errno_location() = 0;
+            let now = libc::nice(nice.get().into());
+            (now, *libc::__errno_location())
         };
-        if changed != 0 {
-            log::warn!(
-                "executors: niceness {} not set: {}",
+        match (now, errno) {
+            (-1, errno) if errno != 0 => log::warn!(
+                "executors: niceness not lowered by {}: {}",
                 nice.get(),
-                std::io::Error::last_os_error()
-            );
+                std::io::Error::from_raw_os_error(errno)
+            ),
+            _ => log::info!("executors: grading at niceness {now}"),
         }
     }
     #[cfg(not(target_os = "linux"))]
-    if nice.get() != 0 {
-        log::warn!("executors: niceness is set on Linux only; they run at the normal priority");
-    }
+    log::warn!("executors: niceness is lowered on Linux only; they run at the normal priority");
 }
 
 /// How many of an executor's verdicts may wait to be recorded while it grades on: enough that

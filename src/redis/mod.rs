@@ -147,7 +147,7 @@ impl RedisQueue {
     /// whenever the master moves: a thread that serves requests then sends and reads its
     /// commands itself, instead of handing each to the shared connection's task on the main
     /// thread and being woken by it for the reply (two thread switches a command, and the
-    /// reply waits for whatever that thread is doing, such as grading). Until it is made, or
+    /// reply waits for whatever that thread is doing). Until it is made, or
     /// while it cannot be, the shared connection serves. Call it on the thread, within its
     /// runtime.
     pub fn serve_here(&self) {

@@ -125,6 +125,14 @@ pub fn count(conn: &mut PgConnection, sql: &str) -> i64 {
     diesel::sql_query(sql).get_result::<Count>(conn).unwrap().n
 }
 
+impl Drop for TestApp {
+    /// The executors run on a thread of their own: stopped first, they can no longer release
+    /// or record a job while `made` drops the databases and keys under them.
+    fn drop(&mut self) {
+        self.state.executors.stop();
+    }
+}
+
 impl TestApp {
     pub async fn spawn() -> TestApp {
         TestApp::spawn_with(Options::default()).await
