@@ -182,7 +182,7 @@ pub struct ExecutorSettings {
 pub struct Nice(u8);
 
 impl Nice {
-    pub const NORMAL: Nice = Nice(0);
+    pub const NONE: Nice = Nice(0);
 
     pub fn get(self) -> u8 {
         self.0

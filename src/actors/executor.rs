@@ -131,8 +131,8 @@ impl ExecutorPool {
         let settings = &deps.jobs.settings;
         let status: Vec<Arc<ExecutorStatus>> =
             (0..settings.workers).map(|_| Arc::default()).collect();
-        let thread = match settings.workers {
-            0 => None,
+        let (thread, arbiter) = match settings.workers {
+            0 => (None, None),
             _ => {
                 let nice = settings.nice;
                 let arbiter = Arbiter::try_with_tokio_rt(move || {
@@ -144,18 +144,18 @@ impl ExecutorPool {
                 })?;
                 let queue = deps.jobs.queue.clone();
                 arbiter.spawn_fn(move || queue.serve_here());
-                Some(Arc::new(ExecutorThread(Some(arbiter).into())))
+                let handle = arbiter.handle();
+                let thread = ExecutorThread(Some(arbiter).into());
+                (Some(Arc::new(thread)), Some(handle))
             }
         };
         let waiting = Arc::new(AtomicUsize::new(0));
-        let executors = match &thread {
+        let executors = match arbiter {
             None => Vec::new(),
-            Some(thread) => (status.iter().enumerate())
+            Some(arbiter) => (status.iter().enumerate())
                 .map(|(index, status)| {
                     let (deps, status) = (deps.clone(), status.clone());
                     let waiting = waiting.clone();
-                    let arbiter = thread.0.lock().expect("executor thread lock");
-                    let arbiter = arbiter.as_ref().expect("not stopped yet").handle();
                     Supervisor::start_in_arbiter(&arbiter, move |_| ExecutorActor {
                         index,
                         deps,

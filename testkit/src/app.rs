@@ -186,7 +186,7 @@ impl TestApp {
         // A run's tests share one scheduling group (the session's): niced, a test's executors
         // would yield to every other test's threads, and the waits for verdicts would stretch
         // on a busy machine. The niceness's own test sets it.
-        settings.executor.nice = sqljudge::config::Nice::NORMAL;
+        settings.executor.nice = sqljudge::config::Nice::NONE;
         settings.rate_limit = options
             .rate_limit
             .unwrap_or(sqljudge::config::RateLimitSettings {
