@@ -14,8 +14,16 @@ apt_install() {
 
 tcp_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
-wait_for() { # host port name
-    for _ in $(seq 1 60); do tcp_open "$1" "$2" && return 0; sleep 0.5; done
+wait_for() { # host port name [pid log]: with a pid, gives up as soon as that process is gone
+    for _ in $(seq 1 60); do
+        tcp_open "$1" "$2" && return 0
+        if [ -n "${4:-}" ] && ! kill -0 "$4" 2>/dev/null; then
+            echo "$3 exited before listening on $1:$2; the end of $5:" >&2
+            tail -n 20 "$5" >&2
+            return 1
+        fi
+        sleep 0.5
+    done
     echo "$3 did not come up on $1:$2" >&2; return 1
 }
 

@@ -15,12 +15,33 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::app::{Options, TestApp};
 
+/// A port for a server a test starts (and may stop and start again), below the kernel's range
+/// for outgoing connections: a port in that range (what binding port 0 gives) can be taken by
+/// any connection of any test while the server is not listening on it, and the server then
+/// fails to start.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use rand::Rng;
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range");
+    let ports: Vec<u16> = range
+        .iter()
+        .flat_map(|r| r.split_whitespace().map(str::parse))
+        .collect::<Result<_, _>>()
+        .unwrap_or_default();
+    let (low, high) = match ports[..] {
+        [low, high] => (low, high),
+        _ => (32768, 60999),
+    };
+    let candidates = match low > 11_000 {
+        true => 10_000..low,
+        // (a range that starts low: above it instead)
+        false => high.saturating_add(1)..u16::MAX,
+    };
+    loop {
+        let port = rand::thread_rng().gen_range(candidates.clone());
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// The port of the PostgreSQL server the configuration points at.
