@@ -43,11 +43,43 @@ impl<T: 'static, R: 'static> Batcher<T, R> {
         F: Fn(Vec<T>) -> Fut + 'static,
         Fut: Future<Output = Vec<R>> + 'static,
     {
+        Self::start_with(writers, max, linger, false, write)
+    }
+
+    /// As `start_lingering`, but a writer lingers only after a write of several items, as
+    /// PostgreSQL's `commit_delay` waits only when other transactions are active: under
+    /// concurrent load each write takes more items (fewer statements and commits per item),
+    /// while a lone item goes at once.
+    pub fn start_lingering_under_load<F, Fut>(
+        writers: usize,
+        max: usize,
+        linger: Duration,
+        write: F,
+    ) -> Batcher<T, R>
+    where
+        F: Fn(Vec<T>) -> Fut + 'static,
+        Fut: Future<Output = Vec<R>> + 'static,
+    {
+        Self::start_with(writers, max, linger, true, write)
+    }
+
+    fn start_with<F, Fut>(
+        writers: usize,
+        max: usize,
+        linger: Duration,
+        under_load: bool,
+        write: F,
+    ) -> Batcher<T, R>
+    where
+        F: Fn(Vec<T>) -> Fut + 'static,
+        Fut: Future<Output = Vec<R>> + 'static,
+    {
         let (tx, rx) = mpsc::unbounded_channel::<Waiting<T, R>>();
         let (rx, write) = (Rc::new(Mutex::new(rx)), Rc::new(write));
         for _ in 0..writers.max(1) {
             let (rx, write) = (rx.clone(), write.clone());
             actix_web::rt::spawn(async move {
+                let mut last = 0;
                 loop {
                     let mut batch = Vec::new();
                     {
@@ -57,6 +89,10 @@ impl<T: 'static, R: 'static> Batcher<T, R> {
                         // Callers on this thread woken by the last write's answers send
                         // their next items now: they go in this batch, not the one after.
                         tokio::task::yield_now().await;
+                        let linger = match under_load && last < 2 {
+                            true => Duration::ZERO,
+                            false => linger,
+                        };
                         let until = tokio::time::Instant::now() + linger;
                         while batch.len() < max {
                             let next = match rx.try_recv() {
@@ -75,6 +111,7 @@ impl<T: 'static, R: 'static> Batcher<T, R> {
                     }
                     // A caller that gave up (its time ran out) has its item left out: it
                     // acts as if it was never written, and so it is not.
+                    last = batch.len();
                     let (items, replies): (Vec<T>, Vec<_>) =
                         batch.into_iter().filter(|(_, r)| !r.is_closed()).unzip();
                     if items.is_empty() {
@@ -169,5 +206,48 @@ mod tests {
         assert_eq!(batcher.submit(7).await, Some(7));
         assert!(started.elapsed() >= linger);
         assert_eq!(writes.borrow().len(), 2);
+    }
+
+    #[actix_web::test]
+    async fn a_writer_lingers_only_after_a_write_of_several_items() {
+        let linger = Duration::from_millis(300);
+        let writes = Rc::new(std::cell::RefCell::new(Vec::new()));
+        let seen = writes.clone();
+        let batcher = Rc::new(Batcher::start_lingering_under_load(
+            1,
+            64,
+            linger,
+            move |items: Vec<u32>| {
+                seen.borrow_mut().push(items.clone());
+                async move { items }
+            },
+        ));
+        let timed = |i: u32| {
+            let batcher = batcher.clone();
+            async move {
+                let started = std::time::Instant::now();
+                assert_eq!(batcher.submit(i).await, Some(i));
+                started.elapsed()
+            }
+        };
+        // Alone: at once.
+        assert!(timed(1).await < linger / 2);
+        // Two together: one write, at once (the last write held one item).
+        let (a, b) = futures_util::join!(timed(2), timed(3));
+        assert!(a < linger / 2 && b < linger / 2, "{a:?} {b:?}");
+        // After that write of two, the writer waits for the items that follow.
+        let later = async {
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+            timed(5).await
+        };
+        let (first, _) = futures_util::join!(timed(4), later);
+        assert!(first >= linger, "{first:?}");
+        // That write held two as well; one of one item is followed by no linger.
+        assert!(timed(6).await >= linger);
+        assert!(timed(7).await < linger / 2);
+        assert_eq!(
+            *writes.borrow(),
+            vec![vec![1], vec![2, 3], vec![4, 5], vec![6], vec![7]]
+        );
     }
 }

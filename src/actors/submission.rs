@@ -276,11 +276,17 @@ pub enum Written {
     Unavailable(String),
 }
 
+/// How long a writer of `Inserts` waits for more submissions after a write of several: each
+/// INSERT and commit then takes about twice as many rows, which cut the CPU per submission by
+/// a fifth (PostgreSQL's and this process's) in `scripts/bench`'s submit loads; a lone
+/// submission is not held back.
+const INSERT_LINGER: Duration = Duration::from_millis(1);
+
 /// Starts the writer of `Inserts` on this thread's runtime: one per HTTP worker, so that the
 /// platform pool is not taken by inserts as workers are added; while it waits for its
 /// commit, the next batch gathers.
 pub fn start_inserts(pool: PgPool) -> Inserts {
-    Batcher::start(1, 256, move |jobs: Vec<(Job, Instant)>| {
+    Batcher::start_lingering_under_load(1, 256, INSERT_LINGER, move |jobs: Vec<(Job, Instant)>| {
         let pool = pool.clone();
         async move {
             let n = jobs.len();
