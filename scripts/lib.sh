@@ -18,8 +18,8 @@ wait_for() { # host port name [pid log]: with a pid, gives up as soon as that pr
     for _ in $(seq 1 60); do
         tcp_open "$1" "$2" && return 0
         if [ -n "${4:-}" ] && ! kill -0 "$4" 2>/dev/null; then
-            echo "$3 exited before listening on $1:$2; the end of $5:" >&2
-            tail -n 20 "$5" >&2
+            echo "$3 exited before listening on $1:$2${5:+; the end of $5:}" >&2
+            [ -z "${5:-}" ] || tail -n 20 "$5" >&2
             return 1
         fi
         sleep 0.5

@@ -1,7 +1,8 @@
 //! Group commit: the items of many concurrent callers written in one round trip (one statement,
 //! one commit, one pipeline), each caller answered when that write is done. A writer takes what
 //! is waiting when it is free, so batches grow with the load and a lone item goes at once (or,
-//! where no caller waits on the answer, after a linger for others to join it).
+//! where no caller waits on the answer, or while items keep coming, after a linger for others to
+//! join it).
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
@@ -46,10 +47,11 @@ impl<T: 'static, R: 'static> Batcher<T, R> {
         Self::start_with(writers, max, linger, false, write)
     }
 
-    /// As `start_lingering`, but a writer lingers only after a write of several items, as
-    /// PostgreSQL's `commit_delay` waits only when other transactions are active: under
-    /// concurrent load each write takes more items (fewer statements and commits per item),
-    /// while a lone item goes at once.
+    /// As `start_lingering`, but a writer lingers only while items keep coming: when it took
+    /// several last time and the next came within `linger` of its being free again (as
+    /// PostgreSQL's `commit_delay` waits only while other transactions are active). Under
+    /// concurrent load each write then takes more items (fewer statements and commits per
+    /// item), while a lone item, however busy the writer was before, goes at once.
     pub fn start_lingering_under_load<F, Fut>(
         writers: usize,
         max: usize,
@@ -79,17 +81,20 @@ impl<T: 'static, R: 'static> Batcher<T, R> {
         for _ in 0..writers.max(1) {
             let (rx, write) = (rx.clone(), write.clone());
             actix_web::rt::spawn(async move {
-                let mut last = 0;
+                // How many items the last batch took.
+                let mut took = 0;
                 loop {
                     let mut batch = Vec::new();
                     {
                         let mut rx = rx.lock().await;
+                        let free = tokio::time::Instant::now();
                         let Some(first) = rx.recv().await else { return };
                         batch.push(first);
+                        let coming = took > 1 && free.elapsed() < linger;
                         // Callers on this thread woken by the last write's answers send
                         // their next items now: they go in this batch, not the one after.
                         tokio::task::yield_now().await;
-                        let linger = match under_load && last < 2 {
+                        let linger = match under_load && !coming {
                             true => Duration::ZERO,
                             false => linger,
                         };
@@ -111,7 +116,7 @@ impl<T: 'static, R: 'static> Batcher<T, R> {
                     }
                     // A caller that gave up (its time ran out) has its item left out: it
                     // acts as if it was never written, and so it is not.
-                    last = batch.len();
+                    took = batch.len();
                     let (items, replies): (Vec<T>, Vec<_>) =
                         batch.into_iter().filter(|(_, r)| !r.is_closed()).unzip();
                     if items.is_empty() {
@@ -176,20 +181,23 @@ mod tests {
         );
     }
 
+    type Writes = Rc<std::cell::RefCell<Vec<Vec<u32>>>>;
+
+    /// A batcher whose writes answer each item with itself, and the writes it made.
+    fn echoing(linger: Duration, under_load: bool) -> (Rc<Batcher<u32, u32>>, Writes) {
+        let writes = Writes::default();
+        let seen = writes.clone();
+        let batcher = Batcher::start_with(1, 64, linger, under_load, move |items: Vec<u32>| {
+            seen.borrow_mut().push(items.clone());
+            async move { items }
+        });
+        (Rc::new(batcher), writes)
+    }
+
     #[actix_web::test]
     async fn a_lingering_writer_waits_for_the_items_that_follow_its_first() {
         let linger = Duration::from_millis(300);
-        let writes = Rc::new(std::cell::RefCell::new(Vec::new()));
-        let seen = writes.clone();
-        let batcher = Rc::new(Batcher::start_lingering(
-            1,
-            64,
-            linger,
-            move |items: Vec<u32>| {
-                seen.borrow_mut().push(items.clone());
-                async move { items }
-            },
-        ));
+        let (batcher, writes) = echoing(linger, false);
         // One every 10 ms: each finds the writer still waiting for more.
         let calls = (0..5u32).map(|i| {
             let batcher = batcher.clone();
@@ -209,19 +217,9 @@ mod tests {
     }
 
     #[actix_web::test]
-    async fn a_writer_lingers_only_after_a_write_of_several_items() {
-        let linger = Duration::from_millis(300);
-        let writes = Rc::new(std::cell::RefCell::new(Vec::new()));
-        let seen = writes.clone();
-        let batcher = Rc::new(Batcher::start_lingering_under_load(
-            1,
-            64,
-            linger,
-            move |items: Vec<u32>| {
-                seen.borrow_mut().push(items.clone());
-                async move { items }
-            },
-        ));
+    async fn a_writer_lingers_only_while_items_keep_coming() {
+        let linger = Duration::from_millis(600);
+        let (batcher, writes) = echoing(linger, true);
         let timed = |i: u32| {
             let batcher = batcher.clone();
             async move {
@@ -230,24 +228,38 @@ mod tests {
                 started.elapsed()
             }
         };
+        let at_once = linger / 2;
         // Alone: at once.
-        assert!(timed(1).await < linger / 2);
-        // Two together: one write, at once (the last write held one item).
+        assert!(timed(1).await < at_once);
+        // Two together: one write, at once (the last one took a single item).
         let (a, b) = futures_util::join!(timed(2), timed(3));
-        assert!(a < linger / 2 && b < linger / 2, "{a:?} {b:?}");
-        // After that write of two, the writer waits for the items that follow.
+        assert!(a < at_once && b < at_once, "{a:?} {b:?}");
+        // Right after that write of two, the writer waits for the items that follow.
         let later = async {
             actix_web::rt::time::sleep(Duration::from_millis(50)).await;
             timed(5).await
         };
         let (first, _) = futures_util::join!(timed(4), later);
         assert!(first >= linger, "{first:?}");
-        // That write held two as well; one of one item is followed by no linger.
-        assert!(timed(6).await >= linger);
-        assert!(timed(7).await < linger / 2);
+        // The load is over: an item that comes later than the linger goes at once.
+        actix_web::rt::time::sleep(linger + Duration::from_millis(100)).await;
+        assert!(timed(6).await < at_once);
+        // Two together again, at once (the last write took one item); right after, a linger.
+        let (a, b) = futures_util::join!(timed(7), timed(8));
+        assert!(a < at_once && b < at_once, "{a:?} {b:?}");
+        assert!(timed(9).await >= linger);
+        assert!(timed(10).await < at_once);
         assert_eq!(
             *writes.borrow(),
-            vec![vec![1], vec![2, 3], vec![4, 5], vec![6], vec![7]]
+            vec![
+                vec![1],
+                vec![2, 3],
+                vec![4, 5],
+                vec![6],
+                vec![7, 8],
+                vec![9],
+                vec![10]
+            ]
         );
     }
 }

@@ -276,10 +276,10 @@ pub enum Written {
     Unavailable(String),
 }
 
-/// How long a writer of `Inserts` waits for more submissions after a write of several: each
-/// INSERT and commit then takes about twice as many rows, which cut the CPU per submission by
-/// a fifth (PostgreSQL's and this process's) in `scripts/bench`'s submit loads; a lone
-/// submission is not held back.
+/// How long a writer of `Inserts` waits for more submissions while they keep coming
+/// (`Batcher::start_lingering_under_load`): each INSERT and commit then takes about twice as
+/// many rows, which cut the CPU per submission by a fifth (PostgreSQL's and this process's) in
+/// `scripts/bench`'s submit loads; a lone submission is not held back.
 const INSERT_LINGER: Duration = Duration::from_millis(1);
 
 /// Starts the writer of `Inserts` on this thread's runtime: one per HTTP worker, so that the

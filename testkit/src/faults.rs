@@ -18,9 +18,11 @@ use crate::app::{Options, TestApp};
 /// A port for a server a test starts (and may stop and start again), below the kernel's range
 /// for outgoing connections: a port in that range (what binding port 0 gives) can be taken by
 /// any connection of any test while the server is not listening on it, and the server then
-/// fails to start.
+/// fails to start. No port is handed out twice in a run: a test's server that is down for a
+/// restart leaves its port free to bind, and its data directory is named after it.
 pub fn free_port() -> u16 {
     use rand::Rng;
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
     let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range");
     let ports: Vec<u16> = range
         .iter()
@@ -31,14 +33,23 @@ pub fn free_port() -> u16 {
         [low, high] => (low, high),
         _ => (32768, 60999),
     };
-    let candidates = match low > 11_000 {
-        true => 10_000..low,
-        // (a range that starts low: above it instead)
-        false => high.saturating_add(1)..u16::MAX,
+    // Below the range, else above it; a range that leaves too few ports outside: port 0's.
+    let outside = match (low > 11_000, high < 64_535) {
+        (true, _) => Some(10_000..=low - 1),
+        (false, true) => Some(high + 1..=u16::MAX),
+        (false, false) => None,
     };
+    let mut given = GIVEN.lock().unwrap();
     loop {
-        let port = rand::thread_rng().gen_range(candidates.clone());
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        let port = match &outside {
+            Some(ports) => rand::thread_rng().gen_range(ports.clone()),
+            None => TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .unwrap()
+                .port(),
+        };
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
             return port;
         }
     }
