@@ -468,7 +468,7 @@ impl Recorder {
     /// that finish while it writes go together in its next batch (and no two batches of this
     /// process refresh one user's standings at once).
     pub fn start(queue: RedisQueue, pool: PgPool, health: Arc<HealthState>) -> Recorder {
-        Recorder(Batcher::start_lingering(
+        Recorder(Batcher::start(
             1,
             64,
             RECORD_LINGER,

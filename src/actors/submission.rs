@@ -276,17 +276,14 @@ pub enum Written {
     Unavailable(String),
 }
 
-/// How long a writer of `Inserts` waits for more submissions while they keep coming
-/// (`Batcher::start_lingering_under_load`): each INSERT and commit then takes about twice as
-/// many rows, which cut the CPU per submission by a fifth (PostgreSQL's and this process's) in
-/// `scripts/bench`'s submit loads; a lone submission is not held back.
-const INSERT_LINGER: Duration = Duration::from_millis(1);
-
 /// Starts the writer of `Inserts` on this thread's runtime: one per HTTP worker, so that the
 /// platform pool is not taken by inserts as workers are added; while it waits for its
-/// commit, the next batch gathers.
+/// commit, the next batch gathers. It does not linger for more: every caller waits on its
+/// INSERT, and tokio's timers work in whole milliseconds. A linger (even of 250 us) doubled the
+/// rows per INSERT but cost 12-25 % of `scripts/bench`'s submit throughput where the round
+/// trips, not the CPU, bound it.
 pub fn start_inserts(pool: PgPool) -> Inserts {
-    Batcher::start_lingering_under_load(1, 256, INSERT_LINGER, move |jobs: Vec<(Job, Instant)>| {
+    Batcher::start(1, 256, Duration::ZERO, move |jobs: Vec<(Job, Instant)>| {
         let pool = pool.clone();
         async move {
             let n = jobs.len();
@@ -338,7 +335,7 @@ pub type Enqueues = Batcher<Job, Result<(), String>>;
 
 /// Starts the writer of `Enqueues` on this thread's runtime.
 pub fn start_enqueues(queue: RedisQueue) -> Enqueues {
-    Batcher::start(1, 256, move |jobs: Vec<Job>| {
+    Batcher::start(1, 256, Duration::ZERO, move |jobs: Vec<Job>| {
         let queue = queue.clone();
         async move {
             let done = queue.enqueue_all(&jobs).await.map_err(|e| e.to_string());
