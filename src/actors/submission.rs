@@ -157,10 +157,11 @@ pub struct Submit {
 }
 
 /// A verdict cache entry as read: which one (`grading::fingerprint`, of the problem as this
-/// process knew it then) and its JSON, if any.
+/// process knew it then, and its statement's part) and its JSON, if any.
 #[derive(Debug)]
 pub struct CachedVerdict {
     pub fingerprint: String,
+    pub digest: String,
     pub json: Option<String>,
 }
 
@@ -436,7 +437,10 @@ impl Router {
         if !self.routes.get().redis {
             return self.store_fallback(job).await;
         }
-        let fingerprint = grading::fingerprint(&problem, &job.sql);
+        let fingerprint = match &read {
+            Some(read) => grading::fingerprint_of(&problem, &read.digest),
+            None => grading::fingerprint(&problem, &job.sql),
+        };
         let cached = match read {
             // Read for the version of the problem this one holds.
             Some(read) if read.fingerprint == fingerprint => {

@@ -22,12 +22,22 @@ use crate::job::{FailedTest, Feedback, Outcome, Status, TestData};
 /// problem and its version (any change to it, its dataset or its tests bumps `updated_at`),
 /// and the normalised statement.
 pub fn fingerprint(problem: &Problem, sql: &str) -> String {
+    fingerprint_of(problem, &statement_digest(sql))
+}
+
+/// The fingerprint's part that depends on the statement alone (`statement_digest`).
+pub fn fingerprint_of(problem: &Problem, digest: &str) -> String {
     format!(
-        "{}:{}:{}",
+        "{}:{}:{digest}",
         problem.id,
-        problem.updated_at.timestamp_micros(),
-        crate::auth::sha256_hex(&lexer::normalize(sql))
+        problem.updated_at.timestamp_micros()
     )
+}
+
+/// The normalised statement's digest: the costly part of a fingerprint, the same for every
+/// version of the problem.
+pub fn statement_digest(sql: &str) -> String {
+    crate::auth::sha256_hex(&lexer::normalize(sql))
 }
 
 /// The stored reference result of a problem.

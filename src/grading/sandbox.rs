@@ -998,6 +998,7 @@ impl Sandbox {
             index,
             state,
             admins: Vec::new(),
+            screened: None,
         }
     }
 
@@ -1332,6 +1333,8 @@ pub struct Slot {
     state: Arc<SlotState>,
     /// Privileged connections, by database: write turns, sequences, terminating backends.
     admins: Vec<(String, Client)>,
+    /// The statement last found acceptable (for a writeable problem or not).
+    screened: Option<(String, bool)>,
 }
 
 impl Drop for Slot {
@@ -1345,38 +1348,14 @@ impl Slot {
     /// (the sandbox database unreachable), never for anything the SQL did.
     pub async fn run(&mut self, spec: &RunSpec<'_>) -> Result<Run, SandboxError> {
         let writeable = spec.check_table.is_some();
-        let first = lexer::leading_words(spec.sql, 1);
-        let allowed =
-            |w: &str| READ_KEYWORDS.contains(&w) || (writeable && WRITE_KEYWORDS.contains(&w));
-        match first.first() {
-            None => {
-                return Ok(Run::Failed(Outcome::verdict(
-                    Status::Rejected,
-                    "the solution is empty",
-                )))
+        // A job's tests (and a counterexample's runs) run one statement: it is screened once.
+        let screened =
+            (self.screened.as_ref()).is_some_and(|(sql, w)| sql == spec.sql && *w == writeable);
+        if !screened {
+            if let Some(rejected) = screen(spec.sql, writeable) {
+                return Ok(Run::Failed(rejected));
             }
-            Some(word) if !allowed(word) => {
-                let expected = if writeable {
-                    "a query or one INSERT/UPDATE/DELETE/MERGE statement"
-                } else {
-                    "one query (SELECT, WITH, VALUES or TABLE)"
-                };
-                return Ok(Run::Failed(Outcome::verdict(
-                    Status::Rejected,
-                    format!("{word} statements are not allowed: submit {expected}"),
-                )));
-            }
-            Some(_) => {}
-        }
-        if let Some(name) = lexer::system_column(spec.sql) {
-            return Ok(Run::Failed(Outcome::verdict(
-                Status::Rejected,
-                format!(
-                    "{name} is not allowed: the system columns xmin, xmax, cmin and cmax \
-                     (and Unicode-escaped names) are not available to solutions; \
-                     rename an alias that uses one"
-                ),
-            )));
+            self.screened = Some((spec.sql.to_string(), writeable));
         }
         if !writeable && spec.prelude.is_none() {
             return self.run_on_role(spec).await;
@@ -1629,6 +1608,32 @@ impl SlotState {
     pub fn lingering(&self) -> bool {
         !lock(&self.lingering).is_empty()
     }
+}
+
+/// Why a statement is refused before it reaches the sandbox: not one statement of the kind
+/// the problem takes, or naming a system column.
+fn screen(sql: &str, writeable: bool) -> Option<Outcome> {
+    let first = lexer::leading_words(sql, 1);
+    let allowed =
+        |w: &str| READ_KEYWORDS.contains(&w) || (writeable && WRITE_KEYWORDS.contains(&w));
+    let message = match first.first() {
+        None => "the solution is empty".to_string(),
+        Some(word) if !allowed(word) => {
+            let expected = if writeable {
+                "a query or one INSERT/UPDATE/DELETE/MERGE statement"
+            } else {
+                "one query (SELECT, WITH, VALUES or TABLE)"
+            };
+            format!("{word} statements are not allowed: submit {expected}")
+        }
+        Some(_) => format!(
+            "{} is not allowed: the system columns xmin, xmax, cmin and cmax \
+             (and Unicode-escaped names) are not available to solutions; \
+             rename an alias that uses one",
+            lexer::system_column(sql)?
+        ),
+    };
+    Some(Outcome::verdict(Status::Rejected, message))
 }
 
 fn time_limit(ms: u32) -> Outcome {

@@ -269,16 +269,23 @@ impl FromRequest for SubmitRequest {
             let fingerprint = body.as_ref().ok().and_then(|b| {
                 check_sql(&b.sql, state.settings.sandbox.max_sql_bytes).ok()?;
                 let problem = state.problems.get(b.problem_id)?;
-                Some(grading::fingerprint(&problem, &b.sql))
+                let digest = grading::statement_digest(&b.sql);
+                Some((grading::fingerprint_of(&problem, &digest), digest))
             });
-            let key = fingerprint.as_ref().map(|f| state.queue.keys.verdict(f));
+            let key = fingerprint
+                .as_ref()
+                .map(|(f, _)| state.queue.keys.verdict(f));
             let (principal, read) = authenticate_along(&state, token, key.as_deref()).await?;
             Ok(SubmitRequest {
                 caller: AuthUser::of(principal)?,
                 body: body?.into_inner(),
                 verdict: fingerprint
                     .zip(read)
-                    .map(|(fingerprint, json)| CachedVerdict { fingerprint, json }),
+                    .map(|((fingerprint, digest), json)| CachedVerdict {
+                        fingerprint,
+                        digest,
+                        json,
+                    }),
             })
         })
     }
